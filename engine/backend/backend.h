@@ -1,0 +1,49 @@
+// Backend and Plan: how an engine backend turns a Graph into something runnable.
+//
+// A Backend is created once per model from an (optimised) Graph. It prepares what plans share (weights in the
+// backend's preferred layout) and compiles Plans, one per batch size. A Plan owns every buffer a run needs, so
+// Run allocates nothing in the steady state.
+// Thread-safety: Backend::Compile may be called from several threads at once. A Plan is used by one thread at a
+// time (it owns scratch memory); give each worker thread its own Plan.
+#ifndef CNNSERVE_ENGINE_BACKEND_BACKEND_H_
+#define CNNSERVE_ENGINE_BACKEND_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/common/status.h"
+#include "engine/tensor/tensor.h"
+
+namespace cnnserve {
+
+class Plan {
+ public:
+  virtual ~Plan() = default;
+  virtual int64_t batch() const = 0;
+  // Plain row-major (NCHW) dims of the input and output, batch first.
+  virtual const Dims& input_dims() const = 0;
+  virtual const Dims& output_dims() const = 0;
+  // Runs one batch: reads NumElements(input_dims()) floats from `src`, writes NumElements(output_dims()) floats
+  // to `dst`. Both are caller-owned and must not overlap. Blocks until done; returns INTERNAL on a backend fault.
+  virtual Status Run(const float* src, float* dst) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Compiles a plan for `batch` (> 0). INVALID_ARGUMENT when the graph cannot run at that batch size.
+  virtual StatusOr<std::unique_ptr<Plan>> Compile(int64_t batch) = 0;
+};
+
+struct BackendOptions {
+  // Threads used inside one Plan::Run (0: all cores). Applied to the calling thread at each Run.
+  int num_threads = 0;
+  // Let the backend pick Winograd convolutions where it judges them faster (oneDNN convolution_auto).
+  bool allow_winograd = false;
+};
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_ENGINE_BACKEND_BACKEND_H_

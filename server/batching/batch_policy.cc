@@ -1,0 +1,78 @@
+#include "server/batching/batch_policy.h"
+
+#include <algorithm>
+
+namespace cnnserve {
+namespace {
+
+bool IsPreferred(int64_t items, const std::vector<int64_t>& preferred) {
+  return std::find(preferred.begin(), preferred.end(), items) != preferred.end();
+}
+
+}  // namespace
+
+BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us, bool flush,
+                          const DynamicBatcherOptions& options) {
+  BatchDecision decision;
+  const int64_t max_items = options.max_batch_size;
+  const int64_t delay_us = std::max<int64_t>(options.max_queue_delay_us, 0);
+
+  // Rule 1: drops. Collect the live tasks, the oldest enqueue time and the earliest deadline among them.
+  std::vector<size_t> live;
+  live.reserve(queue.size());
+  int64_t oldest_enqueue_us = Clock::kInfiniteFuture;
+  int64_t earliest_deadline_us = Clock::kInfiniteFuture;
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const QueuedTaskInfo& task = queue[i];
+    if (task.cancelled) {
+      decision.cancelled.push_back(i);
+    } else if (task.deadline_us <= now_us) {
+      decision.expired.push_back(i);
+    } else if (task.num_items < 1 || task.num_items > max_items) {
+      decision.invalid.push_back(i);
+    } else {
+      live.push_back(i);
+      oldest_enqueue_us = std::min(oldest_enqueue_us, task.enqueue_time_us);
+      earliest_deadline_us = std::min(earliest_deadline_us, task.deadline_us);
+    }
+  }
+  // Rule 2.
+  if (live.empty()) return decision;
+
+  // Rule 3: the candidate prefix, remembering the longest prefix that sums to a preferred size.
+  int64_t items = 0;
+  size_t count = 0;
+  int64_t preferred_items = 0;
+  size_t preferred_count = 0;
+  for (; count < live.size(); ++count) {
+    const int64_t n = queue[live[count]].num_items;
+    if (items + n > max_items) break;
+    items += n;
+    if (IsPreferred(items, options.preferred_batch_sizes)) {
+      preferred_items = items;
+      preferred_count = count + 1;
+    }
+  }
+
+  // Rule 4.
+  const int64_t delay_end_us = AddMicros(oldest_enqueue_us, delay_us);
+  const bool full = items == max_items || count < live.size();
+  const bool delay_over = delay_us == 0 || now_us >= delay_end_us;
+  if (full || preferred_count > 0 || delay_over || flush) {
+    if (items != max_items && preferred_count > 0) {
+      count = preferred_count;
+      items = preferred_items;
+    }
+    decision.action = BatchDecision::Action::kRun;
+    decision.run.assign(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(count));
+    decision.batch_items = items;
+    return decision;
+  }
+
+  // Rule 5.
+  decision.action = BatchDecision::Action::kWait;
+  decision.wake_at_us = std::min(delay_end_us, earliest_deadline_us);
+  return decision;
+}
+
+}  // namespace cnnserve

@@ -1,0 +1,254 @@
+#include "server/batching/dynamic_batcher.h"
+
+#include <exception>
+#include <string>
+#include <utility>
+
+namespace cnnserve {
+namespace {
+
+void Bump(std::atomic<int64_t>& counter, int64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
+int64_t Read(const std::atomic<int64_t>& counter) { return counter.load(std::memory_order_relaxed); }
+
+// Finishes every task of `tasks` with `status` and destroys it.
+void FinishAll(std::vector<std::unique_ptr<Task>>& tasks, const Status& status) {
+  for (std::unique_ptr<Task>& task : tasks) {
+    task->Finish(status);
+    task.reset();
+  }
+  tasks.clear();
+}
+
+}  // namespace
+
+DynamicBatcher::Counters::Counters(int64_t max_batch_size)
+    : batches_by_size(static_cast<size_t>(max_batch_size) + 1) {}
+
+StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const DynamicBatcherOptions& options,
+                                                                 const BatchRunnerFactory& runner_factory) {
+  CNN_RETURN_IF_ERROR(ValidateDynamicBatcherOptions(options));
+  if (!runner_factory) return InvalidArgumentError("runner_factory is empty");
+  std::vector<std::unique_ptr<BatchRunner>> runners;
+  for (int i = 0; i < options.num_instances; ++i) {
+    StatusOr<std::unique_ptr<BatchRunner>> runner = runner_factory(i);
+    if (!runner.ok()) return runner.status().WithContext("creating batch runner " + std::to_string(i));
+    if (*runner == nullptr) return InternalError("runner factory returned null for instance " + std::to_string(i));
+    runners.push_back(std::move(*runner));
+  }
+  std::unique_ptr<DynamicBatcher> batcher(new DynamicBatcher(options, std::move(runners)));
+  for (std::unique_ptr<BatchRunner>& runner : batcher->runners_) {
+    batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), runner.get());
+  }
+  return batcher;
+}
+
+DynamicBatcher::DynamicBatcher(const DynamicBatcherOptions& options,
+                               std::vector<std::unique_ptr<BatchRunner>> runners)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      runners_(std::move(runners)),
+      counters_(options.max_batch_size) {}
+
+DynamicBatcher::~DynamicBatcher() {
+  // Shutdown waits for (or performs) the one shutdown; with a deadline of "now" nothing queued waits.
+  (void)Shutdown(clock_->NowMicros());
+}
+
+Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) {
+  if (task == nullptr) {
+    Bump(counters_.tasks_rejected_invalid);
+    return InvalidArgumentError("Schedule: task is null");
+  }
+  const int64_t items = task->num_items();
+  if (items < 1) {
+    Bump(counters_.tasks_rejected_invalid);
+    return InvalidArgumentError("task has " + std::to_string(items) + " items; must be >= 1");
+  }
+  if (items > options_.max_batch_size) {
+    Bump(counters_.tasks_rejected_invalid);
+    return InvalidArgumentError("batch of " + std::to_string(items) + " items exceeds max_batch_size " +
+                                std::to_string(options_.max_batch_size));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) {
+      Bump(counters_.tasks_rejected_shutdown);
+      return UnavailableError("shutting down: not accepting new tasks");
+    }
+    if (static_cast<int64_t>(queue_.size()) >= options_.max_queue_size) {
+      Bump(counters_.tasks_rejected_queue_full);
+      return UnavailableError("queue full: max_queue_size " + std::to_string(options_.max_queue_size) + " tasks");
+    }
+    const int64_t now_us = clock_->NowMicros();
+    if (task->deadline_us() <= now_us) {
+      Bump(counters_.tasks_rejected_expired);
+      return DeadlineExceededError("deadline passed before the task was queued");
+    }
+    task->set_enqueue_time_us(now_us);
+    queue_.push_back(std::move(task));
+    UpdateQueueDepthLocked();
+    Bump(counters_.tasks_admitted);
+  }
+  work_cv_.notify_one();
+  return OkStatus();
+}
+
+Status DynamicBatcher::Shutdown(int64_t drain_deadline_us) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (shutting_down_) {
+    while (!shutdown_done_) clock_->WaitUntil(lock, progress_cv_, Clock::kInfiniteFuture);
+    return shutdown_result_;
+  }
+  shutting_down_ = true;
+  work_cv_.notify_all();  // waiting workers re-decide with flush set
+  while ((!queue_.empty() || tasks_in_hand_ > 0) && clock_->NowMicros() < drain_deadline_us) {
+    clock_->WaitUntil(lock, progress_cv_, drain_deadline_us);
+  }
+  std::vector<std::unique_ptr<Task>> leftover;
+  leftover.reserve(queue_.size());
+  for (std::unique_ptr<Task>& task : queue_) leftover.push_back(std::move(task));
+  queue_.clear();
+  UpdateQueueDepthLocked();
+  stop_workers_ = true;
+  work_cv_.notify_all();
+  lock.unlock();
+
+  const int64_t failed = static_cast<int64_t>(leftover.size());
+  Bump(counters_.tasks_drain_failed, failed);
+  FinishAll(leftover, UnavailableError("shutting down: task not run before the drain deadline"));
+  for (std::thread& worker : workers_) worker.join();
+  Status result = failed == 0 ? OkStatus()
+                              : DeadlineExceededError("drain deadline passed with " + std::to_string(failed) +
+                                                      " queued tasks; they were finished with UNAVAILABLE");
+
+  lock.lock();
+  shutdown_result_ = result;
+  shutdown_done_ = true;
+  progress_cv_.notify_all();
+  return result;
+}
+
+DynamicBatcherStats DynamicBatcher::stats() const {
+  DynamicBatcherStats stats;
+  stats.queue_depth = QueueDepth();
+  stats.tasks_admitted = Read(counters_.tasks_admitted);
+  stats.tasks_rejected_queue_full = Read(counters_.tasks_rejected_queue_full);
+  stats.tasks_rejected_shutdown = Read(counters_.tasks_rejected_shutdown);
+  stats.tasks_rejected_invalid = Read(counters_.tasks_rejected_invalid);
+  stats.tasks_rejected_expired = Read(counters_.tasks_rejected_expired);
+  stats.tasks_expired = Read(counters_.tasks_expired);
+  stats.tasks_cancelled = Read(counters_.tasks_cancelled);
+  stats.tasks_invalid = Read(counters_.tasks_invalid);
+  stats.tasks_drain_failed = Read(counters_.tasks_drain_failed);
+  stats.tasks_succeeded = Read(counters_.tasks_succeeded);
+  stats.tasks_failed = Read(counters_.tasks_failed);
+  stats.batches_run = Read(counters_.batches_run);
+  stats.items_run = Read(counters_.items_run);
+  stats.batches_by_size.reserve(counters_.batches_by_size.size());
+  for (const std::atomic<int64_t>& n : counters_.batches_by_size) stats.batches_by_size.push_back(Read(n));
+  return stats;
+}
+
+void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
+  std::vector<QueuedTaskInfo> snapshot;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_workers_) {
+    if (queue_.empty()) {
+      clock_->WaitUntil(lock, work_cv_, Clock::kInfiniteFuture);
+      continue;
+    }
+    snapshot.clear();
+    for (const std::unique_ptr<Task>& task : queue_) {
+      snapshot.push_back(QueuedTaskInfo{.num_items = task->num_items(),
+                                        .enqueue_time_us = task->enqueue_time_us(),
+                                        .deadline_us = task->deadline_us(),
+                                        .cancelled = task->IsCancelled()});
+    }
+    const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_);
+    const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
+    if (decision.action != BatchDecision::Action::kRun && !drops) {
+      clock_->WaitUntil(lock, work_cv_, decision.wake_at_us);
+      continue;
+    }
+    TakenTasks taken = TakeLocked(decision);
+    const int64_t count = static_cast<int64_t>(taken.size());
+    tasks_in_hand_ += count;
+    if (!queue_.empty()) work_cv_.notify_one();  // another worker may form the next batch meanwhile
+    lock.unlock();
+    Process(runner, taken);
+    lock.lock();
+    tasks_in_hand_ -= count;
+    if (shutting_down_) progress_cv_.notify_all();
+  }
+}
+
+DynamicBatcher::TakenTasks DynamicBatcher::TakeLocked(const BatchDecision& decision) {
+  enum class Fate : char { kStay, kRun, kCancelled, kExpired, kInvalid };
+  std::vector<Fate> fate(queue_.size(), Fate::kStay);
+  for (size_t i : decision.run) fate[i] = Fate::kRun;
+  for (size_t i : decision.cancelled) fate[i] = Fate::kCancelled;
+  for (size_t i : decision.expired) fate[i] = Fate::kExpired;
+  for (size_t i : decision.invalid) fate[i] = Fate::kInvalid;
+
+  TakenTasks taken;
+  taken.batch_items = decision.batch_items;
+  std::deque<std::unique_ptr<Task>> rest;
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    std::unique_ptr<Task>& task = queue_[i];
+    switch (fate[i]) {
+      case Fate::kStay:
+        rest.push_back(std::move(task));
+        break;
+      case Fate::kRun:
+        taken.batch.push_back(std::move(task));
+        break;
+      case Fate::kCancelled:
+        taken.cancelled.push_back(std::move(task));
+        break;
+      case Fate::kExpired:
+        taken.expired.push_back(std::move(task));
+        break;
+      case Fate::kInvalid:
+        taken.invalid.push_back(std::move(task));
+        break;
+    }
+  }
+  queue_ = std::move(rest);
+  UpdateQueueDepthLocked();
+  return taken;
+}
+
+void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
+  Bump(counters_.tasks_cancelled, static_cast<int64_t>(taken.cancelled.size()));
+  Bump(counters_.tasks_expired, static_cast<int64_t>(taken.expired.size()));
+  Bump(counters_.tasks_invalid, static_cast<int64_t>(taken.invalid.size()));
+  FinishAll(taken.cancelled, CancelledError("request cancelled while queued"));
+  FinishAll(taken.expired, DeadlineExceededError("deadline passed while queued"));
+  FinishAll(taken.invalid, InvalidArgumentError("task item count outside [1, max_batch_size " +
+                                                std::to_string(options_.max_batch_size) + "]"));
+  if (taken.batch.empty()) return;
+
+  std::vector<Task*> batch;
+  batch.reserve(taken.batch.size());
+  for (const std::unique_ptr<Task>& task : taken.batch) batch.push_back(task.get());
+  std::vector<Status> statuses(batch.size());
+  Status overall;
+  try {
+    overall = runner->RunBatch(batch, statuses);
+  } catch (const std::exception& e) {
+    overall = InternalError(std::string("batch runner threw: ") + e.what());
+  } catch (...) {
+    overall = InternalError("batch runner threw a non-standard exception");
+  }
+  Bump(counters_.batches_run);
+  Bump(counters_.items_run, taken.batch_items);
+  Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);
+  for (size_t i = 0; i < taken.batch.size(); ++i) {
+    Status status = statuses[i].ok() ? overall : std::move(statuses[i]);
+    Bump(status.ok() ? counters_.tasks_succeeded : counters_.tasks_failed);
+    taken.batch[i]->Finish(std::move(status));
+    taken.batch[i].reset();
+  }
+}
+
+}  // namespace cnnserve

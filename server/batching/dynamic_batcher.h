@@ -1,0 +1,165 @@
+// DynamicBatcher: one model's request queue and its worker threads. It groups queued tasks into batches following
+// DecideBatch (batch_policy.h) and hands each batch to a BatchRunner on a worker thread; it knows nothing of
+// models, tensors or gRPC.
+//
+// Life of a task: Schedule admits it into a bounded FIFO queue (or returns an error and leaves it with the
+// caller). A worker thread takes it either into a batch, which its runner runs, or out of the queue as cancelled
+// (CANCELLED) or expired (DEADLINE_EXCEEDED). In every case the batcher then calls the task's callback exactly
+// once, outside its lock, and destroys the task. Cancellation and deadlines are checked whenever a worker looks
+// at the queue (a task arrives, a batch ends, a delay or deadline is reached): a cancelled task is finished at the
+// latest when it would otherwise have run, an expired one at its deadline if a worker is free (else when one is).
+//
+// Threads: `num_instances` workers, each owning one BatchRunner made by the factory at Create (so each has its own
+// engine session and scratch). Runners run concurrently with each other, never concurrently with themselves.
+// Thread-safety: all public methods are thread-safe. Callbacks, runners and cancellation checks must not call
+// Shutdown or destroy the batcher.
+#ifndef CNNSERVE_SERVER_BATCHING_DYNAMIC_BATCHER_H_
+#define CNNSERVE_SERVER_BATCHING_DYNAMIC_BATCHER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "server/batching/batch_policy.h"
+#include "server/batching/clock.h"
+#include "server/batching/options.h"
+#include "server/batching/scheduler.h"
+#include "server/batching/task.h"
+
+namespace cnnserve {
+
+// Runs batches for one worker thread. Implemented by the inference layer (and by fakes in tests).
+class BatchRunner {
+ public:
+  virtual ~BatchRunner() = default;
+
+  // Runs `batch`: 1..max_batch_size items in total, tasks in FIFO order. Called only on the worker thread that
+  // owns this runner, so per-runner state needs no lock. The batcher keeps ownership of the tasks and calls their
+  // callbacks after this returns: the runner must not call Task::Finish. `task_statuses` has one entry per task,
+  // all OK on entry; set an entry to fail only that task. A non-OK return fails every task whose entry is still
+  // OK. Blocks for the duration of the run.
+  virtual Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) = 0;
+};
+
+// Makes the runner of worker `instance` (0 .. num_instances - 1); called num_instances times by Create, on the
+// thread calling Create.
+using BatchRunnerFactory = std::function<StatusOr<std::unique_ptr<BatchRunner>>(int instance)>;
+
+// A snapshot of the counters (each read atomically, without locks; the set is not one consistent instant).
+// Once Shutdown has returned: tasks_admitted == tasks_succeeded + tasks_failed + tasks_expired + tasks_cancelled +
+// tasks_invalid + tasks_drain_failed.
+struct DynamicBatcherStats {
+  int64_t queue_depth = 0;                // tasks waiting now
+  int64_t tasks_admitted = 0;             // Schedule returned OK
+  int64_t tasks_rejected_queue_full = 0;  // Schedule returned UNAVAILABLE (queue full)
+  int64_t tasks_rejected_shutdown = 0;    // Schedule returned UNAVAILABLE (shutting down)
+  int64_t tasks_rejected_invalid = 0;     // Schedule returned INVALID_ARGUMENT
+  int64_t tasks_rejected_expired = 0;     // Schedule returned DEADLINE_EXCEEDED
+  int64_t tasks_expired = 0;              // dropped from the queue with DEADLINE_EXCEEDED
+  int64_t tasks_cancelled = 0;            // dropped from the queue with CANCELLED
+  int64_t tasks_invalid = 0;              // dropped from the queue with INVALID_ARGUMENT (never via Schedule)
+  int64_t tasks_drain_failed = 0;         // finished with UNAVAILABLE at the drain deadline
+  int64_t tasks_succeeded = 0;            // ran, OK
+  int64_t tasks_failed = 0;               // ran, runner error
+  int64_t batches_run = 0;
+  int64_t items_run = 0;
+  // batches_by_size[n]: batches run with n items; size max_batch_size + 1 (index 0 unused).
+  std::vector<int64_t> batches_by_size;
+};
+
+class DynamicBatcher final : public Scheduler {
+ public:
+  // Validates `options` (INVALID_ARGUMENT naming the field and limit), makes one runner per instance (the
+  // factory's error, with the instance number, if one fails; INTERNAL if it returns null) and starts the workers.
+  static StatusOr<std::unique_ptr<DynamicBatcher>> Create(const DynamicBatcherOptions& options,
+                                                          const BatchRunnerFactory& runner_factory);
+
+  // Shuts down if Shutdown was not called: queued tasks are finished with UNAVAILABLE at once, running batches
+  // complete, workers are joined. Blocks until then.
+  ~DynamicBatcher() override;
+
+  DynamicBatcher(const DynamicBatcher&) = delete;
+  DynamicBatcher& operator=(const DynamicBatcher&) = delete;
+
+  // See Scheduler::Schedule. Non-blocking apart from a short lock. Sets the task's enqueue time. Errors, checked
+  // in this order: INVALID_ARGUMENT (null task; num_items < 1; num_items > max_batch_size, naming the limit),
+  // UNAVAILABLE "shutting down", UNAVAILABLE (queue holds max_queue_size tasks, naming the limit),
+  // DEADLINE_EXCEEDED (deadline already reached).
+  Status Schedule(std::unique_ptr<Task>& task) override;
+
+  int64_t QueueDepth() const override { return queue_depth_.load(std::memory_order_relaxed); }
+
+  // See Scheduler::Shutdown. Tasks failed at the drain deadline get their callback on the calling thread.
+  Status Shutdown(int64_t drain_deadline_us) override;
+
+  const DynamicBatcherOptions& options() const { return options_; }
+  DynamicBatcherStats stats() const;
+
+ private:
+  struct Counters {
+    explicit Counters(int64_t max_batch_size);
+    std::atomic<int64_t> tasks_admitted{0};
+    std::atomic<int64_t> tasks_rejected_queue_full{0};
+    std::atomic<int64_t> tasks_rejected_shutdown{0};
+    std::atomic<int64_t> tasks_rejected_invalid{0};
+    std::atomic<int64_t> tasks_rejected_expired{0};
+    std::atomic<int64_t> tasks_expired{0};
+    std::atomic<int64_t> tasks_cancelled{0};
+    std::atomic<int64_t> tasks_invalid{0};
+    std::atomic<int64_t> tasks_drain_failed{0};
+    std::atomic<int64_t> tasks_succeeded{0};
+    std::atomic<int64_t> tasks_failed{0};
+    std::atomic<int64_t> batches_run{0};
+    std::atomic<int64_t> items_run{0};
+    std::vector<std::atomic<int64_t>> batches_by_size;
+  };
+  // Tasks a worker took out of the queue under the lock, to finish outside it.
+  struct TakenTasks {
+    std::vector<std::unique_ptr<Task>> batch;
+    std::vector<std::unique_ptr<Task>> cancelled;
+    std::vector<std::unique_ptr<Task>> expired;
+    std::vector<std::unique_ptr<Task>> invalid;
+    int64_t batch_items = 0;
+    size_t size() const { return batch.size() + cancelled.size() + expired.size() + invalid.size(); }
+  };
+
+  DynamicBatcher(const DynamicBatcherOptions& options, std::vector<std::unique_ptr<BatchRunner>> runners);
+
+  void WorkerLoop(BatchRunner* runner);
+  // Moves the tasks named by `decision` out of queue_. Requires mu_.
+  TakenTasks TakeLocked(const BatchDecision& decision);
+  // Finishes the dropped tasks and runs the batch. Called without mu_.
+  void Process(BatchRunner* runner, TakenTasks& taken);
+  void UpdateQueueDepthLocked() {
+    queue_depth_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+  }
+
+  const DynamicBatcherOptions options_;
+  Clock* const clock_;                                 // not owned
+  std::vector<std::unique_ptr<BatchRunner>> runners_;  // runners_[i] is used only by workers_[i]
+  std::vector<std::thread> workers_;
+  Counters counters_;
+  std::atomic<int64_t> queue_depth_{0};
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;          // workers: a task arrived, the queue changed, or stop
+  std::condition_variable progress_cv_;      // Shutdown: a worker finished tasks, or shutdown completed
+  std::deque<std::unique_ptr<Task>> queue_;  // guarded by mu_
+  int64_t tasks_in_hand_ = 0;                // guarded by mu_: taken out of queue_ by a worker, not yet finished
+  bool shutting_down_ = false;               // guarded by mu_: reject new tasks, run queued ones without delay
+  bool stop_workers_ = false;                // guarded by mu_: workers exit
+  bool shutdown_done_ = false;               // guarded by mu_
+  Status shutdown_result_;                   // guarded by mu_; valid once shutdown_done_
+};
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_SERVER_BATCHING_DYNAMIC_BATCHER_H_

@@ -1,0 +1,36 @@
+// DynamicBatcherOptions: every knob of one model's dynamic batcher, with its default. Mirrors the dynamic batching
+// section of a model's config.pbtxt (max batch size, max queue delay, preferred sizes, max queue size, instances).
+// Thread-safety: a plain value; copied into the batcher at Create.
+#ifndef CNNSERVE_SERVER_BATCHING_OPTIONS_H_
+#define CNNSERVE_SERVER_BATCHING_OPTIONS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "server/batching/clock.h"
+
+namespace cnnserve {
+
+struct DynamicBatcherOptions {
+  // Most items (images) in one batch; a task with more is rejected by Schedule. >= 1.
+  int64_t max_batch_size = 8;
+  // How long the oldest queued task may wait for a fuller batch. 0: never wait, run what is there. >= 0.
+  int64_t max_queue_delay_us = 0;
+  // Batch sizes (in items) worth running as soon as they can be formed exactly, e.g. sizes with a compiled plan.
+  // Each in [1, max_batch_size]; order and duplicates do not matter. max_batch_size always counts as preferred.
+  std::vector<int64_t> preferred_batch_sizes;
+  // Most tasks waiting in the queue (not counting running batches); Schedule returns UNAVAILABLE beyond. >= 1.
+  int64_t max_queue_size = 1024;
+  // Worker threads, each with its own BatchRunner (its own engine session). >= 1.
+  int num_instances = 1;
+  // Source of time; not owned, must outlive the batcher. nullptr: Clock::Real().
+  Clock* clock = nullptr;
+};
+
+// OK, or INVALID_ARGUMENT naming the first field out of range and its limit.
+Status ValidateDynamicBatcherOptions(const DynamicBatcherOptions& options);
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_SERVER_BATCHING_OPTIONS_H_

@@ -1,0 +1,237 @@
+// The batch-formation policy, one table row per rule and corner case.
+#include "server/batching/batch_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace cnnserve {
+namespace {
+
+using Action = BatchDecision::Action;
+constexpr int64_t kNever = Clock::kInfiniteFuture;
+
+QueuedTaskInfo T(int64_t items, int64_t enqueue_us, int64_t deadline_us = kNever) {
+  return QueuedTaskInfo{.num_items = items, .enqueue_time_us = enqueue_us, .deadline_us = deadline_us};
+}
+QueuedTaskInfo Cancelled(int64_t items, int64_t enqueue_us, int64_t deadline_us = kNever) {
+  QueuedTaskInfo task = T(items, enqueue_us, deadline_us);
+  task.cancelled = true;
+  return task;
+}
+// `count` one-item tasks enqueued at 0, 1, 2, ...
+std::vector<QueuedTaskInfo> Singles(int count) {
+  std::vector<QueuedTaskInfo> queue = {};
+  for (int i = 0; i < count; ++i) queue.push_back(T(1, i));
+  return queue;
+}
+std::vector<size_t> Range(size_t count) {
+  std::vector<size_t> indices;
+  for (size_t i = 0; i < count; ++i) indices.push_back(i);
+  return indices;
+}
+
+// Policy knobs of one row.
+struct Policy {
+  int64_t max_batch_size = 8;
+  int64_t delay_us = 100;
+  std::vector<int64_t> preferred = {};
+};
+Policy P(int64_t max_batch_size, int64_t delay_us, std::vector<int64_t> preferred = {}) {
+  return Policy{max_batch_size, delay_us, std::move(preferred)};
+}
+
+// Expected decision of one row: Idle(), Run(indices, items) or Wait(until), plus the drops.
+struct Expect {
+  BatchDecision::Action action = Action::kIdle;
+  std::vector<size_t> run = {};
+  int64_t batch_items = 0;
+  int64_t wake_at_us = kNever;
+  std::vector<size_t> expired = {};
+  std::vector<size_t> cancelled = {};
+  std::vector<size_t> invalid = {};
+
+  Expect Expired(std::vector<size_t> indices) && {
+    expired = std::move(indices);
+    return std::move(*this);
+  }
+  Expect Cancelled(std::vector<size_t> indices) && {
+    cancelled = std::move(indices);
+    return std::move(*this);
+  }
+  Expect Invalid(std::vector<size_t> indices) && {
+    invalid = std::move(indices);
+    return std::move(*this);
+  }
+};
+Expect Idle() { return Expect{}; }
+Expect Run(std::vector<size_t> run, int64_t items) {
+  return Expect{.action = Action::kRun, .run = std::move(run), .batch_items = items};
+}
+Expect Wait(int64_t until_us) { return Expect{.action = Action::kWait, .wake_at_us = until_us}; }
+
+struct Row {
+  std::string name;
+  Policy policy;
+  std::vector<QueuedTaskInfo> queue;
+  int64_t now_us;
+  bool flush;
+  Expect expect;
+};
+
+std::ostream& operator<<(std::ostream& os, const Row& row) { return os << row.name; }
+
+constexpr bool kFlush = true;
+
+std::vector<Row> Rows() {
+  std::vector<Row> rows;
+  auto add = [&rows](std::string name, Policy policy, std::vector<QueuedTaskInfo> queue, int64_t now_us,
+                     Expect expect, bool flush = false) {
+    rows.push_back(Row{std::move(name), std::move(policy), std::move(queue), now_us, flush, std::move(expect)});
+  };
+  const Policy defaults = P(8, 100);  // max_batch_size 8, max_queue_delay_us 100, no preferred sizes
+
+  // Each row: name, policy, queue (T(items, enqueue_us[, deadline_us])), now_us, expected decision[, flush].
+  // --- Empty queue and the delay.
+  add("EmptyQueueIsIdle", defaults, {}, 0, Idle());
+  add("EmptyQueueIsIdleEvenWhenFlushing", defaults, {}, 0, Idle(), kFlush);
+  add("ZeroDelayRunsOneTaskAtOnce", P(8, 0), {T(1, 0)}, 0, Run({0}, 1));
+  add("ZeroDelayRunsEverythingThatFits", P(8, 0), {T(2, 0), T(3, 0)}, 0, Run({0, 1}, 5));
+  add("BelowMaxWaitsForOldestDelay", defaults, {T(1, 0), T(2, 10)}, 50, Wait(100));
+  add("OneMicroBeforeDelayEndStillWaits", defaults, {T(1, 0), T(2, 10)}, 99, Wait(100));
+  add("DelayEndReachedRunsWhatIsThere", defaults, {T(1, 0), T(2, 10)}, 100, Run({0, 1}, 3));
+  add("DelayLongPastRunsWhatIsThere", defaults, {T(1, 0), T(2, 10), T(1, 20)}, 10000, Run({0, 1, 2}, 4));
+  add("DelayCountsFromOldestTask", P(8, 1000), {T(1, 500), T(1, 900)}, 1400, Wait(1500));
+  add("HugeDelayDoesNotOverflow", P(8, kNever - 1), {T(1, 1000)}, 2000, Wait(kNever));
+
+  // --- max_batch_size.
+  add("ExactlyMaxRunsAtOnce", defaults, {T(4, 0), T(4, 1)}, 1, Run({0, 1}, 8));
+  add("SingleTaskOfMaxItemsRunsAtOnce", defaults, {T(8, 0)}, 0, Run({0}, 8));
+  add("AboveMaxRunsFirstMaxItems", defaults, Singles(10), 9, Run(Range(8), 8));
+  add("MaxBatchSizeOneRunsOneTask", P(1, 100), Singles(3), 2, Run({0}, 1));
+  add("MultiItemTaskThatDoesNotFitEndsTheBatch", defaults, {T(3, 0), T(3, 1), T(3, 2)}, 2, Run({0, 1}, 6));
+  add("LaterSmallTaskIsNotPulledForward", defaults, {T(6, 0), T(3, 1), T(1, 2)}, 2, Run({0}, 6));
+  add("TwoBigTasksRunOneAtATime", P(4, 100), {T(3, 0), T(4, 1)}, 1, Run({0}, 3));
+  add("MultiItemTasksBelowMaxWait", defaults, {T(3, 0), T(4, 1)}, 1, Wait(100));
+
+  // --- Preferred sizes.
+  add("PreferredSizeReachedRunsAtOnce", P(8, 100, {4}), {T(2, 0), T(2, 1)}, 1, Run({0, 1}, 4));
+  add("LargestReachablePreferredWins", P(8, 100, {2, 4}), Singles(5), 4, Run(Range(4), 4));
+  add("PreferredOrderAndDuplicatesDoNotMatter", P(8, 100, {4, 2, 4}), Singles(3), 2, Run(Range(2), 2));
+  add("PreferredNotReachableExactlyWaits", P(8, 100, {4}), {T(3, 0), T(3, 1)}, 1, Wait(100));
+  add("PreferredSkippedOverByMultiItemTaskWaits", P(8, 100, {2}), {T(1, 0), T(3, 1)}, 1, Wait(100));
+  add("PreferredBelowOneTaskIsNotReachable", P(8, 100, {1}), {T(2, 0)}, 0, Wait(100));
+  add("DelayEndWithPreferredReachableRunsPreferredPrefix", P(8, 100, {2}), Singles(3), 100, Run(Range(2), 2));
+  add("DelayEndWithPreferredNotReachableRunsAll", P(8, 100, {4}), Singles(3), 100, Run(Range(3), 3));
+  add("FullBatchBeatsSmallerPreferred", P(8, 100, {4}), Singles(9), 8, Run(Range(8), 8));
+  add("BlockedBatchUsesPreferredPrefix", P(8, 100, {4}), {T(2, 0), T(2, 1), T(2, 2), T(3, 3)}, 3, Run({0, 1}, 4));
+  add("BlockedBatchWithoutPreferredRunsAllThatFits", P(8, 100, {5}), {T(2, 0), T(2, 1), T(2, 2), T(3, 3)}, 3,
+      Run({0, 1, 2}, 6));
+  add("ZeroDelayStillPrefersPreferredSize", P(8, 0, {4}), Singles(5), 4, Run(Range(4), 4));
+  add("PreferredEqualToMax", P(8, 100, {8}), Singles(8), 7, Run(Range(8), 8));
+
+  // --- Deadlines (a task expires when now_us >= deadline_us).
+  add("ExpiredTaskDroppedRestWaits", defaults, {T(1, 0, 50), T(1, 10)}, 50, Wait(110).Expired({0}));
+  add("ExpiredTaskInTheMiddleDropped", P(8, 0), {T(1, 0), T(1, 1, 5), T(1, 2)}, 5, Run({0, 2}, 2).Expired({1}));
+  add("DeadlineInTheFutureIsKept", P(8, 0), {T(1, 0, 6)}, 5, Run({0}, 1));
+  add("AllExpiredIsIdle", defaults, {T(1, 0, 10), T(2, 1, 20)}, 20, Idle().Expired({0, 1}));
+  add("WakesAtEarliestDeadlineBeforeDelayEnd", defaults, {T(1, 0, 300), T(1, 10, 40)}, 20, Wait(40));
+  add("DeadlineAfterDelayEndDoesNotMatter", defaults, {T(1, 0, 300)}, 20, Wait(100));
+  add("ExpiredTasksDoNotFillTheBatch", defaults, {T(4, 0, 5), T(4, 1), T(4, 2)}, 5, Run({1, 2}, 8).Expired({0}));
+  add("ExpiredOldestNoLongerSetsTheDelay", defaults, {T(1, 0, 30), T(1, 50)}, 120, Wait(150).Expired({0}));
+
+  // --- Cancellation.
+  add("CancelledTaskDropped", P(8, 0), {Cancelled(1, 0), T(1, 1)}, 1, Run({1}, 1).Cancelled({0}));
+  add("CancelledWinsOverExpired", defaults, {Cancelled(1, 0, 5)}, 10, Idle().Cancelled({0}));
+  add("CancelledTaskMakesRoom", defaults, {T(4, 0), Cancelled(4, 1), T(4, 2)}, 2, Run({0, 2}, 8).Cancelled({1}));
+  add("CancelledOldestNoLongerSetsTheDelay", defaults, {Cancelled(1, 0), T(1, 50)}, 120, Wait(150).Cancelled({0}));
+  add("MixedDrops", P(8, 0), {T(1, 0, 3), Cancelled(1, 1), T(2, 2), T(1, 3, 4)}, 4,
+      Run({2}, 2).Expired({0, 3}).Cancelled({1}));
+
+  // --- Flush (shutting down: no more tasks will come).
+  add("FlushRunsWithoutWaiting", defaults, {T(1, 0)}, 0, Run({0}, 1), kFlush);
+  add("FlushRespectsMax", defaults, {T(5, 0), T(5, 1)}, 1, Run({0}, 5), kFlush);
+  add("FlushStillDropsExpired", defaults, {T(1, 0, 1), T(1, 0)}, 1, Run({1}, 1).Expired({0}), kFlush);
+
+  // --- Item counts that Schedule would have rejected.
+  add("OversizedTaskInvalid", P(4, 0), {T(5, 0), T(1, 1)}, 1, Run({1}, 1).Invalid({0}));
+  add("ZeroItemTaskInvalid", defaults, {T(0, 0)}, 0, Idle().Invalid({0}));
+  return rows;
+}
+
+class BatchPolicyTest : public ::testing::TestWithParam<Row> {};
+
+TEST_P(BatchPolicyTest, Decides) {
+  const Row& row = GetParam();
+  DynamicBatcherOptions options;
+  options.max_batch_size = row.policy.max_batch_size;
+  options.max_queue_delay_us = row.policy.delay_us;
+  options.preferred_batch_sizes = row.policy.preferred;
+
+  const BatchDecision decision = DecideBatch(row.queue, row.now_us, row.flush, options);
+  EXPECT_EQ(decision.action, row.expect.action);
+  EXPECT_EQ(decision.run, row.expect.run);
+  EXPECT_EQ(decision.batch_items, row.expect.batch_items);
+  EXPECT_EQ(decision.wake_at_us, row.expect.wake_at_us);
+  EXPECT_EQ(decision.expired, row.expect.expired);
+  EXPECT_EQ(decision.cancelled, row.expect.cancelled);
+  EXPECT_EQ(decision.invalid, row.expect.invalid);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, BatchPolicyTest, ::testing::ValuesIn(Rows()),
+                         [](const ::testing::TestParamInfo<Row>& info) { return info.param.name; });
+
+// Properties over many generated queues: never more than max items, FIFO prefix, every index accounted for once.
+TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
+  uint32_t seed = 12345;
+  auto next = [&seed](uint32_t bound) {
+    seed = seed * 1664525u + 1013904223u;
+    return (seed >> 8) % bound;
+  };
+  for (int round = 0; round < 5000; ++round) {
+    DynamicBatcherOptions options;
+    options.max_batch_size = 1 + next(8);
+    options.max_queue_delay_us = next(3) * 50;
+    for (int p = next(3); p > 0; --p) options.preferred_batch_sizes.push_back(1 + next(options.max_batch_size));
+    std::vector<QueuedTaskInfo> queue;
+    for (int i = next(12); i > 0; --i) {
+      QueuedTaskInfo task = T(1 + next(options.max_batch_size), next(100));
+      if (next(5) == 0) task.deadline_us = next(200);
+      task.cancelled = next(9) == 0;
+      queue.push_back(task);
+    }
+    const int64_t now_us = next(200);
+    const BatchDecision d = DecideBatch(queue, now_us, next(4) == 0, options);
+    SCOPED_TRACE("round " + std::to_string(round));
+
+    std::vector<int> seen(queue.size(), 0);
+    for (size_t i : d.run) ++seen[i];
+    for (size_t i : d.expired) ++seen[i];
+    for (size_t i : d.cancelled) ++seen[i];
+    for (size_t i : d.invalid) ++seen[i];
+    for (int n : seen) ASSERT_LE(n, 1);
+    int64_t items = 0;
+    for (size_t i : d.run) items += queue[i].num_items;
+    ASSERT_EQ(items, d.batch_items);
+    ASSERT_LE(items, options.max_batch_size);
+    ASSERT_EQ(d.action == BatchDecision::Action::kRun, !d.run.empty());
+    // The run set is a FIFO prefix of the tasks that were not dropped.
+    std::vector<size_t> live;
+    for (size_t i = 0; i < queue.size(); ++i) {
+      const bool dropped = std::find(d.run.begin(), d.run.end(), i) == d.run.end() && seen[i] == 1;
+      if (!dropped) live.push_back(i);
+    }
+    ASSERT_LE(d.run.size(), live.size());
+    ASSERT_TRUE(std::equal(d.run.begin(), d.run.end(), live.begin())) << "run is not a FIFO prefix";
+    if (d.action == BatchDecision::Action::kWait) {
+      ASSERT_GT(d.wake_at_us, now_us);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cnnserve

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cnnserve needs, only those missing. Idempotent; silent when all are present.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libonnx-dev
+  ocl-icd-opencl-dev opencl-headers
+  python3-torch python3-torchvision python3-onnx python3-numpy python3-grpcio
+  dataset-fashion-mnist libonnx-testdata
+  nodejs npm
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# nodejs/npm may come from elsewhere (e.g. a preinstalled toolchain): accept any working node + npm.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/nodejs}")
+  missing=("${missing[@]/npm}")
+fi
+filtered=()
+for p in "${missing[@]}"; do [ -n "$p" ] && filtered+=("$p"); done
+[ ${#filtered[@]} -eq 0 ] && exit 0
+
+echo "install_deps: installing ${filtered[*]}"
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
+echo "install_deps: done"
