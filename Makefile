@@ -27,10 +27,9 @@ build: configure
 zoo:
 	$(PYTHON) models/zoo/export.py --out $(ZOO_DIR) --models $(ZOO_MODELS) --reference-batches 1,3
 
-# Until the server lands: print the per-layer table of the default models.
+# Until the server lands: print the per-layer table of the models in the default repository.
 run: deps build
-	$(MAKE) --no-print-directory zoo ZOO_MODELS=lenet5,alexnet,zfnet
-	@for m in lenet5 alexnet zfnet; do $(BUILD)/bin/cnnbench inspect $(ZOO_DIR)/$$m.onnx; echo; done
+	@for f in models/repository/*/[0-9]*/model.onnx; do echo "== $$f"; $(BUILD)/bin/cnnbench inspect $$f; echo; done
 
 test: deps build zoo
 	cd $(BUILD) && CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800

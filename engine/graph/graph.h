@@ -58,8 +58,9 @@ class Graph {
   const Dims& dims(const std::string& value) const { return value_dims_.at(value); }
   const Dims& output_dims() const { return value_dims_.at(output_); }
 
-  // Dims of every non-constant value for `batch` (> 0). Fails when the graph fixes the batch (a static input
-  // batch that differs, or a Reshape that hard-codes it).
+  // Dims of every non-constant value for `batch` (> 0). Dimension 0 of the input is always treated as the batch,
+  // even when the file gives it a fixed size (as servers do with implicit batching). Fails when the graph does
+  // not carry the batch through to dimension 0 of the output, e.g. a Reshape that hard-codes it.
   StatusOr<std::unordered_map<std::string, Dims>> InferShapes(int64_t batch) const;
 
   // Total number of constant elements and their bytes (weights as stored).

@@ -49,19 +49,19 @@ enum class AutoPad { kNotSet, kSameUpper, kSameLower, kValid };
 // fills them in from the input shape (kernel_shape from the weights, strides/dilations 1, pads 0 or auto_pad).
 struct ConvAttrs {
   int64_t group = 1;
-  std::vector<int64_t> kernel_shape;
-  std::vector<int64_t> strides;
-  std::vector<int64_t> pads;
-  std::vector<int64_t> dilations;
+  std::vector<int64_t> kernel_shape = {};
+  std::vector<int64_t> strides = {};
+  std::vector<int64_t> pads = {};
+  std::vector<int64_t> dilations = {};
   AutoPad auto_pad = AutoPad::kNotSet;
 };
 
 // MaxPool and AveragePool.
 struct PoolAttrs {
-  std::vector<int64_t> kernel_shape;
-  std::vector<int64_t> strides;
-  std::vector<int64_t> pads;
-  std::vector<int64_t> dilations;  // MaxPool only
+  std::vector<int64_t> kernel_shape = {};
+  std::vector<int64_t> strides = {};
+  std::vector<int64_t> pads = {};
+  std::vector<int64_t> dilations = {};  // MaxPool only
   bool ceil_mode = false;
   bool count_include_pad = false;  // AveragePool only
   AutoPad auto_pad = AutoPad::kNotSet;
@@ -89,7 +89,7 @@ struct FlattenAttrs {
 
 // The target shape is a constant (ONNX passes it as an input; the importer moves it here).
 struct ReshapeAttrs {
-  std::vector<int64_t> shape;
+  std::vector<int64_t> shape = {};
   bool allow_zero = false;
 };
 

@@ -81,8 +81,7 @@ std::string MdToString(const Md& md) {
   const dnnl_blocking_desc_t& blk = d.format_desc.blocking;
   std::vector<int> order(d.ndims);
   for (int i = 0; i < d.ndims; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return blk.strides[a] > blk.strides[b]; });
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return blk.strides[a] > blk.strides[b]; });
   std::vector<bool> blocked(d.ndims, false);
   for (int i = 0; i < blk.inner_nblks; ++i) blocked[blk.inner_idxs[i]] = true;
   std::string out;
@@ -94,8 +93,8 @@ std::string MdToString(const Md& md) {
 }
 
 Status DnnlStatus(const std::string& node, const dnnl::error& e) {
-  std::string message = "oneDNN failed on node '" + node + "': " + e.what() + " (" +
-                        dnnl_status2str(e.status) + ")";
+  std::string message =
+      "oneDNN failed on node '" + node + "': " + e.what() + " (" + dnnl_status2str(e.status) + ")";
   if (e.status == dnnl_unimplemented) return UnimplementedError(std::move(message));
   if (e.status == dnnl_out_of_memory) return ResourceExhaustedError(std::move(message));
   return InternalError(std::move(message));
@@ -197,6 +196,7 @@ class ModelState {
       dnnl::reorder(user, prepared).execute(stream, user, prepared);
       stream.wait();
       ++counters_.weight_reorders;
+      counters_.weight_bytes_copied += static_cast<int64_t>(want.get_size());
     }
     ++counters_.weight_preparations;
     weights_.push_back({key, want, prepared});
@@ -265,15 +265,16 @@ class DnnlPlan : public Plan {
     }
     for (size_t i = 0; i < primitives_.size(); ++i) {
       const std::vector<dnnl_exec_arg_t>& args = args_[i];
-      const dnnl_status_t status = dnnl_primitive_execute(primitives_[i].get(), stream_.get(),
-                                                          static_cast<int>(args.size()), args.data());
+      const dnnl_status_t status =
+          dnnl_primitive_execute(primitives_[i].get(), stream_.get(), static_cast<int>(args.size()), args.data());
       if (status != dnnl_success) {
         return InternalError("oneDNN execution failed at node '" + info_.steps[i].node + "' (" +
                              info_.steps[i].kind + "): " + dnnl_status2str(status));
       }
     }
     const dnnl_status_t status = dnnl_stream_wait(stream_.get());
-    if (status != dnnl_success) return InternalError(std::string("oneDNN stream wait: ") + dnnl_status2str(status));
+    if (status != dnnl_success)
+      return InternalError(std::string("oneDNN stream wait: ") + dnnl_status2str(status));
     return OkStatus();
   }
 
@@ -619,24 +620,30 @@ class PlanBuilder {
           dnnl::inner_product_forward::desc(kInference, src_md, weights_md, bias_md, AnyMd(dst_dims)),
           Attr(op.relu), engine_);
     };
-    // Candidates as for convolutions: the source's current layout, the weight layout other plans prepared.
+    // Weight candidates, best first: the layout other plans already prepared; the graph's own buffer (no copy:
+    // FC weights are most of a VGG/AlexNet's bytes, and at serving batch sizes the FC is bound by reading them,
+    // which a plain layout does as fast); oneDNN's choice. For each, the source's current layout (no reorder),
+    // then plain, then oneDNN's choice (an activation reorder is cheap next to a copy of the weights).
     std::vector<Md> src_candidates;
     MemRef src;
     if (src_value == op.src && a_dims.size() != 2) {
+      // An N-D MatMul input: its plain layout viewed as [M, K].
       CNN_ASSIGN_OR_RETURN(MemRef plain, GetPlain(op.src));
       src = MemRef{plain.buffer, PlainMd(src_dims)};
       src_candidates.push_back(src.md);
     } else {
       CNN_ASSIGN_OR_RETURN(MemRef current, Get(src_value));
       if (current.md.data.format_kind == dnnl_blocked) src_candidates.push_back(current.md);
+      if (!(current.md == PlainMd(src_dims))) src_candidates.push_back(PlainMd(src_dims));
       src_candidates.push_back(AnyMd(src_dims));
     }
     std::vector<Md> weights_candidates;
     if (auto preferred = model_->PreferredWeights(op.name)) weights_candidates.push_back(*preferred);
+    weights_candidates.push_back(user_weights);
     weights_candidates.push_back(AnyMd(weights_dims));
     std::optional<dnnl::inner_product_forward::primitive_desc> chosen;
-    for (size_t s = 0; s < src_candidates.size() && !chosen; ++s) {
-      for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
+    for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
+      for (size_t s = 0; s < src_candidates.size() && !chosen; ++s) {
         auto pd = TryCreate([&] { return make_pd(src_candidates[s], weights_candidates[w]); });
         const bool last_resort = s + 1 == src_candidates.size() && w + 1 == weights_candidates.size();
         if (pd && (last_resort || !IsReference(*pd))) chosen = std::move(pd);
@@ -697,9 +704,16 @@ class PlanBuilder {
     const bool const_b = op.weights != nullptr;
     std::optional<dnnl::matmul::primitive_desc> chosen;
     if (const_b) {
-      if (auto preferred = model_->PreferredWeights(op.name)) {
-        chosen = TryCreate(
-            [&] { return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, *preferred, PlainMd(dst_dims)), attr, engine_); });
+      // As for inner products: weights already prepared by another plan, else the graph's buffer as it is.
+      std::vector<Md> weights_candidates;
+      if (auto preferred = model_->PreferredWeights(op.name)) weights_candidates.push_back(*preferred);
+      weights_candidates.push_back(b_md);
+      for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
+        auto pd = TryCreate([&] {
+          return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, weights_candidates[w], PlainMd(dst_dims)),
+                                              attr, engine_);
+        });
+        if (pd && !IsReference(*pd)) chosen = std::move(pd);
       }
     }
     if (!chosen) {
@@ -815,7 +829,8 @@ class PlanBuilder {
         dnnl::pooling_v2_forward::desc(kInference, algorithm, src.md, AnyMd(dst_dims), strides, kernel, dilates,
                                        pad_l, pad_r_eff),
         ScratchpadAttr(), engine_);
-    if (!(pd.src_desc() == src.md)) return InternalError("node '" + op.name + "': pooling changed its source layout");
+    if (!(pd.src_desc() == src.md))
+      return InternalError("node '" + op.name + "': pooling changed its source layout");
     const MemRef dst = NewActivation(pd.dst_desc());
     AddStep(op.name, pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
     Define(op.dst, dst);
@@ -928,7 +943,8 @@ class PlanBuilder {
     const Dims& dst_dims = shapes_.at(op.dst);
     // src0 must have the output's dims (oneDNN broadcasts src1 only); Add commutes.
     std::string full = op.src, other = op.src2;
-    if (DimsOf(full) != dst_dims || (graph_.is_constant(full) && DimsOf(other) == dst_dims)) std::swap(full, other);
+    if (DimsOf(full) != dst_dims || (graph_.is_constant(full) && DimsOf(other) == dst_dims))
+      std::swap(full, other);
     if (DimsOf(full) != dst_dims) {
       return UnimplementedError("node '" + op.name + "' (Add): broadcasting both inputs (" +
                                 DimsToString(DimsOf(op.src)) + " + " + DimsToString(DimsOf(op.src2)) +
@@ -1150,12 +1166,6 @@ class DnnlBackend : public Backend {
 
   StatusOr<std::unique_ptr<Plan>> Compile(int64_t batch) override {
     if (batch <= 0) return InvalidArgumentError("batch must be positive, got " + std::to_string(batch));
-    const Graph& graph = model_->graph();
-    if (!graph.dynamic_batch() && batch != graph.input_dims()[0]) {
-      return InvalidArgumentError("graph '" + graph.name() + "' has a static batch of " +
-                                  std::to_string(graph.input_dims()[0]) + "; cannot compile batch " +
-                                  std::to_string(batch));
-    }
     // Primitive descriptors size their scratchpads for the creating thread's OpenMP team: compile with the
     // thread count the plan runs with.
     ScopedOmpThreads threads(ResolveThreads(model_->options().num_threads));

@@ -17,11 +17,11 @@
 namespace cnnserve::dnnl_internal {
 
 enum class LoweredKind {
-  kConv,       // convolution (+ bias, + relu)
-  kFc,         // inner product: Gemm/MatMul with constant 2-D B and plain A (+ bias, + relu)
-  kMatMul,     // matmul primitive: everything else Gemm/MatMul can express (+ binary add of C, + relu)
-  kRelu,       // standalone eltwise relu
-  kPool,       // MaxPool, AveragePool, GlobalAveragePool
+  kConv,    // convolution (+ bias, + relu)
+  kFc,      // inner product: Gemm/MatMul with constant 2-D B and plain A (+ bias, + relu)
+  kMatMul,  // matmul primitive: everything else Gemm/MatMul can express (+ binary add of C, + relu)
+  kRelu,    // standalone eltwise relu
+  kPool,    // MaxPool, AveragePool, GlobalAveragePool
   kLrn,
   kSoftmax,
   kBatchNorm,  // standalone batch_normalization (inference, global stats)

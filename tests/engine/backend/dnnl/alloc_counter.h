@@ -8,7 +8,7 @@
 namespace cnnserve::dnnl_test {
 
 void StartCountingAllocations();
-// Allocations by this thread since StartCountingAllocations().
+// Allocations by this thread since StartCountingAllocations(); -1 when not available (AddressSanitizer builds).
 int64_t StopCountingAllocations();
 
 }  // namespace cnnserve::dnnl_test

@@ -19,6 +19,21 @@ namespace {
 using dnnl_internal::DescribePlan;
 using dnnl_internal::FormatPlanInfo;
 
+// Resident set size of this process now and at its peak, in MB (Linux).
+std::pair<double, double> RssMb() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return {0, 0};
+  char line[256];
+  double rss = 0, peak = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    long kb = 0;
+    if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) rss = kb / 1024.0;
+    if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) peak = kb / 1024.0;
+  }
+  std::fclose(f);
+  return {rss, peak};
+}
+
 bool BenchEnabled() {
   const char* env = std::getenv("CNNSERVE_DNNL_BENCH");
   return env != nullptr && std::string(env) == "1";
@@ -65,13 +80,15 @@ std::shared_ptr<const Graph> Vgg16(int64_t image, bool with_fc) {
   if (with_fc) {
     const int64_t spatial = image / 32;
     y = b.Op(OpType::kFlatten, {y}, FlattenAttrs{1});
-    y = b.Op(OpType::kRelu, {b.Op(OpType::kGemm, {y, b.Const({4096, 512 * spatial * spatial}, 0.01f), b.Const({4096})},
-                                  GemmAttrs{1.0f, 1.0f, false, true})});
+    y = b.Op(OpType::kRelu,
+             {b.Op(OpType::kGemm, {y, b.Const({4096, 512 * spatial * spatial}, 0.01f), b.Const({4096})},
+                   GemmAttrs{1.0f, 1.0f, false, true})});
     y = b.Op(OpType::kDropout, {y});
     y = b.Op(OpType::kRelu, {b.Op(OpType::kGemm, {y, b.Const({4096, 4096}, 0.01f), b.Const({4096})},
                                   GemmAttrs{1.0f, 1.0f, false, true})});
     y = b.Op(OpType::kDropout, {y});
-    y = b.Op(OpType::kGemm, {y, b.Const({1000, 4096}, 0.01f), b.Const({1000})}, GemmAttrs{1.0f, 1.0f, false, true});
+    y = b.Op(OpType::kGemm, {y, b.Const({1000, 4096}, 0.01f), b.Const({1000})},
+             GemmAttrs{1.0f, 1.0f, false, true});
     SoftmaxAttrs softmax;
     softmax.axis = 1;
     y = b.Op(OpType::kSoftmax, {y}, softmax);
@@ -123,7 +140,8 @@ std::shared_ptr<const Graph> AlexNet() {
   return graph.ok() ? *graph : nullptr;
 }
 
-// Runs `graph` at `batch` with direct convolutions and with Winograd allowed under each policy; prints time, GFLOP/s and how far the Winograd outputs are from the direct ones.
+// Runs `graph` at `batch` with direct convolutions and with Winograd allowed under each policy; prints time,
+// GFLOP/s and how far the Winograd outputs are from the direct ones.
 void CompareDirectAndWinograd(const std::string& label, const std::shared_ptr<const Graph>& graph, int64_t batch,
                               double flops, int runs, bool print_plan) {
   const char* names[4] = {"direct", "onednn-auto", "always", "heuristic"};
@@ -190,23 +208,37 @@ TEST(DnnlBench, FullNetworksLayoutsAndTimes) {
   };
   for (const Net& net : {Net{"AlexNet", AlexNet()}, Net{"VGG-16", Vgg16(224, true)}}) {
     ASSERT_NE(net.graph, nullptr);
-    auto backend = CreateDnnlBackend(net.graph, BackendOptions());
-    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
-    for (int64_t batch : {1, 8}) {
-      const auto start = std::chrono::steady_clock::now();
-      auto plan = (*backend)->Compile(batch);
-      ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-      const double compile_ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      const std::vector<float> input = RandomVector(NumElements((*plan)->input_dims()), 7);
-      std::vector<float> output(static_cast<size_t>(NumElements((*plan)->output_dims())));
-      const Timing t = TimeRuns(**plan, input, output, batch == 1 ? 5 : 2);
-      auto info = DescribePlan(**plan);
-      ASSERT_TRUE(info.ok());
-      std::printf("%s batch %lld: compile %.0f ms, run best %.1f ms (%.1f ms/image), mean %.1f ms\n",
-                  net.name.c_str(), static_cast<long long>(batch), compile_ms, t.best_ms, t.best_ms / batch,
-                  t.mean_ms);
-      std::printf("%s", FormatPlanInfo(*info).c_str());
+    const double weight_mb = net.graph->num_constant_elements() * 4.0 / (1 << 20);
+    const double rss_graph = RssMb().first;
+    for (bool winograd : {false, true}) {
+      BackendOptions options;
+      options.allow_winograd = winograd;
+      auto backend = CreateDnnlBackend(net.graph, options);
+      ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+      for (int64_t batch : {1, 8}) {
+        const auto start = std::chrono::steady_clock::now();
+        auto plan = (*backend)->Compile(batch);
+        ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+        const double compile_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        const std::vector<float> input = RandomVector(NumElements((*plan)->input_dims()), 7);
+        std::vector<float> output(static_cast<size_t>(NumElements((*plan)->output_dims())));
+        const Timing t = TimeRuns(**plan, input, output, batch == 1 ? 5 : 2);
+        auto info = DescribePlan(**plan);
+        ASSERT_TRUE(info.ok());
+        std::printf("%s%s batch %lld: compile %.0f ms, run best %.1f ms (%.1f ms/image), mean %.1f ms\n",
+                    net.name.c_str(), winograd ? " (winograd allowed)" : "", static_cast<long long>(batch),
+                    compile_ms, t.best_ms, t.best_ms / batch, t.mean_ms);
+        std::printf("%s", FormatPlanInfo(*info).c_str());
+        const auto [rss, peak] = RssMb();
+        auto counters = dnnl_internal::GetBackendCounters(**backend);
+        ASSERT_TRUE(counters.ok());
+        std::printf(
+            "%s: weights %.0f MB, backend weight copies %.1f MB, plan arena %.1f MB; process RSS %.0f MB "
+            "(before the backend %.0f MB), peak %.0f MB\n",
+            net.name.c_str(), weight_mb, counters->weight_bytes_copied / 1048576.0,
+            (info->activation_bytes + info->scratchpad_bytes) / 1048576.0, rss, rss_graph, peak);
+      }
     }
   }
 }

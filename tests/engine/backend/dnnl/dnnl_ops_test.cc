@@ -31,7 +31,7 @@ const std::vector<int64_t> kBatches = {1, 3, 8};
 
 TEST(DnnlOpsTest, ConvRandomized) {
   std::mt19937 rng(42);
-  for (int trial = 0; trial < 40; ++trial) {
+  for (int trial = 0; trial < 150; ++trial) {
     int64_t group = Pick<int64_t>(rng, {1, 1, 1, 2, 3, 4, 0});
     const bool depthwise = group == 0;
     const int64_t cpg = depthwise ? 1 : Pick<int64_t>(rng, {1, 2, 3, 5, 8, 16, 32});
@@ -120,7 +120,7 @@ struct PoolCase {
 
 TEST(DnnlOpsTest, PoolRandomized) {
   std::mt19937 rng(7);
-  for (int trial = 0; trial < 48; ++trial) {
+  for (int trial = 0; trial < 150; ++trial) {
     const OpType type = Uniform(rng, 0, 1) == 0 ? OpType::kMaxPool : OpType::kAveragePool;
     PoolAttrs attrs;
     attrs.kernel_shape = {Uniform(rng, 1, 4), Uniform(rng, 1, 4)};
@@ -185,7 +185,7 @@ TEST(DnnlOpsTest, GlobalAveragePool) {
 
 TEST(DnnlOpsTest, LrnRandomized) {
   std::mt19937 rng(11);
-  for (int trial = 0; trial < 24; ++trial) {
+  for (int trial = 0; trial < 40; ++trial) {
     LrnAttrs attrs;
     attrs.size = Uniform(rng, 1, 7);
     attrs.alpha = Pick<float>(rng, {1e-4f, 1e-3f, 0.5f});
@@ -266,8 +266,8 @@ TEST(DnnlOpsTest, GemmMatMulPathCases) {
                      " C " + Join(c_dims));
         GraphBuilder b(trans_a ? Dims{k, 4} : Dims{4, k});
         GemmAttrs attrs{1.5f, 0.5f, trans_a, trans_b};
-        const std::string y = b.Op(OpType::kGemm,
-                                   {b.input(), b.Const(trans_b ? Dims{n, k} : Dims{k, n}), b.Const(c_dims)}, attrs);
+        const std::string y =
+            b.Op(OpType::kGemm, {b.input(), b.Const(trans_b ? Dims{n, k} : Dims{k, n}), b.Const(c_dims)}, attrs);
         auto graph = b.Build(y);
         ASSERT_TRUE(graph.ok()) << graph.status().ToString();
         ExpectMatchesReference(*graph, {trans_a ? k : 4});
@@ -390,16 +390,16 @@ std::shared_ptr<const Graph> ConvBnGraph(int64_t channels) {
   std::vector<float> var = RandomVector(channels, 5);
   for (float& v : var) v = std::fabs(v) + 0.1f;
   BatchNormAttrs bn{1e-3f};
-  std::string y = b.Op(OpType::kBatchNormalization,
-                       {c, b.Const({channels}), b.Const({channels}), b.Const({channels}),
-                        b.ConstValues({channels}, var)},
-                       bn);
+  std::string y =
+      b.Op(OpType::kBatchNormalization,
+           {c, b.Const({channels}), b.Const({channels}), b.Const({channels}), b.ConstValues({channels}, var)}, bn);
   y = b.Op(OpType::kRelu, {y});
   // A second BN directly on the (plain) input branch, added back.
   std::vector<float> var2 = RandomVector(3, 6);
   for (float& v : var2) v = std::fabs(v) + 0.1f;
-  const std::string bn2 = b.Op(OpType::kBatchNormalization,
-                               {b.input(), b.Const({3}), b.Const({3}), b.Const({3}), b.ConstValues({3}, var2)}, bn);
+  const std::string bn2 =
+      b.Op(OpType::kBatchNormalization,
+           {b.input(), b.Const({3}), b.Const({3}), b.Const({3}), b.ConstValues({3}, var2)}, bn);
   const std::string g = b.Op(OpType::kGlobalAveragePool, {bn2});
   const std::string gc = b.Conv(g, 3, channels, MakeConv({1, 1}));
   y = b.Op(OpType::kAdd, {y, gc});

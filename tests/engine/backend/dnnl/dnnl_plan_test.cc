@@ -126,6 +126,7 @@ TEST(DnnlPlanTest, RunCreatesAndAllocatesNothing) {
   ASSERT_TRUE(info.ok());
   // The backend itself allocates nothing per Run; what remains is oneDNN's own per-execute bookkeeping (its
   // argument map), a small constant per primitive.
+  if (allocations < 0) GTEST_SKIP() << "allocation counting unavailable in this build";
   const int64_t per_run = allocations / kRuns;
   std::cout << "heap allocations per Run: " << per_run << " for " << info->steps.size() << " primitives\n";
   EXPECT_EQ(allocations % kRuns, 0);
@@ -149,21 +150,25 @@ TEST(DnnlPlanTest, ActivationsStayBlockedAndReluIsFused) {
     EXPECT_EQ(kinds["inner_product"], 2);
     EXPECT_EQ(kinds["pooling_v2"], 2);
     EXPECT_EQ(kinds["lrn"], 1);
-    // Pool/LRN/FC take the previous layer's layout and FC writes the output: the only reorders are the input
-    // conversion and one switch of layout for the grouped conv (oneDNN 2.6 has no fast NHWC grouped conv).
-    EXPECT_LE(kinds["reorder"], 2) << FormatPlanInfo(*info);
+    // Pool/LRN take the previous layer's layout and FC writes the output. The only reorders are the input
+    // conversion, a switch of layout for the grouped conv (oneDNN 2.6 has no fast NHWC grouped conv) and the
+    // first FC's source going plain so that the FC reads the graph's weight buffer as it is (no weight copy).
+    EXPECT_LE(kinds["reorder"], 3) << FormatPlanInfo(*info);
     for (size_t i = 0; i < info->steps.size(); ++i) {
       const auto& step = info->steps[i];
-      if (step.kind == "pooling_v2" || step.kind == "lrn" || step.kind == "inner_product") {
+      if (step.kind == "pooling_v2" || step.kind == "lrn") {
         ASSERT_GT(i, 0u);
         EXPECT_EQ(step.src, info->steps[i - 1].dst) << step.node;
-        if (step.kind != "inner_product") {
-          EXPECT_EQ(step.dst, step.src) << step.node;
-        }
+        EXPECT_EQ(step.dst, step.src) << step.node;
+      }
+      if (step.kind == "inner_product") {
+        EXPECT_TRUE(step.weights == "abcd" || step.weights == "ab" || step.weights == "ba")
+            << FormatPlanInfo(*info);
       }
       if (step.kind == "reorder" && i > 0) {
         ASSERT_LT(i + 1, info->steps.size());
-        EXPECT_EQ(info->steps[i + 1].kind, "convolution") << FormatPlanInfo(*info);
+        EXPECT_TRUE(info->steps[i + 1].kind == "convolution" || info->steps[i + 1].kind == "inner_product")
+            << FormatPlanInfo(*info);
       }
     }
     EXPECT_EQ(info->steps.size(), 7u + kinds["reorder"]);
@@ -237,15 +242,27 @@ TEST(DnnlPlanTest, ErrorsAreStatusesNamingTheNode) {
   EXPECT_EQ(CreateDnnlBackend(graph, bad).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(CreateDnnlBackend(nullptr, BackendOptions()).status().code(), StatusCode::kInvalidArgument);
   {
-    // A graph with a static batch cannot compile at another one.
+    // Dimension 0 of the input is the batch even when the graph gives it a size (Graph::InferShapes); a graph
+    // that does not carry the batch to the output cannot compile at another batch size.
     GraphBuilder b({2, 4});
     const std::string y = b.Op(OpType::kRelu, {b.input()});
     auto fixed = b.Build(y);
     ASSERT_TRUE(fixed.ok());
     auto fixed_backend = CreateDnnlBackend(*fixed, BackendOptions());
     ASSERT_TRUE(fixed_backend.ok());
-    EXPECT_TRUE((*fixed_backend)->Compile(2).ok());
-    EXPECT_FALSE((*fixed_backend)->Compile(3).ok());
+    auto plan3 = (*fixed_backend)->Compile(3);
+    ASSERT_TRUE(plan3.ok()) << plan3.status().ToString();
+    EXPECT_EQ((*plan3)->input_dims(), (Dims{3, 4}));
+    GraphBuilder c({2, 4});
+    ReshapeAttrs reshape;
+    reshape.shape = {2, 4};
+    const std::string z = c.Op(OpType::kReshape, {c.input()}, reshape);
+    auto hard_coded = c.Build(z);
+    ASSERT_TRUE(hard_coded.ok());
+    auto hard_backend = CreateDnnlBackend(*hard_coded, BackendOptions());
+    ASSERT_TRUE(hard_backend.ok());
+    EXPECT_TRUE((*hard_backend)->Compile(2).ok());
+    EXPECT_EQ((*hard_backend)->Compile(3).status().code(), StatusCode::kInvalidArgument);
   }
 }
 

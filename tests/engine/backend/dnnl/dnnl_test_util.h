@@ -55,7 +55,8 @@ class GraphBuilder {
   }
   std::string ConstValues(Dims dims, const std::vector<float>& values) {
     const std::string name = "c" + std::to_string(num_constants_++);
-    def_.constants[name] = std::make_shared<const Tensor>(std::move(Tensor::FromVector(std::move(dims), values)).value());
+    def_.constants[name] =
+        std::make_shared<const Tensor>(std::move(Tensor::FromVector(std::move(dims), values)).value());
     return name;
   }
 
@@ -169,8 +170,8 @@ inline Comparison ExpectMatchesReference(const std::shared_ptr<const Graph>& gra
     for (int run = 0; run < 2; ++run) {
       const std::vector<float> got = RunPlan(**dnnl_plan, input);
       const Comparison c = Compare(got.data(), want.data(), static_cast<int64_t>(want.size()));
-      EXPECT_TRUE(c.within_tolerance()) << "max|diff| " << c.max_abs_diff << " max|ref| " << c.max_abs_ref
-                                        << " run " << run;
+      EXPECT_TRUE(c.within_tolerance())
+          << "max|diff| " << c.max_abs_diff << " max|ref| " << c.max_abs_ref << " run " << run;
       if (c.max_abs_diff > worst.max_abs_diff) worst = c;
     }
   }

@@ -1,0 +1,69 @@
+// InferenceService: everything the transport needs to serve the native Classifier API, with no gRPC in sight.
+//
+// It owns the model repository (models/repository), one DynamicBatcher (server/batching) per served model
+// version with N instances each holding its own engine Session, and the preprocessing (server/preprocess) of
+// request images. Requests and responses are the cnnserve.v1 protobuf messages (proto/cnnserve/v1/).
+//
+// Request path: Classify validates the request (model, version, top_k, input count/kind/shape), decodes and
+// preprocesses every image on the calling thread, hands one task (all of the request's images) to the model's
+// batcher and returns at once; a batcher worker runs the batch and calls `done` from its thread.
+//
+// Thread-safety: every method may be called from any thread concurrently. Ownership: the caller keeps the request
+// and response alive until `done` has been called; `done` is called exactly once.
+#ifndef CNNSERVE_SERVER_INFERENCE_INFERENCE_SERVICE_H_
+#define CNNSERVE_SERVER_INFERENCE_INFERENCE_SERVICE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "cnnserve/v1/classifier.pb.h"
+#include "engine/common/status.h"
+
+namespace cnnserve {
+
+struct InferenceServiceOptions {
+  std::string model_repository;         // root folder in Triton's layout
+  int total_threads = 0;                // cores to divide between model instances (0: all)
+  int64_t max_images_per_request = 256;
+  int64_t max_pixels = 40'000'000;      // per image, checked from the header before decoding
+  int64_t max_image_bytes = 64 << 20;
+  int64_t default_max_queue_size = 1024;
+};
+
+class InferenceService {
+ public:
+  // Loads every model of the repository (a broken model is logged and reported UNAVAILABLE in ListModels; it
+  // never stops the others), creates the batchers and warms every model at every batch size it will run.
+  // Fails only when the repository folder itself cannot be read.
+  static StatusOr<std::unique_ptr<InferenceService>> Create(const InferenceServiceOptions& options);
+  virtual ~InferenceService() = default;
+
+  // Asynchronous classification. Errors, with DESIGN.md's codes and messages naming field and limit:
+  // INVALID_ARGUMENT (bad image, shape, byte count, top_k < 0, no inputs or more than allowed), NOT_FOUND
+  // (unknown model or version), UNAVAILABLE (queue full, shutting down, model failed to load),
+  // DEADLINE_EXCEEDED (deadline passed before the batch ran), CANCELLED (`cancelled` returned true).
+  // `deadline_us` is absolute on the steady clock in microseconds (0: none). `cancelled` may be null; it must be
+  // cheap and non-blocking.
+  virtual void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
+                        std::function<bool()> cancelled, std::function<void(Status)> done) = 0;
+
+  virtual Status ListModels(v1::ListModelsResponse* response) const = 0;
+  virtual Status DescribeModel(const v1::DescribeModelRequest& request, v1::DescribeModelResponse* response) const = 0;
+
+  // True once every loadable model is loaded and warmed, until Shutdown starts.
+  virtual bool Ready() const = 0;
+  // Names of the models that are ready (for per-service health).
+  virtual std::vector<std::string> ReadyModels() const = 0;
+  // Stops admitting (new requests get UNAVAILABLE "shutting down"), finishes what was admitted until
+  // `drain_deadline_us` (steady clock), then stops the workers. Idempotent.
+  virtual Status Shutdown(int64_t drain_deadline_us) = 0;
+};
+
+// Microseconds on the steady clock (the clock of deadline_us above).
+int64_t SteadyNowMicros();
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_SERVER_INFERENCE_INFERENCE_SERVICE_H_

@@ -1,0 +1,325 @@
+// cnnserve: the gRPC image-classification server (and, with --health-probe, its own health-check client).
+//
+//   cnnserve [--model-repository DIR] [--address HOST:PORT] [--threads N] [--log-level LEVEL] ...
+//   cnnserve --health-probe HOST:PORT       exit 0 only when that server's overall health is SERVING
+//
+// Start-up: load and warm every model of the repository, log a summary, start gRPC, publish health, then print
+// "cnnserve listening on HOST:PORT" on stdout (the real port when --address asked for port 0). Logs go to stderr.
+// SIGTERM/SIGINT: health NOT_SERVING, stop admitting, finish what was admitted (up to --drain-timeout-s), stop
+// gRPC, exit 0. The signals are blocked in every thread and taken synchronously by the main thread (sigtimedwait),
+// so no code runs in a signal handler.
+// Exit codes: 0 clean shutdown (or probe SERVING), 1 start-up failure (or probe not SERVING), 2 bad command line.
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/backend/dnnl/dnnl_backend.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/inference/inference_service.h"
+#include "server/transport/grpc_server.h"
+
+#ifndef CNNSERVE_DEFAULT_REPOSITORY
+#define CNNSERVE_DEFAULT_REPOSITORY "models/repository"
+#endif
+
+namespace cnnserve {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int64_t kBytesPerMiB = int64_t{1} << 20;
+constexpr int kMaxReceiveMessageMiB = 2047;  // gRPC takes an int number of bytes
+constexpr auto kHealthProbeTimeout = std::chrono::seconds(2);
+constexpr int kHealthPollMillis = 200;  // how often readiness is copied to the health service
+
+constexpr char kUsage[] = R"(usage: cnnserve [flags]
+       cnnserve --health-probe HOST:PORT
+
+  --model-repository DIR        model repository in Triton's layout (default: the project's models/repository)
+  --address HOST:PORT           where to listen (default 127.0.0.1:8001; port 0 picks a free port)
+  --threads N                   cores shared by the model instances (default 0: all)
+  --log-level LEVEL             trace, debug, info, warn, error, critical or off (default info)
+  --max-receive-message-mb N    larger gRPC messages get RESOURCE_EXHAUSTED (default 64)
+  --max-images-per-request N    more inputs in one request get INVALID_ARGUMENT (default 256)
+  --max-pixels N                largest declared width*height of an image (default 40000000)
+  --max-in-flight-per-stream N  requests of one ClassifyStream running at once (default 16)
+  --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
+  --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1
+  --help                        this text
+)";
+
+struct Flags {
+  std::string model_repository;
+  std::string address = "127.0.0.1:8001";
+  int threads = 0;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+  int max_receive_message_mb = 64;
+  int64_t max_images_per_request = 256;
+  int64_t max_pixels = 40'000'000;
+  int max_in_flight_per_stream = 16;
+  double drain_timeout_s = 30;
+  std::string health_probe;
+};
+
+// Parses all of `text` as an integer in [min, max].
+template <typename T>
+std::optional<T> ParseInt(std::string_view text, T min, T max) {
+  T value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) return std::nullopt;
+  return value;
+}
+
+std::optional<double> ParseSeconds(std::string_view text) {
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) || value < 0 ||
+      value > 24 * 3600) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+bool IsHostPort(std::string_view address) {
+  const size_t colon = address.rfind(':');
+  return colon != std::string_view::npos && colon > 0 &&
+         ParseInt<int>(address.substr(colon + 1), 0, 65535).has_value();
+}
+
+// The project's models/repository: beside the build tree's bin/ (build/bin/../../models/repository) when it
+// exists, else the source tree's, compiled in.
+std::string DefaultRepository() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::filesystem::path beside = exe.parent_path() / ".." / ".." / "models" / "repository";
+    if (std::filesystem::is_directory(beside, ec)) return std::filesystem::weakly_canonical(beside, ec).string();
+  }
+  return CNNSERVE_DEFAULT_REPOSITORY;
+}
+
+// Returns the exit code to use when parsing must stop (help or an error), nullopt to go on.
+std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    std::string_view name = arg;
+    std::optional<std::string_view> value;
+    if (const size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    auto fail = [&](std::string_view why) {
+      std::fprintf(stderr, "cnnserve: %.*s: %.*s\n%s", static_cast<int>(name.size()), name.data(),
+                   static_cast<int>(why.size()), why.data(), "run 'cnnserve --help' for the flags\n");
+      return kExitUsage;
+    };
+    static constexpr std::string_view kKnown[] = {
+        "--model-repository", "--address",      "--threads",   "--log-level",
+        "--max-receive-message-mb", "--max-images-per-request", "--max-pixels", "--max-in-flight-per-stream",
+        "--drain-timeout-s", "--health-probe"};
+    bool known = false;
+    for (std::string_view k : kKnown) known = known || name == k;
+    if (!known) return fail("unknown flag");
+    if (!value) {
+      if (i + 1 >= args.size()) return fail("needs a value");
+      value = args[++i];
+    }
+    const std::string_view v = *value;
+    if (name == "--model-repository") {
+      if (v.empty()) return fail("must not be empty");
+      flags->model_repository = std::string(v);
+    } else if (name == "--address") {
+      if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
+      flags->address = std::string(v);
+    } else if (name == "--health-probe") {
+      if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
+      flags->health_probe = std::string(v);
+    } else if (name == "--threads") {
+      const auto n = ParseInt<int>(v, 0, 4096);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [0, 4096]");
+      flags->threads = *n;
+    } else if (name == "--log-level") {
+      const spdlog::level::level_enum level = spdlog::level::from_str(std::string(v));
+      // from_str maps anything unknown to off: accept "off" only when spelled so.
+      if (level == spdlog::level::off && v != "off") {
+        return fail("'" + std::string(v) + "' is not one of trace, debug, info, warn, error, critical, off");
+      }
+      flags->log_level = level;
+    } else if (name == "--max-receive-message-mb") {
+      const auto n = ParseInt<int>(v, 1, kMaxReceiveMessageMiB);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 2047]");
+      flags->max_receive_message_mb = *n;
+    } else if (name == "--max-images-per-request") {
+      const auto n = ParseInt<int64_t>(v, 1, 1'000'000);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 1000000]");
+      flags->max_images_per_request = *n;
+    } else if (name == "--max-pixels") {
+      const auto n = ParseInt<int64_t>(v, 1, int64_t{1} << 40);
+      if (!n) return fail("'" + std::string(v) + "' is not a positive integer");
+      flags->max_pixels = *n;
+    } else if (name == "--max-in-flight-per-stream") {
+      const auto n = ParseInt<int>(v, 1, 65536);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 65536]");
+      flags->max_in_flight_per_stream = *n;
+    } else if (name == "--drain-timeout-s") {
+      const auto s = ParseSeconds(v);
+      if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
+      flags->drain_timeout_s = *s;
+    }
+  }
+  if (flags->model_repository.empty()) flags->model_repository = DefaultRepository();
+  return std::nullopt;
+}
+
+// Client mode: asks `address` for its overall health ("") with a 2 s deadline.
+int HealthProbe(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kHealthProbeTimeout);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(&context, request, &response);
+  if (!status.ok()) {
+    std::fprintf(stderr, "cnnserve: health probe of %s failed: code %d: %s\n", address.c_str(),
+                 static_cast<int>(status.error_code()), status.error_message().c_str());
+    return kExitFailure;
+  }
+  const std::string& name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+  std::printf("%s\n", name.c_str());
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitFailure;
+}
+
+void LogStartupSummary(const Flags& flags, InferenceService& inference) {
+  spdlog::info("cnnserve {}: model repository {}", CNNSERVE_VERSION, flags.model_repository);
+  v1::ListModelsResponse models;
+  if (const Status status = inference.ListModels(&models); !status.ok()) {
+    spdlog::warn("cannot list the models: {}", status.ToString());
+  }
+  for (const v1::ModelSummary& model : models.models()) {
+    std::string versions;
+    for (const v1::ModelVersionState& version : model.versions()) {
+      if (!versions.empty()) versions += ", ";
+      versions += std::to_string(version.version()) + " " + version.state();
+      if (!version.reason().empty()) versions += " (" + version.reason() + ")";
+    }
+    std::string shape;
+    for (int64_t d : model.input_shape()) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    spdlog::info("model {} [{}]: input {}, {} classes; versions: {}", model.name(), model.platform(),
+                 shape.empty() ? "?" : shape, model.num_classes(), versions.empty() ? "none" : versions);
+  }
+  spdlog::info("{} model(s); oneDNN ISA {}; inference threads {} of {} hardware threads", models.models_size(),
+               DnnlIsaName(), flags.threads == 0 ? std::string("all") : std::to_string(flags.threads),
+               std::thread::hardware_concurrency());
+  spdlog::info("limits: {} MiB per message, {} images per request, {} pixels per image; drain timeout {} s",
+               flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels,
+               flags.drain_timeout_s);
+}
+
+int Serve(const Flags& flags) {
+  // Before any thread exists, so that every thread inherits the mask and only sigtimedwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  if (const int err = pthread_sigmask(SIG_BLOCK, &signals, nullptr); err != 0) {
+    spdlog::critical("pthread_sigmask: {}", std::strerror(err));
+    return kExitFailure;
+  }
+
+  InferenceServiceOptions options;
+  options.model_repository = flags.model_repository;
+  options.total_threads = flags.threads;
+  options.max_images_per_request = flags.max_images_per_request;
+  options.max_pixels = flags.max_pixels;
+  options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
+  StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
+  if (!inference.ok()) {
+    spdlog::critical("cannot start: {}", inference.status().ToString());
+    return kExitFailure;
+  }
+  LogStartupSummary(flags, **inference);
+
+  GrpcServerOptions server_options;
+  server_options.address = flags.address;
+  server_options.max_receive_message_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
+  server_options.classifier.max_in_flight_per_stream = flags.max_in_flight_per_stream;
+  StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Create(server_options, inference->get());
+  if (!server.ok()) {
+    spdlog::critical("cannot start: {}", server.status().ToString());
+    return kExitFailure;
+  }
+  bool ready = (*server)->UpdateHealth();
+  spdlog::info("listening on {}; health {}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING");
+  std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
+  std::fflush(stdout);
+
+  const timespec poll = {0, kHealthPollMillis * 1'000'000L};
+  int signal_number = -1;
+  while (signal_number < 0) {
+    siginfo_t info;
+    const int got = sigtimedwait(&signals, &info, &poll);
+    if (got > 0) {
+      signal_number = got;
+    } else if (got < 0 && errno != EAGAIN && errno != EINTR) {
+      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
+      signal_number = SIGTERM;  // cannot wait for signals any more: shut down cleanly
+    } else if (const bool now_ready = (*server)->UpdateHealth(); now_ready != ready) {
+      ready = now_ready;
+      spdlog::info("health {}", ready ? "SERVING" : "NOT_SERVING");
+    }
+  }
+  spdlog::info("received {}: draining for up to {} s", strsignal(signal_number), flags.drain_timeout_s);
+  const int64_t drain_deadline_us =
+      SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * 1e6));
+  (void)(*server)->Shutdown(drain_deadline_us);  // logs a drain that ran out of time
+  server->reset();
+  inference->reset();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  if (const std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
+  if (!flags.health_probe.empty()) return HealthProbe(flags.health_probe);
+
+  auto logger = spdlog::stderr_color_mt("cnnserve");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(flags.log_level);
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%L%$ [%t] %v");
+  return Serve(flags);
+}
+
+}  // namespace
+}  // namespace cnnserve
+
+int main(int argc, char** argv) { return cnnserve::Main(argc, argv); }

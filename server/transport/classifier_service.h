@@ -1,0 +1,64 @@
+// ClassifierService: the gRPC face of cnnserve.v1.Classifier on top of an InferenceService.
+//
+// It uses gRPC's callback API, so no gRPC thread ever blocks on inference:
+//   - Classify hands the request to InferenceService::Classify with the call's deadline (converted to the steady
+//     clock) and a cancellation check, and returns; the reactor is finished from InferenceService's `done`
+//     callback, on whichever thread calls it.
+//   - ClassifyStream (bidirectional) starts each request as soon as it is read, so several requests of one stream
+//     run at once, and writes the responses in request order even when they complete out of order. At most
+//     `max_in_flight_per_stream` requests of a stream are read and not yet answered; the stream stops reading
+//     (gRPC flow control then pushes back on the client) until the oldest is written. A stream carries one final
+//     status, so the first request (in request order) that fails ends the stream with that request's status after
+//     the responses before it have been written; requests after it are not answered.
+//   - ListModels and DescribeModel answer inline (they only read the model table).
+// Every cnnserve::Status becomes a grpc::Status through ToGrpcStatus (server/transport/grpc_status.h).
+//
+// Thread-safety: the service object is shared by all of gRPC's threads; it holds no mutable state of its own.
+// Ownership: it does not own the InferenceService, which must outlive the grpc::Server this service is
+// registered with (i.e. until Server::Shutdown has returned).
+#ifndef CNNSERVE_SERVER_TRANSPORT_CLASSIFIER_SERVICE_H_
+#define CNNSERVE_SERVER_TRANSPORT_CLASSIFIER_SERVICE_H_
+
+#include <chrono>
+#include <cstdint>
+
+#include <grpcpp/grpcpp.h>
+
+#include "cnnserve/v1/classifier.grpc.pb.h"
+#include "server/inference/inference_service.h"
+
+namespace cnnserve {
+
+struct ClassifierServiceOptions {
+  // Requests of one ClassifyStream that have been read and not yet answered (>= 1).
+  int max_in_flight_per_stream = 16;
+};
+
+class ClassifierService final : public v1::Classifier::CallbackService {
+ public:
+  // `inference` is not owned and must not be null.
+  ClassifierService(InferenceService* inference, const ClassifierServiceOptions& options);
+
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
+                                     v1::ClassifyResponse* response) override;
+  grpc::ServerBidiReactor<v1::ClassifyRequest, v1::ClassifyResponse>* ClassifyStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* DescribeModel(grpc::CallbackServerContext* context,
+                                          const v1::DescribeModelRequest* request,
+                                          v1::DescribeModelResponse* response) override;
+
+ private:
+  InferenceService* const inference_;
+  const ClassifierServiceOptions options_;
+};
+
+// Converts a gRPC call deadline (system clock; time_point::max() when the client set none) into InferenceService's
+// convention: microseconds on the steady clock (SteadyNowMicros()), 0 meaning no deadline. A deadline that has
+// already passed maps to a value <= the current steady time (never 0), so that it is reported as exceeded.
+int64_t DeadlineToSteadyMicros(std::chrono::system_clock::time_point deadline);
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_SERVER_TRANSPORT_CLASSIFIER_SERVICE_H_

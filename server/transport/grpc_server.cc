@@ -1,0 +1,112 @@
+#include "server/transport/grpc_server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+namespace cnnserve {
+namespace {
+
+// "host:0" + 4711 -> "host:4711"; also for "[::1]:0".
+std::string WithPort(const std::string& address, int port) {
+  const size_t colon = address.rfind(':');
+  const std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  return host + ":" + std::to_string(port);
+}
+
+std::chrono::system_clock::time_point SystemTimeOf(int64_t steady_us) {
+  const int64_t remaining_us = std::max<int64_t>(0, steady_us - SteadyNowMicros());
+  return std::chrono::system_clock::now() + std::chrono::microseconds(remaining_us);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions& options,
+                                                         InferenceService* inference) {
+  if (inference == nullptr) return InvalidArgumentError("GrpcServer: inference service is null");
+  if (options.address.empty() || options.address.find(':') == std::string::npos) {
+    return InvalidArgumentError("GrpcServer: address '" + options.address + "' is not HOST:PORT");
+  }
+  if (options.max_receive_message_bytes <= 0 ||
+      options.max_receive_message_bytes > std::numeric_limits<int>::max()) {
+    return InvalidArgumentError("GrpcServer: max_receive_message_bytes " +
+                                std::to_string(options.max_receive_message_bytes) + " is not in [1, " +
+                                std::to_string(std::numeric_limits<int>::max()) + "]");
+  }
+  if (options.classifier.max_in_flight_per_stream < 1) {
+    return InvalidArgumentError("GrpcServer: max_in_flight_per_stream must be >= 1");
+  }
+
+  // Both are process-wide switches read when a ServerBuilder is created.
+  grpc::EnableDefaultHealthCheckService(true);
+  if (options.enable_reflection) {
+    static std::once_flag reflection_once;
+    std::call_once(reflection_once, [] { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); });
+  }
+
+  std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->inference_ = inference;
+  server->classifier_ = std::make_unique<ClassifierService>(inference, options.classifier);
+
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &selected_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_message_bytes));
+  builder.RegisterService(server->classifier_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || selected_port == 0) {
+    return UnavailableError("GrpcServer: cannot listen on '" + options.address + "'");
+  }
+  server->port_ = selected_port;
+  server->address_ = WithPort(options.address, selected_port);
+
+  // The default health service starts with "" SERVING; nothing is served until UpdateHealth says so.
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  if (health == nullptr) return InternalError("GrpcServer: the default health check service is missing");
+  health->SetServingStatus(false);
+  health->SetServingStatus(kClassifierServiceName, false);
+  return server;
+}
+
+GrpcServer::~GrpcServer() {
+  if (server_ != nullptr) (void)Shutdown(SteadyNowMicros());
+}
+
+bool GrpcServer::UpdateHealth() {
+  const bool ready = inference_->Ready();
+  std::lock_guard<std::mutex> lock(health_mu_);
+  if (shutting_down_) return false;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus("", ready);
+  health->SetServingStatus(kClassifierServiceName, ready);
+  return ready;
+}
+
+Status GrpcServer::Shutdown(int64_t drain_deadline_us) {
+  std::call_once(shutdown_once_, [this, drain_deadline_us] {
+    {
+      std::lock_guard<std::mutex> lock(health_mu_);
+      shutting_down_ = true;
+      // NOT_SERVING for every service, and no later change.
+      server_->GetHealthCheckService()->Shutdown();
+    }
+    spdlog::info("shutting down: health NOT_SERVING, draining admitted requests");
+    shutdown_status_ = inference_->Shutdown(drain_deadline_us);
+    if (!shutdown_status_.ok()) spdlog::warn("drain: {}", shutdown_status_.ToString());
+    // Every admitted request has been answered now; gRPC finishes sending and closes the remaining calls.
+    server_->Shutdown(SystemTimeOf(drain_deadline_us));
+    server_->Wait();
+    spdlog::info("gRPC server stopped");
+  });
+  return shutdown_status_;
+}
+
+}  // namespace cnnserve

@@ -1,0 +1,415 @@
+// cnnctl: the command-line client of cnnserve. It uses only the generated protobuf/gRPC code (proto/) and gRPC.
+//
+//   cnnctl [--server HOST:PORT] [--timeout-s S] classify --model M [--version V] [--top-k K] [--batch N] [--json]
+//          FILE...
+//   cnnctl [--server HOST:PORT] list [--json]
+//   cnnctl [--server HOST:PORT] describe MODEL [--version V] [--json]
+//   cnnctl [--server HOST:PORT] health [--service NAME]
+//
+// Exit codes: 0 success (health: SERVING), 1 an RPC failed or health is not SERVING (the gRPC code and message are
+// printed on stderr), 2 bad command line or unreadable file.
+
+#include <charconv>
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include "cnnserve/v1/classifier.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace cnnserve::cnnctl {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRpcFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kDefaultBatch = 32;
+// Responses such as DescribeModel of a large model may exceed gRPC's default 4 MiB receive limit.
+constexpr int kMaxReceiveMessageBytes = 256 << 20;
+
+constexpr char kUsage[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] COMMAND [ARGS]
+
+commands:
+  classify --model M [--version V] [--top-k K] [--batch N] [--json] FILE...
+                      classify JPEG/PNG files (N files per request, default 32) and print the top-k per file
+  list [--json]       models, versions and their state
+  describe MODEL [--version V] [--json]
+                      a model's summary, config and per-layer table
+  health [--service NAME]
+                      the server's health ("" = overall); exit 0 only when SERVING
+
+global flags:
+  --server HOST:PORT  default 127.0.0.1:8001
+  --timeout-s S       deadline of each call in seconds (default 30)
+)";
+
+struct Global {
+  std::string server = "127.0.0.1:8001";
+  double timeout_s = 30;
+};
+
+// Prints a command-line error and returns the usage exit code.
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "cnnctl: %s\nrun 'cnnctl --help' for usage\n", message.c_str());
+  return kExitUsage;
+}
+
+// A tiny argument cursor: flags may be written "--name value" or "--name=value". The first problem found is kept
+// in error().
+class Args {
+ public:
+  Args(int argc, char** argv) : args_(argv + 1, argv + argc) {}
+  bool done() const { return next_ >= args_.size(); }
+  std::string_view peek() const { return args_[next_]; }
+  std::string_view take() { return args_[next_++]; }
+  // If the next argument is flag `name`, consumes it and returns its value.
+  std::optional<std::string> TakeFlag(std::string_view name) {
+    if (done()) return std::nullopt;
+    std::string_view arg = peek();
+    if (arg == name) {
+      ++next_;
+      if (done()) {
+        Fail(std::string(name) + " needs a value");
+        return std::nullopt;
+      }
+      return std::string(take());
+    }
+    if (arg.size() > name.size() && arg.starts_with(name) && arg[name.size()] == '=') {
+      ++next_;
+      return std::string(arg.substr(name.size() + 1));
+    }
+    return std::nullopt;
+  }
+  bool TakeSwitch(std::string_view name) {
+    if (done() || peek() != name) return false;
+    ++next_;
+    return true;
+  }
+  // Parses `text` (the value of `flag`) as a number in [min, max]; on failure records the error and returns min.
+  template <typename T>
+  T Number(std::string_view flag, std::string_view text, T min, T max) {
+    T value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
+      Fail(std::string(flag) + ": '" + std::string(text) + "' is not a valid value");
+      return min;
+    }
+    return value;
+  }
+  void Fail(std::string message) {
+    if (error_.empty()) error_ = std::move(message);
+    next_ = args_.size();  // stop parsing
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::vector<std::string_view> args_;
+  size_t next_ = 0;
+  std::string error_;
+};
+
+std::string JsonEscape(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string GrpcCodeName(grpc::StatusCode code) {
+  static constexpr const char* kNames[] = {
+      "OK",           "CANCELLED",          "UNKNOWN",       "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+      "OUT_OF_RANGE", "UNIMPLEMENTED",      "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",         "UNAUTHENTICATED"};
+  const int n = static_cast<int>(code);
+  if (n >= 0 && n < static_cast<int>(std::size(kNames))) return kNames[n];
+  return "CODE_" + std::to_string(n);
+}
+
+int ReportRpcError(std::string_view what, const grpc::Status& status) {
+  std::fprintf(stderr, "cnnctl: %.*s failed: %s (%d): %s\n", static_cast<int>(what.size()), what.data(),
+               GrpcCodeName(status.error_code()).c_str(), static_cast<int>(status.error_code()),
+               status.error_message().c_str());
+  return kExitRpcFailed;
+}
+
+class Client {
+ public:
+  explicit Client(const Global& global) : global_(global) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+    channel_ = grpc::CreateCustomChannel(global.server, grpc::InsecureChannelCredentials(), args);
+  }
+  v1::Classifier::Stub& classifier() {
+    if (!classifier_) classifier_ = v1::Classifier::NewStub(channel_);
+    return *classifier_;
+  }
+  grpc::health::v1::Health::Stub& health() {
+    if (!health_) health_ = grpc::health::v1::Health::NewStub(channel_);
+    return *health_;
+  }
+  void SetDeadline(grpc::ClientContext* context) const {
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::microseconds(static_cast<int64_t>(global_.timeout_s * 1e6)));
+  }
+
+ private:
+  Global global_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Classifier::Stub> classifier_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+bool ReadFile(const std::string& path, std::string* contents) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  contents->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return !in.bad();
+}
+
+int Classify(Client& client, Args& args) {
+  std::string model;
+  int64_t version = 0;
+  int top_k = 0;
+  int batch = kDefaultBatch;
+  bool json = false;
+  std::vector<std::string> files;
+  while (!args.done()) {
+    if (auto v = args.TakeFlag("--model")) {
+      model = *v;
+    } else if (auto v = args.TakeFlag("--version")) {
+      version = args.Number<int64_t>("--version", *v, 0, INT64_MAX);
+    } else if (auto v = args.TakeFlag("--top-k")) {
+      top_k = args.Number<int>("--top-k", *v, INT32_MIN, INT32_MAX);  // the server judges the value
+    } else if (auto v = args.TakeFlag("--batch")) {
+      batch = args.Number<int>("--batch", *v, 1, 1 << 20);
+    } else if (args.TakeSwitch("--json")) {
+      json = true;
+    } else if (args.peek().starts_with("--")) {
+      args.Fail("classify: unknown flag " + std::string(args.peek()));
+    } else {
+      files.emplace_back(args.take());
+    }
+  }
+  if (!args.error().empty()) return UsageError(args.error());
+  if (model.empty()) return UsageError("classify: --model is required");
+  if (files.empty()) return UsageError("classify: no FILE given");
+  std::vector<std::string> contents(files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!ReadFile(files[i], &contents[i])) return UsageError("cannot read '" + files[i] + "'");
+  }
+
+  if (json) std::printf("[");
+  else std::printf("%-28s %4s  %-20s %5s  %11s  %10s\n", "file", "rank", "label", "index", "probability", "score");
+  bool first_json = true;
+  for (size_t begin = 0; begin < files.size(); begin += batch) {
+    const size_t end = std::min(files.size(), begin + batch);
+    v1::ClassifyRequest request;
+    request.set_model(model);
+    request.set_version(version);
+    request.set_top_k(top_k);
+    for (size_t i = begin; i < end; ++i) request.add_inputs()->set_image(std::move(contents[i]));
+    v1::ClassifyResponse response;
+    grpc::ClientContext context;
+    client.SetDeadline(&context);
+    const grpc::Status status = client.classifier().Classify(&context, request, &response);
+    if (!status.ok()) {
+      if (json) std::printf("]\n");
+      std::fflush(stdout);
+      return ReportRpcError("Classify", status);
+    }
+    if (response.results_size() != static_cast<int>(end - begin)) {
+      std::fprintf(stderr, "cnnctl: Classify returned %d results for %zu inputs\n", response.results_size(),
+                   end - begin);
+      return kExitRpcFailed;
+    }
+    for (size_t i = begin; i < end; ++i) {
+      const v1::Classification& result = response.results(static_cast<int>(i - begin));
+      if (json) {
+        std::printf("%s\n {\"file\": %s, \"model\": %s, \"version\": %" PRId64 ", \"classes\": [",
+                    first_json ? "" : ",", JsonEscape(files[i]).c_str(), JsonEscape(response.model()).c_str(),
+                    response.version());
+        first_json = false;
+        for (int r = 0; r < result.classes_size(); ++r) {
+          const v1::Class& c = result.classes(r);
+          std::printf("%s{\"rank\": %d, \"index\": %d, \"label\": %s, \"probability\": %.9g, \"score\": %.9g}",
+                      r == 0 ? "" : ", ", r + 1, c.index(), JsonEscape(c.label()).c_str(), c.probability(),
+                      c.score());
+        }
+        std::printf("]}");
+      } else {
+        for (int r = 0; r < result.classes_size(); ++r) {
+          const v1::Class& c = result.classes(r);
+          std::printf("%-28s %4d  %-20s %5d  %11.6f  %10.4f\n", r == 0 ? files[i].c_str() : "", r + 1,
+                      c.label().c_str(), c.index(), c.probability(), c.score());
+        }
+      }
+    }
+  }
+  if (json) std::printf("\n]\n");
+  return kExitOk;
+}
+
+std::string VersionsText(const v1::ModelSummary& model) {
+  std::string text;
+  for (const v1::ModelVersionState& v : model.versions()) {
+    if (!text.empty()) text += ", ";
+    text += std::to_string(v.version()) + ":" + v.state();
+  }
+  return text.empty() ? "-" : text;
+}
+
+std::string ShapeText(const v1::ModelSummary& model) {
+  std::string text;
+  for (const int64_t d : model.input_shape()) text += (text.empty() ? "" : "x") + std::to_string(d);
+  return text.empty() ? "-" : text;
+}
+
+int PrintJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) {
+    std::fprintf(stderr, "cnnctl: cannot print the response as JSON\n");
+    return kExitRpcFailed;
+  }
+  std::printf("%s", json.c_str());
+  return kExitOk;
+}
+
+int List(Client& client, Args& args) {
+  const bool json = args.TakeSwitch("--json");
+  if (!args.done()) return UsageError("list: unexpected argument " + std::string(args.peek()));
+  v1::ListModelsResponse response;
+  grpc::ClientContext context;
+  client.SetDeadline(&context);
+  const grpc::Status status = client.classifier().ListModels(&context, v1::ListModelsRequest(), &response);
+  if (!status.ok()) return ReportRpcError("ListModels", status);
+  if (json) return PrintJson(response);
+  std::printf("%-24s %-10s %-12s %7s  %s\n", "model", "platform", "input", "classes", "versions");
+  for (const v1::ModelSummary& model : response.models()) {
+    std::printf("%-24s %-10s %-12s %7d  %s\n", model.name().c_str(), model.platform().c_str(),
+                ShapeText(model).c_str(), model.num_classes(), VersionsText(model).c_str());
+    for (const v1::ModelVersionState& v : model.versions()) {
+      if (!v.reason().empty()) std::printf("  version %" PRId64 ": %s\n", v.version(), v.reason().c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int Describe(Client& client, Args& args) {
+  v1::DescribeModelRequest request;
+  bool json = false;
+  while (!args.done()) {
+    if (auto v = args.TakeFlag("--version")) {
+      request.set_version(args.Number<int64_t>("--version", *v, 0, INT64_MAX));
+    } else if (args.TakeSwitch("--json")) {
+      json = true;
+    } else if (args.peek().starts_with("--") || !request.model().empty()) {
+      args.Fail("describe: unexpected argument " + std::string(args.peek()));
+    } else {
+      request.set_model(std::string(args.take()));
+    }
+  }
+  if (!args.error().empty()) return UsageError(args.error());
+  if (request.model().empty()) return UsageError("describe: MODEL is required");
+  v1::DescribeModelResponse response;
+  grpc::ClientContext context;
+  client.SetDeadline(&context);
+  const grpc::Status status = client.classifier().DescribeModel(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("DescribeModel", status);
+  if (json) return PrintJson(response);
+  const v1::ModelSummary& summary = response.summary();
+  std::printf("model:      %s (%s)\n", summary.name().c_str(), summary.platform().c_str());
+  std::printf("versions:   %s\n", VersionsText(summary).c_str());
+  std::printf("input:      %s\n", ShapeText(summary).c_str());
+  std::printf("classes:    %d\n", summary.num_classes());
+  if (!response.config().description().empty()) {
+    std::printf("about:      %s\n", response.config().description().c_str());
+  }
+  std::printf("parameters: %" PRId64 "\nMACs:       %" PRId64 "\n", response.total_params(), response.total_macs());
+  if (!response.layer_table().empty()) std::printf("\n%s", response.layer_table().c_str());
+  return kExitOk;
+}
+
+int Health(Client& client, Args& args) {
+  grpc::health::v1::HealthCheckRequest request;
+  while (!args.done()) {
+    if (auto v = args.TakeFlag("--service")) {
+      request.set_service(*v);
+    } else {
+      args.Fail("health: unexpected argument " + std::string(args.peek()));
+    }
+  }
+  if (!args.error().empty()) return UsageError(args.error());
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::ClientContext context;
+  client.SetDeadline(&context);
+  const grpc::Status status = client.health().Check(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("Health.Check", status);
+  std::printf("%s\n", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()).c_str());
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitRpcFailed;
+}
+
+int Run(int argc, char** argv) {
+  Args args(argc, argv);
+  Global global;
+  while (!args.done() && args.peek().starts_with("-")) {
+    if (auto v = args.TakeFlag("--server")) {
+      global.server = *v;
+    } else if (auto v = args.TakeFlag("--timeout-s")) {
+      global.timeout_s = args.Number<double>("--timeout-s", *v, 0.001, 86400);
+    } else if (args.TakeSwitch("--help") || args.TakeSwitch("-h")) {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    } else {
+      args.Fail("unknown flag " + std::string(args.peek()));
+    }
+  }
+  if (!args.error().empty()) return UsageError(args.error());
+  if (args.done()) return UsageError("no command given");
+  const std::string_view command = args.take();
+  Client client(global);
+  if (command == "classify") return Classify(client, args);
+  if (command == "list") return List(client, args);
+  if (command == "describe") return Describe(client, args);
+  if (command == "health") return Health(client, args);
+  if (command == "help") {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  return UsageError("unknown command '" + std::string(command) + "'");
+}
+
+}  // namespace
+}  // namespace cnnserve::cnnctl
+
+int main(int argc, char** argv) { return cnnserve::cnnctl::Run(argc, argv); }
