@@ -141,6 +141,163 @@ class FileBytes {
   std::string buffer_;
 };
 
+// ---------------------------------------------------------------------------------------------------------
+// Loading large files without holding the weights twice.
+
+// Where the raw_data of initializer number `initializer` lies in the file.
+struct RawSlice {
+  int initializer = 0;
+  size_t offset = 0;
+  size_t size = 0;
+};
+
+// A minimal protobuf wire-format reader over [pos, end).
+class WireReader {
+ public:
+  WireReader(const uint8_t* data, size_t begin, size_t end) : data_(data), pos_(begin), end_(end) {}
+  bool done() const { return pos_ >= end_; }
+  size_t pos() const { return pos_; }
+
+  bool Varint(uint64_t* value) {
+    *value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= end_) return false;
+      const uint8_t byte = data_[pos_++];
+      *value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return true;
+    }
+    return false;
+  }
+
+  // Reads one field: its number, wire type and the extent of its payload ([payload_begin, pos())).
+  bool Field(uint32_t* number, int* wire_type, size_t* field_begin, size_t* payload_begin) {
+    *field_begin = pos_;
+    uint64_t key = 0;
+    if (!Varint(&key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff) return false;
+    *number = static_cast<uint32_t>(key >> 3);
+    *wire_type = static_cast<int>(key & 7);
+    uint64_t v = 0;
+    switch (*wire_type) {
+      case 0:
+        *payload_begin = pos_;
+        return Varint(&v);
+      case 1:
+        *payload_begin = pos_;
+        return Skip(8);
+      case 5:
+        *payload_begin = pos_;
+        return Skip(4);
+      case 2:
+        if (!Varint(&v)) return false;
+        *payload_begin = pos_;
+        return v <= end_ - pos_ && Skip(static_cast<size_t>(v));
+      default:
+        return false;  // groups (3, 4) and invalid types: let protobuf report it
+    }
+  }
+
+ private:
+  bool Skip(size_t n) {
+    if (n > end_ - pos_) return false;
+    pos_ += n;
+    return true;
+  }
+  const uint8_t* data_;
+  size_t pos_;
+  size_t end_;
+};
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+void AppendLengthDelimited(uint32_t number, const std::string& payload, std::string* out) {
+  AppendVarint((static_cast<uint64_t>(number) << 3) | 2, out);
+  AppendVarint(payload.size(), out);
+  out->append(payload);
+}
+
+// Field numbers of onnx.proto (ModelProto.graph, GraphProto.initializer, TensorProto.data_type/raw_data).
+constexpr uint32_t kModelGraphField = 7;
+constexpr uint32_t kGraphInitializerField = 5;
+constexpr uint32_t kTensorDataTypeField = 2;
+constexpr uint32_t kTensorRawDataField = 9;
+constexpr size_t kStripMinBytes = 64 << 10;  // small tensors are not worth the bookkeeping
+
+// Re-encodes one TensorProto without its raw_data when it is a FLOAT tensor with at least kStripMinBytes of it.
+bool StripTensor(const uint8_t* data, size_t begin, size_t end, int index, std::string* out,
+                 std::vector<RawSlice>* slices) {
+  uint64_t data_type = 0;
+  size_t raw_begin = 0, raw_size = 0;
+  int raw_count = 0;
+  WireReader scan(data, begin, end);
+  while (!scan.done()) {
+    uint32_t number = 0;
+    int type = 0;
+    size_t field_begin = 0, payload = 0;
+    if (!scan.Field(&number, &type, &field_begin, &payload)) return false;
+    if (number == kTensorDataTypeField && type == 0) WireReader(data, payload, scan.pos()).Varint(&data_type);
+    if (number == kTensorRawDataField && type == 2) {
+      raw_begin = payload;
+      raw_size = scan.pos() - payload;
+      ++raw_count;
+    }
+  }
+  const bool strip = data_type == 1 /* FLOAT */ && raw_count == 1 && raw_size >= kStripMinBytes;
+  WireReader copy(data, begin, end);
+  while (!copy.done()) {
+    uint32_t number = 0;
+    int type = 0;
+    size_t field_begin = 0, payload = 0;
+    if (!copy.Field(&number, &type, &field_begin, &payload)) return false;
+    if (strip && number == kTensorRawDataField && type == 2) continue;
+    out->append(reinterpret_cast<const char*>(data) + field_begin, copy.pos() - field_begin);
+  }
+  if (strip) slices->push_back(RawSlice{index, raw_begin, raw_size});
+  return true;
+}
+
+// The ModelProto in [data, data + size) re-encoded without the raw_data of its large FLOAT initializers, whose
+// places in the file go to `slices`. nullopt when the bytes do not walk as protobuf (the caller then parses them
+// whole, so that protobuf reports the problem).
+std::optional<std::string> StripInitializerData(const uint8_t* data, size_t size, std::vector<RawSlice>* slices) {
+  std::string model;
+  model.reserve(1 << 20);
+  WireReader top(data, 0, size);
+  while (!top.done()) {
+    uint32_t number = 0;
+    int type = 0;
+    size_t field_begin = 0, payload = 0;
+    if (!top.Field(&number, &type, &field_begin, &payload)) return std::nullopt;
+    if (number != kModelGraphField || type != 2) {
+      model.append(reinterpret_cast<const char*>(data) + field_begin, top.pos() - field_begin);
+      continue;
+    }
+    std::string graph;
+    int initializer = 0;
+    WireReader g(data, payload, top.pos());
+    while (!g.done()) {
+      uint32_t gnumber = 0;
+      int gtype = 0;
+      size_t gbegin = 0, gpayload = 0;
+      if (!g.Field(&gnumber, &gtype, &gbegin, &gpayload)) return std::nullopt;
+      if (gnumber == kGraphInitializerField && gtype == 2) {
+        std::string tensor;
+        if (!StripTensor(data, gpayload, g.pos(), initializer++, &tensor, slices)) return std::nullopt;
+        AppendLengthDelimited(gnumber, tensor, &graph);
+      } else {
+        graph.append(reinterpret_cast<const char*>(data) + gbegin, g.pos() - gbegin);
+      }
+    }
+    AppendLengthDelimited(number, graph, &model);
+  }
+  return model;
+}
+
 // Parses a protobuf message from `size` bytes at `data`.
 bool ParseProto(const uint8_t* data, size_t size, google::protobuf::MessageLite* message) {
   if (size > static_cast<size_t>(kMaxOnnxProtoBytes)) return false;
@@ -211,9 +368,53 @@ Status CheckFieldSize(int64_t have, int64_t count, const char* field, const Dims
   return OkStatus();
 }
 
+// Raw data of initializers left in the (memory-mapped) file instead of copied into the parsed proto: see
+// StripInitializerData. Keyed by the TensorProto whose raw_data field was cut out.
+using ExternalRawData = std::unordered_map<const onnx::TensorProto*, std::string_view>;
+
+// Copies `count` little-endian floats from a mapped file region, dropping the region's pages as it goes so that
+// the file and the weights are never resident together.
+void CopyMappedFloats(std::string_view raw, int64_t count, float* dst) {
+  constexpr size_t kChunkBytes = 16 << 20;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t total = static_cast<size_t>(count) * sizeof(float);
+  for (size_t done = 0; done < total; done += kChunkBytes) {
+    const size_t n = std::min(kChunkBytes, total - done);
+    std::memcpy(reinterpret_cast<char*>(dst) + done, raw.data() + done, n);
+    // Whole pages inside this chunk only: the neighbouring tensors may share the boundary pages.
+    const auto begin = reinterpret_cast<uintptr_t>(raw.data() + done);
+    const uintptr_t first = (begin + page - 1) / page * page;
+    const uintptr_t last = (begin + n) / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
+  if constexpr (std::endian::native == std::endian::big) {
+    for (int64_t i = 0; i < count; ++i) {
+      auto* bytes = reinterpret_cast<unsigned char*>(dst + i);
+      std::reverse(bytes, bytes + sizeof(float));
+    }
+  }
+}
+
 // Converts a FLOAT TensorProto. When `release` is set, the proto's data is freed as soon as it is copied so that
-// a large model is never held twice in memory.
-StatusOr<Tensor> FloatTensorFromProto(onnx::TensorProto* proto, const std::string& label, bool release) {
+// a large model is never held twice in memory. `external` (may be null) holds raw data kept outside the proto.
+StatusOr<Tensor> FloatTensorFromProto(onnx::TensorProto* proto, const std::string& label, bool release,
+                                      const ExternalRawData* external = nullptr) {
+  if (external != nullptr) {
+    auto it = external->find(proto);
+    if (it != external->end()) {
+      // StripInitializerData only cuts the raw_data of FLOAT tensors stored in the file.
+      CNN_ASSIGN_OR_RETURN(Dims dims, TensorDims(*proto, label));
+      const int64_t count = NumElements(dims);
+      const size_t want = static_cast<size_t>(count) * sizeof(float);
+      if (it->second.size() != want) {
+        return DataLossError(label + ": raw_data holds " + std::to_string(it->second.size()) + " bytes, dims " +
+                             DimsToString(dims) + " of FLOAT need " + std::to_string(want));
+      }
+      Tensor tensor(dims);
+      CopyMappedFloats(it->second, count, tensor.data());
+      return tensor;
+    }
+  }
   CNN_RETURN_IF_ERROR(CheckStoredInFile(*proto, label));
   if (proto->data_type() != onnx::TensorProto::FLOAT) {
     return UnimplementedError(label + " has element type " + DataTypeName(proto->data_type()) +
@@ -451,8 +652,8 @@ class NodeContext {
 
 class Importer {
  public:
-  Importer(onnx::ModelProto* model, const OnnxImportOptions& options)
-      : model_(*model), graph_(*model->mutable_graph()), options_(options) {}
+  Importer(onnx::ModelProto* model, const OnnxImportOptions& options, const ExternalRawData* external = nullptr)
+      : model_(*model), graph_(*model->mutable_graph()), options_(options), external_(external) {}
 
   StatusOr<GraphDef> Import() {
     CNN_RETURN_IF_ERROR(CheckModel());
@@ -1020,7 +1221,7 @@ class Importer {
       }
       const bool is_initializer = initializers_.count(name) != 0 && constant_outputs_.count(name) == 0;
       const std::string label = (is_initializer ? "initializer " : "constant ") + Quote(name);
-      CNN_ASSIGN_OR_RETURN(Tensor tensor, FloatTensorFromProto(source->proto, label, /*release=*/true));
+      CNN_ASSIGN_OR_RETURN(Tensor tensor, FloatTensorFromProto(source->proto, label, /*release=*/true, external_));
       def_.constants.emplace(name, std::make_shared<const Tensor>(std::move(tensor)));
     }
     return OkStatus();
@@ -1029,6 +1230,7 @@ class Importer {
   onnx::ModelProto& model_;
   onnx::GraphProto& graph_;
   const OnnxImportOptions& options_;
+  const ExternalRawData* external_;  // not owned; may be null
   int64_t opset_ = 0;
   GraphDef def_;
   std::unordered_map<std::string, onnx::TensorProto*> initializers_;
@@ -1052,8 +1254,8 @@ Status ParseModel(const uint8_t* data, size_t size, const std::string& what, onn
 
 // Converts a parsed model; frees its tensor data along the way.
 StatusOr<GraphDef> ImportModel(onnx::ModelProto* model, const std::string& what,
-                               const OnnxImportOptions& options) {
-  Importer importer(model, options);
+                               const OnnxImportOptions& options, const ExternalRawData* external = nullptr) {
+  Importer importer(model, options, external);
   StatusOr<GraphDef> def = importer.Import();
   if (!def.ok()) return def.status().WithContext(what);
   return def;
@@ -1074,13 +1276,29 @@ int64_t ClampFileLimit(int64_t max_file_bytes) { return std::min(max_file_bytes,
 }  // namespace
 
 StatusOr<GraphDef> ImportOnnxFile(const std::string& path, const OnnxImportOptions& options) {
+  FileBytes file;
+  CNN_RETURN_IF_ERROR(file.Open(path, ClampFileLimit(options.max_file_bytes)));
+  // The big weights stay in the mapped file: the proto is parsed without them and each is copied straight into
+  // its tensor, so loading peaks at about one copy of the weights instead of two or three.
+  std::vector<RawSlice> slices;
+  std::optional<std::string> stripped = StripInitializerData(file.data(), file.size(), &slices);
   onnx::ModelProto model;
-  {
-    FileBytes file;
-    CNN_RETURN_IF_ERROR(file.Open(path, ClampFileLimit(options.max_file_bytes)));
+  if (!stripped) {  // not walkable: let protobuf parse it all and report what is wrong
     CNN_RETURN_IF_ERROR(ParseModel(file.data(), file.size(), path, &model));
-  }  // unmapped here: the file and the converted weights are never resident at the same time
-  return ImportModel(&model, path, options);
+    return ImportModel(&model, path, options);
+  }
+  CNN_RETURN_IF_ERROR(ParseModel(reinterpret_cast<const uint8_t*>(stripped->data()), stripped->size(), path, &model));
+  stripped.reset();
+  ExternalRawData external;
+  const auto& initializers = model.graph().initializer();
+  for (const RawSlice& slice : slices) {
+    if (slice.initializer >= initializers.size()) {
+      return InternalError(path + ": initializer index " + std::to_string(slice.initializer) + " out of range");
+    }
+    external.emplace(&initializers.Get(slice.initializer),
+                     std::string_view(reinterpret_cast<const char*>(file.data()) + slice.offset, slice.size));
+  }
+  return ImportModel(&model, path, options, &external);
 }
 
 StatusOr<GraphDef> ImportOnnxBytes(const std::string& bytes, const std::string& what,

@@ -845,3 +845,54 @@ TEST(OnnxImporterRobustnessTest, CorruptedModelsNeverCrash) {
 
 }  // namespace
 }  // namespace cnnserve
+
+namespace cnnserve {
+namespace {
+
+// Files go through a different path from bytes: large FLOAT weights are copied straight from the mapped file
+// (ImportOnnxFile strips them from the proto before parsing). Both paths must agree and both must fail cleanly.
+TEST(OnnxImporterRobustnessTest, FilePathMatchesBytesPathAndFailsCleanly) {
+  const char* source_dir = std::getenv("CNNSERVE_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "CNNSERVE_SOURCE_DIR is set by CTest";
+  // A real model whose FC weights (48,120 floats) are large enough to be taken from the mapped file.
+  const std::string model = std::string(source_dir) + "/models/repository/lenet5_fashion/1/model.onnx";
+  std::ifstream in(model, std::ios::binary);
+  ASSERT_TRUE(in) << model;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto from_file = ImportOnnxFile(model);
+  auto from_bytes = ImportOnnxBytes(bytes, "lenet5_fashion");
+  ASSERT_TRUE(from_file.ok()) << from_file.status().ToString();
+  ASSERT_TRUE(from_bytes.ok()) << from_bytes.status().ToString();
+  ASSERT_EQ(from_file->constants.size(), from_bytes->constants.size());
+  for (const auto& [name, tensor] : from_bytes->constants) {
+    const Tensor& other = *from_file->constants.at(name);
+    ASSERT_EQ(tensor->dims(), other.dims()) << name;
+    for (int64_t i = 0; i < tensor->size(); ++i) ASSERT_EQ((*tensor)[i], other[i]) << name << "[" << i << "]";
+  }
+
+  const std::string path = TempPath("corrupt_file.onnx");
+  std::mt19937 rng(7);
+  int failures = 0;
+  for (int iteration = 0; iteration < 400; ++iteration) {
+    std::string damaged = bytes;
+    if (iteration % 2 == 0) {
+      damaged.resize(std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(rng));
+    } else {
+      for (int k = 0; k < 1 + iteration % 8; ++k) {
+        damaged[std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(rng)] =
+            static_cast<char>(std::uniform_int_distribution<int>(0, 255)(rng));
+      }
+    }
+    WriteFile(path, damaged);
+    auto def = ImportOnnxFile(path);
+    if (!def.ok()) {
+      ++failures;
+      continue;
+    }
+    (void)Graph::Create(std::move(*def));
+  }
+  EXPECT_GT(failures, 100);  // every truncation but those on a top-level field boundary fails
+}
+
+}  // namespace
+}  // namespace cnnserve
