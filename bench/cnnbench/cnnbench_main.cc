@@ -1,7 +1,7 @@
 // cnnbench: the offline engine tool.
 //   cnnbench inspect MODEL.onnx [--json]
 //   cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R]
-//                           [--backend dnnl|reference] [--winograd] [--json]
+//                           [--backend dnnl|reference] [--winograd] [--fc-blocked-min-batch B] [--json]
 //   cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol R] [--atol A] [--backend dnnl|reference]
 #include <sys/resource.h>
 
@@ -28,7 +28,7 @@ constexpr char kUsage[] =
     "usage:\n"
     "  cnnbench inspect MODEL.onnx [--json]\n"
     "  cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R]\n"
-    "                          [--backend dnnl|reference] [--winograd] [--json]\n"
+    "                          [--backend dnnl|reference] [--winograd] [--fc-blocked-min-batch B] [--json]\n"
     "  cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol 1e-4] [--atol 1e-5]\n"
     "                          [--backend dnnl|reference] [--threads N]\n";
 
@@ -116,6 +116,8 @@ StatusOr<ModelOptions> ModelOptionsFrom(const Args& args) {
   CNN_ASSIGN_OR_RETURN(int64_t threads, ParseInt("--threads", args.Get("--threads", "0"), 0, 1024));
   options.num_threads = static_cast<int>(threads);
   options.allow_winograd = args.Has("--winograd");
+  CNN_ASSIGN_OR_RETURN(options.fc_blocked_weights_min_batch,
+                       ParseInt("--fc-blocked-min-batch", args.Get("--fc-blocked-min-batch", "8"), 1, 1 << 30));
   return options;
 }
 
@@ -287,6 +289,21 @@ int Main(int argc, char** argv) {
     return args->Has("--help") ? 0 : 2;
   }
   const std::string& command = args->positional[0];
+  const std::map<std::string, std::vector<std::string>> allowed = {
+      {"inspect", {"--json"}},
+      {"run", {"--batch", "--threads", "--seconds", "--repeats", "--backend", "--winograd", "--fc-blocked-min-batch",
+               "--json"}},
+      {"verify", {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd",
+                  "--fc-blocked-min-batch"}},
+  };
+  if (auto it = allowed.find(command); it != allowed.end()) {
+    for (const auto& [flag, value] : args->flags) {
+      if (std::find(it->second.begin(), it->second.end(), flag) == it->second.end()) {
+        std::fprintf(stderr, "cnnbench: unknown flag %s for '%s'\n%s", flag.c_str(), command.c_str(), kUsage);
+        return 2;
+      }
+    }
+  }
   if (command == "inspect") return Inspect(*args);
   if (command == "verify") return Verify(*args);
   if (command == "run") {

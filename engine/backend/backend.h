@@ -42,6 +42,9 @@ struct BackendOptions {
   int num_threads = 0;
   // Let the backend pick Winograd convolutions where it judges them faster (oneDNN convolution_auto).
   bool allow_winograd = false;
+  // Plans for batches of at least this size give fully connected layers oneDNN's blocked weight layout (one extra
+  // copy of the FC weights, shared by those plans); smaller batches read the model's plain weights in place.
+  int64_t fc_blocked_weights_min_batch = 8;
 };
 
 }  // namespace cnnserve

@@ -26,6 +26,7 @@ struct ModelOptions {
   std::string backend = "dnnl";  // "dnnl" or "reference"
   int num_threads = 0;           // threads inside one run (0: all cores)
   bool allow_winograd = false;   // see BackendOptions
+  int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
   bool optimize = true;          // run OptimizeForInference before compiling
 };
 
