@@ -8,7 +8,7 @@ ZOO_DIR ?= $(HOME)/.cache/cnnserve/zoo
 ZOO_MODELS ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build zoo run test bench clean format
+.PHONY: all deps configure build zoo zoo-repository run test test-sanitize bench clean format
 
 all: build
 
@@ -27,12 +27,30 @@ build: configure
 zoo:
 	$(PYTHON) models/zoo/export.py --out $(ZOO_DIR) --models $(ZOO_MODELS) --reference-batches 1,3
 
-# Until the server lands: print the per-layer table of the models in the default repository.
+# Serves the default repository (models/repository) on 127.0.0.1:8001 until Ctrl-C. ARGS adds flags,
+# e.g. make run ARGS="--address 0.0.0.0:8001 --log-level debug".
 run: deps build
-	@for f in models/repository/*/[0-9]*/model.onnx; do echo "== $$f"; $(BUILD)/bin/cnnbench inspect $$f; echo; done
+	$(BUILD)/bin/cnnserve --model-repository models/repository $(ARGS)
+
+# A repository with the default models plus the ImageNet-shape zoo (random weights) for benchmarks:
+# build/bin/cnnserve --model-repository $(ZOO_REPOSITORY)
+ZOO_REPOSITORY ?= $(BUILD)/zoo-repository
+zoo-repository: zoo
+	models/repository/add_zoo_models.sh --zoo-dir $(ZOO_DIR) --with-default $(ZOO_REPOSITORY)
 
 test: deps build zoo
 	cd $(BUILD) && CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800
+	$(MAKE) --no-print-directory test-sanitize
+
+# The unit and integration tests once more under AddressSanitizer + UndefinedBehaviorSanitizer (the zoo parity
+# runs, big models through unchanged code paths, are left to the plain build).
+SANITIZE_BUILD ?= build-sanitize
+test-sanitize: deps zoo
+	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNNSERVE_SANITIZE=ON \
+	  -DCNNSERVE_ZOO_DIR=$(ZOO_DIR) $(CMAKE_FLAGS)
+	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE parity
 
 bench: deps build zoo
 	bench/engine_vs_peers.sh

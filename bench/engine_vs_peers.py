@@ -7,7 +7,10 @@ ratios cnnserve/ORT and cnnserve/PyTorch. Writes a Markdown table (stdout and --
 lines (--raw FILE).
 
   bench/engine_vs_peers.py [--zoo DIR] [--models lenet5,alexnet,zfnet,vgg16] [--batch 1,8,32]
-                           [--threads 2] [--seconds 2] [--rounds 3] [--runtimes cnnserve,onnxruntime,pytorch]
+                           [--threads 2] [--seconds 2] [--rounds 3]
+                           [--runtimes cnnserve,onnxruntime[,cnnserve_direct][,pytorch]]
+
+The first runtime listed is the one the ratio columns divide by the others.
 """
 import argparse
 import json
@@ -37,6 +40,8 @@ def command(runtime, model_path, name, args):
     common = ["--batch", args.batch, "--threads", str(args.threads), "--seconds", str(args.seconds), "--json"]
     if runtime == "cnnserve":
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path] + common
+    if runtime == "cnnserve_direct":  # same engine, direct convolutions only (smallest footprint)
+        return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--no-winograd"] + common
     if runtime == "onnxruntime":
         return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), model_path] + common
     if runtime == "pytorch":
@@ -65,7 +70,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runtimes", default="cnnserve,onnxruntime,pytorch")
+    p.add_argument("--runtimes", default="cnnserve,onnxruntime,cnnserve_direct")
     p.add_argument("--markdown", default=None, help="also write the Markdown table here")
     p.add_argument("--raw", default=None, help="write every JSON line here")
     args = p.parse_args()

@@ -1,7 +1,7 @@
 // cnnbench: the offline engine tool.
 //   cnnbench inspect MODEL.onnx [--json]
 //   cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R]
-//                           [--backend dnnl|reference] [--winograd] [--fc-blocked-min-batch B] [--json]
+//                           [--backend dnnl|reference] [--no-winograd] [--fc-blocked-min-batch B] [--json]
 //   cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol R] [--atol A] [--backend dnnl|reference]
 #include <sys/resource.h>
 
@@ -28,9 +28,10 @@ constexpr char kUsage[] =
     "usage:\n"
     "  cnnbench inspect MODEL.onnx [--json]\n"
     "  cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R]\n"
-    "                          [--backend dnnl|reference] [--winograd] [--fc-blocked-min-batch B] [--json]\n"
+    "                          [--backend dnnl|reference] [--no-winograd] [--fc-blocked-min-batch B] [--json]\n"
     "  cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol 1e-4] [--atol 1e-5]\n"
-    "                          [--backend dnnl|reference] [--threads N]\n";
+    "                          [--backend dnnl|reference] [--threads N] [--no-winograd]\n"
+    "Winograd convolutions are allowed by default (--winograd is accepted and changes nothing).\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -56,7 +57,7 @@ struct Args {
   }
 };
 
-const std::vector<std::string> kBoolFlags = {"--json", "--winograd", "--help"};
+const std::vector<std::string> kBoolFlags = {"--json", "--winograd", "--no-winograd", "--help"};
 
 StatusOr<Args> ParseArgs(int argc, char** argv) {
   Args args;
@@ -115,7 +116,7 @@ StatusOr<ModelOptions> ModelOptionsFrom(const Args& args) {
   options.backend = args.Get("--backend", "dnnl");
   CNN_ASSIGN_OR_RETURN(int64_t threads, ParseInt("--threads", args.Get("--threads", "0"), 0, 1024));
   options.num_threads = static_cast<int>(threads);
-  options.allow_winograd = args.Has("--winograd");
+  options.allow_winograd = !args.Has("--no-winograd");
   CNN_ASSIGN_OR_RETURN(options.fc_blocked_weights_min_batch,
                        ParseInt("--fc-blocked-min-batch", args.Get("--fc-blocked-min-batch", "8"), 1, 1 << 30));
   return options;
@@ -291,9 +292,9 @@ int Main(int argc, char** argv) {
   const std::string& command = args->positional[0];
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"inspect", {"--json"}},
-      {"run", {"--batch", "--threads", "--seconds", "--repeats", "--backend", "--winograd", "--fc-blocked-min-batch",
-               "--json"}},
-      {"verify", {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd",
+      {"run", {"--batch", "--threads", "--seconds", "--repeats", "--backend", "--winograd", "--no-winograd",
+               "--fc-blocked-min-batch", "--json"}},
+      {"verify", {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd", "--no-winograd",
                   "--fc-blocked-min-batch"}},
   };
   if (auto it = allowed.find(command); it != allowed.end()) {

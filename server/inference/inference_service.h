@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cnnserve/v1/classifier.pb.h"
 #include "engine/common/status.h"
@@ -46,6 +47,10 @@ class InferenceService {
   // DEADLINE_EXCEEDED (deadline passed before the batch ran), CANCELLED (`cancelled` returned true).
   // `deadline_us` is absolute on the steady clock in microseconds (0: none). `cancelled` may be null; it must be
   // cheap and non-blocking.
+  // The response has one result per image, in input order; a raw tensor of shape [N, C, H, W] counts as N images
+  // (N consecutive results). A request with more images than the model's max_batch_size is split into several
+  // tasks (batches) and answered once all of them have run. `done` may run on the calling thread (validation
+  // errors) or on a batcher worker thread.
   virtual void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
                         std::function<bool()> cancelled, std::function<void(Status)> done) = 0;
 

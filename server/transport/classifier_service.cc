@@ -1,13 +1,13 @@
 #include "server/transport/classifier_service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <deque>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 #include "server/transport/grpc_status.h"
 

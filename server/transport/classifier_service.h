@@ -19,10 +19,10 @@
 #ifndef CNNSERVE_SERVER_TRANSPORT_CLASSIFIER_SERVICE_H_
 #define CNNSERVE_SERVER_TRANSPORT_CLASSIFIER_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdint>
-
-#include <grpcpp/grpcpp.h>
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "server/inference/inference_service.h"

@@ -1,16 +1,16 @@
 #include "server/transport/grpc_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
 #include <mutex>
 #include <string>
 #include <utility>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <spdlog/spdlog.h>
 
 namespace cnnserve {
 namespace {
@@ -22,9 +22,16 @@ std::string WithPort(const std::string& address, int port) {
   return host + ":" + std::to_string(port);
 }
 
-std::chrono::system_clock::time_point SystemTimeOf(int64_t steady_us) {
-  const int64_t remaining_us = std::max<int64_t>(0, steady_us - SteadyNowMicros());
-  return std::chrono::system_clock::now() + std::chrono::microseconds(remaining_us);
+// After the drain every admitted request has been answered, so what gRPC still waits for at Server::Shutdown is
+// responses on their way out and calls that never end by themselves (health Watch streams, which the default
+// health service keeps open). They get this long, within the drain deadline but never less than the minimum.
+constexpr int64_t kFinalGraceMaxUs = 1'000'000;
+constexpr int64_t kFinalGraceMinUs = 100'000;
+
+std::chrono::system_clock::time_point FinalDeadline(int64_t drain_deadline_us) {
+  const int64_t grace_us =
+      std::clamp<int64_t>(drain_deadline_us - SteadyNowMicros(), kFinalGraceMinUs, kFinalGraceMaxUs);
+  return std::chrono::system_clock::now() + std::chrono::microseconds(grace_us);
 }
 
 }  // namespace
@@ -63,6 +70,8 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   builder.RegisterService(server->classifier_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
+    if (server->server_ != nullptr) server->server_->Shutdown();
+    server->server_.reset();  // nothing was served: leave the InferenceService alone
     return UnavailableError("GrpcServer: cannot listen on '" + options.address + "'");
   }
   server->port_ = selected_port;
@@ -70,7 +79,11 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
 
   // The default health service starts with "" SERVING; nothing is served until UpdateHealth says so.
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
-  if (health == nullptr) return InternalError("GrpcServer: the default health check service is missing");
+  if (health == nullptr) {
+    server->server_->Shutdown();
+    server->server_.reset();
+    return InternalError("GrpcServer: the default health check service is missing");
+  }
   health->SetServingStatus(false);
   health->SetServingStatus(kClassifierServiceName, false);
   return server;
@@ -102,7 +115,7 @@ Status GrpcServer::Shutdown(int64_t drain_deadline_us) {
     shutdown_status_ = inference_->Shutdown(drain_deadline_us);
     if (!shutdown_status_.ok()) spdlog::warn("drain: {}", shutdown_status_.ToString());
     // Every admitted request has been answered now; gRPC finishes sending and closes the remaining calls.
-    server_->Shutdown(SystemTimeOf(drain_deadline_us));
+    server_->Shutdown(FinalDeadline(drain_deadline_us));
     server_->Wait();
     spdlog::info("gRPC server stopped");
   });

@@ -9,8 +9,8 @@
 //
 // Typical life: Create (binds and starts), UpdateHealth whenever readiness may have changed, then on SIGTERM:
 // Shutdown, which turns health to NOT_SERVING, stops admitting, drains the InferenceService and stops gRPC.
-// Thread-safety: every method may be called from any thread; Shutdown is idempotent (later calls wait for the first one and return its result).
-// Ownership: the InferenceService is not owned and must outlive the GrpcServer.
+// Thread-safety: every method may be called from any thread; Shutdown is idempotent (later calls wait for the
+// first one and return its result). Ownership: the InferenceService is not owned and must outlive the GrpcServer.
 #ifndef CNNSERVE_SERVER_TRANSPORT_GRPC_SERVER_H_
 #define CNNSERVE_SERVER_TRANSPORT_GRPC_SERVER_H_
 
@@ -63,9 +63,11 @@ class GrpcServer {
   bool UpdateHealth();
 
   // Graceful shutdown: health NOT_SERVING (permanently); InferenceService::Shutdown(drain_deadline_us), which
-  // stops admitting and finishes what was admitted; then grpc::Server::Shutdown with the same deadline, which stops
-  // accepting calls and waits for the running ones (cancelling those still open at the deadline). Blocks until
-  // done. Returns the InferenceService's drain status (DEADLINE_EXCEEDED when work had to be dropped).
+  // stops admitting (new calls get UNAVAILABLE) and finishes what was admitted; then grpc::Server::Shutdown, which
+  // stops accepting calls, lets responses already finished go out and cancels what is still open after a short
+  // grace (at most 1 s and within the drain deadline, but at least 100 ms): by then only calls that never end by
+  // themselves are left, such as health Watch streams. Blocks until done. Returns the InferenceService's drain
+  // status (DEADLINE_EXCEEDED when admitted work had to be dropped).
   Status Shutdown(int64_t drain_deadline_us);
 
  private:

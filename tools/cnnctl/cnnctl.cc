@@ -9,6 +9,10 @@
 // Exit codes: 0 success (health: SERVING), 1 an RPC failed or health is not SERVING (the gRPC code and message are
 // printed on stderr), 2 bad command line or unreadable file.
 
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cinttypes>
@@ -24,9 +28,6 @@
 #include <system_error>
 #include <vector>
 
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
-
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -39,6 +40,11 @@ constexpr int kExitUsage = 2;
 constexpr int kDefaultBatch = 32;
 // Responses such as DescribeModel of a large model may exceed gRPC's default 4 MiB receive limit.
 constexpr int kMaxReceiveMessageBytes = 256 << 20;
+// How long to wait for the connection (at most; never longer than --timeout-s).
+constexpr double kConnectTimeoutSeconds = 5;
+// Reconnect quickly: gRPC 1.51's TCP client now and then reports a successful loopback connect as failed (it reads
+// errno after other calls), and the default backoff would turn that into a 1 s pause.
+constexpr int kReconnectBackoffMs = 50;
 
 constexpr char kUsage[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] COMMAND [ARGS]
 
@@ -73,8 +79,8 @@ class Args {
  public:
   Args(int argc, char** argv) : args_(argv + 1, argv + argc) {}
   bool done() const { return next_ >= args_.size(); }
-  std::string_view peek() const { return args_[next_]; }
-  std::string_view take() { return args_[next_++]; }
+  std::string_view peek() const { return done() ? std::string_view() : args_[next_]; }
+  std::string_view take() { return done() ? std::string_view() : args_[next_++]; }
   // If the next argument is flag `name`, consumes it and returns its value.
   std::optional<std::string> TakeFlag(std::string_view name) {
     if (done()) return std::nullopt;
@@ -125,11 +131,21 @@ std::string JsonEscape(std::string_view text) {
   std::string out = "\"";
   for (const char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -145,9 +161,10 @@ std::string JsonEscape(std::string_view text) {
 
 std::string GrpcCodeName(grpc::StatusCode code) {
   static constexpr const char* kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",       "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-      "OUT_OF_RANGE", "UNIMPLEMENTED",      "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",         "UNAUTHENTICATED"};
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   const int n = static_cast<int>(code);
   if (n >= 0 && n < static_cast<int>(std::size(kNames))) return kNames[n];
   return "CODE_" + std::to_string(n);
@@ -165,7 +182,20 @@ class Client {
   explicit Client(const Global& global) : global_(global) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kReconnectBackoffMs);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kReconnectBackoffMs);
     channel_ = grpc::CreateCustomChannel(global.server, grpc::InsecureChannelCredentials(), args);
+  }
+  // Waits for the connection; false (after printing the error) when the server cannot be reached in time.
+  bool Connect() {
+    const double seconds = std::min(global_.timeout_s, kConnectTimeoutSeconds);
+    if (channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                   std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6)))) {
+      return true;
+    }
+    std::fprintf(stderr, "cnnctl: cannot connect to %s: UNAVAILABLE (%d): no connection within %g s\n",
+                 global_.server.c_str(), static_cast<int>(grpc::StatusCode::UNAVAILABLE), seconds);
+    return false;
   }
   v1::Classifier::Stub& classifier() {
     if (!classifier_) classifier_ = v1::Classifier::NewStub(channel_);
@@ -225,9 +255,16 @@ int Classify(Client& client, Args& args) {
   for (size_t i = 0; i < files.size(); ++i) {
     if (!ReadFile(files[i], &contents[i])) return UsageError("cannot read '" + files[i] + "'");
   }
+  if (!client.Connect()) return kExitRpcFailed;
 
-  if (json) std::printf("[");
-  else std::printf("%-28s %4s  %-20s %5s  %11s  %10s\n", "file", "rank", "label", "index", "probability", "score");
+  int file_width = 4;
+  for (const std::string& file : files) file_width = std::max(file_width, static_cast<int>(file.size()));
+  if (json) {
+    std::printf("[");
+  } else {
+    std::printf("%-*s %4s  %-20s %5s  %11s  %10s\n", file_width, "file", "rank", "label", "index", "probability",
+                "score");
+  }
   bool first_json = true;
   for (size_t begin = 0; begin < files.size(); begin += batch) {
     const size_t end = std::min(files.size(), begin + batch);
@@ -267,7 +304,7 @@ int Classify(Client& client, Args& args) {
       } else {
         for (int r = 0; r < result.classes_size(); ++r) {
           const v1::Class& c = result.classes(r);
-          std::printf("%-28s %4d  %-20s %5d  %11.6f  %10.4f\n", r == 0 ? files[i].c_str() : "", r + 1,
+          std::printf("%-*s %4d  %-20s %5d  %11.6f  %10.4f\n", file_width, r == 0 ? files[i].c_str() : "", r + 1,
                       c.label().c_str(), c.index(), c.probability(), c.score());
         }
       }
@@ -308,6 +345,7 @@ int PrintJson(const google::protobuf::Message& message) {
 int List(Client& client, Args& args) {
   const bool json = args.TakeSwitch("--json");
   if (!args.done()) return UsageError("list: unexpected argument " + std::string(args.peek()));
+  if (!client.Connect()) return kExitRpcFailed;
   v1::ListModelsResponse response;
   grpc::ClientContext context;
   client.SetDeadline(&context);
@@ -341,6 +379,7 @@ int Describe(Client& client, Args& args) {
   }
   if (!args.error().empty()) return UsageError(args.error());
   if (request.model().empty()) return UsageError("describe: MODEL is required");
+  if (!client.Connect()) return kExitRpcFailed;
   v1::DescribeModelResponse response;
   grpc::ClientContext context;
   client.SetDeadline(&context);
@@ -355,7 +394,8 @@ int Describe(Client& client, Args& args) {
   if (!response.config().description().empty()) {
     std::printf("about:      %s\n", response.config().description().c_str());
   }
-  std::printf("parameters: %" PRId64 "\nMACs:       %" PRId64 "\n", response.total_params(), response.total_macs());
+  std::printf("parameters: %" PRId64 "\nMACs:       %" PRId64 "\n", response.total_params(),
+              response.total_macs());
   if (!response.layer_table().empty()) std::printf("\n%s", response.layer_table().c_str());
   return kExitOk;
 }
@@ -370,6 +410,7 @@ int Health(Client& client, Args& args) {
     }
   }
   if (!args.error().empty()) return UsageError(args.error());
+  if (!client.Connect()) return kExitRpcFailed;
   grpc::health::v1::HealthCheckResponse response;
   grpc::ClientContext context;
   client.SetDeadline(&context);
@@ -397,16 +438,18 @@ int Run(int argc, char** argv) {
   if (!args.error().empty()) return UsageError(args.error());
   if (args.done()) return UsageError("no command given");
   const std::string_view command = args.take();
-  Client client(global);
-  if (command == "classify") return Classify(client, args);
-  if (command == "list") return List(client, args);
-  if (command == "describe") return Describe(client, args);
-  if (command == "health") return Health(client, args);
   if (command == "help") {
     std::fputs(kUsage, stdout);
     return kExitOk;
   }
-  return UsageError("unknown command '" + std::string(command) + "'");
+  if (command != "classify" && command != "list" && command != "describe" && command != "health") {
+    return UsageError("unknown command '" + std::string(command) + "'");
+  }
+  Client client(global);
+  if (command == "classify") return Classify(client, args);
+  if (command == "list") return List(client, args);
+  if (command == "describe") return Describe(client, args);
+  return Health(client, args);
 }
 
 }  // namespace

@@ -7,7 +7,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libonnx-dev
   ocl-icd-opencl-dev opencl-headers
-  python3-torch python3-torchvision python3-onnx python3-numpy python3-grpcio
+  python3-torch python3-torchvision python3-onnx python3-numpy python3-grpcio python3-pil
   dataset-fashion-mnist libonnx-testdata
   nodejs npm
 )

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Adds the ImageNet-shape zoo models exported by `make zoo` (ZOO_DIR/<name>.onnx, <name>.json,
+# <name>.labels.txt) to a model repository, one folder each in Triton's layout:
+#
+#   REPO_DIR/<name>/config.pbtxt      RGB, shorter side 256 then centre crop (224, or 227 for alexnet), ImageNet
+#                                     mean/std, max_batch_size 32, preferred batch sizes 8 and 32
+#   REPO_DIR/<name>/1/model.onnx      a symbolic link to ZOO_DIR/<name>.onnx (--copy: a copy; VGG is 0.5 GB)
+#   REPO_DIR/<name>/labels.txt        a copy of ZOO_DIR/<name>.labels.txt
+#
+# Usage: models/repository/add_zoo_models.sh [--copy] [--zoo-dir DIR] [--with-default] REPO_DIR [NAME...]
+#   NAME...          zoo models to add (default: every exported model with a 3-channel input)
+#   --zoo-dir DIR    where `make zoo` wrote the models (default: $ZOO_DIR or ~/.cache/cnnserve/zoo)
+#   --with-default   also link the default repository's models (models/repository/*/) into REPO_DIR, so that
+#                    one --model-repository serves both
+#   --copy           copy model.onnx instead of linking it
+# Idempotent: re-running replaces the configs and links. Makefile target (ZOO_REPOSITORY ?= $(BUILD)/zoo-repository):
+#   zoo-repository: zoo
+#   	models/repository/add_zoo_models.sh --zoo-dir $(ZOO_DIR) --with-default $(ZOO_REPOSITORY)
+# then: build/bin/cnnserve --model-repository build/zoo-repository
+# Memory: every model loads with plans for batch 1, 8 and 32 per instance; all eight ImageNet-shape models
+# together need several GB (weights alone: 3.3 GB). Name the ones you need.
+set -euo pipefail
+
+die() { echo "add_zoo_models.sh: $*" >&2; exit 1; }
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+zoo_dir=${ZOO_DIR:-$HOME/.cache/cnnserve/zoo}
+copy=0
+with_default=0
+repo=""
+names=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --copy) copy=1 ;;
+    --with-default) with_default=1 ;;
+    --zoo-dir) [[ $# -ge 2 ]] || die "--zoo-dir needs a value"; zoo_dir=$2; shift ;;
+    --zoo-dir=*) zoo_dir=${1#--zoo-dir=} ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *) if [[ -z "$repo" ]]; then repo=$1; else names+=("$1"); fi ;;
+  esac
+  shift
+done
+[[ -n "$repo" ]] || die "usage: add_zoo_models.sh [--copy] [--zoo-dir DIR] [--with-default] REPO_DIR [NAME...]"
+[[ -d "$zoo_dir" ]] || die "zoo folder $zoo_dir does not exist: run 'make zoo' first"
+zoo_dir=$(cd "$zoo_dir" && pwd)
+
+# "C H W" of a zoo model's input, from its <name>.json (written by models/zoo/export.py).
+input_shape() {
+  /usr/bin/python3 -c 'import json, sys; print(*json.load(open(sys.argv[1]))["input_shape"])' "$1"
+}
+
+if [[ ${#names[@]} -eq 0 ]]; then
+  for json in "$zoo_dir"/*.json; do
+    [[ -e "$json" ]] || continue
+    name=$(basename "$json" .json)
+    [[ -f "$zoo_dir/$name.onnx" ]] || continue
+    read -r c _ _ < <(input_shape "$json")
+    [[ "$c" == 3 ]] && names+=("$name")
+  done
+  [[ ${#names[@]} -gt 0 ]] || die "no ImageNet-shape models in $zoo_dir: run 'make zoo' first"
+fi
+
+mkdir -p "$repo"
+for name in "${names[@]}"; do
+  [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad model name '$name'"
+  onnx="$zoo_dir/$name.onnx"
+  json="$zoo_dir/$name.json"
+  labels="$zoo_dir/$name.labels.txt"
+  for f in "$onnx" "$json" "$labels"; do
+    [[ -f "$f" ]] || die "$f is missing: run 'make zoo' (ZOO_MODELS=$name) first"
+  done
+  read -r c h w < <(input_shape "$json")
+  [[ "$c" == 3 ]] || die "$name has $c input channels; only ImageNet-shape (3-channel) models are supported"
+  dir="$repo/$name"
+  mkdir -p "$dir/1"
+  tmp="$dir/config.pbtxt.tmp.$$"
+  cat > "$tmp" <<EOF
+# Written by models/repository/add_zoo_models.sh from $json (zoo model, seeded random weights).
+name: "$name"
+platform: "onnx"
+max_batch_size: 32
+input {
+  dims: [$c, $h, $w]
+}
+preprocess {
+  color: RGB
+  resize: SHORTER_SIDE_CROP   # shorter side to 256, then the centre ${h}x${w}
+  resize_shorter_side: 256
+  scale: 0.0039215688593685627   # 1/255
+  mean: [0.485, 0.456, 0.406]    # ImageNet, R G B
+  std: [0.229, 0.224, 0.225]
+}
+dynamic_batching {
+  max_queue_delay_us: 2000
+  preferred_batch_size: [8, 32]
+}
+instance_group {
+  count: 1
+}
+labels: "labels.txt"
+description: "zoo $name, ${c}x${h}x${w}, ImageNet-shape with random weights (make zoo)"
+EOF
+  mv -f "$tmp" "$dir/config.pbtxt"
+  rm -f "$dir/1/model.onnx"
+  if [[ $copy == 1 ]]; then
+    cp "$onnx" "$dir/1/model.onnx"
+  else
+    ln -s "$onnx" "$dir/1/model.onnx"
+  fi
+  cp "$labels" "$dir/labels.txt"
+  echo "added $name (${c}x${h}x${w}) to $repo"
+done
+
+if [[ $with_default == 1 ]]; then
+  for model in "$script_dir"/*/; do
+    model=${model%/}
+    [[ -f "$model/config.pbtxt" ]] || continue
+    name=$(basename "$model")
+    if [[ -e "$repo/$name" && ! -L "$repo/$name" ]]; then
+      echo "kept $repo/$name (not a link)"
+      continue
+    fi
+    ln -sfn "$model" "$repo/$name"
+    echo "linked $name from the default repository"
+  done
+fi

@@ -1,0 +1,112 @@
+// What runs inside a model version's DynamicBatcher: ClassifyTask (a share of one request's images, already
+// preprocessed) and SessionBatchRunner (one instance: an engine Session with plans compiled for a few batch
+// sizes, warmed up at each of them).
+//
+// Batch sizes, padding and warm-up. A plan is compiled per batch size, and compiling is slow (milliseconds for
+// LeNet, much more for VGG), so an instance compiles plans only for PlanBatchSizes(max_batch_size, preferred) =
+// {1, each preferred size, max_batch_size} and runs a batch of n images on the smallest plan >= n, padding the
+// rows between n and the plan's size with zeros (their outputs are dropped). Padding costs the compute of the
+// padded rows only; the batcher forms batches of exactly the preferred sizes whenever it can, so under load most
+// batches need none. Warm-up compiles every plan of the instance and runs each once (zeros in, outputs ignored)
+// before the batcher starts, so no request pays for a compilation or for first-touch page faults; the server is
+// ready only after that (InferenceService::Ready).
+//
+// Thread-safety: a ClassifyTask follows Task's rules. A SessionBatchRunner is used by its batcher worker thread
+// only. ClassifyRequest (the state shared by one request's tasks) is thread-safe where noted.
+#ifndef CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_
+#define CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "engine/runtime/model.h"
+#include "engine/tensor/tensor.h"
+#include "server/batching/dynamic_batcher.h"
+#include "server/batching/task.h"
+#include "server/inference/classification.h"
+
+namespace cnnserve {
+
+// The batch sizes an instance compiles: 1, the preferred sizes and max_batch_size, sorted, unique, each in
+// [1, max(max_batch_size, 1)].
+std::vector<int64_t> PlanBatchSizes(int64_t max_batch_size, const std::vector<int64_t>& preferred);
+// The smallest of `plan_sizes` (sorted) that holds `items`; 0 when none does.
+int64_t PaddedBatchSize(const std::vector<int64_t>& plan_sizes, int64_t items);
+
+// The part of one Classify call that its tasks share: inputs, per-image results, timings and the first error.
+struct ClassifyRequest {
+  int64_t item_input_size = 0;  // floats per image
+  int top_k = kDefaultTopK;
+  std::vector<float> inputs;                      // num_images * item_input_size, written before scheduling
+  std::vector<std::vector<ScoredClass>> results;  // one per image, sized before scheduling; each task writes
+                                                  // only its own images
+  std::atomic<bool> failed{false};                // a task failed: the others are cancelled
+
+  // Thread-safe. Keeps the first error (later ones are ignored) and sets `failed`.
+  void RecordFailure(const Status& status);
+  // Thread-safe. Adds one finished task's timings.
+  void RecordTaskTimes(int64_t queue_us, int64_t inference_us);
+  Status first_error() const;
+  int64_t queue_us() const;      // the longest queue wait of the request's tasks
+  int64_t inference_us() const;  // the summed run time of the batches that ran the request's images
+
+ private:
+  mutable std::mutex mu_;
+  Status first_error_;
+  int64_t queue_us_ = 0;
+  int64_t inference_us_ = 0;
+};
+
+// Images [first_image, first_image + num_items()) of one request.
+class ClassifyTask final : public Task {
+ public:
+  ClassifyTask(std::shared_ptr<ClassifyRequest> request, int64_t first_image, int64_t num_images,
+               DoneCallback done);
+
+  ClassifyRequest& request() const { return *request_; }
+  int64_t first_image() const { return first_image_; }
+  const float* inputs() const;
+
+ private:
+  std::shared_ptr<ClassifyRequest> request_;
+  const int64_t first_image_;
+};
+
+class SessionBatchRunner final : public BatchRunner {
+ public:
+  // Creates the session, compiles a plan for each of `plan_sizes` (sorted, >= 1) and, with `warm_up`, runs each
+  // plan once. Errors: the engine's (a plan that cannot be compiled or run), naming the batch size.
+  static StatusOr<std::unique_ptr<SessionBatchRunner>> Create(std::shared_ptr<const Model> model,
+                                                              std::vector<int64_t> plan_sizes, bool warm_up);
+
+  // Every task must be a ClassifyTask. Pads the batch up to the next plan size, runs it, and writes each
+  // image's top-k and the task's queue and run times into its request. INTERNAL when the engine fails (every
+  // task of the batch fails).
+  Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override;
+
+  const std::vector<int64_t>& plan_sizes() const { return plan_sizes_; }
+  // Batches run per padded size (index: the plan size), for tests and stats. Read on the worker thread or after
+  // the batcher stopped.
+  const std::vector<int64_t>& runs_by_plan_size() const { return runs_by_plan_size_; }
+
+ private:
+  SessionBatchRunner(std::shared_ptr<const Model> model, std::vector<int64_t> plan_sizes);
+
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<Session> session_;
+  std::vector<int64_t> plan_sizes_;
+  int64_t item_input_size_;
+  int64_t item_output_size_;
+  Tensor batch_input_;   // max plan size x item input
+  Tensor batch_output_;  // max plan size x item output
+  std::vector<int64_t> runs_by_plan_size_;
+};
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_

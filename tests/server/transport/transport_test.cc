@@ -1,0 +1,542 @@
+// Transport tests against an in-process GrpcServer on 127.0.0.1 (ephemeral port) and a fake InferenceService
+// that completes requests on its own threads, in an order the test controls. They check what the transport adds:
+// status mapping, deadline conversion, stream ordering and its in-flight bound, health, reflection, the message
+// size limit and the shutdown sequence. The real InferenceService is exercised by tests/integration.
+#include <arpa/inet.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cnnserve/v1/classifier.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/inference/inference_service.h"
+#include "server/transport/classifier_service.h"
+#include "server/transport/grpc_server.h"
+#include "server/transport/grpc_status.h"
+
+namespace cnnserve {
+namespace {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+using std::chrono::milliseconds;
+
+constexpr auto kCallTimeout = std::chrono::seconds(20);
+
+// A fake that answers on a thread of its own after a per-request delay: request.top_k milliseconds (0: at once).
+// The model name selects the outcome: "error:N" fails with StatusCode N; "hold" waits until Release() or
+// Shutdown(); anything else succeeds with one class whose index echoes request.request_id's number.
+class FakeInferenceService final : public InferenceService {
+ public:
+  ~FakeInferenceService() override {
+    (void)Shutdown(SteadyNowMicros());
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+
+  void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
+                std::function<bool()> cancelled, std::function<void(Status)> done) override {
+    last_deadline_us_ = deadline_us;
+    if (shut_down_) return done(UnavailableError("shutting down"));
+    const std::string& model = request.model();
+    if (model.rfind("error:", 0) == 0) {
+      return done(Status(static_cast<StatusCode>(std::stoi(model.substr(6))), "fake error for " + model));
+    }
+    const int now = ++in_flight_;
+    int high = max_in_flight_.load();
+    while (now > high && !max_in_flight_.compare_exchange_weak(high, now)) {
+    }
+    auto finish = [this, response, model = request.model(), id = request.request_id(),
+                   done = std::move(done)](Status status) {
+      if (status.ok()) {
+        response->set_model(model);
+        response->set_request_id(id);
+        response->add_results()->add_classes()->set_label("label of " + id);
+      }
+      --in_flight_;
+      done(std::move(status));
+    };
+    if (model == "hold") {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_.push_back(std::move(finish));
+      held_cv_.notify_all();
+      return;
+    }
+    const int delay_ms = request.top_k();
+    std::lock_guard<std::mutex> lock(mu_);
+    threads_.emplace_back([delay_ms, cancelled = std::move(cancelled), finish = std::move(finish)]() mutable {
+      std::this_thread::sleep_for(milliseconds(delay_ms));
+      finish(cancelled && cancelled() ? CancelledError("cancelled") : OkStatus());
+    });
+  }
+
+  Status ListModels(v1::ListModelsResponse* response) const override {
+    response->add_models()->set_name("fake");
+    return OkStatus();
+  }
+  Status DescribeModel(const v1::DescribeModelRequest& request,
+                       v1::DescribeModelResponse* response) const override {
+    if (request.model() != "fake") return NotFoundError("model '" + request.model() + "' not found");
+    response->mutable_summary()->set_name("fake");
+    return OkStatus();
+  }
+  bool Ready() const override { return ready_ && !shut_down_; }
+  std::vector<std::string> ReadyModels() const override { return {"fake"}; }
+
+  // Finishes the held requests with OK (or the given status), after blocking until `shutdown_gate_` opens.
+  Status Shutdown(int64_t /*drain_deadline_us*/) override {
+    shut_down_ = true;
+    shutdown_started_ = true;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      gate_cv_.wait(lock, [this] { return gate_open_; });
+    }
+    Release();
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      threads.swap(threads_);
+    }
+    for (std::thread& t : threads) t.join();
+    return OkStatus();
+  }
+
+  void Release() {
+    std::deque<std::function<void(Status)>> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& finish : held) finish(OkStatus());
+  }
+  bool WaitForHeld(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return held_cv_.wait_for(lock, kCallTimeout, [&] { return held_.size() >= n; });
+  }
+  void CloseShutdownGate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate_open_ = false;
+  }
+  void OpenShutdownGate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate_open_ = true;
+    gate_cv_.notify_all();
+  }
+
+  std::atomic<bool> ready_{true};
+  std::atomic<bool> shut_down_{false};
+  std::atomic<bool> shutdown_started_{false};
+  std::atomic<int> in_flight_{0};
+  std::atomic<int> max_in_flight_{0};
+  std::atomic<int64_t> last_deadline_us_{-1};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable held_cv_;
+  std::condition_variable gate_cv_;
+  bool gate_open_ = true;
+  bool stopping_ = false;
+  std::deque<std::function<void(Status)>> held_;
+  std::vector<std::thread> threads_;
+};
+
+class TransportTest : public ::testing::Test {
+ protected:
+  void StartServer(GrpcServerOptions options = {}) {
+    options.address = "127.0.0.1:0";
+    auto server = GrpcServer::Create(options, &fake_);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+    ASSERT_GT(server_->port(), 0);
+    ASSERT_EQ(server_->address(), "127.0.0.1:" + std::to_string(server_->port()));
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    channel_ = grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
+    stub_ = v1::Classifier::NewStub(channel_);
+    health_ = grpc::health::v1::Health::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    fake_.OpenShutdownGate();
+    if (server_) (void)server_->Shutdown(SteadyNowMicros() + 5'000'000);
+  }
+
+  static void SetDeadline(grpc::ClientContext* context) {
+    context->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  }
+
+  HealthCheckResponse::ServingStatus Health(const std::string& service, grpc::Status* status = nullptr) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    const grpc::Status s = health_->Check(&context, request, &response);
+    if (status != nullptr) *status = s;
+    return s.ok() ? response.status() : HealthCheckResponse::UNKNOWN;
+  }
+
+  FakeInferenceService fake_;  // outlives server_ (declared first, destroyed last)
+  std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Classifier::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+TEST(GrpcStatusTest, EveryCodeMapsToTheSameNumberWithTheMessage) {
+  EXPECT_TRUE(ToGrpcStatus(OkStatus()).ok());
+  for (int code = 1; code <= 16; ++code) {
+    const grpc::Status mapped = ToGrpcStatus(Status(static_cast<StatusCode>(code), "field x: limit 3"));
+    EXPECT_EQ(static_cast<int>(mapped.error_code()), code);
+    EXPECT_EQ(mapped.error_message(), "field x: limit 3");
+  }
+  EXPECT_EQ(ToGrpcStatus(InvalidArgumentError("bad")).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ToGrpcStatus(UnavailableError("full")).error_code(), grpc::StatusCode::UNAVAILABLE);
+  const grpc::Status odd = ToGrpcStatus(Status(static_cast<StatusCode>(99), "odd"));
+  EXPECT_EQ(odd.error_code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_NE(odd.error_message().find("99"), std::string::npos);
+}
+
+TEST(DeadlineTest, ConvertsToTheSteadyClock) {
+  using std::chrono::system_clock;
+  EXPECT_EQ(DeadlineToSteadyMicros(system_clock::time_point::max()), 0);
+  const int64_t before = SteadyNowMicros();
+  const int64_t in_two_s = DeadlineToSteadyMicros(system_clock::now() + std::chrono::seconds(2));
+  const int64_t after = SteadyNowMicros();
+  EXPECT_GE(in_two_s, before + 1'900'000);
+  EXPECT_LE(in_two_s, after + 2'000'000);
+  const int64_t past = DeadlineToSteadyMicros(system_clock::now() - std::chrono::seconds(1));
+  EXPECT_GT(past, 0);
+  EXPECT_LE(past, SteadyNowMicros());
+  EXPECT_EQ(DeadlineToSteadyMicros(system_clock::now() + std::chrono::hours(24 * 365 * 20)), 0);
+}
+
+TEST_F(TransportTest, CreateRejectsBadOptions) {
+  GrpcServerOptions options;
+  options.address = "no-port";
+  EXPECT_EQ(GrpcServer::Create(options, &fake_).status().code(), StatusCode::kInvalidArgument);
+  options.address = "127.0.0.1:0";
+  options.max_receive_message_bytes = 0;
+  EXPECT_EQ(GrpcServer::Create(options, &fake_).status().code(), StatusCode::kInvalidArgument);
+  options.max_receive_message_bytes = 1 << 20;
+  EXPECT_EQ(GrpcServer::Create(options, nullptr).status().code(), StatusCode::kInvalidArgument);
+  // A port held by a socket of our own (without SO_REUSEPORT): the bind fails, and the InferenceService is left
+  // alone.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  options.address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  EXPECT_EQ(GrpcServer::Create(options, &fake_).status().code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(fake_.shutdown_started_);
+  close(fd);
+}
+
+TEST_F(TransportTest, UnaryClassifyPassesTheDeadlineAndMapsStatus) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  v1::ClassifyRequest request;
+  request.set_model("m");
+  request.set_request_id("7");
+  request.set_top_k(5);
+  v1::ClassifyResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  const int64_t before = SteadyNowMicros();
+  ASSERT_TRUE(stub_->Classify(&context, request, &response).ok());
+  EXPECT_EQ(response.request_id(), "7");
+  EXPECT_EQ(response.results(0).classes(0).label(), "label of 7");
+  EXPECT_GT(fake_.last_deadline_us_.load(), before + 8'000'000);
+  EXPECT_LE(fake_.last_deadline_us_.load(), before + 10'100'000);
+
+  for (const int code : {3, 4, 5, 8, 13, 14}) {
+    grpc::ClientContext error_context;
+    request.set_model("error:" + std::to_string(code));
+    const grpc::Status status = stub_->Classify(&error_context, request, &response);
+    EXPECT_EQ(static_cast<int>(status.error_code()), code);
+    EXPECT_EQ(status.error_message(), "fake error for error:" + std::to_string(code));
+  }
+  grpc::ClientContext no_deadline;
+  request.set_model("m");
+  ASSERT_TRUE(stub_->Classify(&no_deadline, request, &response).ok());
+  EXPECT_EQ(fake_.last_deadline_us_.load(), 0);
+}
+
+TEST_F(TransportTest, ListAndDescribe) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  grpc::ClientContext list_context;
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(stub_->ListModels(&list_context, {}, &list).ok());
+  ASSERT_EQ(list.models_size(), 1);
+  EXPECT_EQ(list.models(0).name(), "fake");
+  grpc::ClientContext describe_context;
+  v1::DescribeModelRequest describe;
+  describe.set_model("nope");
+  v1::DescribeModelResponse description;
+  EXPECT_EQ(stub_->DescribeModel(&describe_context, describe, &description).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+// Requests complete in random order (delays 0..15 ms); responses must come back in request order, with at most
+// max_in_flight_per_stream requests of the stream running at once.
+TEST_F(TransportTest, StreamAnswersInRequestOrderWithBoundedInFlight) {
+  constexpr int kInFlight = 6;
+  constexpr int kRequests = 120;
+  GrpcServerOptions options;
+  options.classifier.max_in_flight_per_stream = kInFlight;
+  ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ClassifyStream(&context);
+  std::thread writer([&] {
+    std::mt19937 rng(42);
+    for (int i = 0; i < kRequests; ++i) {
+      v1::ClassifyRequest request;
+      request.set_model("m");
+      request.set_request_id(std::to_string(i));
+      request.set_top_k(static_cast<int>(rng() % 16));  // the fake's delay in ms
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  v1::ClassifyResponse response;
+  int received = 0;
+  while (stream->Read(&response)) {
+    EXPECT_EQ(response.request_id(), std::to_string(received));
+    ++received;
+  }
+  writer.join();
+  const grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(received, kRequests);
+  EXPECT_LE(fake_.max_in_flight_.load(), kInFlight);
+  EXPECT_GT(fake_.max_in_flight_.load(), 1) << "requests of one stream should run concurrently";
+}
+
+// The first failing request (in request order) ends the stream with its status after the earlier responses.
+TEST_F(TransportTest, StreamEndsWithTheFirstFailure) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ClassifyStream(&context);
+  for (int i = 0; i < 10; ++i) {
+    v1::ClassifyRequest request;
+    request.set_model(i == 4 ? "error:5" : "m");
+    request.set_request_id(std::to_string(i));
+    request.set_top_k(i < 4 ? 10 - 2 * i : 0);  // the earlier requests finish after the failing one
+    ASSERT_TRUE(stream->Write(request));
+  }
+  // The client keeps its side open: the server must end the stream anyway.
+  v1::ClassifyResponse response;
+  int received = 0;
+  while (stream->Read(&response)) {
+    EXPECT_EQ(response.request_id(), std::to_string(received));
+    ++received;
+  }
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(received, 4);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(status.error_message(), "fake error for error:5");
+}
+
+TEST_F(TransportTest, EmptyStreamFinishesOk) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ClassifyStream(&context);
+  ASSERT_TRUE(stream->WritesDone());
+  v1::ClassifyResponse response;
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(TransportTest, CancelledStreamReturnsWhenItsRequestsDo) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  auto context = std::make_unique<grpc::ClientContext>();
+  auto stream = stub_->ClassifyStream(context.get());
+  for (int i = 0; i < 3; ++i) {
+    v1::ClassifyRequest request;
+    request.set_model("hold");
+    ASSERT_TRUE(stream->Write(request));
+  }
+  ASSERT_TRUE(fake_.WaitForHeld(3));
+  context->TryCancel();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  fake_.Release();  // the reactor lives until these are answered
+  // Still serving.
+  grpc::ClientContext again;
+  v1::ListModelsResponse list;
+  EXPECT_TRUE(stub_->ListModels(&again, {}, &list).ok());
+}
+
+TEST_F(TransportTest, MessagesOverTheLimitGetResourceExhausted) {
+  GrpcServerOptions options;
+  options.max_receive_message_bytes = 64 << 10;
+  ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  v1::ClassifyRequest request;
+  request.set_model("m");
+  request.add_inputs()->set_image(std::string(100 << 10, 'x'));
+  v1::ClassifyResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  const grpc::Status status = stub_->Classify(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  request.mutable_inputs(0)->set_image(std::string(32 << 10, 'x'));
+  grpc::ClientContext small;
+  SetDeadline(&small);
+  EXPECT_TRUE(stub_->Classify(&small, request, &response).ok());
+}
+
+TEST_F(TransportTest, HealthFollowsReadinessAndShutdown) {
+  fake_.ready_ = false;
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Health(kClassifierServiceName), HealthCheckResponse::NOT_SERVING);
+  fake_.ready_ = true;
+  EXPECT_TRUE(server_->UpdateHealth());
+  EXPECT_EQ(Health(""), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Health(kClassifierServiceName), HealthCheckResponse::SERVING);
+  grpc::Status status;
+  Health("no.such.Service", &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // A request admitted before shutdown is answered OK; while the service drains, health is NOT_SERVING and new
+  // requests are refused.
+  v1::ClassifyRequest held;
+  held.set_model("hold");
+  v1::ClassifyResponse held_response;
+  grpc::ClientContext held_context;
+  SetDeadline(&held_context);
+  std::promise<grpc::Status> held_status;
+  stub_->async()->Classify(&held_context, &held, &held_response,
+                           [&](grpc::Status s) { held_status.set_value(std::move(s)); });
+  ASSERT_TRUE(fake_.WaitForHeld(1));
+
+  fake_.CloseShutdownGate();
+  std::thread shutdown([&] { (void)server_->Shutdown(SteadyNowMicros() + 10'000'000); });
+  while (!fake_.shutdown_started_) std::this_thread::sleep_for(milliseconds(1));
+  EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Health(kClassifierServiceName), HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(server_->UpdateHealth());
+  EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
+  v1::ClassifyRequest late;
+  late.set_model("m");
+  v1::ClassifyResponse late_response;
+  grpc::ClientContext late_context;
+  SetDeadline(&late_context);
+  EXPECT_EQ(stub_->Classify(&late_context, late, &late_response).error_code(), grpc::StatusCode::UNAVAILABLE);
+  fake_.OpenShutdownGate();
+  shutdown.join();
+  auto future = held_status.get_future();
+  ASSERT_EQ(future.wait_for(kCallTimeout), std::future_status::ready);
+  EXPECT_TRUE(future.get().ok());
+}
+
+// A health Watch sees SERVING, then NOT_SERVING at shutdown; an open Watch does not hold the shutdown up until
+// the drain deadline.
+TEST_F(TransportTest, WatchSeesNotServingAndDoesNotDelayShutdown) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  ASSERT_TRUE(server_->UpdateHealth());
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  HealthCheckRequest request;
+  auto watch = health_->Watch(&context, request);
+  HealthCheckResponse update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::SERVING);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread shutdown([&] { (void)server_->Shutdown(SteadyNowMicros() + 10'000'000); });
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::NOT_SERVING);
+  shutdown.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  while (watch->Read(&update)) {
+  }
+  (void)watch->Finish();
+}
+
+// Server reflection answers list_services (ServerReflectionRequest field 7) with our services. The reflection
+// protos are not installed, so the request is encoded by hand and the reply searched for the names.
+class ReflectionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit ReflectionCall(const std::string& request_bytes) {
+    grpc::Slice slice(request_bytes);
+    request_ = grpc::ByteBuffer(&slice, 1);
+  }
+  void Start() {
+    StartWrite(&request_);
+    StartRead(&response_);
+    StartWritesDone();
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      std::vector<grpc::Slice> slices;
+      (void)response_.Dump(&slices);
+      for (const grpc::Slice& s : slices) reply_.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  void OnDone(const grpc::Status& status) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = status;
+    done_ = true;
+    cv_.notify_all();
+  }
+  grpc::Status Await() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return done_; });
+    return status_;
+  }
+  const std::string& reply() const { return reply_; }
+
+ private:
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+  std::string reply_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  grpc::Status status_;
+};
+
+TEST_F(TransportTest, ReflectionListsTheServices) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  const std::string list_services("\x3a\x00", 2);  // field 7 (list_services), length 0
+  ReflectionCall call(list_services);
+  stub.PrepareBidiStreamingCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                grpc::StubOptions(), &call);
+  call.Start();
+  const grpc::Status status = call.Await();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_NE(call.reply().find("cnnserve.v1.Classifier"), std::string::npos);
+  EXPECT_NE(call.reply().find("grpc.health.v1.Health"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cnnserve
