@@ -64,38 +64,6 @@ LinearTap RowTap(int64_t d, double scale, int64_t src) {
   return tap;
 }
 
-struct Geometry {
-  int64_t resized_h = 0;
-  int64_t resized_w = 0;
-  int64_t crop_y = 0;
-  int64_t crop_x = 0;
-};
-
-// The same geometry as Preprocess (server/preprocess/preprocess.cc): EXACT stretches to the target; the shorter
-// side variant keeps the aspect ratio (integer division) and takes the centre window.
-Geometry ComputeGeometry(int64_t src_h, int64_t src_w, const PreprocessOptions& options) {
-  Geometry g;
-  const int64_t height = options.target_height_px;
-  const int64_t width = options.target_width_px;
-  if (options.resize == ResizeMode::kExact) {
-    g.resized_h = height;
-    g.resized_w = width;
-    return g;
-  }
-  const int64_t shorter =
-      options.resize_shorter_side_px > 0 ? options.resize_shorter_side_px : std::max(height, width);
-  if (src_w <= src_h) {
-    g.resized_w = shorter;
-    g.resized_h = src_h * shorter / src_w;
-  } else {
-    g.resized_h = shorter;
-    g.resized_w = src_w * shorter / src_h;
-  }
-  g.crop_y = (g.resized_h - height) / 2;
-  g.crop_x = (g.resized_w - width) / 2;
-  return g;
-}
-
 float PerChannel(const std::vector<float>& values, int c, float default_value) {
   if (values.empty()) return default_value;
   return values.size() == 1 ? values[0] : values[static_cast<size_t>(c)];
@@ -206,17 +174,19 @@ Status PreprocessImage(const DecodedImage& image, const PreprocessOptions& optio
 
   const int64_t out_h = options.target_height_px;
   const int64_t out_w = options.target_width_px;
-  const Geometry g = ComputeGeometry(src_h, src_w, options);
+  CNN_ASSIGN_OR_RETURN(const ResizeGeometry g, ComputeResizeGeometry(src_w, src_h, options));
   const int64_t plane = out_h * out_w;
   for (int c = 0; c < channels; ++c) {
     const float* in = source.data() + static_cast<int64_t>(c) * src_h * src_w;
     float* out = dst + static_cast<int64_t>(c) * plane;
-    if (g.resized_h == src_h && g.resized_w == src_w) {  // cv::resize copies when the size does not change
+    if (g.resized_height == src_h &&
+        g.resized_width == src_w) {  // cv::resize copies when the size does not change
       for (int64_t y = 0; y < out_h; ++y) {
         std::copy_n(in + (g.crop_y + y) * src_w + g.crop_x, out_w, out + y * out_w);
       }
     } else {
-      ResizeBilinearWindow(in, src_h, src_w, g.resized_h, g.resized_w, g.crop_y, g.crop_x, out_h, out_w, out);
+      ResizeBilinearWindow(in, src_h, src_w, g.resized_height, g.resized_width, g.crop_y, g.crop_x, out_h, out_w,
+                           out);
     }
     // Normalise in float32, operation by operation, as NumPy does: (x * scale - mean) / std.
     const float scale = options.scale;

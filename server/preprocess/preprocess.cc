@@ -116,17 +116,11 @@ int ToOpenCvInterpolation(Interpolation interpolation) {
   return cv::INTER_LINEAR;
 }
 
-// Where the output comes from: resize the (colour-converted) source to resized_width x resized_height, then take
-// the target-sized window at (crop_x, crop_y).
-struct Geometry {
-  int64_t resized_width = 0;
-  int64_t resized_height = 0;
-  int64_t crop_x = 0;
-  int64_t crop_y = 0;
-};
+}  // namespace
 
-StatusOr<Geometry> ComputeGeometry(int64_t src_width, int64_t src_height, const PreprocessOptions& options) {
-  Geometry geometry;
+StatusOr<ResizeGeometry> ComputeResizeGeometry(int64_t src_width, int64_t src_height,
+                                               const PreprocessOptions& options) {
+  ResizeGeometry geometry;
   const int64_t height = options.target_height_px;
   const int64_t width = options.target_width_px;
   if (options.resize == ResizeMode::kExact) {
@@ -158,6 +152,8 @@ StatusOr<Geometry> ComputeGeometry(int64_t src_width, int64_t src_height, const 
   geometry.crop_y = (geometry.resized_height - height) / 2;
   return geometry;
 }
+
+namespace {
 
 // Writes the planar, normalised output from `window` (target-sized, 1 or 3 channels, BGR order).
 template <typename Sample, typename Convert>
@@ -283,7 +279,7 @@ Status Preprocess(const DecodedImage& image, const PreprocessOptions& options, f
   if (image.empty()) return InvalidArgumentError("Preprocess: the decoded image is empty");
   if (dst == nullptr) return InvalidArgumentError("Preprocess: dst is null");
   const cv::Mat& src = DecodedImageAccess::Pixels(image);
-  CNN_ASSIGN_OR_RETURN(const Geometry geometry, ComputeGeometry(src.cols, src.rows, options));
+  CNN_ASSIGN_OR_RETURN(const ResizeGeometry geometry, ComputeResizeGeometry(src.cols, src.rows, options));
   const int out_channels = OutputChannels(options.color);
   const int height = static_cast<int>(options.target_height_px);
   const int width = static_cast<int>(options.target_width_px);

@@ -101,6 +101,18 @@ int OutputChannels(ColorFormat color);
 // {C, H, W} of the preprocessed image. Precondition: ValidatePreprocessOptions(options).ok().
 Dims PreprocessedDims(const PreprocessOptions& options);
 
+// Where Preprocess takes its output from: the (colour-converted) source is resized to resized_width x
+// resized_height, then the target-sized window at (crop_x, crop_y) is kept. INVALID_ARGUMENT when the shorter-side
+// resize of an extreme aspect ratio would exceed decode_limits.max_pixels.
+struct ResizeGeometry {
+  int64_t resized_width = 0;
+  int64_t resized_height = 0;
+  int64_t crop_x = 0;
+  int64_t crop_y = 0;
+};
+StatusOr<ResizeGeometry> ComputeResizeGeometry(int64_t src_width, int64_t src_height,
+                                               const PreprocessOptions& options);
+
 // A decoded image, ready to be preprocessed any number of times. Immutable; cheap to copy (copies share the
 // pixel buffer, which is freed with the last copy). Not tied to the bytes it was decoded from.
 class DecodedImage {
