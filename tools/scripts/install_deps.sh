@@ -6,9 +6,11 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libonnx-dev
-  ocl-icd-opencl-dev opencl-headers
+  ocl-icd-opencl-dev opencl-headers prometheus-cpp-dev
   python3-torch python3-torchvision python3-onnx python3-numpy python3-grpcio python3-pil
+  python3-yaml python3-matplotlib
   dataset-fashion-mnist libonnx-testdata
+  nginx-light yamllint curl
   nodejs npm
 )
 
