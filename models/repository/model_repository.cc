@@ -287,6 +287,22 @@ ModelEntry LoadModel(const fs::path& directory, const ModelRepositoryOptions& op
     ApplyDefaults(entry, options, {});
     return entry;
   }
+  if (entry.config.platform() == kPlatformNull) {  // built in: one version, no file
+    const Dims dims(entry.config.input().dims().begin(), entry.config.input().dims().end());
+    VersionEntry version;
+    version.version = 1;
+    version.state = ModelState::kReady;
+    version.item_input_dims = dims;
+    version.num_classes = entry.config.num_classes();
+    if (!entry.labels.empty() && static_cast<int64_t>(entry.labels.size()) != version.num_classes) {
+      version.state = ModelState::kUnavailable;
+      version.reason = entry.config_path + ": field labels: " + std::to_string(entry.labels.size()) +
+                       " labels but num_classes is " + std::to_string(version.num_classes);
+    }
+    entry.versions.push_back(std::move(version));
+    ApplyDefaults(entry, options, dims);
+    return entry;
+  }
 
   for (int64_t v : SelectVersions(entry.config.version_policy(), found)) {
     VersionEntry version;
@@ -365,6 +381,19 @@ int64_t ModelEntry::NumClasses() const {
   return 0;
 }
 
+StatusOr<ModelEntry> LoadModelFolder(const std::string& root, const std::string& name,
+                                     const ModelRepositoryOptions& options) {
+  if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos || name == "..") {
+    return InvalidArgumentError("model name " + Quoted(name) + " is not a folder name of the repository");
+  }
+  const fs::path directory = fs::path(root) / name;
+  std::error_code ec;
+  if (!fs::is_directory(directory, ec)) {
+    return NotFoundError("model " + Quoted(name) + " not found: " + directory.string() + " is not a folder");
+  }
+  return LoadModel(directory, options);
+}
+
 StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(const std::string& root,
                                                                  const ModelRepositoryOptions& options) {
   std::error_code ec;
@@ -415,12 +444,21 @@ Status ValidateModelConfig(const v1::ModelConfig& config, const std::string& pat
                       Quoted(config.name()) + " must equal the model's folder name " + Quoted(folder_name));
   }
   const std::string& platform = config.platform();
-  if (!platform.empty() && platform != kPlatformOnnx && platform != kPlatformEnsemble) {
-    return FieldError(
-        path, "platform",
-        Quoted(platform) + " is not one of " + Quoted(kPlatformOnnx) + ", " + Quoted(kPlatformEnsemble));
+  if (!platform.empty() && platform != kPlatformOnnx && platform != kPlatformEnsemble &&
+      platform != kPlatformNull) {
+    return FieldError(path, "platform",
+                      Quoted(platform) + " is not one of " + Quoted(kPlatformOnnx) + ", " +
+                          Quoted(kPlatformEnsemble) + ", " + Quoted(kPlatformNull));
   }
   const bool ensemble = platform == kPlatformEnsemble;
+  if (platform == kPlatformNull) {
+    if (config.input().dims_size() != 3) {
+      return FieldError(path, "input.dims", "platform \"null\" needs input.dims (C, H, W)");
+    }
+    CNN_RETURN_IF_ERROR(CheckRange(path, "num_classes", config.num_classes(), 1, kMaxConfigNullClasses));
+  } else if (config.num_classes() != 0) {
+    return FieldError(path, "num_classes", "only allowed with platform: " + Quoted(kPlatformNull));
+  }
   CNN_RETURN_IF_ERROR(CheckRange(path, "max_batch_size", config.max_batch_size(), 0, kMaxConfigBatchSize));
 
   const auto& dims = config.input().dims();

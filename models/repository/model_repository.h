@@ -39,6 +39,9 @@ inline constexpr char kModelFileName[] = "model.onnx";
 inline constexpr char kDefaultLabelsFileName[] = "labels.txt";
 inline constexpr char kPlatformOnnx[] = "onnx";
 inline constexpr char kPlatformEnsemble[] = "ensemble";
+// Built in: returns zeros without computing (to measure the server's own overhead). No version folders: it
+// has exactly version 1; config needs input.dims and num_classes.
+inline constexpr char kPlatformNull[] = "null";
 
 // Limits checked by ValidateModelConfig (generous; they catch typos, not real models).
 inline constexpr int64_t kMaxConfigBatchSize = 4096;
@@ -48,6 +51,7 @@ inline constexpr int64_t kMaxConfigThreads = 1024;
 inline constexpr int64_t kMaxConfigInputSide = 16384;
 inline constexpr int64_t kMaxConfigFileBytes = int64_t{1} << 20;
 inline constexpr int64_t kMaxLabelsFileBytes = int64_t{16} << 20;
+inline constexpr int64_t kMaxConfigNullClasses = int64_t{1} << 20;
 
 enum class ModelState { kReady, kLoading, kUnavailable };
 
@@ -131,6 +135,11 @@ class ModelRepository {
 };
 
 // The pieces of Load, public so that they can be tested and reused by tools.
+
+// Loads the one model folder <root>/<name> as Load does (a broken model is an entry with reasons, not an
+// error). Errors: INVALID_ARGUMENT when `name` is not a plain folder name, NOT_FOUND when the folder is missing.
+StatusOr<ModelEntry> LoadModelFolder(const std::string& root, const std::string& name,
+                                     const ModelRepositoryOptions& options = {});
 
 // Parses config.pbtxt text. `path` names the file in errors. INVALID_ARGUMENT "path:line:column: message" for
 // syntax errors, unknown fields and bad enum values (the first error; further ones are appended, up to a few).

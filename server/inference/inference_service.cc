@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <utility>
 
@@ -15,8 +16,7 @@
 #include "models/repository/model_repository.h"
 #include "server/batching/dynamic_batcher.h"
 #include "server/inference/classification.h"
-#include "server/inference/image_input.h"
-#include "server/inference/model_runner.h"
+#include "server/inference/model_servable.h"
 #include "server/preprocess/preprocess.h"
 
 namespace cnnserve {
@@ -32,55 +32,45 @@ std::string JoinSizes(const std::vector<int64_t>& sizes) {
   return out;
 }
 
-// One served version of a model: the repository's entry, its state as served (warm-up can still fail) and its
-// batcher (non-null exactly when READY).
-struct ServedVersion {
-  const VersionEntry* entry = nullptr;
+// One version of a model as served: its state (warm-up can still fail) and its servable (non-null exactly
+// when READY).
+struct VersionSlot {
+  int64_t version = 0;
   ModelState state = ModelState::kUnavailable;
   std::string reason;
-  std::vector<int64_t> plan_sizes;
-  std::unique_ptr<DynamicBatcher> batcher;
+  std::shared_ptr<Servable> servable;
 };
 
-struct ServedModel {
-  const ModelEntry* entry = nullptr;
-  PreprocessOptions preprocess;
-  int64_t max_batch_size = 1;           // >= 1: the most images in one task
-  std::string unavailable_reason;       // a model with no version to serve (an ensemble here)
-  std::vector<ServedVersion> versions;  // ascending, parallel to entry->versions
+// One model name. Immutable once published in the map: LoadModel/UnloadModel publish a new slot.
+struct ModelSlot {
+  std::shared_ptr<const ModelEntry> entry;
+  std::vector<VersionSlot> versions;  // ascending
+  std::string unavailable_reason;     // set when no version can exist (broken config, unloaded)
 
-  const ServedVersion* DefaultVersion() const {
+  const VersionSlot* DefaultVersion() const {
     for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
       if (it->state == ModelState::kReady) return &*it;
     }
     return nullptr;
   }
-  const ServedVersion* FindVersion(int64_t version) const {
-    for (const ServedVersion& v : versions) {
-      if (v.entry->version == version) return &v;
+  const VersionSlot* FindVersion(int64_t version) const {
+    for (const VersionSlot& v : versions) {
+      if (v.version == version) return &v;
     }
     return nullptr;
   }
-  // Why nothing can be served: the newest version's reason.
   std::string Reason() const {
     if (!unavailable_reason.empty()) return unavailable_reason;
     if (!versions.empty()) return versions.back().reason;
     return "no versions";
   }
-};
-
-// Everything about one Classify call that its tasks' callbacks need to answer it.
-struct PendingClassify {
-  std::shared_ptr<ClassifyRequest> request;
-  v1::ClassifyResponse* response = nullptr;
-  std::function<void(Status)> done;
-  const ServedModel* model = nullptr;
-  int64_t version = 0;
-  std::string request_id;
-  bool include_timings = false;
-  int64_t start_us = 0;
-  int64_t decode_us = 0;
-  std::atomic<int64_t> pending{0};  // tasks not yet finished, plus one while Classify is still scheduling
+  std::vector<std::shared_ptr<Servable>> Servables() const {
+    std::vector<std::shared_ptr<Servable>> out;
+    for (const VersionSlot& v : versions) {
+      if (v.servable != nullptr) out.push_back(v.servable);
+    }
+    return out;
+  }
 };
 
 void LogRequestError(const std::string& request_id, const std::string& model, const Status& status) {
@@ -92,60 +82,80 @@ void LogRequestError(const std::string& request_id, const std::string& model, co
   spdlog::log(level, "request {} (model \"{}\"): {}", request_id, model, status.ToString());
 }
 
-void FinishClassify(const std::shared_ptr<PendingClassify>& p) {
-  const Status status = p->request->first_error();
-  if (!status.ok()) {
-    LogRequestError(p->request_id, p->model->entry->name, status);
-    p->done(status);
-    return;
+void FillClasses(const std::vector<ScoredClass>& ranked, const std::vector<std::string>& labels,
+                 google::protobuf::RepeatedPtrField<v1::Class>* out) {
+  for (const ScoredClass& c : ranked) {
+    v1::Class* cls = out->Add();
+    cls->set_index(c.index);
+    if (static_cast<size_t>(c.index) < labels.size()) cls->set_label(labels[static_cast<size_t>(c.index)]);
+    cls->set_score(c.score);
+    cls->set_probability(c.probability);
   }
-  v1::ClassifyResponse& response = *p->response;
-  response.set_model(p->model->entry->name);
-  response.set_version(p->version);
-  response.set_request_id(p->request_id);
-  response.clear_results();
-  const std::vector<std::string>& labels = p->model->entry->labels;
-  for (const std::vector<ScoredClass>& image : p->request->results) {
-    v1::Classification* result = response.add_results();
-    for (const ScoredClass& c : image) {
-      v1::Class* out = result->add_classes();
-      out->set_index(c.index);
-      if (static_cast<size_t>(c.index) < labels.size()) out->set_label(labels[static_cast<size_t>(c.index)]);
-      out->set_score(c.score);
-      out->set_probability(c.probability);
-    }
-  }
-  if (p->include_timings) {
-    v1::Timings* timings = response.mutable_timings();
-    timings->set_decode_us(p->decode_us);
-    timings->set_queue_us(p->request->queue_us());
-    timings->set_inference_us(p->request->inference_us());
-    timings->set_total_us(SteadyNowMicros() - p->start_us);
-  }
-  p->done(OkStatus());
 }
 
-void ReleasePending(const std::shared_ptr<PendingClassify>& p, int64_t count) {
-  if (p->pending.fetch_sub(count, std::memory_order_acq_rel) == count) FinishClassify(p);
+// The native response from a finished Run.
+void FillClassifyResponse(const RunResult& result, const ServableInfo& info, int top_k, bool members,
+                          v1::ClassifyResponse* response) {
+  response->clear_results();
+  const bool ensemble = result.members_total > 0;
+  const int k = static_cast<int>(std::min<int64_t>(top_k, result.num_classes));
+  for (int64_t i = 0; i < result.num_items; ++i) {
+    v1::Classification* out = response->add_results();
+    const std::vector<ScoredClass> ranked = result.Ranked(i, std::max(k, 2));
+    FillClasses(std::vector<ScoredClass>(ranked.begin(), ranked.begin() + std::min<size_t>(ranked.size(), k)),
+                info.labels, out->mutable_classes());
+    if (!ensemble) continue;
+    if (static_cast<size_t>(i) < result.agreement.size()) out->set_agreement(result.agreement[static_cast<size_t>(i)]);
+    if (ranked.size() >= 2) out->set_margin(ranked[0].probability - ranked[1].probability);
+    if (!members) continue;
+    const size_t n = static_cast<size_t>(result.num_classes);
+    for (const MemberResult& m : result.members) {
+      v1::MemberClassification* member = out->add_members();
+      member->set_model(m.model);
+      member->set_version(m.version);
+      if (!m.status.ok()) {
+        member->set_error(m.status.ToString());
+        continue;
+      }
+      if (m.probabilities.size() < (static_cast<size_t>(i) + 1) * n) continue;
+      std::span<const float> row(m.probabilities.data() + static_cast<size_t>(i) * n, n);
+      std::vector<ScoredClass> member_top = TopK(row, k);
+      for (ScoredClass& c : member_top) c.probability = c.score;  // the member row is already probabilities
+      FillClasses(member_top, info.labels, member->mutable_classes());
+    }
+  }
+  if (ensemble) {
+    response->set_members_answered(result.members_answered);
+    response->set_members_total(result.members_total);
+    response->set_partial(result.members_answered < result.members_total);
+  }
 }
 
 class InferenceServiceImpl final : public InferenceService {
  public:
-  InferenceServiceImpl(const InferenceServiceOptions& options, std::unique_ptr<ModelRepository> repository)
-      : options_(options), repository_(std::move(repository)) {
-    limits_.max_image_bytes = options.max_image_bytes;
-    limits_.max_pixels = options.max_pixels;
+  InferenceServiceImpl(const InferenceServiceOptions& options, std::string root,
+                       const ModelRepositoryOptions& repository_options)
+      : options_(options), root_(std::move(root)), repository_options_(repository_options) {
+    servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
+    servable_options_.decode_limits.max_pixels = options.max_pixels;
+    servable_options_.default_max_queue_size = options.default_max_queue_size;
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
   }
 
-  // Stops the batchers while everything their callbacks use is still alive: queued requests get UNAVAILABLE,
+  // Stops every servable while everything their callbacks use is still alive: queued requests get UNAVAILABLE,
   // running batches finish.
   ~InferenceServiceImpl() override { (void)Shutdown(SteadyNowMicros()); }
 
-  void LoadAll();
+  void LoadAll(const ModelRepository& repository);
 
   void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
                 std::function<bool()> cancelled, std::function<void(Status)> done) override;
+  StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const override;
+  std::vector<VersionRow> Index() const override;
+  StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const override;
+  Status LoadModel(const std::string& name) override;
+  Status UnloadModel(const std::string& name) override;
+  const InferenceServiceOptions& options() const override { return options_; }
   Status ListModels(v1::ListModelsResponse* response) const override;
   Status DescribeModel(const v1::DescribeModelRequest& request,
                        v1::DescribeModelResponse* response) const override;
@@ -154,162 +164,169 @@ class InferenceServiceImpl final : public InferenceService {
   Status Shutdown(int64_t drain_deadline_us) override;
 
  private:
-  void LoadModel(const ModelEntry& entry);
-  // The model and version a request asks for (NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE as documented).
-  Status Resolve(const std::string& name, int64_t version, const ServedModel** model,
-                 const ServedVersion** served) const;
-  // Counts the images of every input (validating raw tensors), then decodes/copies them into request->inputs.
-  Status PrepareInputs(const v1::ClassifyRequest& request, const ServedModel& model, const VersionEntry& version,
-                       ClassifyRequest* prepared) const;
-  void FillSummary(const ServedModel& model, v1::ModelSummary* summary) const;
+  // Builds the slot of one model entry (loads, warms up; ensembles resolve their members through Find, so
+  // plain models must be published first). Does not touch the map.
+  std::shared_ptr<ModelSlot> BuildSlot(std::shared_ptr<const ModelEntry> entry) const;
+  std::shared_ptr<const ModelSlot> FindSlot(const std::string& name) const;
+  // Publishes `slot` under its name and returns the one it replaced (may be null).
+  std::shared_ptr<const ModelSlot> Publish(std::shared_ptr<const ModelSlot> slot);
+  // Drains and stops the servables of a replaced slot.
+  void Retire(const std::shared_ptr<const ModelSlot>& slot, const std::string& why) const;
+  // Counts the images of every input (validating raw tensors) and lists them as items of `run`.
+  Status BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info, RunRequest* run) const;
+  void FillSummary(const ModelSlot& model, v1::ModelSummary* summary) const;
 
   const InferenceServiceOptions options_;
-  DecodeLimits limits_;
-  std::unique_ptr<ModelRepository> repository_;
-  std::map<std::string, ServedModel, std::less<>> models_;  // written only by LoadAll
+  const std::string root_;
+  const ModelRepositoryOptions repository_options_;
+  ModelServableOptions servable_options_;
   std::string request_id_prefix_;
   std::atomic<uint64_t> next_request_{0};
   std::atomic<bool> ready_{false};
   std::atomic<bool> shutting_down_{false};
+
+  mutable std::shared_mutex mu_;  // guards models_ (the map; slots are immutable)
+  std::map<std::string, std::shared_ptr<const ModelSlot>, std::less<>> models_;
+  std::mutex load_mu_;  // serialises LoadModel / UnloadModel
 
   std::mutex shutdown_mu_;  // serialises Shutdown
   bool shutdown_done_ = false;
   Status shutdown_result_;
 };
 
-void InferenceServiceImpl::LoadAll() {
-  for (const ModelEntry& entry : repository_->models()) LoadModel(entry);
-  int ready_versions = 0;
-  int unavailable_versions = 0;
-  for (const auto& [name, model] : models_) {
-    for (const ServedVersion& v : model.versions) {
-      (v.state == ModelState::kReady ? ready_versions : unavailable_versions)++;
-    }
-  }
-  spdlog::info("model repository {}: {} model(s), {} version(s) ready, {} unavailable", repository_->root(),
-               models_.size(), ready_versions, unavailable_versions);
-  ready_.store(true);
-}
-
-void InferenceServiceImpl::LoadModel(const ModelEntry& entry) {
-  ServedModel& model = models_[entry.name];
-  model.entry = &entry;
+std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const ModelEntry> entry_ptr) const {
+  auto slot = std::make_shared<ModelSlot>();
+  slot->entry = entry_ptr;
+  const ModelEntry& entry = *entry_ptr;
   for (const VersionEntry& version : entry.versions) {
-    ServedVersion served;
-    served.entry = &version;
-    served.state = version.state;
-    served.reason = version.reason;
-    model.versions.push_back(std::move(served));
+    VersionSlot v;
+    v.version = version.version;
+    v.state = version.state;
+    v.reason = version.reason;
+    slot->versions.push_back(std::move(v));
   }
-  auto mark_all = [&](const std::string& reason) {
-    for (ServedVersion& v : model.versions) {
-      v.state = ModelState::kUnavailable;
-      v.reason = reason;
-    }
-  };
   if (!entry.config_ok) {
     spdlog::error("model {}: UNAVAILABLE: {}", entry.name, entry.config_error);
-    return;
+    return slot;
   }
   if (entry.config.platform() == kPlatformEnsemble) {
-    model.unavailable_reason = entry.config_path + ": platform \"ensemble\" is not served by this server yet";
-    spdlog::error("model {}: UNAVAILABLE: {}", entry.name, model.unavailable_reason);
-    return;
+    slot->unavailable_reason = entry.config_path + ": platform \"ensemble\" is not served by this server yet";
+    spdlog::error("model {}: UNAVAILABLE: {}", entry.name, slot->unavailable_reason);
+    return slot;
   }
-  const v1::ModelConfig& config = entry.config;
-  if (config.input().dims_size() == 3) {
-    StatusOr<PreprocessOptions> preprocess = PreprocessOptionsFromConfig(config, limits_);
-    if (!preprocess.ok()) {
-      mark_all(entry.config_path + ": " + preprocess.status().message());
-    } else {
-      model.preprocess = *std::move(preprocess);
-    }
-  }
-  model.max_batch_size = std::max<int64_t>(1, config.max_batch_size());
-  const std::vector<int64_t> preferred(config.dynamic_batching().preferred_batch_size().begin(),
-                                       config.dynamic_batching().preferred_batch_size().end());
-  for (ServedVersion& served : model.versions) {
-    const VersionEntry& version = *served.entry;
+  for (size_t i = 0; i < slot->versions.size(); ++i) {
+    VersionSlot& served = slot->versions[i];
+    const VersionEntry& version = entry.versions[i];
     if (served.state != ModelState::kReady) {
       spdlog::error("model {} version {}: UNAVAILABLE: {}", entry.name, version.version, served.reason);
       continue;
     }
-    served.plan_sizes = PlanBatchSizes(model.max_batch_size, preferred);
-    DynamicBatcherOptions batcher_options;
-    batcher_options.max_batch_size = model.max_batch_size;
-    batcher_options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_us();
-    batcher_options.preferred_batch_sizes = preferred;
-    batcher_options.max_queue_size = config.dynamic_batching().max_queue_size() > 0
-                                         ? config.dynamic_batching().max_queue_size()
-                                         : options_.default_max_queue_size;
-    batcher_options.num_instances = std::max(1, config.instance_group().count());
     const int64_t warm_start_us = SteadyNowMicros();
-    const std::shared_ptr<const Model> engine_model = version.model;
-    const std::vector<int64_t> plan_sizes = served.plan_sizes;
-    StatusOr<std::unique_ptr<DynamicBatcher>> batcher = DynamicBatcher::Create(
-        batcher_options, [&engine_model, &plan_sizes](int /*instance*/) -> StatusOr<std::unique_ptr<BatchRunner>> {
-          StatusOr<std::unique_ptr<SessionBatchRunner>> runner =
-              SessionBatchRunner::Create(engine_model, plan_sizes, /*warm_up=*/true);
-          if (!runner.ok()) return runner.status();
-          return std::unique_ptr<BatchRunner>(*std::move(runner));
-        });
-    if (!batcher.ok()) {
+    StatusOr<std::unique_ptr<ModelServable>> servable = ModelServable::Create(entry, version, servable_options_);
+    if (!servable.ok()) {
       served.state = ModelState::kUnavailable;
-      served.reason = version.model_path + ": " + batcher.status().message();
+      served.reason = (version.model_path.empty() ? entry.config_path : version.model_path) + ": " +
+                      servable.status().message();
       spdlog::error("model {} version {}: UNAVAILABLE: {}", entry.name, version.version, served.reason);
       continue;
     }
-    served.batcher = *std::move(batcher);
     spdlog::info(
-        "model {} version {}: READY, input {}, {} classes, batch sizes {} (max {}), {} instance(s) x {} "
-        "thread(s); "
-        "loaded in {:.1f} ms, warmed up in {:.1f} ms",
-        entry.name, version.version, DimsToString(version.item_input_dims), version.num_classes,
-        JoinSizes(served.plan_sizes), model.max_batch_size, batcher_options.num_instances,
-        version.model->options().num_threads, static_cast<double>(version.load_time_us) / kMicrosPerMilli,
+        "model {} version {}: READY, platform {}, input {}, {} classes, batch sizes {} (max {}), {} instance(s) "
+        "x {} thread(s); loaded in {:.1f} ms, warmed up in {:.1f} ms",
+        entry.name, version.version, entry.config.platform(), DimsToString(version.item_input_dims),
+        version.num_classes, JoinSizes((*servable)->plan_sizes()), (*servable)->info().max_batch_size,
+        (*servable)->num_instances(), entry.config.instance_group().threads(),
+        static_cast<double>(version.load_time_us) / kMicrosPerMilli,
         static_cast<double>(SteadyNowMicros() - warm_start_us) / kMicrosPerMilli);
+    served.servable = std::shared_ptr<Servable>(*std::move(servable));
+  }
+  return slot;
+}
+
+void InferenceServiceImpl::LoadAll(const ModelRepository& repository) {
+  std::vector<std::shared_ptr<const ModelEntry>> ensembles;
+  for (const ModelEntry& entry : repository.models()) {
+    auto shared = std::make_shared<const ModelEntry>(entry);
+    if (entry.config_ok && entry.config.platform() == kPlatformEnsemble) {
+      ensembles.push_back(std::move(shared));
+      continue;
+    }
+    Publish(BuildSlot(std::move(shared)));
+  }
+  for (std::shared_ptr<const ModelEntry>& entry : ensembles) Publish(BuildSlot(std::move(entry)));
+  int ready_versions = 0;
+  int unavailable_versions = 0;
+  size_t count = 0;
+  {
+    std::shared_lock lock(mu_);
+    count = models_.size();
+    for (const auto& [name, model] : models_) {
+      for (const VersionSlot& v : model->versions) {
+        (v.state == ModelState::kReady ? ready_versions : unavailable_versions)++;
+      }
+    }
+  }
+  spdlog::info("model repository {}: {} model(s), {} version(s) ready, {} unavailable", root_, count,
+               ready_versions, unavailable_versions);
+  ready_.store(true);
+}
+
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::FindSlot(const std::string& name) const {
+  std::shared_lock lock(mu_);
+  const auto it = models_.find(name);
+  return it == models_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<const ModelSlot> slot) {
+  std::unique_lock lock(mu_);
+  std::shared_ptr<const ModelSlot>& place = models_[slot->entry->name];
+  std::swap(place, slot);
+  return slot;
+}
+
+void InferenceServiceImpl::Retire(const std::shared_ptr<const ModelSlot>& slot, const std::string& why) const {
+  if (slot == nullptr) return;
+  const int64_t deadline_us = SteadyNowMicros() + options_.retire_drain_timeout_us;
+  for (const std::shared_ptr<Servable>& servable : slot->Servables()) {
+    if (Status status = servable->Shutdown(deadline_us); !status.ok()) {
+      spdlog::warn("model {} version {} ({}): {}", servable->info().name, servable->info().version, why,
+                   status.ToString());
+    }
   }
 }
 
-Status InferenceServiceImpl::Resolve(const std::string& name, int64_t version, const ServedModel** model,
-                                     const ServedVersion** served) const {
+StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::Find(const std::string& name, int64_t version) const {
   if (name.empty()) return InvalidArgumentError("field model is empty: name a model (see ListModels)");
-  const auto it = models_.find(name);
-  if (it == models_.end()) return NotFoundError("model " + Quoted(name) + " not found");
-  *model = &it->second;
+  const std::shared_ptr<const ModelSlot> slot = FindSlot(name);
+  if (slot == nullptr) return NotFoundError("model " + Quoted(name) + " not found");
   if (version < 0) {
     return InvalidArgumentError("field version: " + std::to_string(version) +
                                 " must be >= 0 (0: the newest ready version)");
   }
   if (version == 0) {
-    *served = it->second.DefaultVersion();
-    if (*served == nullptr) {
-      return UnavailableError("model " + Quoted(name) + " is unavailable: " + it->second.Reason());
-    }
-    return OkStatus();
+    const VersionSlot* served = slot->DefaultVersion();
+    if (served == nullptr) return UnavailableError("model " + Quoted(name) + " is unavailable: " + slot->Reason());
+    return served->servable;
   }
-  *served = it->second.FindVersion(version);
-  if (*served == nullptr) {
+  const VersionSlot* served = slot->FindVersion(version);
+  if (served == nullptr) {
     std::vector<int64_t> versions;
-    for (const ServedVersion& v : it->second.versions) {
-      if (v.entry->version > 0) versions.push_back(v.entry->version);
+    for (const VersionSlot& v : slot->versions) {
+      if (v.version > 0) versions.push_back(v.version);
     }
     return NotFoundError("version " + std::to_string(version) + " of model " + Quoted(name) +
                          " not found (versions: " + (versions.empty() ? "none" : JoinSizes(versions)) + ")");
   }
-  if ((*served)->state != ModelState::kReady) {
+  if (served->state != ModelState::kReady) {
     return UnavailableError("version " + std::to_string(version) + " of model " + Quoted(name) +
-                            " is unavailable: " + (*served)->reason);
+                            " is unavailable: " + served->reason);
   }
-  return OkStatus();
+  return served->servable;
 }
 
-Status InferenceServiceImpl::PrepareInputs(const v1::ClassifyRequest& request, const ServedModel& model,
-                                           const VersionEntry& version, ClassifyRequest* prepared) const {
-  const Dims& item_dims = version.item_input_dims;
-  const int64_t item_size = prepared->item_input_size;
+Status InferenceServiceImpl::BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info,
+                                        RunRequest* run) const {
   const auto where = [](int i) { return "inputs[" + std::to_string(i) + "]"; };
-
   // Pass 1: count the images (a raw tensor may carry N of them) and check the tensors' shapes and sizes.
   int64_t num_images = 0;
   for (int i = 0; i < request.inputs_size(); ++i) {
@@ -320,7 +337,8 @@ Status InferenceServiceImpl::PrepareInputs(const v1::ClassifyRequest& request, c
         break;
       case v1::Input::kTensor: {
         const Dims shape(input.tensor().shape().begin(), input.tensor().shape().end());
-        if (Status status = ValidateRawTensor(shape, input.tensor().data().size(), item_dims); !status.ok()) {
+        if (Status status = ValidateRawTensor(shape, input.tensor().data().size(), info.item_input_dims);
+            !status.ok()) {
           return InvalidArgumentError(where(i) + ".tensor: " + status.message());
         }
         num_images += shape.size() == 4 ? shape[0] : 1;
@@ -335,26 +353,30 @@ Status InferenceServiceImpl::PrepareInputs(const v1::ClassifyRequest& request, c
                                   ") images (counting each raw tensor's batch)");
     }
   }
-
-  // Pass 2: decode and preprocess each image, copy each tensor.
-  prepared->inputs.resize(static_cast<size_t>(num_images * item_size));
-  prepared->results.resize(static_cast<size_t>(num_images));
-  float* dst = prepared->inputs.data();
+  // Pass 2: one item per image, viewing the request's bytes.
+  run->items.reserve(static_cast<size_t>(num_images));
+  auto names = std::make_shared<std::vector<std::string>>();
+  names->reserve(static_cast<size_t>(num_images));
   for (int i = 0; i < request.inputs_size(); ++i) {
     const v1::Input& input = request.inputs(i);
     if (input.kind_case() == v1::Input::kImage) {
-      StatusOr<DecodedImage> image = DecodeImage(input.image(), limits_);
-      if (!image.ok()) return Status(image.status().code(), where(i) + ".image: " + image.status().message());
-      if (Status status = PreprocessImage(*image, model.preprocess, dst); !status.ok()) {
-        return Status(status.code(), where(i) + ".image: " + status.message());
-      }
-      dst += item_size;
-    } else {
-      const std::string& data = input.tensor().data();
-      std::memcpy(dst, data.data(), data.size());  // little-endian float32, as the host
-      dst += data.size() / sizeof(float);
+      run->items.push_back({ImageItem::Kind::kEncoded, input.image()});
+      names->push_back(where(i) + ".image");
+      continue;
+    }
+    const std::string& data = input.tensor().data();
+    const int64_t count = input.tensor().shape_size() == 4 ? input.tensor().shape(0) : 1;
+    const size_t item_bytes = data.size() / static_cast<size_t>(count);
+    for (int64_t n = 0; n < count; ++n) {
+      run->items.push_back(
+          {ImageItem::Kind::kTensor, std::string_view(data).substr(static_cast<size_t>(n) * item_bytes, item_bytes)});
+      names->push_back(where(i) + ".tensor" + (count > 1 ? "[" + std::to_string(n) + "]" : ""));
     }
   }
+  run->item_name = [names](int64_t item) {
+    return item >= 0 && static_cast<size_t>(item) < names->size() ? (*names)[static_cast<size_t>(item)]
+                                                                   : "items[" + std::to_string(item) + "]";
+  };
   return OkStatus();
 }
 
@@ -372,11 +394,10 @@ void InferenceServiceImpl::Classify(const v1::ClassifyRequest& request, v1::Clas
   if (response == nullptr) return fail(InvalidArgumentError("Classify: response is null"));
   if (shutting_down_.load()) return fail(UnavailableError("shutting down: not accepting new requests"));
 
-  const ServedModel* model = nullptr;
-  const ServedVersion* served = nullptr;
-  if (Status status = Resolve(request.model(), request.version(), &model, &served); !status.ok()) {
-    return fail(status);
-  }
+  StatusOr<std::shared_ptr<Servable>> found = Find(request.model(), request.version());
+  if (!found.ok()) return fail(found.status());
+  std::shared_ptr<Servable> servable = *std::move(found);
+  const ServableInfo& info = servable->info();
   if (request.top_k() < 0) {
     return fail(InvalidArgumentError("field top_k: " + std::to_string(request.top_k()) +
                                      " must be >= 0 (0 means " + std::to_string(kDefaultTopK) + ")"));
@@ -395,72 +416,159 @@ void InferenceServiceImpl::Classify(const v1::ClassifyRequest& request, v1::Clas
   }
   if (cancelled && cancelled()) return fail(CancelledError("the request was cancelled"));
 
-  const VersionEntry& version = *served->entry;
-  auto prepared = std::make_shared<ClassifyRequest>();
-  prepared->item_input_size = version.model->item_input_size();
-  prepared->top_k = static_cast<int>(
-      std::min<int64_t>(request.top_k() == 0 ? kDefaultTopK : request.top_k(), version.num_classes));
-  if (Status status = PrepareInputs(request, *model, version, prepared.get()); !status.ok()) return fail(status);
-  const int64_t num_images = static_cast<int64_t>(prepared->results.size());
+  auto run = std::make_shared<RunRequest>();
+  if (Status status = BuildItems(request, info, run.get()); !status.ok()) return fail(status);
+  run->deadline_us = deadline_us;
+  run->cancelled = std::move(cancelled);
+  run->want_member_results = request.include_member_results();
+  run->request_id = request_id;
 
-  auto pending = std::make_shared<PendingClassify>();
-  pending->request = prepared;
-  pending->response = response;
-  pending->done = std::move(done);
-  pending->model = model;
-  pending->version = version.version;
-  pending->request_id = request_id;
-  pending->include_timings = request.include_timings();
-  pending->start_us = start_us;
-  pending->decode_us = SteadyNowMicros() - start_us;
-
-  // Split the images into tasks of at most max_batch_size; answer once all of them have finished.
-  const int64_t num_tasks = (num_images + model->max_batch_size - 1) / model->max_batch_size;
-  pending->pending.store(num_tasks + 1);
-  int64_t unscheduled = num_tasks;
-  for (int64_t first = 0; first < num_images; first += model->max_batch_size) {
-    const int64_t count = std::min(model->max_batch_size, num_images - first);
-    std::unique_ptr<Task> task = std::make_unique<ClassifyTask>(prepared, first, count, [pending](Status status) {
-      pending->request->RecordFailure(status);
-      ReleasePending(pending, 1);
-    });
-    task->set_deadline_us(deadline_us > 0 ? deadline_us : Clock::kInfiniteFuture);
-    task->set_cancellation_check([prepared, cancelled] {
-      return prepared->failed.load(std::memory_order_acquire) || (cancelled && cancelled());
-    });
-    if (Status status = served->batcher->Schedule(task); !status.ok()) {
-      prepared->RecordFailure(status.WithContext("model " + Quoted(model->entry->name) + " version " +
-                                                 std::to_string(version.version)));
-      break;
+  struct Call {
+    RunResult result;
+    std::shared_ptr<Servable> servable;
+    int top_k = kDefaultTopK;
+    bool members = false;
+    bool include_timings = false;
+    int64_t start_us = 0;
+    std::string request_id;
+    std::string model;
+  };
+  auto call = std::make_shared<Call>();
+  call->servable = servable;
+  call->top_k = request.top_k() == 0 ? kDefaultTopK : request.top_k();
+  call->members = request.include_member_results();
+  call->include_timings = request.include_timings();
+  call->start_us = start_us;
+  call->request_id = request_id;
+  call->model = request.model();
+  RunResult* result = &call->result;
+  servable->Run(std::move(run), result, [call, response, done = std::move(done)](Status status) {
+    if (!status.ok()) {
+      LogRequestError(call->request_id, call->model, status);
+      done(status);
+      return;
     }
-    --unscheduled;
-  }
-  ReleasePending(pending, unscheduled + 1);
+    const RunResult& r = call->result;
+    response->set_model(r.model);
+    response->set_version(r.version);
+    response->set_request_id(call->request_id);
+    FillClassifyResponse(r, call->servable->info(), call->top_k, call->members, response);
+    if (call->include_timings) {
+      v1::Timings* timings = response->mutable_timings();
+      timings->set_decode_us(r.preprocess_us);
+      timings->set_queue_us(r.queue_us);
+      timings->set_inference_us(r.compute_us);
+      timings->set_total_us(SteadyNowMicros() - call->start_us);
+    }
+    done(OkStatus());
+  });
 }
 
-void InferenceServiceImpl::FillSummary(const ServedModel& model, v1::ModelSummary* summary) const {
+std::vector<InferenceService::VersionRow> InferenceServiceImpl::Index() const {
+  std::vector<VersionRow> rows;
+  std::shared_lock lock(mu_);
+  for (const auto& [name, slot] : models_) {
+    if (slot->versions.empty()) {
+      rows.push_back({name, 0, std::string(ModelStateName(ModelState::kUnavailable)), slot->Reason()});
+      continue;
+    }
+    for (const VersionSlot& v : slot->versions) {
+      rows.push_back({name, v.version, std::string(ModelStateName(v.state)),
+                      v.state == ModelState::kReady ? std::string() : (v.reason.empty() ? slot->Reason() : v.reason)});
+    }
+  }
+  return rows;
+}
+
+StatusOr<std::vector<ServableStats>> InferenceServiceImpl::Statistics(const std::string& name,
+                                                                      int64_t version) const {
+  std::vector<std::shared_ptr<const ModelSlot>> slots;
+  {
+    std::shared_lock lock(mu_);
+    if (name.empty()) {
+      for (const auto& [n, slot] : models_) slots.push_back(slot);
+    } else {
+      const auto it = models_.find(name);
+      if (it == models_.end()) return NotFoundError("model " + Quoted(name) + " not found");
+      slots.push_back(it->second);
+    }
+  }
+  if (version < 0) return InvalidArgumentError("version " + std::to_string(version) + " must be >= 0");
+  std::vector<ServableStats> out;
+  for (const std::shared_ptr<const ModelSlot>& slot : slots) {
+    if (version > 0 && !name.empty() && slot->FindVersion(version) == nullptr) {
+      return NotFoundError("version " + std::to_string(version) + " of model " + Quoted(name) + " not found");
+    }
+    for (const VersionSlot& v : slot->versions) {
+      if (v.servable == nullptr || (version > 0 && v.version != version)) continue;
+      out.push_back(v.servable->Stats());
+    }
+  }
+  return out;
+}
+
+Status InferenceServiceImpl::LoadModel(const std::string& name) {
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  if (shutting_down_.load()) return UnavailableError("shutting down: not loading models");
+  CNN_ASSIGN_OR_RETURN(ModelEntry entry, LoadModelFolder(root_, name, repository_options_));
+  if (!entry.config_ok) return InvalidArgumentError(entry.config_error);
+  std::shared_ptr<ModelSlot> slot = BuildSlot(std::make_shared<const ModelEntry>(std::move(entry)));
+  if (slot->DefaultVersion() == nullptr) {
+    for (const std::shared_ptr<Servable>& s : slot->Servables()) (void)s->Shutdown(SteadyNowMicros());
+    return UnavailableError("model " + Quoted(name) + " could not be loaded: " + slot->Reason());
+  }
+  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
+  spdlog::info("model {}: loaded", name);
+  Retire(old, "replaced by a new load");
+  return OkStatus();
+}
+
+Status InferenceServiceImpl::UnloadModel(const std::string& name) {
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  const std::shared_ptr<const ModelSlot> current = FindSlot(name);
+  if (current == nullptr) return NotFoundError("model " + Quoted(name) + " not found");
+  if (current->DefaultVersion() == nullptr && current->unavailable_reason == "unloaded") return OkStatus();
+  auto slot = std::make_shared<ModelSlot>();
+  slot->entry = current->entry;
+  slot->unavailable_reason = "unloaded";
+  for (const VersionSlot& v : current->versions) slot->versions.push_back({v.version, ModelState::kUnavailable, "unloaded", nullptr});
+  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
+  spdlog::info("model {}: unloaded", name);
+  Retire(old, "unloaded");
+  return OkStatus();
+}
+
+void InferenceServiceImpl::FillSummary(const ModelSlot& model, v1::ModelSummary* summary) const {
   const ModelEntry& entry = *model.entry;
   summary->set_name(entry.name);
-  for (const ServedVersion& v : model.versions) {
+  for (const VersionSlot& v : model.versions) {
     v1::ModelVersionState* state = summary->add_versions();
-    state->set_version(v.entry->version);
+    state->set_version(v.version);
     state->set_state(std::string(ModelStateName(v.state)));
     state->set_reason(v.reason);
   }
   if (model.versions.empty()) {
     v1::ModelVersionState* state = summary->add_versions();
-    state->set_state(std::string(ModelStateName(ModelState::kUnavailable)));
+    const VersionSlot* ready = model.DefaultVersion();
+    state->set_state(std::string(ModelStateName(ready != nullptr ? ModelState::kReady : ModelState::kUnavailable)));
     state->set_reason(model.Reason());
   }
-  for (int64_t d : entry.InputDims()) summary->add_input_shape(d);
-  summary->set_num_classes(static_cast<int32_t>(entry.NumClasses()));
+  Dims dims = entry.InputDims();
+  int64_t classes = entry.NumClasses();
+  if (const VersionSlot* ready = model.DefaultVersion(); ready != nullptr) {
+    dims = ready->servable->info().item_input_dims;
+    classes = ready->servable->info().num_classes;
+  }
+  for (int64_t d : dims) summary->add_input_shape(d);
+  summary->set_num_classes(static_cast<int32_t>(classes));
   if (entry.config_ok) summary->set_platform(entry.config.platform());
 }
 
 Status InferenceServiceImpl::ListModels(v1::ListModelsResponse* response) const {
   if (response == nullptr) return InvalidArgumentError("ListModels: response is null");
   response->clear_models();
-  for (const auto& [name, model] : models_) FillSummary(model, response->add_models());
+  std::shared_lock lock(mu_);
+  for (const auto& [name, model] : models_) FillSummary(*model, response->add_models());
   return OkStatus();
 }
 
@@ -468,31 +576,32 @@ Status InferenceServiceImpl::DescribeModel(const v1::DescribeModelRequest& reque
                                            v1::DescribeModelResponse* response) const {
   if (response == nullptr) return InvalidArgumentError("DescribeModel: response is null");
   if (request.model().empty()) return InvalidArgumentError("field model is empty: name a model (see ListModels)");
-  const auto it = models_.find(request.model());
-  if (it == models_.end()) return NotFoundError("model " + Quoted(request.model()) + " not found");
-  const ServedModel& model = it->second;
+  const std::shared_ptr<const ModelSlot> slot = FindSlot(request.model());
+  if (slot == nullptr) return NotFoundError("model " + Quoted(request.model()) + " not found");
   if (request.version() < 0) {
     return InvalidArgumentError("field version: " + std::to_string(request.version()) +
                                 " must be >= 0 (0: the newest ready version)");
   }
-  const ServedVersion* version = nullptr;
+  const ModelEntry& entry = *slot->entry;
+  const VersionEntry* version = nullptr;
   if (request.version() == 0) {
-    version = model.DefaultVersion();
-    for (auto v = model.versions.rbegin(); version == nullptr && v != model.versions.rend(); ++v) {
-      if (v->entry->graph != nullptr) version = &*v;
+    const VersionSlot* ready = slot->DefaultVersion();
+    if (ready != nullptr) version = entry.FindVersion(ready->version);
+    for (auto v = entry.versions.rbegin(); version == nullptr && v != entry.versions.rend(); ++v) {
+      if (v->graph != nullptr) version = &*v;
     }
   } else {
-    version = model.FindVersion(request.version());
+    version = entry.FindVersion(request.version());
     if (version == nullptr) {
       return NotFoundError("version " + std::to_string(request.version()) + " of model " +
                            Quoted(request.model()) + " not found");
     }
   }
   response->Clear();
-  FillSummary(model, response->mutable_summary());
-  if (model.entry->config_ok) *response->mutable_config() = model.entry->config;
-  if (version != nullptr && version->entry->graph != nullptr) {
-    const GraphStats stats = ComputeGraphStats(*version->entry->graph);
+  FillSummary(*slot, response->mutable_summary());
+  if (entry.config_ok) *response->mutable_config() = entry.config;
+  if (version != nullptr && version->graph != nullptr) {
+    const GraphStats stats = ComputeGraphStats(*version->graph);
     for (const LayerStats& layer : stats.layers) {
       v1::LayerInfo* info = response->add_layers();
       info->set_name(layer.name);
@@ -512,8 +621,9 @@ Status InferenceServiceImpl::DescribeModel(const v1::DescribeModelRequest& reque
 std::vector<std::string> InferenceServiceImpl::ReadyModels() const {
   std::vector<std::string> names;
   if (!Ready()) return names;
+  std::shared_lock lock(mu_);
   for (const auto& [name, model] : models_) {
-    if (model.DefaultVersion() != nullptr) names.push_back(name);
+    if (model->DefaultVersion() != nullptr) names.push_back(name);
   }
   return names;
 }
@@ -523,28 +633,30 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   if (shutdown_done_) return shutdown_result_;
   shutting_down_.store(true);
   spdlog::info("inference: draining every model's queue");
-  // All batchers drain at once; each Shutdown blocks until its queue is empty or the deadline passes.
-  std::vector<DynamicBatcher*> batchers;
-  std::vector<std::string> names;
-  for (const auto& [name, model] : models_) {
-    for (const ServedVersion& v : model.versions) {
-      if (v.batcher != nullptr) {
-        batchers.push_back(v.batcher.get());
-        names.push_back(name + " version " + std::to_string(v.entry->version));
-      }
+  // Every servable drains at once; each Shutdown blocks until its queue is empty or the deadline passes.
+  // Ensembles first (they stop admitting), then the models that do the work.
+  std::vector<std::shared_ptr<Servable>> servables;
+  {
+    std::shared_lock map_lock(mu_);
+    for (const auto& [name, model] : models_) {
+      for (std::shared_ptr<Servable>& s : model->Servables()) servables.push_back(std::move(s));
     }
   }
-  std::vector<Status> results(batchers.size());
+  std::stable_partition(servables.begin(), servables.end(),
+                        [](const std::shared_ptr<Servable>& s) { return s->info().platform == kPlatformEnsemble; });
+  std::vector<Status> results(servables.size());
   std::vector<std::thread> threads;
-  threads.reserve(batchers.size());
-  for (size_t i = 0; i < batchers.size(); ++i) {
-    threads.emplace_back([&, i] { results[i] = batchers[i]->Shutdown(drain_deadline_us); });
+  threads.reserve(servables.size());
+  for (size_t i = 0; i < servables.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = servables[i]->Shutdown(drain_deadline_us); });
   }
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < results.size(); ++i) {
     if (!results[i].ok()) {
-      spdlog::warn("model {}: {}", names[i], results[i].ToString());
-      if (shutdown_result_.ok()) shutdown_result_ = results[i].WithContext("model " + names[i]);
+      const std::string name =
+          servables[i]->info().name + " version " + std::to_string(servables[i]->info().version);
+      spdlog::warn("model {}: {}", name, results[i].ToString());
+      if (shutdown_result_.ok()) shutdown_result_ = results[i].WithContext("model " + name);
     }
   }
   shutdown_done_ = true;
@@ -552,11 +664,6 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
 }
 
 }  // namespace
-
-int64_t SteadyNowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const InferenceServiceOptions& options) {
   if (options.total_threads < 0) {
@@ -573,8 +680,8 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
   repository_options.default_max_queue_size = options.default_max_queue_size;
   CNN_ASSIGN_OR_RETURN(std::unique_ptr<ModelRepository> repository,
                        ModelRepository::Load(options.model_repository, repository_options));
-  auto service = std::make_unique<InferenceServiceImpl>(options, std::move(repository));
-  service->LoadAll();
+  auto service = std::make_unique<InferenceServiceImpl>(options, options.model_repository, repository_options);
+  service->LoadAll(*repository);
   return std::unique_ptr<InferenceService>(std::move(service));
 }
 

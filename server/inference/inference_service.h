@@ -21,6 +21,7 @@
 
 #include "cnnserve/v1/classifier.pb.h"
 #include "engine/common/status.h"
+#include "server/inference/servable.h"
 
 namespace cnnserve {
 
@@ -31,6 +32,8 @@ struct InferenceServiceOptions {
   int64_t max_pixels = 40'000'000;      // per image, checked from the header before decoding
   int64_t max_image_bytes = 64 << 20;
   int64_t default_max_queue_size = 1024;
+  // How long a replaced or unloaded model version may take to finish its requests (LoadModel/UnloadModel).
+  int64_t retire_drain_timeout_us = 30'000'000;
 };
 
 class InferenceService {
@@ -54,6 +57,38 @@ class InferenceService {
   virtual void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
                         std::function<bool()> cancelled, std::function<void(Status)> done) = 0;
 
+  // The servable that serves `name` at `version` (0: the newest ready version). The pointer stays valid while
+  // held, also across UnloadModel/LoadModel (requests in flight finish on the old one). Errors:
+  // INVALID_ARGUMENT (empty name, version < 0), NOT_FOUND (unknown model or version), UNAVAILABLE (not ready,
+  // failed to load, unloaded, shutting down).
+  virtual StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const = 0;
+
+  // Every model folder of the repository and each version's state, sorted by name then version (a model with
+  // no version has one row of version 0).
+  struct VersionRow {
+    std::string name;
+    int64_t version = 0;
+    std::string state;   // "READY", "LOADING", "UNAVAILABLE"
+    std::string reason;  // why not READY
+  };
+  virtual std::vector<VersionRow> Index() const = 0;
+
+  // Statistics of the loaded versions of `name` (empty: every model) at `version` (0: every version). NOT_FOUND
+  // for an unknown model or version.
+  virtual StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const = 0;
+
+  // (Re)loads model `name` from its repository folder (new or changed config.pbtxt, versions or files) and warms
+  // it up; once ready, new requests go to it and the old one drains in the background. Ensembles that use it
+  // pick up the new one. Other models' traffic is not disturbed. Errors: NOT_FOUND (no such folder),
+  // INVALID_ARGUMENT (its config is broken), UNAVAILABLE (no version could be loaded; the reasons), or the
+  // previous load is kept on error.
+  virtual Status LoadModel(const std::string& name) = 0;
+  // Unloads `name`: it stays listed (state UNAVAILABLE, reason "unloaded"), new requests get UNAVAILABLE, the
+  // requests in flight finish. NOT_FOUND when the name is unknown. Idempotent.
+  virtual Status UnloadModel(const std::string& name) = 0;
+
+  virtual const InferenceServiceOptions& options() const = 0;
+
   virtual Status ListModels(v1::ListModelsResponse* response) const = 0;
   virtual Status DescribeModel(const v1::DescribeModelRequest& request, v1::DescribeModelResponse* response) const = 0;
 
@@ -65,9 +100,6 @@ class InferenceService {
   // `drain_deadline_us` (steady clock), then stops the workers. Idempotent.
   virtual Status Shutdown(int64_t drain_deadline_us) = 0;
 };
-
-// Microseconds on the steady clock (the clock of deadline_us above).
-int64_t SteadyNowMicros();
 
 }  // namespace cnnserve
 

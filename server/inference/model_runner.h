@@ -1,4 +1,4 @@
-// What runs inside a model version's DynamicBatcher: ClassifyTask (a share of one request's images, already
+// What runs inside a model version's DynamicBatcher: InferTask (a share of one request's images, already
 // preprocessed) and SessionBatchRunner (one instance: an engine Session with plans compiled for a few batch
 // sizes, warmed up at each of them).
 //
@@ -11,8 +11,8 @@
 // before the batcher starts, so no request pays for a compilation or for first-touch page faults; the server is
 // ready only after that (InferenceService::Ready).
 //
-// Thread-safety: a ClassifyTask follows Task's rules. A SessionBatchRunner is used by its batcher worker thread
-// only. ClassifyRequest (the state shared by one request's tasks) is thread-safe where noted.
+// Thread-safety: an InferTask follows Task's rules. A SessionBatchRunner is used by its batcher worker thread
+// only. InferState (the state shared by one request's tasks) is thread-safe where noted.
 #ifndef CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_
 #define CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_
 
@@ -29,6 +29,7 @@
 #include "server/batching/dynamic_batcher.h"
 #include "server/batching/task.h"
 #include "server/inference/classification.h"
+#include "server/inference/servable.h"
 
 namespace cnnserve {
 
@@ -38,22 +39,37 @@ std::vector<int64_t> PlanBatchSizes(int64_t max_batch_size, const std::vector<in
 // The smallest of `plan_sizes` (sorted) that holds `items`; 0 when none does.
 int64_t PaddedBatchSize(const std::vector<int64_t>& plan_sizes, int64_t items);
 
-// The part of one Classify call that its tasks share: inputs, per-image results, timings and the first error.
-struct ClassifyRequest {
-  int64_t item_input_size = 0;  // floats per image
-  int top_k = kDefaultTopK;
-  std::vector<float> inputs;                      // num_images * item_input_size, written before scheduling
-  std::vector<std::vector<ScoredClass>> results;  // one per image, sized before scheduling; each task writes
-                                                  // only its own images
-  std::atomic<bool> failed{false};                // a task failed: the others are cancelled
+// Per-batch statistics a runner records (the model servable reports them; see ServableStats).
+// Thread-safety: all methods are thread-safe.
+class BatchStatsRecorder {
+ public:
+  // One executed batch of `items` images (before padding) with its phase durations.
+  void RecordBatch(int64_t items, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns);
+  // Adds the batch counters into `stats` (execution_count, compute_*, batch_stats).
+  void AddTo(ServableStats& stats) const;
+
+ private:
+  mutable std::mutex mu_;
+  uint64_t execution_count_ = 0;
+  DurationStat input_, infer_, output_;
+  std::vector<ServableStats::BatchStat> by_size_;  // index: batch size (0 unused)
+};
+
+// The part of one Run that its tasks share: inputs, output rows, timings and the first error.
+struct InferState {
+  int64_t item_input_size = 0;   // floats per image
+  int64_t item_output_size = 0;  // floats per output row
+  std::vector<float> inputs;     // num_items * item_input_size, written before scheduling
+  float* outputs = nullptr;      // num_items * item_output_size (caller-owned); each task writes its own rows
+  std::atomic<bool> failed{false};  // a task failed: the others are cancelled
 
   // Thread-safe. Keeps the first error (later ones are ignored) and sets `failed`.
   void RecordFailure(const Status& status);
   // Thread-safe. Adds one finished task's timings.
   void RecordTaskTimes(int64_t queue_us, int64_t inference_us);
   Status first_error() const;
-  int64_t queue_us() const;      // the longest queue wait of the request's tasks
-  int64_t inference_us() const;  // the summed run time of the batches that ran the request's images
+  int64_t queue_us() const;      // the longest queue wait of the state's tasks
+  int64_t inference_us() const;  // the summed run time of the batches that ran its images
 
  private:
   mutable std::mutex mu_;
@@ -62,31 +78,33 @@ struct ClassifyRequest {
   int64_t inference_us_ = 0;
 };
 
-// Images [first_image, first_image + num_items()) of one request.
-class ClassifyTask final : public Task {
+// Images [first_item, first_item + num_items()) of one Run.
+class InferTask final : public Task {
  public:
-  ClassifyTask(std::shared_ptr<ClassifyRequest> request, int64_t first_image, int64_t num_images,
-               DoneCallback done);
+  InferTask(std::shared_ptr<InferState> state, int64_t first_item, int64_t num_items, DoneCallback done);
 
-  ClassifyRequest& request() const { return *request_; }
-  int64_t first_image() const { return first_image_; }
+  InferState& state() const { return *state_; }
+  int64_t first_item() const { return first_item_; }
   const float* inputs() const;
+  float* outputs() const;
 
  private:
-  std::shared_ptr<ClassifyRequest> request_;
-  const int64_t first_image_;
+  std::shared_ptr<InferState> state_;
+  const int64_t first_item_;
 };
 
 class SessionBatchRunner final : public BatchRunner {
  public:
   // Creates the session, compiles a plan for each of `plan_sizes` (sorted, >= 1) and, with `warm_up`, runs each
-  // plan once. Errors: the engine's (a plan that cannot be compiled or run), naming the batch size.
+  // plan once. `stats` (may be null) receives every batch. Errors: the engine's (a plan that cannot be compiled
+  // or run), naming the batch size.
   static StatusOr<std::unique_ptr<SessionBatchRunner>> Create(std::shared_ptr<const Model> model,
-                                                              std::vector<int64_t> plan_sizes, bool warm_up);
+                                                              std::vector<int64_t> plan_sizes, bool warm_up,
+                                                              std::shared_ptr<BatchStatsRecorder> stats = nullptr);
 
-  // Every task must be a ClassifyTask. Pads the batch up to the next plan size, runs it, and writes each
-  // image's top-k and the task's queue and run times into its request. INTERNAL when the engine fails (every
-  // task of the batch fails).
+  // Every task must be an InferTask. Pads the batch up to the next plan size, runs it, and writes each image's
+  // output row and the task's queue and run times into its state. INTERNAL when the engine fails (every task
+  // of the batch fails).
   Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override;
 
   const std::vector<int64_t>& plan_sizes() const { return plan_sizes_; }
@@ -95,7 +113,8 @@ class SessionBatchRunner final : public BatchRunner {
   const std::vector<int64_t>& runs_by_plan_size() const { return runs_by_plan_size_; }
 
  private:
-  SessionBatchRunner(std::shared_ptr<const Model> model, std::vector<int64_t> plan_sizes);
+  SessionBatchRunner(std::shared_ptr<const Model> model, std::vector<int64_t> plan_sizes,
+                     std::shared_ptr<BatchStatsRecorder> stats);
 
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Session> session_;
@@ -105,6 +124,18 @@ class SessionBatchRunner final : public BatchRunner {
   Tensor batch_input_;   // max plan size x item input
   Tensor batch_output_;  // max plan size x item output
   std::vector<int64_t> runs_by_plan_size_;
+  std::shared_ptr<BatchStatsRecorder> stats_;
+};
+
+// The built-in null model's runner: writes zero rows without computing (the inputs are not read). Measures
+// everything of the server but the engine.
+class NullBatchRunner final : public BatchRunner {
+ public:
+  explicit NullBatchRunner(std::shared_ptr<BatchStatsRecorder> stats) : stats_(std::move(stats)) {}
+  Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override;
+
+ private:
+  std::shared_ptr<BatchStatsRecorder> stats_;
 };
 
 }  // namespace cnnserve

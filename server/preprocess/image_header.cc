@@ -447,6 +447,8 @@ std::string_view ImageFormatName(ImageFormat format) {
       return "JPEG";
     case ImageFormat::kPng:
       return "PNG";
+    case ImageFormat::kRaw:
+      return "raw pixels";
   }
   return "unknown";
 }

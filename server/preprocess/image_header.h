@@ -32,9 +32,10 @@
 
 namespace cnnserve {
 
-enum class ImageFormat { kJpeg, kPng };
+// kRaw: pixels sent as an array of samples (ImageFromPixels), not a file.
+enum class ImageFormat { kJpeg, kPng, kRaw };
 
-// "JPEG" or "PNG".
+// "JPEG", "PNG" or "raw pixels".
 std::string_view ImageFormatName(ImageFormat format);
 
 // What the header declares.

@@ -274,6 +274,50 @@ StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& l
   return DecodedImageAccess::Make(header.format, std::move(pixels));
 }
 
+bool PreprocessOptions::operator==(const PreprocessOptions& other) const {
+  return color == other.color && target_height_px == other.target_height_px &&
+         target_width_px == other.target_width_px && resize == other.resize &&
+         resize_shorter_side_px == other.resize_shorter_side_px && interpolation == other.interpolation &&
+         scale == other.scale && mean == other.mean && stddev == other.stddev &&
+         decode_limits.max_image_bytes == other.decode_limits.max_image_bytes &&
+         decode_limits.max_pixels == other.decode_limits.max_pixels;
+}
+
+StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int64_t width, int channels,
+                                       const DecodeLimits& limits) {
+  CNN_RETURN_IF_ERROR(ValidateDecodeLimits(limits));
+  if (channels != 1 && channels != 3) {
+    return InvalidArgumentError("raw pixels have " + std::to_string(channels) +
+                                " channels; expected 1 (gray) or 3 (RGB)");
+  }
+  if (height < 1 || width < 1 || height > kMaxTargetSidePx * 4 || width > kMaxTargetSidePx * 4) {
+    return InvalidArgumentError("raw pixels of " + std::to_string(height) + "x" + std::to_string(width) +
+                                ": each side must be in [1, " + std::to_string(kMaxTargetSidePx * 4) + "]");
+  }
+  if (height * width > limits.max_pixels) {
+    return InvalidArgumentError("raw pixels of " + std::to_string(width) + "x" + std::to_string(height) + " = " +
+                                std::to_string(height * width) + " pixels exceed max_pixels " +
+                                std::to_string(limits.max_pixels));
+  }
+  const uint64_t expected = static_cast<uint64_t>(height * width * channels);
+  if (hwc.size() != expected) {
+    return InvalidArgumentError("raw pixels of " + std::to_string(height) + "x" + std::to_string(width) + "x" +
+                                std::to_string(channels) + " need " + std::to_string(expected) + " bytes, got " +
+                                std::to_string(hwc.size()));
+  }
+  cv::Mat pixels;
+  CNN_RETURN_IF_ERROR(RunOpenCv("copying raw pixels", StatusCode::kInternal, [&] {
+    const cv::Mat view(static_cast<int>(height), static_cast<int>(width), channels == 1 ? CV_8UC1 : CV_8UC3,
+                       const_cast<char*>(hwc.data()));
+    if (channels == 3) {
+      cv::cvtColor(view, pixels, cv::COLOR_RGB2BGR);  // DecodedImage keeps colour as BGR, like imdecode
+    } else {
+      pixels = view.clone();
+    }
+  }));
+  return DecodedImageAccess::Make(ImageFormat::kRaw, std::move(pixels));
+}
+
 Status Preprocess(const DecodedImage& image, const PreprocessOptions& options, float* dst) {
   CNN_RETURN_IF_ERROR(ValidatePreprocessOptions(options));
   if (image.empty()) return InvalidArgumentError("Preprocess: the decoded image is empty");

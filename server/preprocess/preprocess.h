@@ -88,6 +88,9 @@ struct PreprocessOptions {
   std::vector<float> stddev;
   // Used by DecodeAndPreprocess.
   DecodeLimits decode_limits;
+
+  // Field-wise; two models with equal options get bit-identical inputs from one image.
+  bool operator==(const PreprocessOptions& other) const;
 };
 
 inline constexpr int64_t kMaxTargetSidePx = 16384;
@@ -151,6 +154,12 @@ class DecodedImage {
 // RESOURCE_EXHAUSTED if memory runs out; INTERNAL if OpenCV fails unexpectedly. Messages name the problem and the
 // numbers involved.
 StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& limits);
+
+// An image from raw 8-bit samples: `hwc` holds height * width * channels bytes, row-major, channels interleaved;
+// channels 1 (gray) or 3 (R, G, B in that order). Copies the samples. Errors: INVALID_ARGUMENT for a size that
+// does not match, channels other than 1 or 3, non-positive sides, or more than limits.max_pixels pixels.
+StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int64_t width, int channels,
+                                       const DecodeLimits& limits);
 
 // Writes the C*H*W floats of PreprocessedDims(options), channel planes in order, to `dst` (caller-owned, not
 // kept; e.g. one image's slot in a batch tensor). On error `dst` may be partly written.

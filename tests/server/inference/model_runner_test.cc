@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -50,13 +51,22 @@ class SessionBatchRunnerTest : public ::testing::Test {
     ASSERT_GE(input_.dims()[0], 8);
   }
 
-  // The request with images [first, first + count) of input.npy.
-  std::shared_ptr<ClassifyRequest> MakeRequest(int64_t first, int64_t count, int top_k) {
-    auto request = std::make_shared<ClassifyRequest>();
-    request->item_input_size = kItemSize;
-    request->top_k = top_k;
-    request->inputs.assign(input_.data() + first * kItemSize, input_.data() + (first + count) * kItemSize);
-    request->results.resize(static_cast<size_t>(count));
+  // A request with images [first, first + count) of input.npy; its output rows start as NaN (untouched).
+  struct Request {
+    std::shared_ptr<InferState> state = std::make_shared<InferState>();
+    std::vector<float> outputs;
+    // The top `k` of image i's output row.
+    std::vector<ScoredClass> Top(int64_t i, int k) const {
+      return TopK(std::span<const float>(outputs.data() + i * kClasses, kClasses), k);
+    }
+  };
+  std::unique_ptr<Request> MakeRequest(int64_t first, int64_t count) {
+    auto request = std::make_unique<Request>();
+    request->state->item_input_size = kItemSize;
+    request->state->item_output_size = kClasses;
+    request->state->inputs.assign(input_.data() + first * kItemSize, input_.data() + (first + count) * kItemSize);
+    request->outputs.assign(static_cast<size_t>(count * kClasses), std::nanf(""));
+    request->state->outputs = request->outputs.data();
     return request;
   }
 
@@ -92,10 +102,10 @@ TEST_F(SessionBatchRunnerTest, PadsToTheNextPlanAndSplitsTheOutputs) {
   EXPECT_EQ((*runner)->plan_sizes(), (std::vector<int64_t>{1, 4}));
 
   // Three images in two tasks (two requests) run as one batch padded to 4.
-  std::shared_ptr<ClassifyRequest> a = MakeRequest(0, 1, 3);
-  std::shared_ptr<ClassifyRequest> b = MakeRequest(1, 2, 10);
-  ClassifyTask task_a(a, 0, 1, [](Status) {});
-  ClassifyTask task_b(b, 0, 2, [](Status) {});
+  std::unique_ptr<Request> a = MakeRequest(0, 1);
+  std::unique_ptr<Request> b = MakeRequest(1, 2);
+  InferTask task_a(a->state, 0, 1, [](Status) {});
+  InferTask task_b(b->state, 0, 2, [](Status) {});
   std::vector<Task*> batch = {&task_a, &task_b};
   std::vector<Status> statuses(2);
   ASSERT_TRUE((*runner)->RunBatch(batch, statuses).ok());
@@ -104,37 +114,84 @@ TEST_F(SessionBatchRunnerTest, PadsToTheNextPlanAndSplitsTheOutputs) {
   EXPECT_EQ((*runner)->runs_by_plan_size()[4], 1);
 
   const std::vector<std::vector<ScoredClass>> reference = Reference(0, 3);
-  ExpectSame(a->results[0], reference[0], 3);
-  ExpectSame(b->results[0], reference[1], 10);
-  ExpectSame(b->results[1], reference[2], 10);
-  EXPECT_GE(a->inference_us(), 0);
+  ExpectSame(a->Top(0, 3), reference[0], 3);
+  ExpectSame(b->Top(0, 10), reference[1], 10);
+  ExpectSame(b->Top(1, 10), reference[2], 10);
+  EXPECT_GE(a->state->inference_us(), 0);
 
   // One task that fills a plan exactly runs from its own buffer.
-  std::shared_ptr<ClassifyRequest> c = MakeRequest(3, 4, 5);
-  ClassifyTask task_c(c, 0, 4, [](Status) {});
+  std::unique_ptr<Request> c = MakeRequest(3, 4);
+  InferTask task_c(c->state, 0, 4, [](Status) {});
   std::vector<Task*> exact = {&task_c};
   std::vector<Status> exact_statuses(1);
   ASSERT_TRUE((*runner)->RunBatch(exact, exact_statuses).ok());
   EXPECT_EQ((*runner)->runs_by_plan_size()[4], 2);
   const std::vector<std::vector<ScoredClass>> reference_c = Reference(3, 4);
-  for (size_t i = 0; i < 4; ++i) ExpectSame(c->results[i], reference_c[i], 5);
+  for (size_t i = 0; i < 4; ++i) ExpectSame(c->Top(static_cast<int64_t>(i), 5), reference_c[i], 5);
 
   // A single image uses the batch-1 plan; a task's images may start mid-request.
-  std::shared_ptr<ClassifyRequest> d = MakeRequest(0, 8, 2);
-  ClassifyTask task_d(d, 6, 1, [](Status) {});
+  std::unique_ptr<Request> d = MakeRequest(0, 8);
+  InferTask task_d(d->state, 6, 1, [](Status) {});
   std::vector<Task*> single = {&task_d};
   std::vector<Status> single_statuses(1);
   ASSERT_TRUE((*runner)->RunBatch(single, single_statuses).ok());
   EXPECT_EQ((*runner)->runs_by_plan_size()[1], 1);
-  ExpectSame(d->results[6], Reference(6, 1)[0], 2);
-  EXPECT_TRUE(d->results[5].empty());  // other images of the request are untouched
+  ExpectSame(d->Top(6, 2), Reference(6, 1)[0], 2);
+  for (int64_t j = 5 * kClasses; j < 6 * kClasses; ++j) {
+    EXPECT_TRUE(std::isnan(d->outputs[static_cast<size_t>(j)]));  // other images of the request are untouched
+  }
+}
+
+TEST_F(SessionBatchRunnerTest, RecordsBatchStatistics) {
+  auto recorder = std::make_shared<BatchStatsRecorder>();
+  StatusOr<std::unique_ptr<SessionBatchRunner>> runner = SessionBatchRunner::Create(model_, {1, 4}, false, recorder);
+  ASSERT_TRUE(runner.ok());
+  for (int64_t count : {3, 3, 1}) {
+    std::unique_ptr<Request> r = MakeRequest(0, count);
+    InferTask task(r->state, 0, count, [](Status) {});
+    std::vector<Task*> batch = {&task};
+    std::vector<Status> statuses(1);
+    ASSERT_TRUE((*runner)->RunBatch(batch, statuses).ok());
+  }
+  ServableStats stats;
+  recorder->AddTo(stats);
+  EXPECT_EQ(stats.execution_count, 3u);
+  EXPECT_EQ(stats.compute_infer.count, 3u);
+  EXPECT_GT(stats.compute_infer.total_ns, 0u);
+  ASSERT_EQ(stats.batch_stats.size(), 2u);  // by unpadded size: 1 and 3
+  EXPECT_EQ(stats.batch_stats[0].batch_size, 1);
+  EXPECT_EQ(stats.batch_stats[0].compute_infer.count, 1u);
+  EXPECT_EQ(stats.batch_stats[1].batch_size, 3);
+  EXPECT_EQ(stats.batch_stats[1].compute_infer.count, 2u);
+}
+
+TEST(NullBatchRunnerTest, WritesZerosAndCounts) {
+  auto recorder = std::make_shared<BatchStatsRecorder>();
+  NullBatchRunner runner(recorder);
+  auto state = std::make_shared<InferState>();
+  state->item_input_size = 4;
+  state->item_output_size = 3;
+  state->inputs.assign(8, 1.0f);
+  std::vector<float> outputs(6, 7.0f);
+  state->outputs = outputs.data();
+  InferTask task(state, 0, 2, [](Status) {});
+  std::vector<Task*> batch = {&task};
+  std::vector<Status> statuses(1, InternalError("unset"));
+  ASSERT_TRUE(runner.RunBatch(batch, statuses).ok());
+  EXPECT_TRUE(statuses[0].ok());
+  EXPECT_EQ(outputs, std::vector<float>(6, 0.0f));
+  ServableStats stats;
+  recorder->AddTo(stats);
+  EXPECT_EQ(stats.execution_count, 1u);
+  ASSERT_EQ(stats.batch_stats.size(), 1u);
+  EXPECT_EQ(stats.batch_stats[0].batch_size, 2);
 }
 
 TEST_F(SessionBatchRunnerTest, TooLargeABatchIsAnError) {
   StatusOr<std::unique_ptr<SessionBatchRunner>> runner = SessionBatchRunner::Create(model_, {1, 2}, false);
   ASSERT_TRUE(runner.ok());
-  std::shared_ptr<ClassifyRequest> r = MakeRequest(0, 3, 1);
-  ClassifyTask task(r, 0, 3, [](Status) {});
+  std::unique_ptr<Request> r = MakeRequest(0, 3);
+  InferTask task(r->state, 0, 3, [](Status) {});
   std::vector<Task*> batch = {&task};
   std::vector<Status> statuses(1);
   const Status status = (*runner)->RunBatch(batch, statuses);

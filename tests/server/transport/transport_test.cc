@@ -101,6 +101,19 @@ class FakeInferenceService final : public InferenceService {
   }
   bool Ready() const override { return ready_ && !shut_down_; }
   std::vector<std::string> ReadyModels() const override { return {"fake"}; }
+  // The transport's native service uses only Classify, ListModels, DescribeModel and the readiness calls.
+  StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t) const override {
+    return NotFoundError("model \"" + name + "\" not found");
+  }
+  std::vector<VersionRow> Index() const override { return {{"fake", 1, "READY", ""}}; }
+  StatusOr<std::vector<ServableStats>> Statistics(const std::string&, int64_t) const override {
+    return std::vector<ServableStats>{};
+  }
+  Status LoadModel(const std::string& name) override { return NotFoundError(name); }
+  Status UnloadModel(const std::string& name) override { return NotFoundError(name); }
+  const InferenceServiceOptions& options() const override { return options_; }
+
+  InferenceServiceOptions options_;
 
   // Finishes the held requests with OK (or the given status), after blocking until `shutdown_gate_` opens.
   Status Shutdown(int64_t /*drain_deadline_us*/) override {
