@@ -7,8 +7,10 @@
 #   REPO_DIR/<name>/1/model.onnx      a symbolic link to ZOO_DIR/<name>.onnx (--copy: a copy; VGG is 0.5 GB)
 #   REPO_DIR/<name>/labels.txt        a copy of ZOO_DIR/<name>.labels.txt
 #
-# Usage: models/repository/add_zoo_models.sh [--copy] [--zoo-dir DIR] [--with-default] REPO_DIR [NAME...]
+# Usage: models/repository/add_zoo_models.sh [--copy] [--zoo-dir DIR] [--with-default] [--ensemble] REPO_DIR [NAME...]
 #   NAME...          zoo models to add (default: every exported model with a 3-channel input)
+#   --ensemble       also write REPO_DIR/imagenet_ensemble: SOFT_MEAN of alexnet (227x227), zfnet and vgg16
+#                    (224x224), which must be among the models added (random weights: for throughput, not accuracy)
 #   --zoo-dir DIR    where `make zoo` wrote the models (default: $ZOO_DIR or ~/.cache/cnnserve/zoo)
 #   --with-default   also link the default repository's models (models/repository/*/) into REPO_DIR, so that
 #                    one --model-repository serves both
@@ -27,21 +29,23 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zoo_dir=${ZOO_DIR:-$HOME/.cache/cnnserve/zoo}
 copy=0
 with_default=0
+ensemble=0
 repo=""
 names=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --copy) copy=1 ;;
     --with-default) with_default=1 ;;
+    --ensemble) ensemble=1 ;;
     --zoo-dir) [[ $# -ge 2 ]] || die "--zoo-dir needs a value"; zoo_dir=$2; shift ;;
     --zoo-dir=*) zoo_dir=${1#--zoo-dir=} ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) if [[ -z "$repo" ]]; then repo=$1; else names+=("$1"); fi ;;
   esac
   shift
 done
-[[ -n "$repo" ]] || die "usage: add_zoo_models.sh [--copy] [--zoo-dir DIR] [--with-default] REPO_DIR [NAME...]"
+[[ -n "$repo" ]] || die "usage: add_zoo_models.sh [--copy] [--zoo-dir DIR] [--with-default] [--ensemble] REPO_DIR [NAME...]"
 [[ -d "$zoo_dir" ]] || die "zoo folder $zoo_dir does not exist: run 'make zoo' first"
 zoo_dir=$(cd "$zoo_dir" && pwd)
 
@@ -124,4 +128,30 @@ if [[ $with_default == 1 ]]; then
     ln -sfn "$model" "$repo/$name"
     echo "linked $name from the default repository"
   done
+fi
+
+if [[ $ensemble == 1 ]]; then
+  for member in alexnet zfnet vgg16; do
+    [[ -f "$repo/$member/config.pbtxt" ]] || die "--ensemble needs $member in $repo (add it: NAME... alexnet zfnet vgg16)"
+  done
+  mkdir -p "$repo/imagenet_ensemble"
+  cp "$repo/alexnet/labels.txt" "$repo/imagenet_ensemble/labels.txt"
+  cat > "$repo/imagenet_ensemble/config.pbtxt" <<EOF
+# Written by models/repository/add_zoo_models.sh --ensemble: three zoo models with two preprocessing configs
+# (alexnet crops 227x227, zfnet and vgg16 224x224) behind one name. Random weights: for throughput only.
+name: "imagenet_ensemble"
+platform: "ensemble"
+max_batch_size: 32
+ensemble {
+  members { model: "alexnet" }
+  members { model: "zfnet" }
+  members { model: "vgg16" }
+  strategy: SOFT_MEAN
+  quorum: 3
+  member_timeout_ms: 60000
+}
+labels: "labels.txt"
+description: "SOFT_MEAN of the zoo's alexnet, zfnet and vgg16 (random weights)"
+EOF
+  echo "added imagenet_ensemble (alexnet + zfnet + vgg16) to $repo"
 fi

@@ -16,6 +16,7 @@
 #include "models/repository/model_repository.h"
 #include "server/batching/dynamic_batcher.h"
 #include "server/inference/classification.h"
+#include "server/ensemble/ensemble_servable.h"
 #include "server/inference/model_servable.h"
 #include "server/preprocess/preprocess.h"
 
@@ -210,8 +211,29 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
     return slot;
   }
   if (entry.config.platform() == kPlatformEnsemble) {
-    slot->unavailable_reason = entry.config_path + ": platform \"ensemble\" is not served by this server yet";
-    spdlog::error("model {}: UNAVAILABLE: {}", entry.name, slot->unavailable_reason);
+    // Members are found through Find at every request, so a reloaded member is picked up.
+    ServableResolver resolver = [this](const std::string& model, int64_t version) { return Find(model, version); };
+    StatusOr<std::unique_ptr<EnsembleServable>> ensemble =
+        EnsembleServable::Create(entry.config, entry.labels, std::move(resolver), servable_options_.decode_limits);
+    VersionSlot v;
+    v.version = 1;
+    if (!ensemble.ok()) {
+      v.reason = entry.config_path + ": " + ensemble.status().message();
+      spdlog::error("model {}: UNAVAILABLE: {}", entry.name, v.reason);
+    } else {
+      v.state = ModelState::kReady;
+      v.servable = std::shared_ptr<Servable>(*std::move(ensemble));
+      const v1::EnsembleConfig& config = entry.config.ensemble();
+      std::string members;
+      for (const v1::EnsembleConfig::Member& m : config.members()) members += (members.empty() ? "" : ", ") + m.model();
+      spdlog::info("model {} version 1: READY, ensemble of {} member(s) ({}), strategy {}, quorum {}", entry.name,
+                   config.members_size(), members,
+                   v1::EnsembleConfig::Strategy_Name(config.strategy() == v1::EnsembleConfig::STRATEGY_UNSPECIFIED
+                                                         ? v1::EnsembleConfig::SOFT_MEAN
+                                                         : config.strategy()),
+                   config.quorum() == 0 ? config.members_size() : config.quorum());
+    }
+    slot->versions.assign(1, std::move(v));
     return slot;
   }
   for (size_t i = 0; i < slot->versions.size(); ++i) {

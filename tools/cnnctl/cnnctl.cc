@@ -1,6 +1,7 @@
 // cnnctl: the command-line client of cnnserve. It uses only the generated protobuf/gRPC code (proto/) and gRPC.
 //
-//   cnnctl [--server HOST:PORT] [--timeout-s S] classify --model M [--version V] [--top-k K] [--batch N] [--json]
+//   cnnctl [--server HOST:PORT] [--timeout-s S] classify --model M [--version V] [--top-k K] [--batch N] [--members]
+//          [--json]
 //          FILE...
 //   cnnctl [--server HOST:PORT] list [--json]
 //   cnnctl [--server HOST:PORT] describe MODEL [--version V] [--json]
@@ -49,8 +50,9 @@ constexpr int kReconnectBackoffMs = 50;
 constexpr char kUsage[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] COMMAND [ARGS]
 
 commands:
-  classify --model M [--version V] [--top-k K] [--batch N] [--json] FILE...
-                      classify JPEG/PNG files (N files per request, default 32) and print the top-k per file
+  classify --model M [--version V] [--top-k K] [--batch N] [--members] [--json] FILE...
+                      classify JPEG/PNG files (N files per request, default 32) and print the top-k per file;
+                      for an ensemble also its agreement and margin, and with --members each member's top-k
   list [--json]       models, versions and their state
   describe MODEL [--version V] [--json]
                       a model's summary, config and per-layer table
@@ -224,12 +226,22 @@ bool ReadFile(const std::string& path, std::string* contents) {
   return !in.bad();
 }
 
+// The classes of one result as JSON objects, comma-separated (no brackets).
+void PrintClassesJson(const google::protobuf::RepeatedPtrField<v1::Class>& classes) {
+  for (int r = 0; r < classes.size(); ++r) {
+    const v1::Class& c = classes[r];
+    std::printf("%s{\"rank\": %d, \"index\": %d, \"label\": %s, \"probability\": %.9g, \"score\": %.9g}",
+                r == 0 ? "" : ", ", r + 1, c.index(), JsonEscape(c.label()).c_str(), c.probability(), c.score());
+  }
+}
+
 int Classify(Client& client, Args& args) {
   std::string model;
   int64_t version = 0;
   int top_k = 0;
   int batch = kDefaultBatch;
   bool json = false;
+  bool members = false;
   std::vector<std::string> files;
   while (!args.done()) {
     if (auto v = args.TakeFlag("--model")) {
@@ -242,6 +254,8 @@ int Classify(Client& client, Args& args) {
       batch = args.Number<int>("--batch", *v, 1, 1 << 20);
     } else if (args.TakeSwitch("--json")) {
       json = true;
+    } else if (args.TakeSwitch("--members")) {
+      members = true;
     } else if (args.peek().starts_with("--")) {
       args.Fail("classify: unknown flag " + std::string(args.peek()));
     } else {
@@ -272,6 +286,7 @@ int Classify(Client& client, Args& args) {
     request.set_model(model);
     request.set_version(version);
     request.set_top_k(top_k);
+    request.set_include_member_results(members);
     for (size_t i = begin; i < end; ++i) request.add_inputs()->set_image(std::move(contents[i]));
     v1::ClassifyResponse response;
     grpc::ClientContext context;
@@ -294,18 +309,43 @@ int Classify(Client& client, Args& args) {
                     first_json ? "" : ",", JsonEscape(files[i]).c_str(), JsonEscape(response.model()).c_str(),
                     response.version());
         first_json = false;
-        for (int r = 0; r < result.classes_size(); ++r) {
-          const v1::Class& c = result.classes(r);
-          std::printf("%s{\"rank\": %d, \"index\": %d, \"label\": %s, \"probability\": %.9g, \"score\": %.9g}",
-                      r == 0 ? "" : ", ", r + 1, c.index(), JsonEscape(c.label()).c_str(), c.probability(),
-                      c.score());
+        PrintClassesJson(result.classes());
+        std::printf("]");
+        if (response.members_total() > 0) {
+          std::printf(", \"agreement\": %.9g, \"margin\": %.9g, \"members_answered\": %d, \"members_total\": %d",
+                      result.agreement(), result.margin(), response.members_answered(), response.members_total());
+          if (result.members_size() > 0) {
+            std::printf(", \"members\": [");
+            for (int m = 0; m < result.members_size(); ++m) {
+              const v1::MemberClassification& member = result.members(m);
+              std::printf("%s{\"model\": %s, \"version\": %" PRId64 ", \"error\": %s, \"classes\": [",
+                          m == 0 ? "" : ", ", JsonEscape(member.model()).c_str(), member.version(),
+                          JsonEscape(member.error()).c_str());
+              PrintClassesJson(member.classes());
+              std::printf("]}");
+            }
+            std::printf("]");
+          }
         }
-        std::printf("]}");
+        std::printf("}");
       } else {
         for (int r = 0; r < result.classes_size(); ++r) {
           const v1::Class& c = result.classes(r);
           std::printf("%-*s %4d  %-20s %5d  %11.6f  %10.4f\n", file_width, r == 0 ? files[i].c_str() : "", r + 1,
                       c.label().c_str(), c.index(), c.probability(), c.score());
+        }
+        if (response.members_total() > 0) {
+          std::printf("%-*s ensemble: agreement %.2f, margin %.4f, %d of %d members answered\n", file_width, "",
+                      result.agreement(), result.margin(), response.members_answered(), response.members_total());
+          for (const v1::MemberClassification& member : result.members()) {
+            if (!member.error().empty()) {
+              std::printf("%-*s   member %s: %s\n", file_width, "", member.model().c_str(), member.error().c_str());
+            } else if (member.classes_size() > 0) {
+              const v1::Class& c = member.classes(0);
+              std::printf("%-*s   member %-24s top-1 %-20s %11.6f\n", file_width, "", member.model().c_str(),
+                          c.label().c_str(), c.probability());
+            }
+          }
         }
       }
     }
