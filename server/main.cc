@@ -1,10 +1,12 @@
 // cnnserve: the gRPC image-classification server (and, with --health-probe, its own health-check client).
 //
-//   cnnserve [--model-repository DIR] [--address HOST:PORT] [--threads N] [--log-level LEVEL] ...
+//   cnnserve [--model-repository DIR] [--address HOST:PORT] [--metrics-address HOST:PORT] [--threads N] ...
 //   cnnserve --health-probe HOST:PORT       exit 0 only when that server's overall health is SERVING
 //
-// Start-up: load and warm every model of the repository, log a summary, start gRPC, publish health, then print
-// "cnnserve listening on HOST:PORT" on stdout (the real port when --address asked for port 0). Logs go to stderr.
+// Start-up: load and warm every model of the repository, log a summary, start gRPC (the native API and KServe v2
+// on one port), publish health, print "cnnserve metrics on http://HOST:PORT/metrics" (when the Prometheus
+// endpoint runs) and "cnnserve listening on HOST:PORT" on stdout (the real ports when port 0 was asked for).
+// Logs go to stderr.
 // SIGTERM/SIGINT: health NOT_SERVING, stop admitting, finish what was admitted (up to --drain-timeout-s), stop
 // gRPC, exit 0. The signals are blocked in every thread and taken synchronously by the main thread (sigtimedwait),
 // so no code runs in a signal handler.
@@ -37,6 +39,7 @@
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/inference/inference_service.h"
+#include "server/metrics/metrics_server.h"
 #include "server/transport/grpc_server.h"
 
 #ifndef CNNSERVE_DEFAULT_REPOSITORY
@@ -60,12 +63,15 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
 
   --model-repository DIR        model repository in Triton's layout (default: the project's models/repository)
   --address HOST:PORT           where to listen (default 127.0.0.1:8001; port 0 picks a free port)
+  --metrics-address HOST:PORT   Prometheus metrics at http://HOST:PORT/metrics (default 127.0.0.1:8002; port 0
+                                picks a free port; "none" disables). When the default address is taken the
+                                server runs without metrics (a warning); an address given here must bind
   --threads N                   cores shared by the model instances (default 0: all)
   --log-level LEVEL             trace, debug, info, warn, error, critical or off (default info)
   --max-receive-message-mb N    larger gRPC messages get RESOURCE_EXHAUSTED (default 64)
   --max-images-per-request N    more inputs in one request get INVALID_ARGUMENT (default 256)
   --max-pixels N                largest declared width*height of an image (default 40000000)
-  --max-in-flight-per-stream N  requests of one ClassifyStream running at once (default 16)
+  --max-in-flight-per-stream N  requests of one ClassifyStream / ModelStreamInfer running at once (default 16)
   --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
   --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1
   --help                        this text
@@ -74,6 +80,8 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
 struct Flags {
   std::string model_repository;
   std::string address = "127.0.0.1:8001";
+  std::string metrics_address = "127.0.0.1:8002";  // empty: no metrics endpoint
+  bool metrics_address_given = false;
   int threads = 0;
   spdlog::level::level_enum log_level = spdlog::level::info;
   int max_receive_message_mb = 64;
@@ -143,6 +151,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     };
     static constexpr std::string_view kKnown[] = {"--model-repository",
                                                   "--address",
+                                                  "--metrics-address",
                                                   "--threads",
                                                   "--log-level",
                                                   "--max-receive-message-mb",
@@ -165,6 +174,15 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     } else if (name == "--address") {
       if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
       flags->address = std::string(v);
+    } else if (name == "--metrics-address") {
+      if (v.empty() || v == "none") {
+        flags->metrics_address.clear();
+      } else if (!IsHostPort(v)) {
+        return fail("'" + std::string(v) + "' is not HOST:PORT (or none)");
+      } else {
+        flags->metrics_address = std::string(v);
+      }
+      flags->metrics_address_given = true;
     } else if (name == "--health-probe") {
       if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
       flags->health_probe = std::string(v);
@@ -280,10 +298,38 @@ int Serve(const Flags& flags) {
   }
   LogStartupSummary(flags, **inference);
 
+  // Prometheus metrics: every scrape reads the servables' statistics at that moment.
+  std::unique_ptr<MetricsServer> metrics;
+  if (!flags.metrics_address.empty()) {
+    MetricsServerOptions metrics_options;
+    metrics_options.address = flags.metrics_address;
+    InferenceService* const service = inference->get();
+    StatusOr<std::unique_ptr<MetricsServer>> started =
+        MetricsServer::Create(metrics_options, [service]() -> std::vector<ServableStats> {
+          StatusOr<std::vector<ServableStats>> stats = service->Statistics("", 0);
+          if (!stats.ok()) {
+            spdlog::warn("metrics: {}", stats.status().ToString());
+            return {};
+          }
+          return std::move(*stats);
+        });
+    if (started.ok()) {
+      metrics = std::move(*started);
+      spdlog::info("metrics on {}", metrics->url());
+    } else if (flags.metrics_address_given) {
+      spdlog::critical("cannot start: {}", started.status().ToString());
+      return kExitFailure;
+    } else {
+      spdlog::warn("serving without metrics: {} (choose another --metrics-address, or none)",
+                   started.status().ToString());
+    }
+  }
+
   GrpcServerOptions server_options;
   server_options.address = flags.address;
   server_options.max_receive_message_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
   server_options.classifier.max_in_flight_per_stream = flags.max_in_flight_per_stream;
+  server_options.kserve.max_in_flight_per_stream = flags.max_in_flight_per_stream;
   StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Create(server_options, inference->get());
   if (!server.ok()) {
     spdlog::critical("cannot start: {}", server.status().ToString());
@@ -291,6 +337,8 @@ int Serve(const Flags& flags) {
   }
   bool ready = (*server)->UpdateHealth();
   spdlog::info("listening on {}; health {}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING");
+
+  if (metrics != nullptr) std::printf("cnnserve metrics on %s\n", metrics->url().c_str());
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
 
@@ -314,6 +362,7 @@ int Serve(const Flags& flags) {
       SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * 1e6));
   (void)(*server)->Shutdown(drain_deadline_us);  // logs a drain that ran out of time
   server->reset();
+  metrics.reset();  // before the InferenceService its provider reads
   inference->reset();
   spdlog::info("stopped");
   return kExitOk;

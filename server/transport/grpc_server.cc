@@ -51,6 +51,9 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   if (options.classifier.max_in_flight_per_stream < 1) {
     return InvalidArgumentError("GrpcServer: max_in_flight_per_stream must be >= 1");
   }
+  if (options.kserve.max_in_flight_per_stream < 1) {
+    return InvalidArgumentError("GrpcServer: kserve.max_in_flight_per_stream must be >= 1");
+  }
 
   // Both are process-wide switches read when a ServerBuilder is created.
   grpc::EnableDefaultHealthCheckService(true);
@@ -62,12 +65,14 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->inference_ = inference;
   server->classifier_ = std::make_unique<ClassifierService>(inference, options.classifier);
+  server->kserve_ = std::make_unique<KServeService>(inference, options.kserve);
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &selected_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_message_bytes));
   builder.RegisterService(server->classifier_.get());
+  builder.RegisterService(server->kserve_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
     if (server->server_ != nullptr) server->server_->Shutdown();
@@ -86,6 +91,7 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   }
   health->SetServingStatus(false);
   health->SetServingStatus(kClassifierServiceName, false);
+  health->SetServingStatus(kKServeServiceName, false);
   return server;
 }
 
@@ -100,6 +106,7 @@ bool GrpcServer::UpdateHealth() {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   health->SetServingStatus("", ready);
   health->SetServingStatus(kClassifierServiceName, ready);
+  health->SetServingStatus(kKServeServiceName, ready);
   return ready;
 }
 

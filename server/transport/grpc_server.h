@@ -1,8 +1,11 @@
 // GrpcServer: the process's gRPC endpoint. It serves
 //   - cnnserve.v1.Classifier (ClassifierService, callback API) on top of an InferenceService,
+//   - inference.GRPCInferenceService, the KServe v2 / Open Inference Protocol (KServeService, callback API), on
+//     the same InferenceService and the same port,
 //   - grpc.health.v1.Health through gRPC's default health service: the overall status ("") and the service
-//     "cnnserve.v1.Classifier" are SERVING only while InferenceService::Ready() is true (UpdateHealth copies it
-//     over), and NOT_SERVING for good once shutdown begins,
+//     "cnnserve.v1.Classifier" and "inference.GRPCInferenceService" are SERVING only while
+//     InferenceService::Ready() is true (UpdateHealth copies it over), and NOT_SERVING for good once shutdown
+//     begins,
 //   - server reflection (grpc.reflection.v1alpha.ServerReflection), so grpcurl and friends need no .proto files.
 // Messages larger than `max_receive_message_bytes` are refused by gRPC itself with RESOURCE_EXHAUSTED before any
 // handler runs.
@@ -23,6 +26,7 @@
 #include "engine/common/status.h"
 #include "server/inference/inference_service.h"
 #include "server/transport/classifier_service.h"
+#include "server/transport/kserve_service.h"
 
 namespace grpc {
 class Server;
@@ -41,6 +45,7 @@ struct GrpcServerOptions {
   // Register the server reflection service.
   bool enable_reflection = true;
   ClassifierServiceOptions classifier;
+  KServeServiceOptions kserve;
 };
 
 class GrpcServer {
@@ -75,6 +80,7 @@ class GrpcServer {
 
   InferenceService* inference_ = nullptr;
   std::unique_ptr<ClassifierService> classifier_;
+  std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -1,5 +1,7 @@
 #include "tests/integration/test_env.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -145,6 +147,11 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::strin
   const std::filesystem::path out_path = server->dir_->path() / "stdout.txt";
   const std::filesystem::path err_path = server->dir_->path() / "stderr.txt";
   std::vector<std::string> argv = {(BinDir() / "cnnserve").string(), "--address", "127.0.0.1:0"};
+  // Servers of tests running at the same time must not compete for the default metrics port.
+  const bool metrics_given = std::any_of(args.begin(), args.end(), [](const std::string& a) {
+    return a.rfind("--metrics-address", 0) == 0;
+  });
+  if (!metrics_given) argv.insert(argv.end(), {"--metrics-address", "127.0.0.1:0"});
   argv.insert(argv.end(), args.begin(), args.end());
   const ExecArgs exec_args(argv, {});
   const int in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
