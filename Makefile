@@ -52,6 +52,13 @@ test-sanitize: deps zoo
 	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE parity
 
+# The container image (root Dockerfile) built with podman and tested for real: deploy/tests/container_test.sh
+# (runs ../shared/container/oci-setup.sh; root; about 10-15 min cold, podman's layer cache makes reruns quick).
+# `make test` runs the other deploy tests (manifests, nginx scale-out) through CTest (tests/deploy).
+.PHONY: test-container
+test-container: deps build
+	deploy/tests/container_test.sh $(BUILD)
+
 bench: deps build zoo
 	bench/engine_vs_peers.sh
 
