@@ -59,8 +59,11 @@ test-sanitize: deps zoo
 test-container: deps build
 	deploy/tests/container_test.sh $(BUILD)
 
+# Every benchmark (engine vs ONNX Runtime and PyTorch, server curves, server overhead), the plots and the tables
+# of bench/RESULTS.md, in under 20 minutes on the 2-core machine: bench/run_all.sh (SUITES= picks some of peers,
+# curves, overhead, plots).
 bench: deps build zoo
-	bench/engine_vs_peers.sh
+	BUILD=$(BUILD) ZOO_DIR=$(ZOO_DIR) bench/run_all.sh $(SUITES)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,30 +1,40 @@
 #!/usr/bin/python3
-"""Engine vs peers: cnnbench (oneDNN) against ONNX Runtime and PyTorch on the same zoo ONNX files.
+"""Engine vs peers: cnnbench (oneDNN) against ONNX Runtime 1.30 and PyTorch 1.13 on the same zoo ONNX files.
 
-Runs each runtime as its own process, alternating runtimes within every round so that machine noise hits all of
-them alike, repeats the rounds, and reports per (model, batch) the median images/s of each runtime and the
-ratios cnnserve/ORT and cnnserve/PyTorch. Writes a Markdown table (stdout and --markdown FILE) and the raw JSON
-lines (--raw FILE).
+Runs each runtime as its own process, alternating runtimes within every round (the order rotates from round to
+round) so that machine noise hits all of them alike, repeats the rounds, and reports per (model, batch) the
+median images/s over rounds of each runtime and the ratio of the first runtime to each other one. Writes a
+Markdown table (stdout and --markdown FILE, with the machine and the command), the raw JSON lines (--raw FILE)
+and the medians as JSON (--summary FILE, read by bench/plot_results.py).
 
   bench/engine_vs_peers.py [--zoo DIR] [--models lenet5,alexnet,zfnet,vgg16] [--batch 1,8,32]
                            [--threads 2] [--seconds 2] [--rounds 3]
-                           [--runtimes cnnserve,onnxruntime[,cnnserve_direct][,pytorch]]
+                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct]]
 
-The first runtime listed is the one the ratio columns divide by the others.
+Runtimes: cnnserve (`cnnbench run`, the engine's defaults), cnnserve_direct (`cnnbench run --no-winograd`),
+onnxruntime (bench/peers/ort_run.js, npm onnxruntime-node), pytorch (bench/peers/torch_run.py, eager PyTorch
+from Debian, the same architecture built from models/zoo/architectures.py). The first runtime listed is the one
+the ratio columns divide by the others.
 """
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_curves as sc  # noqa: E402  (machine description)
+
+RUNTIME_NAMES = {"cnnserve": "cnnbench run (oneDNN 2.6, Winograd allowed)",
+                 "cnnserve_direct": "cnnbench run --no-winograd", "onnxruntime": "onnxruntime-node 1.30",
+                 "pytorch": "PyTorch 1.13 eager"}
 
 
 def run_json_lines(cmd, timeout):
+    """The JSON lines of a runner's stdout, and its "# ..." header lines from stderr (runtime versions)."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), proc.returncode, proc.stderr.strip()[-2000:]))
@@ -33,7 +43,8 @@ def run_json_lines(cmd, timeout):
         line = line.strip()
         if line.startswith("{"):
             rows.append(json.loads(line))
-    return rows
+    headers = [l.strip() for l in proc.stderr.splitlines() if l.startswith("# ")]
+    return rows, headers
 
 
 def command(runtime, model_path, name, args):
@@ -50,17 +61,6 @@ def command(runtime, model_path, name, args):
     raise ValueError(runtime)
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", default=os.path.expanduser("~/.cache/cnnserve/zoo"))
@@ -70,10 +70,13 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runtimes", default="cnnserve,onnxruntime,cnnserve_direct")
+    p.add_argument("--runtimes", default="cnnserve,onnxruntime,pytorch")
     p.add_argument("--markdown", default=None, help="also write the Markdown table here")
     p.add_argument("--raw", default=None, help="write every JSON line here")
+    p.add_argument("--summary", default=None, help="write the medians (and the machine, command) as JSON here")
     args = p.parse_args()
+    machine = sc.machine()
+    versions = {}
 
     runtimes = args.runtimes.split(",")
     results = {}  # (model, batch, runtime) -> list of rows
@@ -86,7 +89,9 @@ def main():
                 sys.exit("missing %s: run `make zoo` first" % path)
             order = runtimes[rnd % len(runtimes):] + runtimes[:rnd % len(runtimes)]  # rotate who goes first
             for runtime in order:
-                rows = run_json_lines(command(runtime, path, name, args), timeout=1800)
+                rows, headers = run_json_lines(command(runtime, path, name, args), timeout=1800)
+                if headers and runtime not in versions:
+                    versions[runtime] = headers[0][2:].split(" model=")[0]
                 for row in rows:
                     row["runtime"] = runtime
                     row["round"] = rnd
@@ -100,8 +105,17 @@ def main():
         return statistics.median(r[key] for r in rows) if rows else None
 
     lines = []
-    lines.append("Machine: %s, %d cores; threads=%d; %d rounds x %.1f s per batch size; medians over rounds."
-                 % (cpu_name(), os.cpu_count(), args.threads, args.rounds, args.seconds))
+    if sc.busy_warning(machine):
+        lines += [sc.busy_warning(machine), ""]
+    lines.append("Machine: %s." % sc.machine_line(machine))
+    lines.append("")
+    lines.append("Runtimes: %s; threads=%d; %d rounds x %.1f s per batch size, order rotating; medians over "
+                 "rounds; %.0f s in all." % (
+                     "; ".join("%s = %s" % (r, versions.get(r, RUNTIME_NAMES.get(r, r))) for r in runtimes),
+                     args.threads, args.rounds, args.seconds, time.time() - start))
+    lines.append("")
+    lines.append("Command: `bench/engine_vs_peers.py %s`" % " ".join(sys.argv[1:]).replace(
+        os.path.expanduser("~"), "~"))
     lines.append("")
     header = "| model | batch |"
     sep = "|---|---:|"
@@ -109,7 +123,7 @@ def main():
         header += " %s img/s | %s p50 ms |" % (r, r)
         sep += "---:|---:|"
     for r in runtimes[1:]:
-        header += " %s/%s |" % (runtimes[0], r)
+        header += " %s / %s |" % (runtimes[0], r)
         sep += "---:|"
     header += " cnnserve peak RSS MB |"
     sep += "---:|"
@@ -137,6 +151,21 @@ def main():
         with open(args.raw, "w") as f:
             for row in raw:
                 f.write(json.dumps(row) + "\n")
+    if args.summary:
+        cells = []
+        for name in args.models.split(","):
+            for batch in [int(b) for b in args.batch.split(",")]:
+                for r in runtimes:
+                    ips = med(name, batch, r, "images_per_s")
+                    if ips is not None:
+                        cells.append({"model": name, "batch": batch, "runtime": r, "images_per_s": ips,
+                                      "p50_ms": med(name, batch, r, "p50_ms"),
+                                      "all": [row["images_per_s"] for row in results[(name, batch, r)]]})
+        with open(args.summary, "w") as f:
+            json.dump({"benchmark": "engine_vs_peers", "machine": machine, "versions": versions,
+                       "runtimes": runtimes, "threads": args.threads, "rounds": args.rounds,
+                       "seconds": args.seconds, "command": "bench/engine_vs_peers.py " + " ".join(sys.argv[1:]),
+                       "cells": cells}, f, indent=1)
 
 
 if __name__ == "__main__":

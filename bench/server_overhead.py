@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""Server overhead: what the server (gRPC, parsing, batching, scheduling) costs on top of the engine.
+
+1. alexnet: server images/s at saturation with raw float32 tensors (cnnload --synthetic, no decoding) divided by
+   `cnnbench run` images/s at the same batch size (1, 8, 32). The server's model is configured so that every run
+   has exactly that batch size (max_batch_size B, preferred_batch_size [B], max_queue_delay_us 0) and requests
+   carry B images each; a few requests in flight keep the queue from running dry. Target: >= 0.9.
+2. lenet5_fashion: its compute is tiny (about 20 us per image), so it is compared with the null model (platform
+   "null": same input dims, preprocessing and batching, returns zeros without running an engine) on the same
+   payloads, in the same server: lenet5 requests/s / null requests/s at saturation. Target: >= 0.8.
+   (lenet5 server vs `cnnbench run` is reported too, for scale.)
+3. cnnload's own cost: against the null model (the cheapest possible server work), CPU cores used by cnnload and
+   by the server at each concurrency, and CPU microseconds per request of each: the client must stay well below
+   the server.
+
+Runs alternate (server, then engine; lenet5, then null) and repeat --rounds times; every figure is the median
+over rounds. Writes OUT.json and OUT.md.
+
+  bench/server_overhead.py [--build build] [--zoo DIR] [--rounds 3] [--alexnet-batch 1,8,32] [--duration S]
+                           [--out bench/results/server_overhead]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_curves as sc  # noqa: E402  (the shared helpers)
+
+ROOT = sc.ROOT
+ALEXNET_TARGET = 0.9
+LENET_NULL_TARGET = 0.8
+
+
+def cnnbench(build, onnx, batch, seconds, threads=2):
+    cmd = [os.path.join(build, "bin", "cnnbench"), "run", onnx, "--batch", str(batch), "--threads", str(threads),
+           "--seconds", "%g" % seconds, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(cmd), proc.stderr[-2000:]))
+    return [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")][0]
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def saturation(doc):
+    """The row with the most images/s."""
+    return max(doc["rows"], key=lambda r: r["images_per_s"])
+
+
+def alexnet_part(args, work, result, start):
+    config, onnx, labels = sc.zoo_config(args.zoo, "alexnet", work)
+    batches = [int(b) for b in args.alexnet_batch.split(",")]
+    repo = os.path.join(work, "repos", "overhead-alexnet")
+    for b in batches:
+        text = sc.with_fields(config, max_batch_size=b)
+        text = sc.set_dynamic_batching(text, "  max_queue_delay_us: 0\n  preferred_batch_size: [%d]" % b)
+        sc.add_model(repo, "alexnet_b%d" % b, text, onnx, labels)
+    rows = {b: {"server": [], "engine": [], "server_idle_cpu_s": []} for b in batches}
+    commands = {}
+    duration = args.duration * 2
+    with sc.Server(args.build, repo, os.path.join(work, "logs", "overhead-alexnet.log")) as server:
+        for rnd in range(args.rounds):
+            for b in batches:
+                cl = sc.cnnload_args("alexnet_b%d" % b, "synthetic", levels=[args.alexnet_concurrency], batch=b,
+                                     warmup=2, duration=duration)
+                commands["server b%d" % b] = sc.shown_command(cl)
+                doc = sc.run_cnnload(args.build, server.address, cl)
+                rows[b]["server"].append(saturation(doc)["images_per_s"])
+                rows[b]["server_errors"] = saturation(doc)["error_count"]
+            for b in batches:
+                cpu0 = server.cpu_seconds()
+                r = cnnbench(args.build, onnx, b, duration)
+                rows[b]["engine"].append(r["images_per_s"])
+                rows[b]["server_idle_cpu_s"].append(server.cpu_seconds() - cpu0)
+                commands["engine b%d" % b] = "build/bin/cnnbench run ZOO/alexnet.onnx --batch %d --threads 2 " \
+                                             "--seconds %g --json" % (b, duration)
+            sc.log("overhead alexnet round %d done (%.0f s)" % (rnd + 1, time.time() - start))
+    out = []
+    for b in batches:
+        s, e = med(rows[b]["server"]), med(rows[b]["engine"])
+        out.append({"batch": b, "server_images_per_s": s, "engine_images_per_s": e, "ratio": s / e if e else None,
+                    "server_all": rows[b]["server"], "engine_all": rows[b]["engine"],
+                    "server_errors": rows[b].get("server_errors", 0),
+                    "server_cpu_s_while_engine_ran": max(rows[b]["server_idle_cpu_s"])})
+    commands["server"] = sc.shown_command(sc.cnnload_args("alexnet_bB", "synthetic", levels=[args.alexnet_concurrency],
+                                                          batch="B", warmup=2, duration=duration))
+    commands["engine"] = "build/bin/cnnbench run ZOO/alexnet.onnx --batch B --threads 2 --seconds %g --json" % duration
+    result["alexnet"] = {"rows": out, "commands": commands, "target": ALEXNET_TARGET,
+                         "concurrency": args.alexnet_concurrency}
+
+
+def lenet_part(args, work, result, start):
+    config, onnx, labels = sc.lenet_config()
+    repo = os.path.join(work, "repos", "overhead-lenet")
+    sc.add_model(repo, "lenet5_fashion", config, onnx, labels)
+    sc.add_model(repo, "lenet5_null", sc.null_config(config, 10))
+    images = sc.fashion_images(work)
+    payloads = [("raw tensor 1x32x32", "synthetic"), ("PNG 28x28", images)]
+    levels = [int(c) for c in args.lenet_concurrency.split(",")]
+    cells = {}
+    commands = {}
+    with sc.Server(args.build, repo, os.path.join(work, "logs", "overhead-lenet.log")) as server:
+        for rnd in range(args.rounds):
+            for payload, inputs in payloads:
+                models = ["lenet5_fashion", "lenet5_null"]
+                if rnd % 2:
+                    models.reverse()
+                for model in models:
+                    cl = sc.cnnload_args(model, inputs, levels=levels, warmup=1, duration=args.duration)
+                    commands["%s %s" % (model, payload)] = sc.shown_command(cl)
+                    doc = sc.run_cnnload(args.build, server.address, cl)
+                    row = saturation(doc)
+                    cells.setdefault((payload, model), []).append(row)
+            sc.log("overhead lenet5/null round %d done (%.0f s)" % (rnd + 1, time.time() - start))
+
+        # cnnload's own cost against the null model: CPU of both processes at each concurrency.
+        client = []
+        levels = [(int(x), 1) for x in args.client_levels.split(",")]
+        levels.append((levels[-1][0], 2))  # the highest level again with two client threads: not client-bound?
+        for c, threads in levels:
+            cl = sc.cnnload_args("lenet5_null", "synthetic", levels=[c], warmup=0.5, duration=args.duration,
+                                 extra=["--threads", str(threads)] if threads > 1 else [])
+            cpu0, t0 = server.cpu_seconds(), time.time()
+            doc = sc.run_cnnload(args.build, server.address, cl)
+            server_cores = (server.cpu_seconds() - cpu0) / (time.time() - t0)
+            row = doc["rows"][0]
+            rps = row["requests_per_s"]
+            client.append({"concurrency": c, "threads": threads, "requests_per_s": rps, "client_cores": row["client_cpu_cores"],
+                           "server_cores": server_cores,
+                           "client_us_per_request": row["client_cpu_cores"] / rps * 1e6 if rps else None,
+                           "server_us_per_request": server_cores / rps * 1e6 if rps else None,
+                           "p50_ms": row["latency_ms"]["p50"], "p99_ms": row["latency_ms"]["p99"],
+                           "client_send_us": row["client_send_us"], "errors": row["error_count"]})
+            commands["client overhead c=%d t=%d" % (c, threads)] = sc.shown_command(cl)
+        sc.log("cnnload overhead done (%.0f s)" % (time.time() - start))
+
+    out = []
+    for payload, _ in payloads:
+        lenet = cells[(payload, "lenet5_fashion")]
+        null = cells[(payload, "lenet5_null")]
+        l_rps, n_rps = med([r["requests_per_s"] for r in lenet]), med([r["requests_per_s"] for r in null])
+        out.append({"payload": payload, "lenet_requests_per_s": l_rps, "null_requests_per_s": n_rps,
+                    "ratio": l_rps / n_rps if n_rps else None,
+                    "lenet_all": [round(r["requests_per_s"], 1) for r in lenet],
+                    "null_all": [round(r["requests_per_s"], 1) for r in null],
+                    "lenet_concurrency": [r["concurrency"] for r in lenet],
+                    "null_concurrency": [r["concurrency"] for r in null],
+                    "lenet_p99_ms": med([r["latency_ms"]["p99"] for r in lenet]),
+                    "null_p99_ms": med([r["latency_ms"]["p99"] for r in null]),
+                    "errors": sum(r["error_count"] for r in lenet + null)})
+    engine = [cnnbench(args.build, onnx, 1, args.duration)["images_per_s"] for _ in range(args.rounds)]
+    commands["engine lenet5 b1"] = "build/bin/cnnbench run models/repository/lenet5_fashion/1/model.onnx " \
+                                   "--batch 1 --threads 2 --seconds %g --json" % args.duration
+    result["lenet"] = {"rows": out, "target": LENET_NULL_TARGET, "engine_b1_images_per_s": med(engine),
+                       "commands": commands, "levels": levels}
+    result["client"] = client
+    result["client_commands"] = [commands["client overhead c=%d t=%d" % (r["concurrency"], r["threads"])]
+                                 for r in client]
+
+
+def markdown(result):
+    lines = sc.header_markdown(result)
+    a = result.get("alexnet")
+    if a:
+        lines.append("**alexnet: server vs engine at the same batch size** (raw float32 tensors, %d requests in "
+                     "flight; target >= %.1f)" % (a["concurrency"], a["target"]))
+        lines.append("")
+        lines.append("`%s`; `%s`" % (a["commands"]["server"], a["commands"]["engine"]))
+        lines.append("")
+        lines.append("| batch | server images/s | `cnnbench run` images/s | server / engine | |")
+        lines.append("|---:|---:|---:|---:|---|")
+        for r in a["rows"]:
+            ok = r["ratio"] is not None and r["ratio"] >= a["target"]
+            lines.append("| %d | %s | %s | **%.2f** | %s |" % (r["batch"], sc.fmt(r["server_images_per_s"]),
+                                                            sc.fmt(r["engine_images_per_s"]), r["ratio"] or 0,
+                                                            "meets the target" if ok else "below the target"))
+        lines.append("")
+    l = result.get("lenet")
+    if l:
+        lines.append("**lenet5_fashion vs the null model** (same server, same payload, batch 1 per request, "
+                     "best of concurrency %s; target >= %.1f)" % ("/".join(map(str, l["levels"])), l["target"]))
+        lines.append("")
+        lines.append("`%s` (and `--model lenet5_null`; `--synthetic` for the raw tensors)" %
+                     l["commands"]["lenet5_fashion PNG 28x28"])
+        lines.append("")
+        lines.append("| payload | lenet5_fashion req/s | null model req/s | lenet5 / null | lenet5 p99 ms | "
+                     "null p99 ms |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for r in l["rows"]:
+            lines.append("| %s | %s | %s | **%.2f** | %s | %s |" % (
+                r["payload"], sc.fmt(r["lenet_requests_per_s"]), sc.fmt(r["null_requests_per_s"]), r["ratio"] or 0,
+                sc.fmt(r["lenet_p99_ms"], 2), sc.fmt(r["null_p99_ms"], 2)))
+        lines.append("")
+        lines.append("For scale: `cnnbench run` runs lenet5_fashion at %s images/s at batch 1 (engine only, no "
+                     "server)." % sc.fmt(l["engine_b1_images_per_s"]))
+        lines.append("")
+    c = result.get("client")
+    if c:
+        lines.append("**cnnload's own cost** against the null model (raw tensor 1x32x32, batch 1): CPU cores "
+                     "of each process and CPU microseconds per request")
+        lines.append("")
+        lines.append("`%s` (server CPU from /proc over the whole cnnload run)" %
+                     result["client_commands"][0].replace("--concurrency 1 ", "--concurrency C "))
+        lines.append("")
+        lines.append("| concurrency | cnnload threads | requests/s | cnnload cores | server cores | "
+                     "cnnload us/request | server us/request | cnnload share | p50 ms | p99 ms |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in c:
+            share = r["client_cores"] / (r["client_cores"] + r["server_cores"]) \
+                if r["client_cores"] + r["server_cores"] > 0 else 0
+            lines.append("| %d | %d | %s | %.2f | %.2f | %s | %s | %.0f%% | %s | %s |" % (
+                r["concurrency"], r.get("threads", 1), sc.fmt(r["requests_per_s"]), r["client_cores"], r["server_cores"],
+                sc.fmt(r["client_us_per_request"]), sc.fmt(r["server_us_per_request"]), 100 * share,
+                sc.fmt(r["p50_ms"], 2), sc.fmt(r["p99_ms"], 2)))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--zoo", default=sc.DEFAULT_ZOO)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per run (alexnet: twice this)")
+    p.add_argument("--alexnet-batch", default="1,8,32")
+    p.add_argument("--alexnet-concurrency", type=int, default=3)
+    p.add_argument("--lenet-concurrency", default="32")
+    p.add_argument("--client-levels", default="1,4,16,32")
+    p.add_argument("--parts", default="alexnet,lenet")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "server_overhead"))
+    args = p.parse_args()
+
+    work = os.path.join(args.build, "bench")
+    start = time.time()
+    result = {"benchmark": "server_overhead", "machine": sc.machine(),
+              "command": "bench/server_overhead.py " + " ".join(sys.argv[1:])}
+    parts = args.parts.split(",")
+    if "alexnet" in parts:
+        if not os.path.exists(os.path.join(args.zoo, "alexnet.onnx")):
+            sys.exit("missing %s/alexnet.onnx: run `make zoo` first" % args.zoo)
+        alexnet_part(args, work, result, start)
+    if "lenet" in parts:
+        lenet_part(args, work, result, start)
+    result["seconds"] = round(time.time() - start, 1)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(args.out + ".md", "w") as f:
+        f.write(md + "\n")
+    print(md)
+    sc.log("server_overhead: %.0f s" % result["seconds"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+#include "tools/cnnload/options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace cnnserve::cnnload {
+namespace {
+
+ParsedCommandLine Parse(std::vector<std::string> args) { return ParseCommandLine(args); }
+
+TEST(CnnloadOptionsTest, DefaultsAreAOneLevelClosedLoop) {
+  const ParsedCommandLine p = Parse({"--model", "m", "--synthetic"});
+  ASSERT_TRUE(p.run) << p.text;
+  EXPECT_EQ(p.options.server, "127.0.0.1:8001");
+  EXPECT_EQ(p.options.protocol, Protocol::kNative);
+  EXPECT_EQ(p.options.concurrency, std::vector<int>{1});
+  EXPECT_TRUE(p.options.rates.empty());
+  EXPECT_EQ(p.options.batch, 1);
+  EXPECT_DOUBLE_EQ(p.options.warmup_s, 2);
+  EXPECT_DOUBLE_EQ(p.options.duration_s, 10);
+  EXPECT_EQ(p.options.requests, 0);
+  EXPECT_EQ(p.options.threads, 1);
+  EXPECT_TRUE(p.options.progress);
+  EXPECT_FALSE(p.options.json);
+}
+
+TEST(CnnloadOptionsTest, ParsesEveryFlag) {
+  const ParsedCommandLine p = Parse({"--server=10.0.0.1:9000",
+                                     "--protocol",
+                                     "kserve",
+                                     "--model",
+                                     "alexnet",
+                                     "--version",
+                                     "3",
+                                     "--images",
+                                     "a.jpg,dir",
+                                     "--batch",
+                                     "8",
+                                     "--top-k=1",
+                                     "--rate",
+                                     "100,250.5",
+                                     "--poisson",
+                                     "--warmup",
+                                     "0.5",
+                                     "--duration",
+                                     "3",
+                                     "--deadline-ms",
+                                     "250",
+                                     "--drain-timeout-s",
+                                     "4",
+                                     "--threads",
+                                     "2",
+                                     "--max-outstanding",
+                                     "64",
+                                     "--seed",
+                                     "9",
+                                     "--csv",
+                                     "out.csv",
+                                     "--json",
+                                     "--quiet"});
+  ASSERT_TRUE(p.run) << p.text;
+  const LoadOptions& o = p.options;
+  EXPECT_EQ(o.server, "10.0.0.1:9000");
+  EXPECT_EQ(o.protocol, Protocol::kKServe);
+  EXPECT_EQ(o.model, "alexnet");
+  EXPECT_EQ(o.version, 3);
+  EXPECT_EQ(o.image_paths, (std::vector<std::string>{"a.jpg", "dir"}));
+  EXPECT_EQ(o.batch, 8);
+  EXPECT_EQ(o.top_k, 1);
+  EXPECT_EQ(o.rates, (std::vector<double>{100, 250.5}));
+  EXPECT_TRUE(o.concurrency.empty());
+  EXPECT_EQ(o.arrivals, Arrivals::kPoisson);
+  EXPECT_DOUBLE_EQ(o.warmup_s, 0.5);
+  EXPECT_DOUBLE_EQ(o.duration_s, 3);
+  EXPECT_EQ(o.deadline_ms, 250);
+  EXPECT_DOUBLE_EQ(o.drain_timeout_s, 4);
+  EXPECT_EQ(o.threads, 2);
+  EXPECT_EQ(o.max_outstanding, 64);
+  EXPECT_EQ(o.seed, 9u);
+  EXPECT_EQ(o.csv_path, "out.csv");
+  EXPECT_TRUE(o.json);
+  EXPECT_FALSE(o.progress);
+}
+
+TEST(CnnloadOptionsTest, ConcurrencySweepAndRequests) {
+  const ParsedCommandLine p =
+      Parse({"--model", "m", "--synthetic", "--concurrency", "1,2,4,8,16,32", "--requests", "500"});
+  ASSERT_TRUE(p.run) << p.text;
+  EXPECT_EQ(p.options.concurrency, (std::vector<int>{1, 2, 4, 8, 16, 32}));
+  EXPECT_EQ(p.options.requests, 500);
+}
+
+TEST(CnnloadOptionsTest, HelpIsNotAnError) {
+  const ParsedCommandLine p = Parse({"--help"});
+  EXPECT_FALSE(p.run);
+  EXPECT_EQ(p.exit_code, 0);
+  EXPECT_NE(p.text.find("usage: cnnload"), std::string::npos);
+}
+
+TEST(CnnloadOptionsTest, ErrorsNameTheProblemAndExitWithTwo) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--synthetic"}, "--model is required"},
+      {{"--model", "m"}, "exactly one of --synthetic and --images"},
+      {{"--model", "m", "--synthetic", "--images", "x"}, "exactly one of --synthetic and --images"},
+      {{"--model", "m", "--synthetic", "--concurrency", "1", "--rate", "5"}, "not both"},
+      {{"--model", "m", "--synthetic", "--poisson"}, "--poisson needs --rate"},
+      {{"--model", "m", "--synthetic", "--duration", "1", "--requests", "5"}, "--duration or --requests"},
+      {{"--model", "m", "--synthetic", "--concurrency", "1,0"}, "--concurrency: '0'"},
+      {{"--model", "m", "--synthetic", "--concurrency", "1,,2"}, "--concurrency: ''"},
+      {{"--model", "m", "--synthetic", "--batch", "x"}, "--batch: 'x'"},
+      {{"--model", "m", "--synthetic", "--rate", "-1"}, "--rate: '-1'"},
+      {{"--model", "m", "--synthetic", "--duration", "0"}, "--duration: '0'"},
+      {{"--model", "m", "--synthetic", "--protocol", "http"}, "--protocol: 'http'"},
+      {{"--model", "m", "--synthetic", "--bogus"}, "unknown flag --bogus"},
+      {{"--model", "m", "--synthetic", "stray"}, "unexpected argument 'stray'"},
+      {{"--model"}, "--model needs a value"},
+  };
+  for (const auto& [args, expected] : cases) {
+    const ParsedCommandLine p = Parse(args);
+    EXPECT_FALSE(p.run) << expected;
+    EXPECT_EQ(p.exit_code, 2) << expected;
+    EXPECT_NE(p.text.find(expected), std::string::npos)
+        << "'" << p.text << "' should contain '" << expected << "'";
+  }
+}
+
+}  // namespace
+}  // namespace cnnserve::cnnload
