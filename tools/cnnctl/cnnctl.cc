@@ -31,9 +31,13 @@
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tools/common/tool_text.h"
 
 namespace cnnserve::cnnctl {
 namespace {
+
+using ::cnnserve::tools::GrpcCodeName;
+using ::cnnserve::tools::JsonQuote;
 
 constexpr int kExitOk = 0;
 constexpr int kExitRpcFailed = 1;
@@ -129,49 +133,6 @@ class Args {
   std::string error_;
 };
 
-std::string JsonEscape(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string GrpcCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {
-      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-      "DATA_LOSS", "UNAUTHENTICATED"};
-  const int n = static_cast<int>(code);
-  if (n >= 0 && n < static_cast<int>(std::size(kNames))) return kNames[n];
-  return "CODE_" + std::to_string(n);
-}
-
 int ReportRpcError(std::string_view what, const grpc::Status& status) {
   std::fprintf(stderr, "cnnctl: %.*s failed: %s (%d): %s\n", static_cast<int>(what.size()), what.data(),
                GrpcCodeName(status.error_code()).c_str(), static_cast<int>(status.error_code()),
@@ -231,7 +192,7 @@ void PrintClassesJson(const google::protobuf::RepeatedPtrField<v1::Class>& class
   for (int r = 0; r < classes.size(); ++r) {
     const v1::Class& c = classes[r];
     std::printf("%s{\"rank\": %d, \"index\": %d, \"label\": %s, \"probability\": %.9g, \"score\": %.9g}",
-                r == 0 ? "" : ", ", r + 1, c.index(), JsonEscape(c.label()).c_str(), c.probability(), c.score());
+                r == 0 ? "" : ", ", r + 1, c.index(), JsonQuote(c.label()).c_str(), c.probability(), c.score());
   }
 }
 
@@ -306,7 +267,7 @@ int Classify(Client& client, Args& args) {
       const v1::Classification& result = response.results(static_cast<int>(i - begin));
       if (json) {
         std::printf("%s\n {\"file\": %s, \"model\": %s, \"version\": %" PRId64 ", \"classes\": [",
-                    first_json ? "" : ",", JsonEscape(files[i]).c_str(), JsonEscape(response.model()).c_str(),
+                    first_json ? "" : ",", JsonQuote(files[i]).c_str(), JsonQuote(response.model()).c_str(),
                     response.version());
         first_json = false;
         PrintClassesJson(result.classes());
@@ -319,8 +280,8 @@ int Classify(Client& client, Args& args) {
             for (int m = 0; m < result.members_size(); ++m) {
               const v1::MemberClassification& member = result.members(m);
               std::printf("%s{\"model\": %s, \"version\": %" PRId64 ", \"error\": %s, \"classes\": [",
-                          m == 0 ? "" : ", ", JsonEscape(member.model()).c_str(), member.version(),
-                          JsonEscape(member.error()).c_str());
+                          m == 0 ? "" : ", ", JsonQuote(member.model()).c_str(), member.version(),
+                          JsonQuote(member.error()).c_str());
               PrintClassesJson(member.classes());
               std::printf("]}");
             }

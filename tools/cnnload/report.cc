@@ -72,33 +72,6 @@ int64_t RowResult::error_count() const {
   return n;
 }
 
-std::string JsonQuote(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += Printf("\\u%04x", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string FormatTable(const RunInfo& info, const std::vector<RowResult>& rows) {
   std::string out = Printf("cnnload: %s at %s, %s, %s, batch %d (%" PRId64 " bytes/request), %s loop, ",
                            info.model.c_str(), info.server.c_str(), info.method.c_str(), info.input.c_str(),

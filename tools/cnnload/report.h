@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "tools/cnnload/histogram.h"
+#include "tools/common/tool_text.h"
 
 namespace cnnserve::cnnload {
 
@@ -87,8 +88,7 @@ std::string FormatProgress(const std::string& level, const std::string& phase, d
                            double phase_length_s, double requests_per_s, int images_per_request, int64_t errors,
                            int64_t in_flight);
 
-// JSON string literal of `text` (quotes included).
-std::string JsonQuote(const std::string& text);
+using ::cnnserve::tools::JsonQuote;
 
 }  // namespace cnnserve::cnnload
 

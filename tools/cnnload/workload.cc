@@ -352,15 +352,4 @@ StatusOr<std::unique_ptr<Workload>> CreateWorkload(const LoadOptions& options,
   return NativeWorkload::Create(options, channel, images, connect_timeout_s);
 }
 
-std::string GrpcCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {
-      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-      "DATA_LOSS", "UNAUTHENTICATED"};
-  const int n = static_cast<int>(code);
-  if (n >= 0 && n < static_cast<int>(std::size(kNames))) return kNames[n];
-  return "CODE_" + std::to_string(n);
-}
-
 }  // namespace cnnserve::cnnload

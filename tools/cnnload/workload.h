@@ -20,6 +20,7 @@
 
 #include "engine/common/status.h"
 #include "tools/cnnload/options.h"
+#include "tools/common/tool_text.h"
 
 namespace cnnserve::cnnload {
 
@@ -79,8 +80,7 @@ StatusOr<std::unique_ptr<Workload>> CreateWorkload(const LoadOptions& options,
                                                    const std::vector<std::string>& images,
                                                    double connect_timeout_s);
 
-// The gRPC status code's upper-case name ("UNAVAILABLE").
-std::string GrpcCodeName(grpc::StatusCode code);
+using ::cnnserve::tools::GrpcCodeName;
 
 }  // namespace cnnserve::cnnload
 
