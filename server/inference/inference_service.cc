@@ -15,8 +15,8 @@
 #include "engine/graph/inspect.h"
 #include "models/repository/model_repository.h"
 #include "server/batching/dynamic_batcher.h"
-#include "server/inference/classification.h"
 #include "server/ensemble/ensemble_servable.h"
+#include "server/inference/classification.h"
 #include "server/inference/model_servable.h"
 #include "server/preprocess/preprocess.h"
 
@@ -106,7 +106,8 @@ void FillClassifyResponse(const RunResult& result, const ServableInfo& info, int
     FillClasses(std::vector<ScoredClass>(ranked.begin(), ranked.begin() + std::min<size_t>(ranked.size(), k)),
                 info.labels, out->mutable_classes());
     if (!ensemble) continue;
-    if (static_cast<size_t>(i) < result.agreement.size()) out->set_agreement(result.agreement[static_cast<size_t>(i)]);
+    if (static_cast<size_t>(i) < result.agreement.size())
+      out->set_agreement(result.agreement[static_cast<size_t>(i)]);
     if (ranked.size() >= 2) out->set_margin(ranked[0].probability - ranked[1].probability);
     if (!members) continue;
     const size_t n = static_cast<size_t>(result.num_classes);
@@ -140,6 +141,7 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
     servable_options_.decode_limits.max_pixels = options.max_pixels;
     servable_options_.default_max_queue_size = options.default_max_queue_size;
+    servable_options_.lanes = &lanes_;
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
   }
 
@@ -180,6 +182,7 @@ class InferenceServiceImpl final : public InferenceService {
   const InferenceServiceOptions options_;
   const std::string root_;
   const ModelRepositoryOptions repository_options_;
+  ComputeLanes lanes_;  // multi-threaded engine work of every model (compute_lanes.h)
   ModelServableOptions servable_options_;
   std::string request_id_prefix_;
   std::atomic<uint64_t> next_request_{0};
@@ -225,7 +228,8 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
       v.servable = std::shared_ptr<Servable>(*std::move(ensemble));
       const v1::EnsembleConfig& config = entry.config.ensemble();
       std::string members;
-      for (const v1::EnsembleConfig::Member& m : config.members()) members += (members.empty() ? "" : ", ") + m.model();
+      for (const v1::EnsembleConfig::Member& m : config.members())
+        members += (members.empty() ? "" : ", ") + m.model();
       spdlog::info("model {} version 1: READY, ensemble of {} member(s) ({}), strategy {}, quorum {}", entry.name,
                    config.members_size(), members,
                    v1::EnsembleConfig::Strategy_Name(config.strategy() == v1::EnsembleConfig::STRATEGY_UNSPECIFIED
@@ -390,14 +394,14 @@ Status InferenceServiceImpl::BuildItems(const v1::ClassifyRequest& request, cons
     const int64_t count = input.tensor().shape_size() == 4 ? input.tensor().shape(0) : 1;
     const size_t item_bytes = data.size() / static_cast<size_t>(count);
     for (int64_t n = 0; n < count; ++n) {
-      run->items.push_back(
-          {ImageItem::Kind::kTensor, std::string_view(data).substr(static_cast<size_t>(n) * item_bytes, item_bytes)});
+      run->items.push_back({ImageItem::Kind::kTensor,
+                            std::string_view(data).substr(static_cast<size_t>(n) * item_bytes, item_bytes)});
       names->push_back(where(i) + ".tensor" + (count > 1 ? "[" + std::to_string(n) + "]" : ""));
     }
   }
   run->item_name = [names](int64_t item) {
     return item >= 0 && static_cast<size_t>(item) < names->size() ? (*names)[static_cast<size_t>(item)]
-                                                                   : "items[" + std::to_string(item) + "]";
+                                                                  : "items[" + std::to_string(item) + "]";
   };
   return OkStatus();
 }
@@ -495,8 +499,9 @@ std::vector<InferenceService::VersionRow> InferenceServiceImpl::Index() const {
       continue;
     }
     for (const VersionSlot& v : slot->versions) {
-      rows.push_back({name, v.version, std::string(ModelStateName(v.state)),
-                      v.state == ModelState::kReady ? std::string() : (v.reason.empty() ? slot->Reason() : v.reason)});
+      rows.push_back(
+          {name, v.version, std::string(ModelStateName(v.state)),
+           v.state == ModelState::kReady ? std::string() : (v.reason.empty() ? slot->Reason() : v.reason)});
     }
   }
   return rows;
@@ -553,7 +558,8 @@ Status InferenceServiceImpl::UnloadModel(const std::string& name) {
   auto slot = std::make_shared<ModelSlot>();
   slot->entry = current->entry;
   slot->unavailable_reason = "unloaded";
-  for (const VersionSlot& v : current->versions) slot->versions.push_back({v.version, ModelState::kUnavailable, "unloaded", nullptr});
+  for (const VersionSlot& v : current->versions)
+    slot->versions.push_back({v.version, ModelState::kUnavailable, "unloaded", nullptr});
   std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
   spdlog::info("model {}: unloaded", name);
   Retire(old, "unloaded");
@@ -572,7 +578,8 @@ void InferenceServiceImpl::FillSummary(const ModelSlot& model, v1::ModelSummary*
   if (model.versions.empty()) {
     v1::ModelVersionState* state = summary->add_versions();
     const VersionSlot* ready = model.DefaultVersion();
-    state->set_state(std::string(ModelStateName(ready != nullptr ? ModelState::kReady : ModelState::kUnavailable)));
+    state->set_state(
+        std::string(ModelStateName(ready != nullptr ? ModelState::kReady : ModelState::kUnavailable)));
     state->set_reason(model.Reason());
   }
   Dims dims = entry.InputDims();
@@ -664,8 +671,9 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
       for (std::shared_ptr<Servable>& s : model->Servables()) servables.push_back(std::move(s));
     }
   }
-  std::stable_partition(servables.begin(), servables.end(),
-                        [](const std::shared_ptr<Servable>& s) { return s->info().platform == kPlatformEnsemble; });
+  std::stable_partition(servables.begin(), servables.end(), [](const std::shared_ptr<Servable>& s) {
+    return s->info().platform == kPlatformEnsemble;
+  });
   std::vector<Status> results(servables.size());
   std::vector<std::thread> threads;
   threads.reserve(servables.size());

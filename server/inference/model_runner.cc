@@ -5,7 +5,6 @@
 #include <cstring>
 #include <utility>
 
-
 namespace cnnserve {
 
 std::vector<int64_t> PlanBatchSizes(int64_t max_batch_size, const std::vector<int64_t>& preferred) {
@@ -103,7 +102,8 @@ SessionBatchRunner::SessionBatchRunner(std::shared_ptr<const Model> model, std::
 StatusOr<std::unique_ptr<SessionBatchRunner>> SessionBatchRunner::Create(std::shared_ptr<const Model> model,
                                                                          std::vector<int64_t> plan_sizes,
                                                                          bool warm_up,
-                                                                         std::shared_ptr<BatchStatsRecorder> stats) {
+                                                                         std::shared_ptr<BatchStatsRecorder> stats,
+                                                                         ComputeLanes* lanes) {
   if (model == nullptr) return InvalidArgumentError("SessionBatchRunner: model is null");
   std::sort(plan_sizes.begin(), plan_sizes.end());
   plan_sizes.erase(std::unique(plan_sizes.begin(), plan_sizes.end()), plan_sizes.end());
@@ -113,21 +113,36 @@ StatusOr<std::unique_ptr<SessionBatchRunner>> SessionBatchRunner::Create(std::sh
   if (model->item_input_size() < 1 || model->item_output_size() < 1) {
     return InvalidArgumentError("SessionBatchRunner: the model has an empty input or output");
   }
-  auto runner = std::unique_ptr<SessionBatchRunner>(
-      new SessionBatchRunner(std::move(model), plan_sizes, std::move(stats)));
-  for (int64_t batch : runner->plan_sizes_) {
-    if (Status status = runner->session_->Prepare(batch); !status.ok()) {
-      return status.WithContext("compiling the plan for batch size " + std::to_string(batch));
-    }
-    if (warm_up) {
-      // batch_input_ is zero-filled: a harmless input for any model.
-      if (Status status = runner->session_->Run(runner->batch_input_.data(), batch, runner->batch_output_.data());
-          !status.ok()) {
-        return status.WithContext("warm-up run at batch size " + std::to_string(batch));
+  auto runner =
+      std::unique_ptr<SessionBatchRunner>(new SessionBatchRunner(std::move(model), plan_sizes, std::move(stats)));
+  if (lanes != nullptr) runner->lane_ = lanes->Assign(runner->model_->options().num_threads);
+  Status status;
+  runner->OnLane([&] {
+    for (int64_t batch : runner->plan_sizes_) {
+      if (status = runner->session_->Prepare(batch); !status.ok()) {
+        status = status.WithContext("compiling the plan for batch size " + std::to_string(batch));
+        return;
+      }
+      if (warm_up) {
+        // batch_input_ is zero-filled: a harmless input for any model.
+        if (status = runner->session_->Run(runner->batch_input_.data(), batch, runner->batch_output_.data());
+            !status.ok()) {
+          status = status.WithContext("warm-up run at batch size " + std::to_string(batch));
+          return;
+        }
       }
     }
-  }
+  });
+  if (!status.ok()) return status;
   return runner;
+}
+
+void SessionBatchRunner::OnLane(const std::function<void()>& fn) {
+  if (lane_ != nullptr) {
+    lane_->Run(fn);
+  } else {
+    fn();
+  }
 }
 
 namespace {
@@ -166,7 +181,9 @@ Status SessionBatchRunner::RunBatch(std::span<Task* const> batch, std::span<Stat
   }
   const uint64_t input_ns = NanosSince(start);
   const auto infer_start = std::chrono::steady_clock::now();
-  if (Status status = session_->Run(src, padded, batch_output_.data()); !status.ok()) {
+  Status status;
+  OnLane([&] { status = session_->Run(src, padded, batch_output_.data()); });
+  if (!status.ok()) {
     return InternalError("inference failed at batch size " + std::to_string(padded) + ": " + status.message());
   }
   const uint64_t infer_ns = NanosSince(infer_start);

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -29,6 +30,7 @@
 #include "server/batching/dynamic_batcher.h"
 #include "server/batching/task.h"
 #include "server/inference/classification.h"
+#include "server/inference/compute_lanes.h"
 #include "server/inference/servable.h"
 
 namespace cnnserve {
@@ -57,10 +59,10 @@ class BatchStatsRecorder {
 
 // The part of one Run that its tasks share: inputs, output rows, timings and the first error.
 struct InferState {
-  int64_t item_input_size = 0;   // floats per image
-  int64_t item_output_size = 0;  // floats per output row
-  std::vector<float> inputs;     // num_items * item_input_size, written before scheduling
-  float* outputs = nullptr;      // num_items * item_output_size (caller-owned); each task writes its own rows
+  int64_t item_input_size = 0;      // floats per image
+  int64_t item_output_size = 0;     // floats per output row
+  std::vector<float> inputs;        // num_items * item_input_size, written before scheduling
+  float* outputs = nullptr;         // num_items * item_output_size (caller-owned); each task writes its own rows
   std::atomic<bool> failed{false};  // a task failed: the others are cancelled
 
   // Thread-safe. Keeps the first error (later ones are ignored) and sets `failed`.
@@ -96,11 +98,13 @@ class InferTask final : public Task {
 class SessionBatchRunner final : public BatchRunner {
  public:
   // Creates the session, compiles a plan for each of `plan_sizes` (sorted, >= 1) and, with `warm_up`, runs each
-  // plan once. `stats` (may be null) receives every batch. Errors: the engine's (a plan that cannot be compiled
-  // or run), naming the batch size.
+  // plan once. `stats` (may be null) receives every batch. With `lanes` (may be null: everything inline), an
+  // instance whose model runs on several threads compiles, warms up and runs on the lane it is assigned
+  // (compute_lanes.h). Errors: the engine's (a plan that cannot be compiled or run), naming the batch size.
   static StatusOr<std::unique_ptr<SessionBatchRunner>> Create(std::shared_ptr<const Model> model,
                                                               std::vector<int64_t> plan_sizes, bool warm_up,
-                                                              std::shared_ptr<BatchStatsRecorder> stats = nullptr);
+                                                              std::shared_ptr<BatchStatsRecorder> stats = nullptr,
+                                                              ComputeLanes* lanes = nullptr);
 
   // Every task must be an InferTask. Pads the batch up to the next plan size, runs it, and writes each image's
   // output row and the task's queue and run times into its state. INTERNAL when the engine fails (every task
@@ -111,10 +115,14 @@ class SessionBatchRunner final : public BatchRunner {
   // Batches run per padded size (index: the plan size), for tests and stats. Read on the worker thread or after
   // the batcher stopped.
   const std::vector<int64_t>& runs_by_plan_size() const { return runs_by_plan_size_; }
+  // The lane the engine work runs on (null: inline on the caller's thread).
+  const ComputeLane* lane() const { return lane_.get(); }
 
  private:
   SessionBatchRunner(std::shared_ptr<const Model> model, std::vector<int64_t> plan_sizes,
                      std::shared_ptr<BatchStatsRecorder> stats);
+  // Runs `fn` on lane_, or inline without one.
+  void OnLane(const std::function<void()>& fn);
 
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Session> session_;
@@ -125,6 +133,7 @@ class SessionBatchRunner final : public BatchRunner {
   Tensor batch_output_;  // max plan size x item output
   std::vector<int64_t> runs_by_plan_size_;
   std::shared_ptr<BatchStatsRecorder> stats_;
+  std::shared_ptr<ComputeLane> lane_;  // null: inline
 };
 
 // The built-in null model's runner: writes zero rows without computing (the inputs are not read). Measures

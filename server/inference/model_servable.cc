@@ -23,7 +23,8 @@ struct PendingRun {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry& entry, const VersionEntry& version,
+StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry& entry,
+                                                               const VersionEntry& version,
                                                                const ModelServableOptions& options) {
   if (!entry.config_ok) return InvalidArgumentError(entry.config_error);
   if (version.state != ModelState::kReady) {
@@ -77,16 +78,16 @@ StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry&
   const std::shared_ptr<const Model> engine_model = version.model;
   const std::vector<int64_t> plan_sizes = servable->plan_sizes_;
   const std::shared_ptr<BatchStatsRecorder> batch_stats = servable->batch_stats_;
+  ComputeLanes* const lanes = options.lanes;
   CNN_ASSIGN_OR_RETURN(
       servable->batcher_,
-      DynamicBatcher::Create(batcher_options,
-                             [&](int /*instance*/) -> StatusOr<std::unique_ptr<BatchRunner>> {
-                               if (null_model) return std::unique_ptr<BatchRunner>(new NullBatchRunner(batch_stats));
-                               StatusOr<std::unique_ptr<SessionBatchRunner>> runner =
-                                   SessionBatchRunner::Create(engine_model, plan_sizes, /*warm_up=*/true, batch_stats);
-                               if (!runner.ok()) return runner.status();
-                               return std::unique_ptr<BatchRunner>(*std::move(runner));
-                             }));
+      DynamicBatcher::Create(batcher_options, [&](int /*instance*/) -> StatusOr<std::unique_ptr<BatchRunner>> {
+        if (null_model) return std::unique_ptr<BatchRunner>(new NullBatchRunner(batch_stats));
+        StatusOr<std::unique_ptr<SessionBatchRunner>> runner =
+            SessionBatchRunner::Create(engine_model, plan_sizes, /*warm_up=*/true, batch_stats, lanes);
+        if (!runner.ok()) return runner.status();
+        return std::unique_ptr<BatchRunner>(*std::move(runner));
+      }));
   return servable;
 }
 
@@ -113,8 +114,9 @@ Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* d
     case ImageItem::Kind::kEncoded:
     case ImageItem::Kind::kPixels: {
       if (!info_.preprocess.has_value()) {
-        return in_item(InvalidArgumentError("model " + Quoted(info_.name) +
-                                            " has no image preprocessing (its input is not C x H x W): send tensors"));
+        return in_item(
+            InvalidArgumentError("model " + Quoted(info_.name) +
+                                 " has no image preprocessing (its input is not C x H x W): send tensors"));
       }
       StatusOr<DecodedImage> image =
           item.kind == ImageItem::Kind::kEncoded
@@ -196,7 +198,8 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
       const size_t n = static_cast<size_t>(r.num_classes);
       for (int64_t i = 0; i < r.num_items; ++i) {
         const size_t row = static_cast<size_t>(i) * n;
-        Softmax(std::span<const float>(r.scores.data() + row, n), std::span<float>(r.probabilities.data() + row, n));
+        Softmax(std::span<const float>(r.scores.data() + row, n),
+                std::span<float>(r.probabilities.data() + row, n));
       }
     }
     RecordFinish(status, p->start_us, r.num_items, p->state->queue_us());
@@ -224,8 +227,8 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
       return state->failed.load(std::memory_order_acquire) || (cancelled && cancelled());
     });
     if (Status status = batcher_->Schedule(task); !status.ok()) {
-      state->RecordFailure(status.WithContext("model " + Quoted(info_.name) + " version " +
-                                              std::to_string(info_.version)));
+      state->RecordFailure(
+          status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version)));
       break;
     }
     --unscheduled;

@@ -18,6 +18,7 @@
 
 #include "models/repository/model_repository.h"
 #include "server/batching/dynamic_batcher.h"
+#include "server/inference/compute_lanes.h"
 #include "server/inference/model_runner.h"
 #include "server/inference/servable.h"
 
@@ -26,6 +27,9 @@ namespace cnnserve {
 struct ModelServableOptions {
   DecodeLimits decode_limits;
   int64_t default_max_queue_size = 1024;  // when the config leaves dynamic_batching.max_queue_size 0
+  // Where instances with several engine threads run their engine work (compute_lanes.h); null: inline on each
+  // batcher worker. Not owned; used during Create only (the instances keep their lanes alive).
+  ComputeLanes* lanes = nullptr;
 };
 
 class ModelServable final : public Servable {

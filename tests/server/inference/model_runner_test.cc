@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "models/repository/model_repository.h"
@@ -144,7 +145,8 @@ TEST_F(SessionBatchRunnerTest, PadsToTheNextPlanAndSplitsTheOutputs) {
 
 TEST_F(SessionBatchRunnerTest, RecordsBatchStatistics) {
   auto recorder = std::make_shared<BatchStatsRecorder>();
-  StatusOr<std::unique_ptr<SessionBatchRunner>> runner = SessionBatchRunner::Create(model_, {1, 4}, false, recorder);
+  StatusOr<std::unique_ptr<SessionBatchRunner>> runner =
+      SessionBatchRunner::Create(model_, {1, 4}, false, recorder);
   ASSERT_TRUE(runner.ok());
   for (int64_t count : {3, 3, 1}) {
     std::unique_ptr<Request> r = MakeRequest(0, count);
@@ -197,6 +199,48 @@ TEST_F(SessionBatchRunnerTest, TooLargeABatchIsAnError) {
   const Status status = (*runner)->RunBatch(batch, statuses);
   EXPECT_EQ(status.code(), StatusCode::kInternal);
   EXPECT_EQ(status.message(), "a batch of 3 images is larger than the largest plan (2)");
+}
+
+// An instance with two engine threads compiles, warms up and runs on its lane; with two such instances on two
+// cpus both share one lane (one OpenMP pool for the process), and their answers are the engine's.
+TEST_F(SessionBatchRunnerTest, MultiThreadedInstancesRunOnTheirLane) {
+  ModelOptions options = model_->options();
+  options.num_threads = 2;
+  StatusOr<std::shared_ptr<const Model>> two_threads = Model::Create(model_->shared_graph(), options);
+  ASSERT_TRUE(two_threads.ok()) << two_threads.status().ToString();
+  ComputeLanes lanes(2);
+  StatusOr<std::unique_ptr<SessionBatchRunner>> a =
+      SessionBatchRunner::Create(*two_threads, {1, 4}, true, nullptr, &lanes);
+  StatusOr<std::unique_ptr<SessionBatchRunner>> b =
+      SessionBatchRunner::Create(*two_threads, {1, 4}, true, nullptr, &lanes);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_NE((*a)->lane(), nullptr);
+  EXPECT_EQ((*a)->lane(), (*b)->lane());
+  EXPECT_EQ(lanes.lane_count(2), 1);
+  EXPECT_EQ((*a)->lane()->runs(), 2);  // each Create: one closure (compile + warm-up of both plans)
+
+  const std::vector<std::vector<ScoredClass>> reference = Reference(0, 8);
+  std::vector<std::thread> workers;
+  for (SessionBatchRunner* runner : {a->get(), b->get()}) {
+    workers.emplace_back([&, runner] {
+      for (int round = 0; round < 10; ++round) {
+        std::unique_ptr<Request> r = MakeRequest(round % 5, 3);
+        InferTask task(r->state, 0, 3, [](Status) {});
+        std::vector<Task*> batch = {&task};
+        std::vector<Status> statuses(1);
+        ASSERT_TRUE(runner->RunBatch(batch, statuses).ok());
+        for (int64_t i = 0; i < 3; ++i) ExpectSame(r->Top(i, 5), reference[static_cast<size_t>(round % 5 + i)], 5);
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  EXPECT_EQ((*a)->lane()->runs(), 2 + 20);
+  // One thread: no lane, everything inline.
+  StatusOr<std::unique_ptr<SessionBatchRunner>> inline_runner =
+      SessionBatchRunner::Create(model_, {1}, true, nullptr, &lanes);
+  ASSERT_TRUE(inline_runner.ok());
+  EXPECT_EQ((*inline_runner)->lane(), nullptr);
 }
 
 TEST_F(SessionBatchRunnerTest, CreateValidates) {
