@@ -527,6 +527,11 @@ class PlanBuilder {
     const bool internal_src = buffers_[current.buffer].kind == BufKind::kSlot;
     std::vector<Md> src_candidates;
     if (internal_src) src_candidates.push_back(current.md);
+    // A one-channel image straight from the input (LeNet-5): the plain NCHW source picks the first-layer direct
+    // kernel (blocked output) instead of oneDNN's own choice, NHWC brgconv: the layer takes 0.20 instead of 0.29 ms
+    // and the whole LeNet-5 runs 12% (batch 1) and 19% (batch 32) faster on 1 thread. With 3 channels (AlexNet,
+    // VGG) it is no faster, so it is not tried there.
+    if (!internal_src && src_dims[1] == 1) src_candidates.push_back(current.md);
     src_candidates.push_back(AnyMd(src_dims));
     std::vector<Md> weights_candidates;
     if (auto preferred = model_->PreferredWeights(op.name)) weights_candidates.push_back(*preferred);
