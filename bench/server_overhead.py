@@ -103,7 +103,8 @@ def lenet_part(args, work, result, start):
     sc.add_model(repo, "lenet5_null", sc.null_config(config, 10))
     images = sc.fashion_images(work)
     payloads = [("raw tensor 1x32x32", "synthetic"), ("PNG 28x28", images)]
-    levels = [int(c) for c in args.lenet_concurrency.split(",")]
+    lenet_levels = [int(c) for c in args.lenet_concurrency.split(",")]
+    client_threads = ["--threads", str(args.lenet_client_threads)] if args.lenet_client_threads > 1 else []
     cells = {}
     commands = {}
     with sc.Server(args.build, repo, os.path.join(work, "logs", "overhead-lenet.log")) as server:
@@ -113,7 +114,8 @@ def lenet_part(args, work, result, start):
                 if rnd % 2:
                     models.reverse()
                 for model in models:
-                    cl = sc.cnnload_args(model, inputs, levels=levels, warmup=1, duration=args.duration)
+                    cl = sc.cnnload_args(model, inputs, levels=lenet_levels, warmup=1, duration=args.duration,
+                                         extra=client_threads)
                     commands["%s %s" % (model, payload)] = sc.shown_command(cl)
                     doc = sc.run_cnnload(args.build, server.address, cl)
                     row = saturation(doc)
@@ -158,8 +160,22 @@ def lenet_part(args, work, result, start):
     engine = [cnnbench(args.build, onnx, 1, args.duration)["images_per_s"] for _ in range(args.rounds)]
     commands["engine lenet5 b1"] = "build/bin/cnnbench run models/repository/lenet5_fashion/1/model.onnx " \
                                    "--batch 1 --threads 2 --seconds %g --json" % args.duration
+    # The ceiling of lenet5 / null on these CPUs: the server runs lenet5_fashion on one engine thread (its
+    # config) in batches of up to 32, so each image costs at least what `cnnbench run --batch 32 --threads 1`
+    # spends on it, on top of the client + server CPU the null model needs per request. Even a server that
+    # added nothing else could not pass null_us / (null_us + engine_us).
+    engine32 = [cnnbench(args.build, onnx, 32, args.duration, threads=1)["images_per_s"] for _ in range(args.rounds)]
+    commands["engine lenet5 b32 t1"] = "build/bin/cnnbench run models/repository/lenet5_fashion/1/model.onnx " \
+                                       "--batch 32 --threads 1 --seconds %g --json" % args.duration
+    fastest = max(client, key=lambda r: r["requests_per_s"])
+    null_us = (fastest["client_us_per_request"] or 0) + (fastest["server_us_per_request"] or 0)
+    engine_us = 1e6 / med(engine32) if med(engine32) else None
+    ceiling = {"null_cpu_us_per_request": null_us, "engine_cpu_us_per_image": engine_us,
+               "at_concurrency": fastest["concurrency"], "at_threads": fastest["threads"],
+               "ratio_ceiling": null_us / (null_us + engine_us) if engine_us else None}
     result["lenet"] = {"rows": out, "target": LENET_NULL_TARGET, "engine_b1_images_per_s": med(engine),
-                       "commands": commands, "levels": levels}
+                       "engine_b32_t1_images_per_s": med(engine32), "ceiling": ceiling,
+                       "commands": commands, "levels": lenet_levels, "client_threads": args.lenet_client_threads}
     result["client"] = client
     result["client_commands"] = [commands["client overhead c=%d t=%d" % (r["concurrency"], r["threads"])]
                                  for r in client]
@@ -185,7 +201,8 @@ def markdown(result):
     l = result.get("lenet")
     if l:
         lines.append("**lenet5_fashion vs the null model** (same server, same payload, batch 1 per request, "
-                     "best of concurrency %s; target >= %.1f)" % ("/".join(map(str, l["levels"])), l["target"]))
+                     "the best of concurrency %s with %d cnnload threads; target >= %.1f)" %
+                     ("/".join(map(str, l["levels"])), l.get("client_threads", 1), l["target"]))
         lines.append("")
         lines.append("`%s` (and `--model lenet5_null`; `--synthetic` for the raw tensors)" %
                      l["commands"]["lenet5_fashion PNG 28x28"])
@@ -201,6 +218,18 @@ def markdown(result):
         lines.append("For scale: `cnnbench run` runs lenet5_fashion at %s images/s at batch 1 (engine only, no "
                      "server)." % sc.fmt(l["engine_b1_images_per_s"]))
         lines.append("")
+        c = l.get("ceiling")
+        if c and c.get("ratio_ceiling"):
+            lines.append("The ceiling of this ratio here: the null model costs %s CPU microseconds per request "
+                         "(cnnload + server, at its fastest row of the table below); the server runs "
+                         "lenet5_fashion on one engine thread, and `cnnbench run --batch 32 --threads 1` spends %s "
+                         "CPU microseconds per image (%s images/s). A server that added nothing but the engine's "
+                         "work would reach %s / (%s + %s) = **%.2f**." % (
+                             sc.fmt(c["null_cpu_us_per_request"]), sc.fmt(c["engine_cpu_us_per_image"]),
+                             sc.fmt(l["engine_b32_t1_images_per_s"]), sc.fmt(c["null_cpu_us_per_request"]),
+                             sc.fmt(c["null_cpu_us_per_request"]), sc.fmt(c["engine_cpu_us_per_image"]),
+                             c["ratio_ceiling"]))
+            lines.append("")
     c = result.get("client")
     if c:
         lines.append("**cnnload's own cost** against the null model (raw tensor 1x32x32, batch 1): CPU cores "
@@ -231,7 +260,8 @@ def main():
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per run (alexnet: twice this)")
     p.add_argument("--alexnet-batch", default="1,8,32")
     p.add_argument("--alexnet-concurrency", type=int, default=3)
-    p.add_argument("--lenet-concurrency", default="32")
+    p.add_argument("--lenet-concurrency", default="32,128")
+    p.add_argument("--lenet-client-threads", type=int, default=2)
     p.add_argument("--client-levels", default="1,4,16,32")
     p.add_argument("--parts", default="alexnet,lenet")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "server_overhead"))
