@@ -48,7 +48,8 @@ def run_json_lines(cmd, timeout):
 
 
 def command(runtime, model_path, name, args):
-    common = ["--batch", args.batch, "--threads", str(args.threads), "--seconds", str(args.seconds), "--json"]
+    common = ["--batch", args.batch, "--threads", str(args.threads), "--seconds", str(args.seconds),
+              "--warmup-runs", str(args.warmup_runs), "--json"]
     if runtime == "cnnserve":
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path] + common
     if runtime == "cnnserve_direct":  # same engine, direct convolutions only (smallest footprint)
@@ -68,6 +69,9 @@ def main():
     p.add_argument("--models", default="lenet5,alexnet,zfnet,vgg16")
     p.add_argument("--batch", default="1,8,32")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup-runs", type=int, default=1,
+                   help="unmeasured runs per batch size (and >= 0.5 s) in every runtime; VGG-16 at batch 32 in "
+                        "PyTorch takes 10 s per run")
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runtimes", default="cnnserve,onnxruntime,pytorch")
@@ -109,10 +113,10 @@ def main():
         lines += [sc.busy_warning(machine), ""]
     lines.append("Machine: %s." % sc.machine_line(machine))
     lines.append("")
-    lines.append("Runtimes: %s; threads=%d; %d rounds x %.1f s per batch size, order rotating; medians over "
-                 "rounds; %.0f s in all." % (
+    lines.append("Runtimes: %s; threads=%d; %d rounds x %.1f s (and >= 5 runs) per batch size after %d warm-up "
+                 "run(s) and 0.5 s, order rotating; medians over rounds; %.0f s in all." % (
                      "; ".join("%s = %s" % (r, versions.get(r, RUNTIME_NAMES.get(r, r))) for r in runtimes),
-                     args.threads, args.rounds, args.seconds, time.time() - start))
+                     args.threads, args.rounds, args.seconds, args.warmup_runs, time.time() - start))
     lines.append("")
     lines.append("Command: `bench/engine_vs_peers.py %s`" % " ".join(sys.argv[1:]).replace(
         os.path.expanduser("~"), "~"))

@@ -1,6 +1,6 @@
 // cnnbench: the offline engine tool.
 //   cnnbench inspect MODEL.onnx [--json]
-//   cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R]
+//   cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R] [--warmup-runs W]
 //                           [--backend dnnl|reference] [--no-winograd] [--fc-blocked-min-batch B] [--json]
 //   cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol R] [--atol A] [--backend dnnl|reference]
 #include <sys/resource.h>
@@ -27,7 +27,7 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  cnnbench inspect MODEL.onnx [--json]\n"
-    "  cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R]\n"
+    "  cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R] [--warmup-runs 3]\n"
     "                          [--backend dnnl|reference] [--no-winograd] [--fc-blocked-min-batch B] [--json]\n"
     "  cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol 1e-4] [--atol 1e-5]\n"
     "                          [--backend dnnl|reference] [--threads N] [--no-winograd]\n"
@@ -157,6 +157,7 @@ Status Run(const Args& args) {
   CNN_ASSIGN_OR_RETURN(std::vector<int64_t> batches, ParseIntList("--batch", args.Get("--batch", "1,8,32")));
   CNN_ASSIGN_OR_RETURN(double seconds, ParseDouble("--seconds", args.Get("--seconds", "3")));
   CNN_ASSIGN_OR_RETURN(int64_t repeats, ParseInt("--repeats", args.Get("--repeats", "5"), 1, 1000));
+  CNN_ASSIGN_OR_RETURN(int64_t warmup_runs, ParseInt("--warmup-runs", args.Get("--warmup-runs", "3"), 1, 1000));
   if (seconds <= 0) return InvalidArgumentError("--seconds must be positive");
   const bool json = args.Has("--json");
 
@@ -182,9 +183,9 @@ Status Run(const Args& args) {
     for (float& v : src) v = normal(rng);
     std::vector<float> dst(static_cast<size_t>(batch * model->item_output_size()));
 
-    // Warm-up: at least 3 runs and 0.5 s (caches, page faults, OpenMP thread start).
+    // Warm-up: at least --warmup-runs runs and 0.5 s (caches, page faults, OpenMP thread start).
     const auto t_warm = Clock::now();
-    for (int i = 0; i < 3 || MsSince(t_warm) < 500.0; ++i) {
+    for (int64_t i = 0; i < warmup_runs || MsSince(t_warm) < 500.0; ++i) {
       CNN_RETURN_IF_ERROR(session->Run(src.data(), batch, dst.data()));
     }
     std::vector<double> latencies;
@@ -209,8 +210,8 @@ Status Run(const Args& args) {
           "{\"runtime\":\"cnnserve\",\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%lld,\"threads\":%d,"
           "\"images_per_s\":%.3f,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"load_ms\":%.1f,"
           "\"compile_ms\":%.1f,\"peak_rss_mb\":%.1f,\"repeats\":%lld,\"runs\":%zu}\n",
-          options.backend.c_str(), ModelName(path).c_str(), static_cast<long long>(batch), options.num_threads, ips,
-          p50, p90, p99, load_ms, compile_ms, PeakRssMb(), static_cast<long long>(repeats), latencies.size());
+          options.backend.c_str(), ModelName(path).c_str(), static_cast<long long>(batch), options.num_threads,
+          ips, p50, p90, p99, load_ms, compile_ms, PeakRssMb(), static_cast<long long>(repeats), latencies.size());
     } else {
       std::printf("%6lld %12.1f %10.3f %10.3f %10.3f %11.1f %10zu\n", static_cast<long long>(batch), ips, p50, p90,
                   p99, compile_ms, latencies.size());
@@ -238,7 +239,8 @@ int Verify(const Args& args) {
     std::fprintf(stderr, "cnnbench: %s\n", s.ToString().c_str());
     return 2;
   };
-  if (!args.Has("--input") || !args.Has("--expect")) return fail(InvalidArgumentError("verify needs --input and --expect"));
+  if (!args.Has("--input") || !args.Has("--expect"))
+    return fail(InvalidArgumentError("verify needs --input and --expect"));
   auto options = ModelOptionsFrom(args);
   if (!options.ok()) return fail(options.status());
   auto rtol = ParseDouble("--rtol", args.Get("--rtol", "1e-4"));
@@ -292,10 +294,12 @@ int Main(int argc, char** argv) {
   const std::string& command = args->positional[0];
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"inspect", {"--json"}},
-      {"run", {"--batch", "--threads", "--seconds", "--repeats", "--backend", "--winograd", "--no-winograd",
-               "--fc-blocked-min-batch", "--json"}},
-      {"verify", {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd", "--no-winograd",
-                  "--fc-blocked-min-batch"}},
+      {"run",
+       {"--batch", "--threads", "--seconds", "--repeats", "--warmup-runs", "--backend", "--winograd",
+        "--no-winograd", "--fc-blocked-min-batch", "--json"}},
+      {"verify",
+       {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd", "--no-winograd",
+        "--fc-blocked-min-batch"}},
   };
   if (auto it = allowed.find(command); it != allowed.end()) {
     for (const auto& [flag, value] : args->flags) {

@@ -137,7 +137,10 @@ class InferenceServiceImpl final : public InferenceService {
  public:
   InferenceServiceImpl(const InferenceServiceOptions& options, std::string root,
                        const ModelRepositoryOptions& repository_options)
-      : options_(options), root_(std::move(root)), repository_options_(repository_options) {
+      : options_(options),
+        root_(std::move(root)),
+        repository_options_(repository_options),
+        lanes_(options.total_threads) {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
     servable_options_.decode_limits.max_pixels = options.max_pixels;
     servable_options_.default_max_queue_size = options.default_max_queue_size;
@@ -182,7 +185,7 @@ class InferenceServiceImpl final : public InferenceService {
   const InferenceServiceOptions options_;
   const std::string root_;
   const ModelRepositoryOptions repository_options_;
-  ComputeLanes lanes_;  // multi-threaded engine work of every model (compute_lanes.h)
+  ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
   ModelServableOptions servable_options_;
   std::string request_id_prefix_;
   std::atomic<uint64_t> next_request_{0};
