@@ -83,7 +83,10 @@ int64_t InferState::inference_us() const {
 InferTask::InferTask(std::shared_ptr<InferState> state, int64_t first_item, int64_t num_items, DoneCallback done)
     : Task(num_items, std::move(done)), state_(std::move(state)), first_item_(first_item) {}
 
-const float* InferTask::inputs() const { return state_->inputs.data() + first_item_ * state_->item_input_size; }
+const float* InferTask::inputs() const {
+  const float* const base = state_->borrowed_inputs != nullptr ? state_->borrowed_inputs : state_->inputs.data();
+  return base + first_item_ * state_->item_input_size;
+}
 
 float* InferTask::outputs() const { return state_->outputs + first_item_ * state_->item_output_size; }
 

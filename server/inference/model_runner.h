@@ -59,9 +59,10 @@ class BatchStatsRecorder {
 
 // The part of one Run that its tasks share: inputs, output rows, timings and the first error.
 struct InferState {
-  int64_t item_input_size = 0;      // floats per image
-  int64_t item_output_size = 0;     // floats per output row
-  std::vector<float> inputs;        // num_items * item_input_size, written before scheduling
+  int64_t item_input_size = 0;             // floats per image
+  int64_t item_output_size = 0;            // floats per output row
+  std::vector<float> inputs;               // num_items * item_input_size, written before scheduling, unless:
+  const float* borrowed_inputs = nullptr;  // the same, read in place from the request (which outlives the tasks)
   float* outputs = nullptr;         // num_items * item_output_size (caller-owned); each task writes its own rows
   std::atomic<bool> failed{false};  // a task failed: the others are cancelled
 

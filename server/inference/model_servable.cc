@@ -108,7 +108,7 @@ Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* d
                                             Quoted(info_.name) + " takes " + DimsToString(info_.item_input_dims) +
                                             " float32 = " + std::to_string(bytes) + " bytes per image"));
       }
-      std::memcpy(dst, item.data.data(), bytes);  // little-endian float32, as the host
+      if (dst != nullptr) std::memcpy(dst, item.data.data(), bytes);  // little-endian float32, as the host
       return OkStatus();
     }
     case ImageItem::Kind::kEncoded:
@@ -128,6 +128,21 @@ Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* d
     }
   }
   return in_item(InvalidArgumentError("unknown item kind"));
+}
+
+const float* ContiguousTensorItems(const RunRequest& request, int64_t item_floats) {
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(0, item_floats)) * sizeof(float);
+  if (request.items.empty() || bytes == 0) return nullptr;
+  const char* const base = request.items.front().data.data();
+  if (reinterpret_cast<uintptr_t>(base) % alignof(float) != 0) return nullptr;
+  for (size_t i = 0; i < request.items.size(); ++i) {
+    const ImageItem& item = request.items[i];
+    if (item.kind != ImageItem::Kind::kTensor || item.data.size() != bytes ||
+        item.data.data() != base + i * bytes) {
+      return nullptr;
+    }
+  }
+  return reinterpret_cast<const float*>(base);
 }
 
 void ModelServable::RecordFinish(const Status& status, int64_t start_us, int64_t items, int64_t queue_us) {
@@ -161,7 +176,9 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
   auto state = std::make_shared<InferState>();
   state->item_input_size = item_input_size_;
   state->item_output_size = info_.num_classes;
-  state->inputs.resize(static_cast<size_t>(num_items * item_input_size_));
+  // The request outlives every task (pending->request below), so borrowed inputs stay valid while they run.
+  state->borrowed_inputs = ContiguousTensorItems(*request, item_input_size_);
+  if (state->borrowed_inputs == nullptr) state->inputs.resize(static_cast<size_t>(num_items * item_input_size_));
   result->model = info_.name;
   result->version = info_.version;
   result->num_classes = info_.num_classes;
@@ -171,7 +188,8 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
   result->tie_break.clear();
   state->outputs = result->scores.data();
   for (int64_t i = 0; i < num_items; ++i) {
-    if (Status status = PrepareItem(*request, i, state->inputs.data() + i * item_input_size_); !status.ok()) {
+    float* const dst = state->borrowed_inputs != nullptr ? nullptr : state->inputs.data() + i * item_input_size_;
+    if (Status status = PrepareItem(*request, i, dst); !status.ok()) {
       return fail(status);
     }
   }

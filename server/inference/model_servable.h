@@ -32,6 +32,12 @@ struct ModelServableOptions {
   ComputeLanes* lanes = nullptr;
 };
 
+// The request's items as one float array, when every item is a tensor of exactly `item_floats` floats and they lie
+// back to back in memory, float-aligned (one raw [N, C, H, W] tensor of a request, an ensemble's preprocessed
+// rows); null otherwise. ModelServable's batches then read them in place instead of from a copy (AlexNet, 32
+// images per request: 20 MB copied and 5,000 page faults less per request).
+const float* ContiguousTensorItems(const RunRequest& request, int64_t item_floats);
+
 class ModelServable final : public Servable {
  public:
   // `entry` must have a valid config and `version` must be READY (an "onnx" model with a loaded engine Model,
@@ -55,6 +61,7 @@ class ModelServable final : public Servable {
   ModelServable() = default;
 
   // Writes item `i` as the model's input at `dst`.
+  // With a null `dst`, a tensor item is only checked (the batch reads it where it is: ContiguousTensorItems).
   Status PrepareItem(const RunRequest& request, int64_t i, float* dst) const;
   void RecordFinish(const Status& status, int64_t start_us, int64_t items, int64_t queue_us);
 

@@ -8,10 +8,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <future>
 #include <thread>
 
 #include "server/inference/inference_service.h"
+#include "server/inference/model_servable.h"
 #include "server/preprocess/preprocess.h"
 #include "tests/models/repository/test_repository.h"
 #include "tests/server/inference/fashion_testdata.h"
@@ -53,12 +55,12 @@ TEST(RankedTest, ScoreThenTieBreakThenIndexWithNaNLast) {
   };
   const std::vector<Case> cases = {
       {{0.1f, 0.7f, 0.2f}, {}, 3, {1, 2, 0}},
-      {{0.5f, 0.5f, 0.2f}, {}, 3, {0, 1, 2}},                      // equal scores: lower index
-      {{0.5f, 0.5f, 0.2f}, {0.1f, 0.9f, 0.0f}, 3, {1, 0, 2}},      // equal scores: higher tie-break
-      {{0.5f, 0.5f, 0.5f}, {0.3f, 0.3f, 0.9f}, 3, {2, 0, 1}},      // tie-break tie: lower index
-      {{nan, 0.1f, nan, 0.2f}, {}, 4, {3, 1, 0, 2}},               // NaN scores last, by index
-      {{0.5f, 0.5f}, {nan, 0.1f}, 2, {1, 0}},                      // NaN tie-break loses
-      {{0.1f, 0.7f, 0.2f}, {}, 99, {1, 2, 0}},                     // k clamped to the class count
+      {{0.5f, 0.5f, 0.2f}, {}, 3, {0, 1, 2}},                  // equal scores: lower index
+      {{0.5f, 0.5f, 0.2f}, {0.1f, 0.9f, 0.0f}, 3, {1, 0, 2}},  // equal scores: higher tie-break
+      {{0.5f, 0.5f, 0.5f}, {0.3f, 0.3f, 0.9f}, 3, {2, 0, 1}},  // tie-break tie: lower index
+      {{nan, 0.1f, nan, 0.2f}, {}, 4, {3, 1, 0, 2}},           // NaN scores last, by index
+      {{0.5f, 0.5f}, {nan, 0.1f}, 2, {1, 0}},                  // NaN tie-break loses
+      {{0.1f, 0.7f, 0.2f}, {}, 99, {1, 2, 0}},                 // k clamped to the class count
       {{0.1f, 0.7f, 0.2f}, {}, 0, {}},
       {{0.1f, 0.7f, 0.2f}, {}, -3, {}},
   };
@@ -226,6 +228,79 @@ TEST_F(ServableTest, RawPixelsGiveTheSameInputAsTheDecodedPng) {
   const Status status = RunSync(*lenet, wrong, &r);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), "items[0]: raw pixels of 28x28x1 need 784 bytes, got 100");
+}
+
+TEST(ContiguousTensorItemsTest, OnlyBackToBackAlignedTensorsOfTheRightSize) {
+  std::vector<float> buffer(4 * 3 + 1, 1.0f);
+  const char* base = reinterpret_cast<const char*>(buffer.data());
+  const auto request_of = [](std::vector<ImageItem> items) {
+    RunRequest r;
+    r.items = std::move(items);
+    return r;
+  };
+  const auto view = [&](size_t offset_bytes, size_t bytes) {
+    return std::string_view(base + offset_bytes, bytes);
+  };
+  using K = ImageItem::Kind;
+  const RunRequest three =
+      request_of({{K::kTensor, view(0, 12)}, {K::kTensor, view(12, 12)}, {K::kTensor, view(24, 12)}});
+  EXPECT_EQ(ContiguousTensorItems(three, 3), buffer.data());
+  EXPECT_EQ(ContiguousTensorItems(three, 2), nullptr);  // wrong size: copied (and rejected) the usual way
+  EXPECT_EQ(ContiguousTensorItems(request_of({{K::kTensor, view(0, 12)}, {K::kTensor, view(24, 12)}}), 3),
+            nullptr);
+  EXPECT_EQ(ContiguousTensorItems(request_of({{K::kTensor, view(12, 12)}, {K::kTensor, view(0, 12)}}), 3),
+            nullptr);
+  EXPECT_EQ(ContiguousTensorItems(request_of({{K::kTensor, view(1, 12)}}), 3), nullptr);  // not float-aligned
+  EXPECT_EQ(ContiguousTensorItems(request_of({{K::kEncoded, view(0, 12)}}), 3), nullptr);
+  EXPECT_EQ(ContiguousTensorItems(request_of({}), 3), nullptr);
+  EXPECT_EQ(ContiguousTensorItems(request_of({{K::kTensor, view(0, 12)}}), 3), buffer.data());
+}
+
+// One raw tensor of N images is read in place; the same images as separate (or misaligned) buffers are copied.
+// Both must give the same rows as the PNGs they were made from.
+TEST_F(ServableTest, TensorsReadInPlaceOrCopiedGiveTheSameRows) {
+  TempDir repo;
+  CopyLenet(repo.path(), "lenet");
+  std::unique_ptr<InferenceService> service = Create(repo.path());
+  ASSERT_NE(service, nullptr);
+  std::shared_ptr<Servable> lenet = *service->Find("lenet", 0);
+  const Tensor input = ::cnnserve::testing::LoadFashionInputNpy();  // the exact model input of the PNGs
+  constexpr size_t kImages = 20;
+  constexpr size_t kBytes = 32 * 32 * sizeof(float);
+  ASSERT_GE(static_cast<size_t>(input.dims()[0]), kImages);
+  const std::string whole(reinterpret_cast<const char*>(input.data()), kImages * kBytes);
+  std::vector<std::string> separate;
+  std::string misaligned(kImages * kBytes + 1, '\0');
+  std::memcpy(misaligned.data() + 1, whole.data(), whole.size());
+  auto in_place = std::make_shared<RunRequest>();
+  auto copied = std::make_shared<RunRequest>();
+  auto shifted = std::make_shared<RunRequest>();
+  separate.reserve(kImages);
+  for (size_t i = 0; i < kImages; ++i) {
+    separate.push_back(whole.substr(i * kBytes, kBytes));
+    in_place->items.push_back({ImageItem::Kind::kTensor, std::string_view(whole).substr(i * kBytes, kBytes)});
+    copied->items.push_back({ImageItem::Kind::kTensor, separate.back()});
+    shifted->items.push_back(
+        {ImageItem::Kind::kTensor, std::string_view(misaligned).substr(1 + i * kBytes, kBytes)});
+  }
+  ASSERT_NE(ContiguousTensorItems(*in_place, 32 * 32), nullptr);
+  ASSERT_EQ(ContiguousTensorItems(*copied, 32 * 32), nullptr);
+  ASSERT_EQ(ContiguousTensorItems(*shifted, 32 * 32), nullptr);
+  RunResult a, b, c, d;
+  ASSERT_TRUE(RunSync(*lenet, in_place, &a).ok());
+  ASSERT_TRUE(RunSync(*lenet, copied, &b).ok());
+  ASSERT_TRUE(RunSync(*lenet, shifted, &c).ok());
+  ASSERT_TRUE(RunSync(*lenet, ImagesRequest(png_, kImages), &d).ok());
+  EXPECT_EQ(a.scores, b.scores);
+  EXPECT_EQ(a.scores, c.scores);
+  EXPECT_EQ(a.scores, d.scores);
+  // A tensor of the wrong size is still rejected by name, also among contiguous ones.
+  auto short_one = std::make_shared<RunRequest>(*in_place);
+  short_one->items[3].data = short_one->items[3].data.substr(0, kBytes - 4);
+  RunResult e;
+  const Status status = RunSync(*lenet, short_one, &e);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("items[3]: a tensor of 4092 bytes"), std::string::npos) << status.message();
 }
 
 TEST_F(ServableTest, StatisticsCountExactly) {
