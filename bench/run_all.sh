@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark suite, the plots, and the generated sections of bench/RESULTS.md, in about
-# 15-20 minutes on the 2-core development machine (the timings of each suite are printed at the end).
+# 18 minutes on the 2-core development machine (17 min 51 s on 2026-11-28: peers 595 s, curves 190 s,
+# overhead 283 s; the timings of each suite are printed at the end).
 #
 #   1. bench/engine_vs_peers.sh   cnnbench vs ONNX Runtime 1.30 vs PyTorch 1.13, batch 1/8/32, 3 rounds
 #   2. bench/server_curves.py     cnnserve concurrency sweeps (batching on/off) and open-loop latency vs load
