@@ -183,24 +183,33 @@ Status SessionBatchRunner::RunBatch(std::span<Task* const> batch, std::span<Stat
     src = batch_input_.data();
   }
   const uint64_t input_ns = NanosSince(start);
-  const auto infer_start = std::chrono::steady_clock::now();
+  // Timed inside the lane's closure: a lane shared with other instances may make the batch wait first, and that
+  // wait counts as queueing (the tasks' queue time), not as compute.
+  const auto handoff = std::chrono::steady_clock::now();
+  auto run_start = handoff;
+  uint64_t infer_ns = 0;
   Status status;
-  OnLane([&] { status = session_->Run(src, padded, batch_output_.data()); });
+  OnLane([&] {
+    run_start = std::chrono::steady_clock::now();
+    status = session_->Run(src, padded, batch_output_.data());
+    infer_ns = NanosSince(run_start);
+  });
   if (!status.ok()) {
     return InternalError("inference failed at batch size " + std::to_string(padded) + ": " + status.message());
   }
-  const uint64_t infer_ns = NanosSince(infer_start);
+  const int64_t lane_wait_us = std::chrono::duration_cast<std::chrono::microseconds>(run_start - handoff).count();
   const auto output_start = std::chrono::steady_clock::now();
   ++runs_by_plan_size_[static_cast<size_t>(padded)];
 
   const float* out = batch_output_.data();
-  const int64_t inference_us = SteadyNowMicros() - start_us;
+  const int64_t inference_us = std::max<int64_t>(0, SteadyNowMicros() - start_us - lane_wait_us);
   for (size_t t = 0; t < batch.size(); ++t) {
     auto* task = static_cast<InferTask*>(batch[t]);
     const int64_t count = task->num_items() * item_output_size_;
     std::memcpy(task->outputs(), out, static_cast<size_t>(count) * sizeof(float));
     out += count;
-    task->state().RecordTaskTimes(std::max<int64_t>(0, start_us - task->enqueue_time_us()), inference_us);
+    task->state().RecordTaskTimes(std::max<int64_t>(0, start_us - task->enqueue_time_us()) + lane_wait_us,
+                                  inference_us);
     task_statuses[t] = OkStatus();
   }
   if (stats_ != nullptr) stats_->RecordBatch(items, input_ns, infer_ns, NanosSince(output_start));
