@@ -283,7 +283,9 @@ TEST_F(TransportTest, UnaryClassifyPassesTheDeadlineAndMapsStatus) {
   EXPECT_EQ(response.request_id(), "7");
   EXPECT_EQ(response.results(0).classes(0).label(), "label of 7");
   EXPECT_GT(fake_.last_deadline_us_.load(), before + 8'000'000);
-  EXPECT_LE(fake_.last_deadline_us_.load(), before + 10'100'000);
+  // Not tighter: the deadline travels as a gRPC timeout (rounded up) and is converted between the system and the
+  // steady clock at both ends; on this VM the two drifted apart by 100.4 ms during one CI run.
+  EXPECT_LE(fake_.last_deadline_us_.load(), before + 11'000'000);
 
   for (const int code : {3, 4, 5, 8, 13, 14}) {
     grpc::ClientContext error_context;
