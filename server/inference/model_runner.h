@@ -11,8 +11,14 @@
 // before the batcher starts, so no request pays for a compilation or for first-touch page faults; the server is
 // ready only after that (InferenceService::Ready).
 //
+// Threads. An instance with several engine threads does its engine work (compile, warm-up, each batch's Run) on
+// the compute lane it was assigned (compute_lanes.h), its batcher worker waiting meanwhile; the time a batch waits
+// for a lane held by another instance counts as queue time, not compute. One-thread instances run inline.
+//
 // Thread-safety: an InferTask follows Task's rules. A SessionBatchRunner is used by its batcher worker thread
-// only. InferState (the state shared by one request's tasks) is thread-safe where noted.
+// only (its session also by its lane, while the worker waits). InferState (the state shared by one request's
+// tasks) is thread-safe where noted. Ownership: InferState owns its inputs, or borrows them from the request
+// (borrowed_inputs), which Servable's contract keeps alive until the request's `done`.
 #ifndef CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_
 #define CNNSERVE_SERVER_INFERENCE_MODEL_RUNNER_H_
 
