@@ -8,6 +8,11 @@
 # --model-repository /models --address 0.0.0.0:8001 --metrics-address 0.0.0.0:8002. Run with --init (or under
 # Kubernetes): SIGTERM turns health NOT_SERVING, finishes admitted requests (--drain-timeout-s, default 30) and
 # exits 0. On a host with a CPU quota below its core count pass --threads N (cnnserve counts the host's cores).
+# TLS and tokens: mount the files and set CNNSERVE_TLS_CERT, CNNSERVE_TLS_KEY, CNNSERVE_TLS_CA (the CA that signed
+# the certificate, for the HEALTHCHECK), CNNSERVE_AUTH_TOKEN_FILE (and for mTLS CNNSERVE_TLS_CLIENT_CA,
+# CNNSERVE_PROBE_TLS_CERT, CNNSERVE_PROBE_TLS_KEY): the entrypoint turns them into flags and the HEALTHCHECK
+# probes with them (deploy/container/healthcheck.sh). The metrics endpoint (8002) is plain HTTP: publish it only
+# to networks that may read it.
 # Only Debian's apt archive is needed to build (FROM debian:bookworm resolves locally with --pull=never after
 # ../shared/container/oci-setup.sh). deploy/README.md has the rest; deploy/tests/container_test.sh tests it.
 
@@ -85,6 +90,7 @@ RUN dpkg-deb --build /tmp/no-glx-vendor /tmp/no-glx-vendor.deb >/dev/null \
 
 COPY --from=builder /out/bin/ /usr/local/bin/
 COPY deploy/container/entrypoint.sh /usr/local/bin/cnnserve-entrypoint
+COPY deploy/container/healthcheck.sh /usr/local/bin/cnnserve-healthcheck
 COPY --from=builder /out/models/ /models/
 
 LABEL org.opencontainers.image.title="cnnserve" \
@@ -96,7 +102,9 @@ ENV OPENCV_IO_MAX_IMAGE_PIXELS=40000000 \
 EXPOSE 8001 8002
 USER 10001:10001
 WORKDIR /
-# Kept with `--format docker` (OCI images have no HEALTHCHECK). Kubernetes uses its native gRPC probes instead.
+# Kept with `--format docker` (OCI images have no HEALTHCHECK). `cnnserve --health-probe 127.0.0.1:8001`, with
+# --tls-ca (and a client certificate under mTLS) when TLS is set through the variables above. Kubernetes runs
+# its own exec probes (deploy/k8s/deployment.yaml).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["cnnserve", "--health-probe", "127.0.0.1:8001"]
+  CMD ["cnnserve-healthcheck"]
 ENTRYPOINT ["cnnserve-entrypoint"]
