@@ -1,23 +1,49 @@
 #!/usr/bin/python3
 """Invariants of the deployment files that yamllint cannot see (Debian's python3-yaml; no cluster needed).
 
-    /usr/bin/python3 deploy/tests/check_manifests.py [SOURCE_DIR]
+    /usr/bin/python3 deploy/tests/check_manifests.py [SOURCE_DIR] [--rendered FILE [--expect-arg ARG]...]
+                                                     [--monitoring-namespace NS]
 
-Checks deploy/k8s (the kustomize base, as `kubectl kustomize` would assemble it), deploy/compose.yaml and
-deploy/nginx against each other and against what they run: the root Dockerfile (ports, user, image), the
-entrypoint's defaults, server/main.cc (flags and the default drain timeout) and CMakeLists.txt (the version that
-tags the image). Prints one line per check group and every violation; exit 1 when there is any.
+Checks deploy/k8s (the kustomize base, as `kubectl kustomize` would assemble it, or the objects of FILE, the output
+of `kubectl kustomize` for the base or an overlay), deploy/compose.yaml and deploy/nginx against each other and
+against what they run: the root Dockerfile (ports, user, image, health check), the entrypoint's defaults, the
+server's usage text (flags and the default drain timeout) and CMakeLists.txt (the version that tags the image).
+Security: TLS certificate/key and the token file come from read-only Secret mounts (no Secret is committed), the
+probes speak TLS to the gRPC port (with a client certificate under --tls-client-ca), the NetworkPolicy admits only
+the gRPC port and the metrics port from the monitoring namespace, and nginx routes no model control.
+--expect-arg: an argument the cnnserve container must have (e.g. what an overlay's component adds).
+Prints one line per check group and every violation; exit 1 when there is any.
 """
 
+import argparse
+import glob
 import os
 import re
 import sys
 
 import yaml
 
-SRC = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("source", nargs="?", default=os.path.join(os.path.dirname(__file__), "..", ".."))
+parser.add_argument("--rendered", help="check these objects (kubectl kustomize output) instead of deploy/k8s")
+parser.add_argument("--expect-arg", action="append", default=[], help="an argument cnnserve must be given")
+parser.add_argument("--monitoring-namespace", default="monitoring",
+                    help="the only namespace the NetworkPolicy may admit to the metrics port")
+options = parser.parse_args()
+SRC = os.path.abspath(options.source)
 K8S = os.path.join(SRC, "deploy", "k8s")
 IMAGE_REPOSITORY = "localhost/cnnserve"  # what deploy/tests/container_test.sh tags the Dockerfile's image as
+TLS_SECRET_KEYS = ("tls.crt", "tls.key")  # the keys of a kubernetes.io/tls Secret
+# The gRPC paths a client needs behind nginx, and those nginx must never route (model control and operator RPCs).
+ROUTED_RPCS = ["/cnnserve.v1.Classifier/" + m for m in ("Classify", "ClassifyStream", "ListModels", "DescribeModel")] + \
+    ["/inference.GRPCInferenceService/" + m for m in ("ModelInfer", "ModelStreamInfer", "ServerLive", "ServerReady",
+                                                     "ModelReady", "ServerMetadata", "ModelMetadata")] + \
+    ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"]
+UNROUTED_RPCS = ["/inference.GRPCInferenceService/" + m for m in ("RepositoryModelLoad", "RepositoryModelUnload",
+                                                                  "RepositoryIndex", "ModelStatistics")] + \
+    ["/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+     "/inference.GRPCInferenceService/RepositoryModelLoad/../../cnnserve.v1.Classifier/Classify",
+     "/cnnserve.v1.Classifier/Classify/../../inference.GRPCInferenceService/RepositoryModelUnload"]
 
 errors = []
 checked = []
@@ -41,7 +67,9 @@ def group(name):
 # ---- facts from the sources -----------------------------------------------------------------------------------
 dockerfile = read("Dockerfile")
 entrypoint = read("deploy/container/entrypoint.sh")
-main_cc = read("server/main.cc")
+# The server's usage text: the kUsage raw strings of server/ (server/main.cc, or wherever its flags moved).
+usage = "".join(m.group(1) for f in sorted(glob.glob(os.path.join(SRC, "server", "**", "*.cc"), recursive=True))
+                for m in re.finditer(r'kUsage\[\] = R"\((.*?)\)"', open(f).read(), re.S))
 version = re.search(r"project\(cnnserve VERSION ([0-9.]+)", read("CMakeLists.txt")).group(1)
 runtime_stage = dockerfile[dockerfile.rindex("\nFROM "):]
 exposed = {int(p) for line in re.findall(r"^EXPOSE (.*)$", runtime_stage, re.M) for p in line.split()}
@@ -49,8 +77,9 @@ user = re.findall(r"^USER (\S+)", runtime_stage, re.M)
 image_uid = int(user[-1].split(":")[0]) if user else 0
 grpc_port = int(re.search(r'CNNSERVE_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
 metrics_port = int(re.search(r'CNNSERVE_METRICS_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
-known_flags = set(re.findall(r"^  (--[a-z-]+)", main_cc[main_cc.index("kUsage"):], re.M))
-default_drain_s = float(re.search(r"--drain-timeout-s SECONDS .*\(default ([0-9.]+)\)", main_cc).group(1))
+known_flags = set(re.findall(r"^ *(--[a-z-]+)", usage, re.M))
+default_drain_s = float(re.search(r"--drain-timeout-s SECONDS .*\(default ([0-9.]+)\)", usage).group(1))
+healthcheck_sh = read("deploy/container/healthcheck.sh")
 expected_image = "%s:%s" % (IMAGE_REPOSITORY, version)
 
 group("Dockerfile/entrypoint")
@@ -58,8 +87,23 @@ check(image_uid != 0, "Dockerfile: the runtime stage must end with USER <non-zer
 check(grpc_port in exposed and metrics_port in exposed,
       "Dockerfile EXPOSE %s must include the entrypoint's gRPC port %d and metrics port %d"
       % (sorted(exposed), grpc_port, metrics_port))
-check(re.search(r'^HEALTHCHECK .*\n?.*"--health-probe", "127\.0\.0\.1:%d"' % grpc_port, runtime_stage, re.M),
-      "Dockerfile HEALTHCHECK must probe 127.0.0.1:%d with cnnserve --health-probe" % grpc_port)
+check(re.search(r'^HEALTHCHECK .*\n?.*CMD \["cnnserve-healthcheck"\]', runtime_stage, re.M) and
+      "COPY deploy/container/healthcheck.sh /usr/local/bin/cnnserve-healthcheck" in runtime_stage,
+      "Dockerfile HEALTHCHECK must run deploy/container/healthcheck.sh as cnnserve-healthcheck")
+check(re.search(r'CNNSERVE_ADDRESS:-[0-9.]+:%d\b' % grpc_port, healthcheck_sh) and
+      'target="127.0.0.1:' in healthcheck_sh and '--health-probe "$target"' in healthcheck_sh,
+      "healthcheck.sh must run cnnserve --health-probe 127.0.0.1:%d (the entrypoint's port)" % grpc_port)
+check(re.search(r'--health-probe "\$target" --tls-ca "\$CNNSERVE_TLS_CA"', healthcheck_sh) and
+      re.search(r'--tls-cert "\$CNNSERVE_PROBE_TLS_CERT" --tls-key "\$CNNSERVE_PROBE_TLS_KEY"', healthcheck_sh),
+      "healthcheck.sh must probe with --tls-ca (TLS) and a client certificate (mTLS)")
+entrypoint_flags = dict(re.findall(r'set -- (--[a-z-]+) "\$(CNNSERVE_[A-Z_]+)" "\$@"', entrypoint))
+for flag, variable in sorted(entrypoint_flags.items()):
+    check(flag in known_flags, "entrypoint.sh: $%s becomes %s, not a cnnserve flag" % (variable, flag))
+for flag in ("--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file"):
+    check(flag in entrypoint_flags, "entrypoint.sh must map an environment variable to %s" % flag)
+for flag in ("--tls-cert", "--tls-client-ca"):  # the two that change how the health check must connect
+    check(flag in entrypoint_flags and "${%s:-}" % entrypoint_flags[flag] in healthcheck_sh,
+          "healthcheck.sh must follow $%s (the entrypoint's %s)" % (entrypoint_flags.get(flag), flag))
 check("OPENCV_IO_MAX_IMAGE_PIXELS=" in runtime_stage, "Dockerfile must set ENV OPENCV_IO_MAX_IMAGE_PIXELS")
 check(re.search(r'org\.opencontainers\.image\.title="%s"' % IMAGE_REPOSITORY.split("/")[-1], dockerfile),
       "Dockerfile must LABEL org.opencontainers.image.title=%s" % IMAGE_REPOSITORY.split("/")[-1])
@@ -72,26 +116,42 @@ for pattern in ("build*", ".git"):
 group("kustomization")
 kustomization = yaml.safe_load(open(os.path.join(K8S, "kustomization.yaml")))
 check(kustomization.get("kind") == "Kustomization", "kustomization.yaml: kind must be Kustomization")
-objects = []
-for resource in kustomization.get("resources", []):
-    path = os.path.join(K8S, resource)
-    if not check(os.path.isfile(path), "kustomization.yaml lists %s, which does not exist" % resource):
-        continue
-    for doc in yaml.safe_load_all(open(path)):
-        if doc is None:
+check("secretGenerator" not in kustomization, "kustomization.yaml must not generate Secrets (keys stay out of git; "
+      "the pods reference Secrets made apart)")
+
+
+def assembled_objects():
+    """The base's objects as `kubectl kustomize` assembles them (resources; images are resolved below)."""
+    result = []
+    for resource in kustomization.get("resources", []):
+        path = os.path.join(K8S, resource)
+        if not check(os.path.isfile(path), "kustomization.yaml lists %s, which does not exist" % resource):
             continue
-        for field in ("apiVersion", "kind", "metadata"):
-            check(field in doc, "%s: a document without %s" % (resource, field))
-        check(doc.get("metadata", {}).get("name"), "%s: an object without metadata.name" % resource)
-        objects.append((resource, doc))
-listed = set(kustomization.get("resources", []))
-for name in sorted(os.listdir(K8S)):
-    if name.endswith(".yaml") and name != "kustomization.yaml":
-        check(name in listed, "deploy/k8s/%s is not listed in kustomization.yaml" % name)
+        for doc in yaml.safe_load_all(open(path)):
+            if doc is not None:
+                result.append((resource, doc))
+    listed = set(kustomization.get("resources", []))
+    for name in sorted(os.listdir(K8S)):
+        if name.endswith(".yaml") and name != "kustomization.yaml":
+            check(name in listed, "deploy/k8s/%s is not listed in kustomization.yaml" % name)
+    return result
+
+
+if options.rendered:
+    objects = [(options.rendered, d) for d in yaml.safe_load_all(open(options.rendered)) if d is not None]
+    images = {}  # kubectl kustomize already applied `images:`
+else:
+    objects = assembled_objects()
+    images = {i["name"]: "%s:%s" % (i.get("newName", i["name"]), i.get("newTag", "latest"))
+              for i in kustomization.get("images", [])}
+for origin, doc in objects:
+    for field in ("apiVersion", "kind", "metadata"):
+        check(field in doc, "%s: a document without %s" % (origin, field))
+    check(doc.get("metadata", {}).get("name"), "%s: an object without metadata.name" % origin)
+    check(doc.get("kind") != "Secret" or not (doc.get("data") or doc.get("stringData")),
+          "%s: Secret %s holds data: keys and tokens must not be committed" % (origin, doc["metadata"].get("name")))
 names = [(d["kind"], d["metadata"]["name"]) for _, d in objects]
 check(len(names) == len(set(names)), "duplicate objects: %s" % names)
-images = {i["name"]: "%s:%s" % (i.get("newName", i["name"]), i.get("newTag", "latest"))
-          for i in kustomization.get("images", [])}
 
 
 def by_kind(kind):
@@ -100,6 +160,79 @@ def by_kind(kind):
 
 def matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def flag_values(argv):
+    """Each --flag's value in argv, the last occurrence winning as in cnnserve: --flag=VALUE or --flag VALUE."""
+    values = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and "=" in a:
+            name, value = a.split("=", 1)
+            values[name] = value
+        elif a.startswith("--"):
+            has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            values[a] = argv[i + 1] if has_value else ""
+            i += has_value
+        i += 1
+    return values
+
+
+def secret_behind(container, path):
+    """(the Secret volume source, the key) that file `path` of `container` is, when it is one, else None: a
+    read-only mount of a whole Secret (no subPath, so that the kubelet updates it when the Secret changes)."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        root = m["mountPath"].rstrip("/") + "/"
+        if path.startswith(root):
+            volume = volumes.get(m["name"], {})
+            ok = "secret" in volume and m.get("readOnly") is True and "subPath" not in m
+            return (volume["secret"], path[len(root):]) if ok else None
+    return None
+
+
+def check_secret_file(container, what, path):
+    """`path` (given to `what`) must come from a Secret that only the pod's user and group can read."""
+    found = secret_behind(container, path)
+    if not check(found, "%s %s must be a file of a read-only Secret volume mount without subPath" % (what, path)):
+        return None
+    secret, key = found
+    check(secret.get("defaultMode", 0o644) & 0o007 == 0, "Secret volume %s (%s): defaultMode %s lets every user "
+          "read it" % (secret.get("secretName"), what, oct(secret.get("defaultMode", 0o644))))
+    return secret.get("secretName"), key
+
+
+def check_secret_flags(server_flags):
+    """TLS and tokens: on, and from Secrets; certificate and key are one kubernetes.io/tls Secret's pair."""
+    for flag in ("--tls-cert", "--tls-key", "--auth-token-file"):
+        check(flag in server_flags, "cnnserve must be given %s (issue 12: no plaintext port, no open model "
+              "control)" % flag)
+    found = {}
+    for flag in ("--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file"):
+        if flag in server_flags:
+            found[flag] = check_secret_file(server, "cnnserve " + flag, server_flags[flag])
+    cert, key = found.get("--tls-cert"), found.get("--tls-key")
+    if cert and key:
+        check(cert[0] == key[0] and (cert[1], key[1]) == TLS_SECRET_KEYS,
+              "--tls-cert/--tls-key must be tls.crt/tls.key of one kubernetes.io/tls Secret, are %s and %s"
+              % (cert, key))
+
+
+def check_exec_probe(probe, p, tls, mtls):
+    """An exec probe: cnnserve's own health client on the gRPC port, with the TLS files the port needs."""
+    cmd = p["exec"]["command"]
+    flags = flag_values(cmd[1:])
+    target = "127.0.0.1:%d" % grpc_port
+    check(cmd[0] == "cnnserve" and flags.get("--health-probe") == target,
+          "%s must run cnnserve --health-probe %s, runs %s" % (probe, target, cmd))
+    check(p.get("timeoutSeconds", 1) > 2, "%s: timeoutSeconds must exceed the probe client's own 2 s" % probe)
+    for flag in flags:
+        check(flag in known_flags, "%s: %s is not a flag of cnnserve" % (probe, flag))
+    needed = (["--tls-ca"] if tls else []) + (["--tls-cert", "--tls-key"] if mtls else [])
+    for flag in needed:
+        if check(flag in flags, "%s must pass %s (the gRPC port runs %s)" % (probe, flag, "mTLS" if mtls else "TLS")):
+            check_secret_file(server, probe + " " + flag, flags[flag])
 
 
 # ---- the Deployment ----------------------------------------------------------------------------------------------
@@ -150,23 +283,41 @@ if server:
           % (metrics_port, ports.get("metrics")))
     check(set(ports.values()) <= exposed, "container ports %s not all EXPOSEd by the Dockerfile %s"
           % (sorted(ports.values()), sorted(exposed)))
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        p = server.get(probe)
-        if not check(p is not None, "cnnserve: no %s" % probe):
-            continue
-        if not check("grpc" in p, "cnnserve: %s must be a native gRPC probe" % probe):
-            continue
-        port = p["grpc"].get("port")
-        check(port in ports.values(), "%s port %s is not a container port %s" % (probe, port, ports))
-        check(port == grpc_port, "%s must probe the gRPC port %d, probes %s" % (probe, grpc_port, port))
-        service = p["grpc"].get("service", "")
-        check(service in ("", "cnnserve.v1.Classifier"),
-              "%s asks for health service '%s', which cnnserve does not report" % (probe, service))
     args = server.get("args", [])
     for a in args:
         flag = a.split("=", 1)[0]
         if flag.startswith("--"):
-            check(flag in known_flags, "cnnserve args: %s is not a flag of server/main.cc" % flag)
+            check(flag in known_flags, "cnnserve args: %s is not a flag of the server's usage text" % flag)
+    for a in options.expect_arg:
+        check(a in args, "cnnserve args %s lack %s" % (args, a))
+    server_flags = flag_values(args)
+    tls = "--tls-cert" in server_flags
+    mtls = "--tls-client-ca" in server_flags
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        p = server.get(probe)
+        if not check(p is not None, "cnnserve: no %s" % probe):
+            continue
+        if "exec" in p:
+            check_exec_probe(probe, p, tls, mtls)
+        elif check("grpc" in p, "cnnserve: %s must be an exec or a native gRPC probe" % probe):
+            check(not tls, "%s: the kubelet's native gRPC probe cannot speak TLS, and the gRPC port does (--tls-cert):"
+                  " use an exec probe (cnnserve --health-probe ... --tls-ca ...)" % probe)
+            port = p["grpc"].get("port")
+            check(port in ports.values(), "%s port %s is not a container port %s" % (probe, port, ports))
+            check(port == grpc_port, "%s must probe the gRPC port %d, probes %s" % (probe, grpc_port, port))
+            service = p["grpc"].get("service", "")
+            check(service in ("", "cnnserve.v1.Classifier"),
+                  "%s asks for health service '%s', which cnnserve does not report" % (probe, service))
+
+    group("TLS, tokens and Secrets")
+    check_secret_flags(server_flags)
+    mode = server_flags.get("--model-control-mode", "none")
+    check(mode in ("none", "explicit", "poll"), "--model-control-mode %s is not none, explicit or poll" % mode)
+    check(options.rendered or mode == "none", "the base must run --model-control-mode=none (models are the "
+          "image's; components/poll-repository is the option), runs %s" % mode)
+    metrics_address = server_flags.get("--metrics-address", "0.0.0.0:%d" % metrics_port)  # the entrypoint's
+    metrics_open = metrics_address != "none" and metrics_address.rsplit(":", 1)[0] not in (
+        "127.0.0.1", "localhost", "[::1]")
 
     group("shutdown timing")
     drain_s = default_drain_s
@@ -220,12 +371,56 @@ for s in services:
         check(ok, "Service %s port %s targets %s, not a container port" % (name, p.get("name"), target))
     grpc_ports = [p for p in s["spec"]["ports"] if p.get("name") == "grpc"]
     check(grpc_ports and grpc_ports[0]["port"] == grpc_port, "Service %s must serve grpc on %d" % (name, grpc_port))
-    if grpc_ports:
+    if grpc_ports and tls:
+        check(grpc_ports[0].get("appProtocol") not in ("kubernetes.io/h2c", "h2c", "grpc"),
+              "Service %s: the grpc port speaks TLS; appProtocol %s tells proxies cleartext HTTP/2"
+              % (name, grpc_ports[0].get("appProtocol")))
+    elif grpc_ports:
         check(grpc_ports[0].get("appProtocol") in ("kubernetes.io/h2c", "grpc", "h2c"),
               "Service %s: the grpc port should declare appProtocol h2c for L7 proxies" % name)
 for s in headless:
     check(not s["spec"].get("publishNotReadyAddresses", False),
           "the headless Service must not publish pods that are not ready")
+
+group("NetworkPolicy")
+
+
+def admitted_ports(policy):
+    """{port number: [ingress rules admitting it]}; every rule must name its ports."""
+    admitted = {}
+    for rule in policy["spec"].get("ingress", []):
+        if not check(rule.get("ports"), "NetworkPolicy %s: an ingress rule without ports admits every port"
+                     % policy["metadata"]["name"]):
+            continue
+        for p in rule["ports"]:
+            port = container_port_names.get(p.get("port"), p.get("port"))
+            check("endPort" not in p, "NetworkPolicy: a port range admits more than the pods' ports")
+            admitted.setdefault(port, []).append(rule)
+    return admitted
+
+
+def only_from_namespace(rule, namespace):
+    sources = rule.get("from", [])
+    return bool(sources) and all(
+        set(src) <= {"namespaceSelector", "podSelector"} and
+        src.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace} and
+        not src["namespaceSelector"].get("matchExpressions") for src in sources)
+
+
+policies = [n for n in by_kind("NetworkPolicy")
+            if matches(n["spec"].get("podSelector", {}).get("matchLabels"), pod_labels)]
+if check(len(policies) == 1, "need one NetworkPolicy selecting the cnnserve pods, found %d" % len(policies)):
+    policy = policies[0]
+    check("Ingress" in policy["spec"].get("policyTypes", []), "the NetworkPolicy must restrict Ingress")
+    admitted = admitted_ports(policy)
+    check(grpc_port in admitted, "the NetworkPolicy must admit the gRPC port %d" % grpc_port)
+    for port in admitted:
+        check(port in (grpc_port, metrics_port), "the NetworkPolicy admits port %s, which clients do not need" % port)
+    for rule in admitted.get(metrics_port, []):
+        check(only_from_namespace(rule, options.monitoring_namespace),
+              "the NetworkPolicy must admit the metrics port %d only from the namespace %s (namespaceSelector "
+              "kubernetes.io/metadata.name), admits %s" % (metrics_port, options.monitoring_namespace,
+                                                           rule.get("from", "everyone")))
 
 group("HorizontalPodAutoscaler")
 hpas = by_kind("HorizontalPodAutoscaler")
@@ -267,22 +462,84 @@ check("--health-probe" in hc and "127.0.0.1:%d" % grpc_port in hc,
       "compose cnnserve healthcheck must be cnnserve --health-probe 127.0.0.1:%d" % grpc_port)
 check(svc["nginx"].get("depends_on", {}).get("cnnserve", {}).get("condition") == "service_healthy",
       "compose nginx must wait for healthy cnnserve replicas")
-for flag in svc["cnnserve"].get("command", []):
+compose_command = svc["cnnserve"].get("command", [])
+for flag in compose_command:
     if flag.startswith("--"):
         check(flag.split("=", 1)[0] in known_flags, "compose command: %s is not a cnnserve flag" % flag)
 for volume in svc["nginx"].get("volumes", []):
     host = volume.split(":")[0]
     check(os.path.exists(os.path.join(SRC, "deploy", host)), "compose mounts %s, which does not exist" % host)
 
+group("compose secrets")
+declared_secrets = compose.get("secrets", {})
+
+
+def compose_secret_file(service, what, path):
+    """`path` must be /run/secrets/NAME of a file secret the service lists (compose mounts it read-only)."""
+    name = path[len("/run/secrets/"):] if path.startswith("/run/secrets/") else None
+    listed = [x if isinstance(x, str) else x.get("source") for x in svc[service].get("secrets", [])]
+    check(name in listed and "file" in declared_secrets.get(name, {}),
+          "compose %s: %s %s must be a file secret of the service (/run/secrets/NAME)" % (service, what, path))
+
+
+compose_flags = flag_values(compose_command)
+for flag in ("--tls-cert", "--tls-key", "--auth-token-file"):
+    if check(flag in compose_flags, "compose cnnserve must be given %s" % flag):
+        compose_secret_file("cnnserve", flag, compose_flags[flag])
+check(compose_flags.get("--model-control-mode") == "none", "compose cnnserve must run --model-control-mode=none")
+hc_flags = flag_values(hc[1:]) if hc else {}
+if "--tls-cert" in compose_flags and check("--tls-ca" in hc_flags,
+                                           "compose healthcheck must pass --tls-ca (the gRPC port runs TLS)"):
+    compose_secret_file("cnnserve", "healthcheck --tls-ca", hc_flags["--tls-ca"])
+for name, secret in declared_secrets.items():
+    check(set(secret) == {"file"} and "secrets/" in secret["file"],
+          "compose secret %s must be a file under a secrets folder, is %s" % (name, secret))
+check("-----BEGIN" not in read("deploy/compose.yaml"), "compose must not carry keys inline")
+
 group("nginx")
 nginx_conf = read("deploy/nginx/nginx.conf")
-check(re.search(r"grpc_pass grpc://cnnserve;", nginx_conf), "nginx.conf must grpc_pass to upstream cnnserve")
+backend_conf = read("deploy/nginx/backend.conf")
+listen_conf = read("deploy/nginx/listen.conf")
 check(re.search(r"^\s*upstream cnnserve \{", nginx_conf, re.M), "nginx.conf must define upstream cnnserve")
+check(re.search(r"^\s*include backend\.conf;", nginx_conf, re.M) and not re.search(r"^\s*grpc_pass", nginx_conf, re.M),
+      "nginx.conf must reach the replicas only through backend.conf (include backend.conf)")
 upstreams = re.findall(r"^server (\S+):(\d+)", read("deploy/nginx/upstream.conf"), re.M)
 check(upstreams and all(host == "cnnserve" and int(port) == grpc_port for host, port in upstreams),
       "deploy/nginx/upstream.conf must point at the compose service cnnserve:%d" % grpc_port)
-check(re.search(r"^listen \S*?(\d+) http2;", read("deploy/nginx/listen.conf"), re.M),
+check(re.search(r"^listen \S*?(\d+) (ssl )?http2;", listen_conf, re.M),
       "deploy/nginx/listen.conf must listen with http2")
+nginx_files = {}
+for conf_name, conf in (("backend.conf", backend_conf), ("listen.conf", listen_conf)):
+    for directive, path in re.findall(r"^(\w+) (/run/secrets/\S+);", conf, re.M):
+        nginx_files[directive] = path
+        compose_secret_file("nginx", "%s %s" % (conf_name, directive), path)
+if "--tls-cert" in compose_flags:
+    check(re.search(r"^grpc_pass grpcs://cnnserve;", backend_conf, re.M) and
+          re.search(r"^grpc_ssl_verify on;", backend_conf, re.M) and "grpc_ssl_trusted_certificate" in nginx_files,
+          "backend.conf must speak TLS to the TLS replicas and verify them (grpcs://, grpc_ssl_verify on, "
+          "grpc_ssl_trusted_certificate)")
+if "--tls-client-ca" in compose_flags:
+    check("grpc_ssl_certificate" in nginx_files, "replicas under mTLS: backend.conf needs grpc_ssl_certificate")
+
+
+def nginx_routes():
+    """The regular expressions of nginx.conf's map $request_uri $cnnserve_routed whose value is 1."""
+    block = re.search(r"map \$request_uri \$cnnserve_routed \{(.*?)\}", nginx_conf, re.S)
+    if not check(block, "nginx.conf must map $request_uri to $cnnserve_routed (the RPCs it routes)"):
+        return []
+    check(re.search(r"^\s*default 0;", block.group(1), re.M), "nginx.conf: $cnnserve_routed must default to 0")
+    check(re.search(r"if \(\$cnnserve_routed = 0\) \{\s*return 418;", nginx_conf) and
+          re.search(r"error_page 418 = @grpc_permission_denied;", nginx_conf) and
+          re.search(r"@grpc_permission_denied \{[^}]*grpc-status 7 always;[^}]*return 204;", nginx_conf, re.S),
+          "nginx.conf must refuse unrouted RPCs with grpc-status 7 (PERMISSION_DENIED)")
+    return [re.compile(r[1:]) for r, v in re.findall(r'^\s*"(~[^"]+)" (\d);', block.group(1), re.M) if v == "1"]
+
+
+routes = nginx_routes()
+for path in ROUTED_RPCS:
+    check(any(r.search(path) for r in routes), "nginx.conf does not route %s, which clients need" % path)
+for path in UNROUTED_RPCS:
+    check(not any(r.search(path) for r in routes), "nginx.conf routes %s (model control or operator RPC)" % path)
 
 for e in errors:
     print("check_manifests: FAIL: %s" % e)
