@@ -6,9 +6,13 @@
 #     and classifies real Fashion-MNIST images through the published port (top-1 accuracy checked), the server
 #     process inside is not root, the metrics endpoint (when the image has it) counts the calls;
 #   - a model repository mounted over /models replaces the image's;
+#   - TLS and tokens through the entrypoint's variables (a PKI of deploy/secrets/make-dev-secrets.sh mounted
+#     read-only): the HEALTHCHECK passes over TLS, a plaintext probe fails, deploy/tests/grpc_routes.py's table
+#     straight to the container (tokens by scope, health open, model control refused: mode none);
 #   - SIGTERM during a load run: calls admitted before it finish OK, later ones are refused; the container exits 0;
-#   - deploy/compose.yaml with podman-compose (Debian): 3 replicas of the image behind deploy/nginx's image, calls
-#     spread over all three (nginx's log), every replica exits 0 on SIGTERM.
+#   - deploy/compose.yaml with podman-compose (Debian): 3 replicas of the image behind deploy/nginx's image, with
+#     that PKI as compose secrets (TLS client -> nginx -> replicas, tokens), calls spread over all three (nginx's
+#     log), model control refused by nginx, every replica exits 0 on SIGTERM.
 # Usage: deploy/tests/container_test.sh [BUILD_DIR]   (default build: host cnnctl/cnnserve and python/ stubs)
 #   IMAGE=...   the tag to build (default localhost/cnnserve:<project version>, what deploy/k8s and compose use)
 # `make test-container` runs it; .ci/run runs that after `make test`. Root only (podman as root). Removes its
@@ -83,7 +87,7 @@ user=$(inspect '{{.Config.User}}')
 ports=$(inspect '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')
 [[ $ports == *8001/tcp* && $ports == *8002/tcp* ]] || fail "image exposes '$ports', not 8001 and 8002"
 health=$(inspect '{{if .Config.Healthcheck}}{{join .Config.Healthcheck.Test " "}}{{end}}')
-[[ $health == *"--health-probe 127.0.0.1:8001"* ]] || fail "image HEALTHCHECK is '$health'"
+[[ $health == *"cnnserve-healthcheck"* ]] || fail "image HEALTHCHECK is '$health'"
 env=$(inspect '{{join .Config.Env " "}}')
 [[ $env == *OPENCV_IO_MAX_IMAGE_PIXELS=* ]] || fail "image has no OPENCV_IO_MAX_IMAGE_PIXELS"
 log "image: USER $user, EXPOSE $ports, HEALTHCHECK [$health]"
@@ -94,9 +98,9 @@ import socket
 socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))')"
-wait_serving() {  # address, container
+wait_serving() {  # address, container, probe flags (TLS)...
   local deadline=$((SECONDS + 120))
-  until "$BUILD/bin/cnnserve" --health-probe "$1" >/dev/null 2>&1; do
+  until "$BUILD/bin/cnnserve" --health-probe "$1" "${@:3}" >/dev/null 2>&1; do
     [ "$(podman inspect --format '{{.State.Running}}' "$2")" = true ] || fail "container $2 exited"
     [ $SECONDS -lt $deadline ] || fail "$2 ($1) not SERVING after 120 s"
     sleep 0.3
@@ -166,6 +170,24 @@ grep -q fashion_mounted "$TMP/list2.txt" && ! grep -q lenet5_fashion "$TMP/list2
 classify_and_score "127.0.0.1:$PORT2" fashion_mounted "mounted repository"
 podman rm -f -t 0 "$NAME-mounted" >/dev/null 2>>"$TMP/podman.err"
 
+# ---- TLS and tokens through the entrypoint's variables; the HEALTHCHECK follows them ------------------------------
+bash "$SRC/deploy/secrets/make-dev-secrets.sh" "$TMP/secrets" >"$TMP/secrets.log" 2>&1 ||
+  { cat "$TMP/secrets.log"; fail "deploy/secrets/make-dev-secrets.sh failed"; }
+CONTAINERS+=("$NAME-tls")
+podman run -d --init --name "$NAME-tls" -p "127.0.0.1:$PORT2:8001" -v "$TMP/secrets:/etc/cnnserve/tls:ro" \
+  -e CNNSERVE_TLS_CERT=/etc/cnnserve/tls/tls.crt -e CNNSERVE_TLS_KEY=/etc/cnnserve/tls/tls.key \
+  -e CNNSERVE_TLS_CA=/etc/cnnserve/tls/ca.crt -e CNNSERVE_AUTH_TOKEN_FILE=/etc/cnnserve/tls/tokens "$IMAGE" \
+  >/dev/null 2>>"$TMP/podman.err" || { cat "$TMP/podman.err"; fail "podman run (TLS) failed"; }
+wait_serving "127.0.0.1:$PORT2" "$NAME-tls" --tls-ca "$TMP/secrets/ca.crt"
+podman healthcheck run "$NAME-tls" >/dev/null || fail "podman healthcheck run (TLS): unhealthy"
+! "$BUILD/bin/cnnserve" --health-probe "127.0.0.1:$PORT2" >/dev/null 2>&1 || fail "a plaintext probe passed a TLS port"
+$PY "$SRC/deploy/tests/grpc_routes.py" --server "127.0.0.1:$PORT2" --via replica --stubs "$BUILD/python" \
+  --tls-ca "$TMP/secrets/ca.crt" --image "$TMP/images/$(sed -n '2s/,.*//p' "$TMP/images/labels.csv")" \
+  --client-token-file "$TMP/secrets/client.token" --admin-token-file "$TMP/secrets/admin.token" |
+  sed 's/^/  tls: /' || fail "TLS and tokens in the container"
+podman rm -f -t 0 "$NAME-tls" >/dev/null 2>>"$TMP/podman.err"
+log "TLS + tokens from the entrypoint's variables: HEALTHCHECK healthy over TLS, plaintext refused, tokens by scope"
+
 # ---- SIGTERM under load: drain, exit 0 ---------------------------------------------------------------------------
 $PY "$SRC/deploy/tests/grpc_load.py" --server "127.0.0.1:$PORT" --stubs "$BUILD/python" --images "$TMP/images" \
   --seconds 4 --concurrency 4 --out "$TMP/drain.json" >"$TMP/drain.out" 2>"$TMP/drain.err" &
@@ -215,7 +237,7 @@ compose_down() {
 }
 CLEANUP_COMPOSE=1
 t=$SECONDS
-CNNSERVE_PORT=$PORT CNNSERVE_REPLICAS=3 "${COMPOSE[@]}" up -d >"$TMP/compose.log" 2>&1 ||
+CNNSERVE_SECRETS_DIR=$TMP/secrets CNNSERVE_PORT=$PORT CNNSERVE_REPLICAS=3 "${COMPOSE[@]}" up -d >"$TMP/compose.log" 2>&1 ||
   { tail -n 30 "$TMP/compose.log"; fail "podman-compose up failed"; }
 REPLICA_NAMES=("${PROJECT}_cnnserve_1" "${PROJECT}_cnnserve_2" "${PROJECT}_cnnserve_3")
 for c in "${REPLICA_NAMES[@]}"; do
@@ -225,9 +247,14 @@ for c in "${REPLICA_NAMES[@]}"; do
     sleep 0.5
   done
 done
-wait_serving "127.0.0.1:$PORT" "${PROJECT}_nginx_1"
+wait_serving "127.0.0.1:$PORT" "${PROJECT}_nginx_1" --tls-ca "$TMP/secrets/ca.crt"
 log "compose: 3 replicas healthy and nginx SERVING on 127.0.0.1:$PORT after $((SECONDS - t)) s"
+$PY "$SRC/deploy/tests/grpc_routes.py" --server "127.0.0.1:$PORT" --via proxy --stubs "$BUILD/python" \
+  --tls-ca "$TMP/secrets/ca.crt" --image "$TMP/images/$(sed -n '2s/,.*//p' "$TMP/images/labels.csv")" \
+  --client-token-file "$TMP/secrets/client.token" --admin-token-file "$TMP/secrets/admin.token" |
+  sed 's/^/  compose: /' || fail "compose: routes through nginx"
 $PY "$SRC/deploy/tests/grpc_load.py" --server "127.0.0.1:$PORT" --stubs "$BUILD/python" --images "$TMP/images" \
+  --tls-ca "$TMP/secrets/ca.crt" --token-file "$TMP/secrets/client.token" \
   --requests 600 --concurrency 6 --out "$TMP/compose.json" | sed 's/^/  compose: /'
 podman logs "${PROJECT}_nginx_1" >"$TMP/compose-nginx.log" 2>/dev/null
 $PY - "$TMP/compose.json" "$TMP/compose-nginx.log" <<'EOF' || fail "compose"

@@ -2,13 +2,16 @@
 """Bounded gRPC load for the deploy tests: Classify calls against one address (nginx or a replica).
 
     /usr/bin/python3 deploy/tests/grpc_load.py --server 127.0.0.1:PORT --stubs BUILD/python \
-        --images DIR [--requests N | --seconds S] [--concurrency C] [--out result.json]
+        --images DIR [--requests N | --seconds S] [--concurrency C] [--out result.json] \
+        [--tls-ca CA.crt [--tls-cert C --tls-key K]] [--token-file F]
 
 DIR holds the Fashion-MNIST test images and labels.csv that models/zoo/train_fashion_mnist.py
 --write-test-images writes. C threads share one channel (one HTTP/2 connection, as a real client would), each
 running one call at a time (so at most C calls are in flight), one image per call, until N calls were started or
 S seconds have passed. Every call is recorded: start and end (Unix time, seconds), gRPC status code, and whether
 the top-1 class equals the label. The summary goes to stdout and, with --out, the whole record as JSON.
+--tls-ca: TLS, the server verified against that CA (and a client certificate with --tls-cert/--tls-key);
+--token-file: every call carries `authorization: Bearer <the file's first line>`.
 Exit code 0 when the run finished (whatever the calls returned: the caller judges), 2 on bad arguments.
 """
 
@@ -43,7 +46,13 @@ def main(argv=None):
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout-s", type=float, default=10.0, help="deadline of each call")
     p.add_argument("--out", help="write every call's record here (JSON)")
+    p.add_argument("--tls-ca", help="TLS: the CA that signed the server's certificate (PEM)")
+    p.add_argument("--tls-cert", help="mTLS: this client certificate (PEM; with --tls-key)")
+    p.add_argument("--tls-key", help="mTLS: the client certificate's key (PEM)")
+    p.add_argument("--token-file", help="send the bearer token this file holds")
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_cert and not args.tls_ca):
+        p.error("--tls-cert and --tls-key go together, with --tls-ca")
     if args.requests <= 0 and args.seconds <= 0:
         p.error("give --requests or --seconds")
     if args.concurrency < 1:
@@ -56,7 +65,15 @@ def main(argv=None):
     images = load_images(args.images)
     options = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
                ("grpc.max_reconnect_backoff_ms", 500)]
-    channel = grpc.insecure_channel(args.server, options=options)
+    if args.tls_ca:
+        pem = [open(f, "rb").read() if f else None for f in (args.tls_ca, args.tls_key, args.tls_cert)]
+        channel = grpc.secure_channel(args.server, grpc.ssl_channel_credentials(*pem), options=options)
+    else:
+        channel = grpc.insecure_channel(args.server, options=options)
+    metadata = None
+    if args.token_file:
+        with open(args.token_file) as f:
+            metadata = [("authorization", "Bearer " + f.readline().strip())]
     grpc.channel_ready_future(channel).result(timeout=10)
     stub = pb_grpc.ClassifierStub(channel)
 
@@ -85,7 +102,7 @@ def main(argv=None):
             start = time.time()
             code, correct, detail = "OK", False, ""
             try:
-                response = stub.Classify(request, timeout=args.timeout_s)
+                response = stub.Classify(request, timeout=args.timeout_s, metadata=metadata)
                 correct = response.results[0].classes[0].index == label
             except grpc.RpcError as e:
                 code, detail = e.code().name, e.details() or ""

@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Scale-out test: Debian's nginx (deploy/nginx/nginx.conf, unchanged) in front of three cnnserve replicas, all on
-# 127.0.0.1 with free ports, driven by deploy/tests/grpc_load.py over one HTTP/2 connection.
+# Scale-out test: Debian's nginx (deploy/nginx/nginx.conf unchanged; the shipped listen.conf and backend.conf
+# with the certificate paths of a PKI that deploy/secrets/make-dev-secrets.sh makes for the test) in front of three
+# cnnserve replicas, all on 127.0.0.1 with free ports, as deploy/compose.yaml runs them: TLS from the client to
+# nginx and from nginx to the replicas (verified against the test CA), --auth-token-file with sha256 hashes,
+# --model-control-mode none. Driven by deploy/tests/grpc_load.py over one HTTP/2 connection with a client token.
+#   0. routes:   deploy/tests/grpc_routes.py through nginx: health and ServerLive/Ready answer without a token,
+#                Classify and metadata with the client token, Classify without one is UNAUTHENTICATED (the
+#                replica's answer passed through), RepositoryModelLoad/Unload, RepositoryIndex, ModelStatistics and
+#                reflection are PERMISSION_DENIED by nginx even with a token of scope `all`; the same table straight
+#                to a replica shows that nginx is what refuses them (load: FAILED_PRECONDITION, mode none);
 #   1. spread:   a load run through nginx reaches all three replicas (per-replica request counts from each
 #                replica's Prometheus metrics, cnnserve_request_success_total; nginx's access log as a cross-check,
 #                or alone when this cnnserve has no --metrics-address yet);
@@ -67,16 +75,23 @@ HAVE_METRICS=0
 if "$CNNSERVE" --help | grep -q -- '--metrics-address'; then HAVE_METRICS=1; fi
 log "replicas on ports ${PORTS[*]}, nginx on $NGINX_PORT, metrics endpoint: $([ $HAVE_METRICS = 1 ] && echo "ports ${MPORTS[*]}" || echo "not in this cnnserve (counting from nginx's log)")"
 
+# The test's PKI and tokens, made the way deploy/README.md tells: a CA, the server certificate (SANs cnnserve,
+# 127.0.0.1, ...), tokens (client: infer,metadata; admin: all) and the server's token file of sha256 hashes.
+bash "$SRC/deploy/secrets/make-dev-secrets.sh" "$TMP/pki" >"$TMP/pki.log" 2>&1 ||
+  { cat "$TMP/pki.log"; fail "deploy/secrets/make-dev-secrets.sh failed"; }
+PKI=$TMP/pki
+
 start_replica() {  # index
   local i=$1 extra=()
   [ $HAVE_METRICS = 1 ] && extra=(--metrics-address "127.0.0.1:${MPORTS[i]}")
   "$CNNSERVE" --model-repository "$SRC/models/repository" --address "127.0.0.1:${PORTS[i]}" --threads 1 \
-    --drain-timeout-s 10 "${extra[@]}" >>"$TMP/replica$i.log" 2>&1 &
+    --drain-timeout-s 10 --tls-cert "$PKI/tls.crt" --tls-key "$PKI/tls.key" --auth-token-file "$PKI/tokens" \
+    --model-control-mode none "${extra[@]}" >>"$TMP/replica$i.log" 2>&1 &
   PIDS[i]=$!
 }
 wait_serving() {  # address, what
   local deadline=$((SECONDS + 90))
-  until "$CNNSERVE" --health-probe "$1" >/dev/null 2>&1; do
+  until "$CNNSERVE" --health-probe "$1" --tls-ca "$PKI/ca.crt" >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || fail "$2 ($1) not SERVING after 90 s"
     sleep 0.2
   done
@@ -126,7 +141,12 @@ cp "$SRC/deploy/nginx/nginx.conf" "$TMP/nginx/nginx.conf"
 for ((i = 0; i < REPLICAS; i++)); do
   echo "server 127.0.0.1:${PORTS[i]} max_fails=1 fail_timeout=2s;" >>"$TMP/nginx/upstream.conf"
 done
-echo "listen 127.0.0.1:$NGINX_PORT http2;" >"$TMP/nginx/listen.conf"
+# The shipped files, with the test's certificate paths and address (compose mounts them at /run/secrets).
+sed "s#/run/secrets/#$PKI/#" "$SRC/deploy/nginx/backend.conf" >"$TMP/nginx/backend.conf"
+sed "s#/run/secrets/#$PKI/#; s#^listen 8001 #listen 127.0.0.1:$NGINX_PORT #" "$SRC/deploy/nginx/listen.conf" \
+  >"$TMP/nginx/listen.conf"
+grep -q "^listen 127.0.0.1:$NGINX_PORT ssl http2;" "$TMP/nginx/listen.conf" ||
+  fail "deploy/nginx/listen.conf no longer has 'listen 8001 ssl http2;'"
 "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e stderr -t >"$TMP/nginx.err" 2>&1 ||
   { cat "$TMP/nginx.err"; fail "nginx -t rejects deploy/nginx/nginx.conf"; }
 "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e stderr -g "daemon off; pid $TMP/nginx/nginx.pid;" \
@@ -138,12 +158,22 @@ log "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (pid $NGINX_PID) in front o
 load() {  # out.json, grpc_load.py flags...
   local out=$1; shift
   $PY "$SRC/deploy/tests/grpc_load.py" --server "127.0.0.1:$NGINX_PORT" --stubs "$STUBS" --images "$TMP/images" \
-    --concurrency $CONCURRENCY --out "$out" "$@"
+    --tls-ca "$PKI/ca.crt" --token-file "$PKI/client.token" --concurrency $CONCURRENCY --out "$out" "$@"
 }
 delta() {  # before-counts after-counts -> per-replica differences
   $PY -c 'import sys; b, a = sys.argv[1].split(), sys.argv[2].split()
 print(" ".join("-" if "-" in (x, y) else str(int(y) - int(x)) for x, y in zip(b, a)))' "$1" "$2"
 }
+
+# ---- 0. routes: what nginx passes and what it refuses ------------------------------------------------------------
+routes() {  # address, proxy|replica
+  $PY "$SRC/deploy/tests/grpc_routes.py" --server "$1" --via "$2" --stubs "$STUBS" --tls-ca "$PKI/ca.crt" \
+    --image "$TMP/images/$(sed -n '2s/,.*//p' "$TMP/images/labels.csv")" \
+    --client-token-file "$PKI/client.token" --admin-token-file "$PKI/admin.token"
+}
+routes "127.0.0.1:$NGINX_PORT" proxy | sed 's/^/  /' || fail "routes through nginx"
+routes "127.0.0.1:${PORTS[0]}" replica | sed 's/^/  /' || fail "routes straight to a replica"
+log "routes OK: nginx passes health, inference and metadata (tokens checked by the replicas) and refuses model control"
 
 # ---- 1. spread -------------------------------------------------------------------------------------------------
 before=$(counts)
