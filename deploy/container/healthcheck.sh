@@ -21,7 +21,8 @@ if [ -z "${CNNSERVE_TLS_CLIENT_CA:-}" ]; then
   exec cnnserve --health-probe "$target" --tls-ca "$CNNSERVE_TLS_CA"
 fi
 if [ -z "${CNNSERVE_PROBE_TLS_CERT:-}" ] || [ -z "${CNNSERVE_PROBE_TLS_KEY:-}" ]; then
-  echo "cnnserve-healthcheck: mTLS (CNNSERVE_TLS_CLIENT_CA) needs CNNSERVE_PROBE_TLS_CERT and CNNSERVE_PROBE_TLS_KEY" >&2
+  echo "cnnserve-healthcheck: mTLS (CNNSERVE_TLS_CLIENT_CA) needs CNNSERVE_PROBE_TLS_CERT and" \
+    "CNNSERVE_PROBE_TLS_KEY" >&2
   exit 1
 fi
 exec cnnserve --health-probe "$target" --tls-ca "$CNNSERVE_TLS_CA" \

@@ -35,15 +35,17 @@ K8S = os.path.join(SRC, "deploy", "k8s")
 IMAGE_REPOSITORY = "localhost/cnnserve"  # what deploy/tests/container_test.sh tags the Dockerfile's image as
 TLS_SECRET_KEYS = ("tls.crt", "tls.key")  # the keys of a kubernetes.io/tls Secret
 # The gRPC paths a client needs behind nginx, and those nginx must never route (model control and operator RPCs).
-ROUTED_RPCS = ["/cnnserve.v1.Classifier/" + m for m in ("Classify", "ClassifyStream", "ListModels", "DescribeModel")] + \
-    ["/inference.GRPCInferenceService/" + m for m in ("ModelInfer", "ModelStreamInfer", "ServerLive", "ServerReady",
-                                                     "ModelReady", "ServerMetadata", "ModelMetadata")] + \
+NATIVE = "/cnnserve.v1.Classifier/"
+KSERVE = "/inference.GRPCInferenceService/"
+ROUTED_RPCS = [NATIVE + m for m in ("Classify", "ClassifyStream", "ListModels", "DescribeModel")] + \
+    [KSERVE + m for m in ("ModelInfer", "ModelStreamInfer", "ServerLive", "ServerReady", "ModelReady",
+                          "ServerMetadata", "ModelMetadata", "ModelConfig")] + \
     ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"]
-UNROUTED_RPCS = ["/inference.GRPCInferenceService/" + m for m in ("RepositoryModelLoad", "RepositoryModelUnload",
-                                                                  "RepositoryIndex", "ModelStatistics")] + \
+UNROUTED_RPCS = [KSERVE + m for m in ("RepositoryModelLoad", "RepositoryModelUnload", "RepositoryIndex",
+                                      "ModelStatistics")] + \
     ["/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-     "/inference.GRPCInferenceService/RepositoryModelLoad/../../cnnserve.v1.Classifier/Classify",
-     "/cnnserve.v1.Classifier/Classify/../../inference.GRPCInferenceService/RepositoryModelUnload"]
+     KSERVE + "RepositoryModelLoad/../../cnnserve.v1.Classifier/Classify",
+     NATIVE + "Classify/../../inference.GRPCInferenceService/RepositoryModelUnload"]
 
 errors = []
 checked = []

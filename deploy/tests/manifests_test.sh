@@ -52,7 +52,8 @@ if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; th
     sed 's/^/overlay (mtls, poll-repository) rendered: /'
   grep -q 'claimName: cnnserve-models' "$TMP/overlay.yaml" || fail "poll-repository: no cnnserve-models volume"
   ! grep -q 'initContainers' "$TMP/overlay.yaml" || fail "poll-repository: the init container is still there"
-  log "kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' | sed 's/^/kustomize /') renders the base and the overlay"
+  kustomize=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')
+  log "kubectl (kustomize ${kustomize:-?}) renders the base and the overlay"
 else
   log "SKIPPED the kubectl kustomize rendering (no kubectl with kustomize here); the checker's own assembly ran"
 fi
@@ -101,16 +102,20 @@ mutate "unknown cnnserve flag" deploy/k8s/deployment.yaml 's/--log-level=info/--
 mutate "no TLS certificate" deploy/k8s/deployment.yaml '/- --tls-cert=/d'
 mutate "probe without --tls-ca" deploy/k8s/deployment.yaml \
   '0,/--tls-ca, \/etc/ s/, --tls-ca, \/etc\/cnnserve\/tls\/ca.crt//'
-mutate "token file not from a Secret mount" deploy/k8s/deployment.yaml 's/mountPath: \/etc\/cnnserve\/auth$/mountPath: \/etc\/auth/'
-mutate "Secret readable by every user" deploy/k8s/deployment.yaml '0,/defaultMode: 0440/ s/defaultMode: 0440/defaultMode: 0444/'
+mutate "token file not from a Secret mount" deploy/k8s/deployment.yaml \
+  's/mountPath: \/etc\/cnnserve\/auth$/mountPath: \/etc\/auth/'
+mutate "Secret readable by every user" deploy/k8s/deployment.yaml \
+  '0,/defaultMode: 0440/ s/defaultMode: 0440/defaultMode: 0444/'
 mutate "metrics open to every namespace" deploy/k8s/networkpolicy.yaml \
   's/kubernetes.io\/metadata.name: monitoring/kubernetes.io\/metadata.name: default/'
 mutate "NetworkPolicy rule without ports" deploy/k8s/networkpolicy.yaml 's/^      ports:$/      notports:/'
-mutate "model control routed by nginx" deploy/nginx/nginx.conf 's/(ModelInfer|ModelStreamInfer|/(ModelInfer|RepositoryModelLoad|ModelStreamInfer|/'
+mutate "model control routed by nginx" deploy/nginx/nginx.conf \
+  's/(ModelInfer|ModelStreamInfer|/(ModelInfer|RepositoryModelLoad|ModelStreamInfer|/'
 mutate "model control by a prefix route in nginx" deploy/nginx/nginx.conf \
   's/"~^\/inference\\.GRPCInferenceService\/(ServerMetadata|ModelMetadata|ModelConfig)\$"/"~^\/inference\\.GRPCInferenceService\/"/'
 mutate "nginx to TLS replicas in cleartext" deploy/nginx/backend.conf 's/grpcs:/grpc:/'
 mutate "compose health check without TLS" deploy/compose.yaml 's/ --tls-ca \/run\/secrets\/ca.crt//'
-mutate "compose key not a secret" deploy/compose.yaml 's/"--tls-key=\/run\/secrets\/tls.key"/"--tls-key=\/etc\/tls.key"/'
+mutate "compose key not a secret" deploy/compose.yaml \
+  's/"--tls-key=\/run\/secrets\/tls.key"/"--tls-key=\/etc\/tls.key"/'
 mutate "image HEALTHCHECK without TLS" deploy/container/healthcheck.sh 's/ --tls-ca "\$CNNSERVE_TLS_CA"//'
 log "PASS"
