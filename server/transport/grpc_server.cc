@@ -34,6 +34,18 @@ std::chrono::system_clock::time_point FinalDeadline(int64_t drain_deadline_us) {
   return std::chrono::system_clock::now() + std::chrono::microseconds(grace_us);
 }
 
+// Insecure credentials, or TLS ones from the checked files of `tls` (mTLS when it names a client CA).
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListeningCredentials(const TlsFileOptions& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  CNN_ASSIGN_OR_RETURN(TlsPem pem, LoadTlsFiles(tls));
+  for (const std::string& warning : pem.warnings) spdlog::warn("{}", warning);
+  grpc::SslServerCredentialsOptions ssl(tls.mtls() ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_root_certs = pem.client_ca;
+  ssl.pem_key_cert_pairs.push_back({pem.private_key, pem.cert_chain});
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions& options,
@@ -55,6 +67,9 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
     return InvalidArgumentError("GrpcServer: kserve.max_in_flight_per_stream must be >= 1");
   }
 
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ListeningCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+
   // Both are process-wide switches read when a ServerBuilder is created.
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) {
@@ -69,7 +84,7 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &selected_port);
+  builder.AddListeningPort(options.address, *credentials, &selected_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_message_bytes));
   builder.RegisterService(server->classifier_.get());
   builder.RegisterService(server->kserve_.get());

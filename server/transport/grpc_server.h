@@ -27,6 +27,7 @@
 #include "server/inference/inference_service.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/kserve_service.h"
+#include "server/transport/tls_files.h"
 
 namespace grpc {
 class Server;
@@ -38,8 +39,12 @@ namespace cnnserve {
 inline constexpr char kClassifierServiceName[] = "cnnserve.v1.Classifier";
 
 struct GrpcServerOptions {
-  // HOST:PORT to listen on (insecure); port 0 picks a free port (see GrpcServer::address()).
+  // HOST:PORT to listen on; port 0 picks a free port (see GrpcServer::address()).
   std::string address = "127.0.0.1:8001";
+  // TLS on the port when tls.enabled() (server certificate and key, and with a client CA: mTLS); plaintext
+  // otherwise. The files are read and checked by Create (tls_files.h); a bad file fails Create, never falls back
+  // to plaintext.
+  TlsFileOptions tls;
   // Larger incoming messages get RESOURCE_EXHAUSTED from gRPC (> 0).
   int64_t max_receive_message_bytes = int64_t{64} << 20;
   // Register the server reflection service.
@@ -50,7 +55,8 @@ struct GrpcServerOptions {
 
 class GrpcServer {
  public:
-  // Builds and starts the server. INVALID_ARGUMENT for bad options, UNAVAILABLE when the address cannot be bound.
+  // Builds and starts the server. INVALID_ARGUMENT for bad options, FAILED_PRECONDITION for a TLS file that cannot
+  // be read or does not fit (LoadTlsFiles), UNAVAILABLE when the address cannot be bound.
   // Health starts as NOT_SERVING; call UpdateHealth to publish readiness.
   static StatusOr<std::unique_ptr<GrpcServer>> Create(const GrpcServerOptions& options,
                                                       InferenceService* inference);
