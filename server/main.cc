@@ -34,10 +34,12 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "server/inference/inference_service.h"
 #include "server/metrics/metrics_server.h"
 #include "server/transport/grpc_server.h"
@@ -73,6 +75,12 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --max-pixels N                largest declared width*height of an image (default 40000000)
   --max-in-flight-per-stream N  requests of one ClassifyStream / ModelStreamInfer running at once (default 16)
   --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
+  --tls-cert FILE               serve gRPC over TLS with this PEM certificate chain (needs --tls-key)
+  --tls-key FILE                the PEM private key of --tls-cert (unencrypted)
+  --tls-client-ca FILE          require client certificates signed by this PEM CA (mTLS; needs --tls-cert)
+  --auth-token-file FILE        require 'authorization: Bearer TOKEN' with a token of FILE that has the RPC's
+                                scope; lines 'TOKEN SCOPE[,SCOPE...]' or 'sha256:HEX SCOPE...', scopes infer,
+                                metadata, statistics, model-control, all (health, ServerLive, ServerReady open)
   --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1
   --help                        this text
 )";
@@ -90,6 +98,8 @@ struct Flags {
   int max_in_flight_per_stream = 16;
   double drain_timeout_s = 30;
   std::string health_probe;
+  TlsFileOptions tls;
+  std::string auth_token_file;
 };
 
 // Parses all of `text` as an integer in [min, max].
@@ -159,7 +169,11 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
                                                   "--max-pixels",
                                                   "--max-in-flight-per-stream",
                                                   "--drain-timeout-s",
-                                                  "--health-probe"};
+                                                  "--health-probe",
+                                                  "--tls-cert",
+                                                  "--tls-key",
+                                                  "--tls-client-ca",
+                                                  "--auth-token-file"};
     bool known = false;
     for (std::string_view k : kKnown) known = known || name == k;
     if (!known) return fail("unknown flag");
@@ -217,7 +231,24 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       const auto s = ParseSeconds(v);
       if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
       flags->drain_timeout_s = *s;
+    } else if (v.empty()) {
+      return fail("must not be empty");
+    } else if (name == "--tls-cert") {
+      flags->tls.cert_file = std::string(v);
+    } else if (name == "--tls-key") {
+      flags->tls.key_file = std::string(v);
+    } else if (name == "--tls-client-ca") {
+      flags->tls.client_ca_file = std::string(v);
+    } else if (name == "--auth-token-file") {
+      flags->auth_token_file = std::string(v);
     }
+  }
+  if (flags->tls.enabled() && (flags->tls.cert_file.empty() || flags->tls.key_file.empty())) {
+    std::fputs(
+        "cnnserve: --tls-cert and --tls-key go together (and --tls-client-ca needs both)\n"
+        "run 'cnnserve --help' for the flags\n",
+        stderr);
+    return kExitUsage;
   }
   if (flags->model_repository.empty()) flags->model_repository = DefaultRepository();
   return std::nullopt;
@@ -285,6 +316,28 @@ int Serve(const Flags& flags) {
     return kExitFailure;
   }
 
+  // TLS files and tokens are checked before the models load, so that a bad file fails the start at once.
+  if (flags.tls.enabled()) {
+    if (const StatusOr<TlsPem> pem = LoadTlsFiles(flags.tls); !pem.ok()) {
+      spdlog::critical("cannot start: {}", pem.status().ToString());
+      return kExitFailure;
+    }
+  }
+  StatusOr<std::unique_ptr<auth::Authorizer>> authorizer =
+      auth::Authorizer::Create(auth::AuthorizerOptions{flags.auth_token_file});
+  if (!authorizer.ok()) {
+    spdlog::critical("cannot start: --auth-token-file {}", authorizer.status().ToString());
+    return kExitFailure;
+  }
+  spdlog::info("gRPC security: {}; {}",
+               !flags.tls.enabled() ? "plaintext (no TLS)"
+               : flags.tls.mtls()   ? "TLS, client certificates required (mTLS)"
+                                    : "TLS",
+               (*authorizer)->enabled()
+                   ? "token authorization on (" + std::to_string((*authorizer)->token_count()) + " tokens from " +
+                         flags.auth_token_file + ")"
+                   : std::string("token authorization off"));
+
   InferenceServiceOptions options;
   options.model_repository = flags.model_repository;
   options.total_threads = flags.threads;
@@ -327,6 +380,8 @@ int Serve(const Flags& flags) {
 
   GrpcServerOptions server_options;
   server_options.address = flags.address;
+  server_options.tls = flags.tls;
+  server_options.authorizer = std::move(*authorizer);
   server_options.max_receive_message_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
   server_options.classifier.max_in_flight_per_stream = flags.max_in_flight_per_stream;
   server_options.kserve.max_in_flight_per_stream = flags.max_in_flight_per_stream;

@@ -1,6 +1,5 @@
 #include "server/transport/grpc_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace cnnserve {
 namespace {
@@ -25,6 +25,8 @@ std::string WithPort(const std::string& address, int port) {
 // After the drain every admitted request has been answered, so what gRPC still waits for at Server::Shutdown is
 // responses on their way out and calls that never end by themselves (health Watch streams, which the default
 // health service keeps open). They get this long, within the drain deadline but never less than the minimum.
+constexpr char kHealthServiceName[] = "grpc.health.v1.Health";
+
 constexpr int64_t kFinalGraceMaxUs = 1'000'000;
 constexpr int64_t kFinalGraceMinUs = 100'000;
 
@@ -32,6 +34,18 @@ std::chrono::system_clock::time_point FinalDeadline(int64_t drain_deadline_us) {
   const int64_t grace_us =
       std::clamp<int64_t>(drain_deadline_us - SteadyNowMicros(), kFinalGraceMinUs, kFinalGraceMaxUs);
   return std::chrono::system_clock::now() + std::chrono::microseconds(grace_us);
+}
+
+// Insecure credentials, or TLS ones from the checked files of `tls` (mTLS when it names a client CA).
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListeningCredentials(const TlsFileOptions& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  CNN_ASSIGN_OR_RETURN(TlsPem pem, LoadTlsFiles(tls));
+  for (const std::string& warning : pem.warnings) spdlog::warn("{}", warning);
+  grpc::SslServerCredentialsOptions ssl(tls.mtls() ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_root_certs = pem.client_ca;
+  ssl.pem_key_cert_pairs.push_back({pem.private_key, pem.cert_chain});
+  return grpc::SslServerCredentials(ssl);
 }
 
 }  // namespace
@@ -55,24 +69,30 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
     return InvalidArgumentError("GrpcServer: kserve.max_in_flight_per_stream must be >= 1");
   }
 
-  // Both are process-wide switches read when a ServerBuilder is created.
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ListeningCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+
+  // A process-wide switch read when a ServerBuilder is created.
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.enable_reflection) {
-    static std::once_flag reflection_once;
-    std::call_once(reflection_once, [] { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); });
-  }
 
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->inference_ = inference;
-  server->classifier_ = std::make_unique<ClassifierService>(inference, options.classifier);
-  server->kserve_ = std::make_unique<KServeService>(inference, options.kserve);
+  server->classifier_ = std::make_unique<ClassifierService>(inference, options.classifier, options.authorizer);
+  server->kserve_ = std::make_unique<KServeService>(inference, options.kserve, options.authorizer);
+  if (options.enable_reflection) {
+    server->reflection_ = std::make_unique<ReflectionService>(
+        std::vector<std::string>{v1::Classifier::service_full_name(),
+                                 inference::GRPCInferenceService::service_full_name(), kHealthServiceName},
+        options.authorizer);
+  }
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &selected_port);
+  builder.AddListeningPort(options.address, *credentials, &selected_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_message_bytes));
   builder.RegisterService(server->classifier_.get());
   builder.RegisterService(server->kserve_.get());
+  if (server->reflection_ != nullptr) builder.RegisterService(server->reflection_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
     if (server->server_ != nullptr) server->server_->Shutdown();

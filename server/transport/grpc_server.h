@@ -6,7 +6,10 @@
 //     "cnnserve.v1.Classifier" and "inference.GRPCInferenceService" are SERVING only while
 //     InferenceService::Ready() is true (UpdateHealth copies it over), and NOT_SERVING for good once shutdown
 //     begins,
-//   - server reflection (grpc.reflection.v1alpha.ServerReflection), so grpcurl and friends need no .proto files.
+//   - server reflection (grpc.reflection.v1alpha.ServerReflection, ReflectionService), so grpcurl and friends
+//     need no .proto files.
+// Every call of Classifier, KServe and reflection is authorized by `authorizer` before it does any work
+// (grpc_auth.h); health, ServerLive and ServerReady stay open. TLS (and mTLS) come from `tls` (tls_files.h).
 // Messages larger than `max_receive_message_bytes` are refused by gRPC itself with RESOURCE_EXHAUSTED before any
 // handler runs.
 //
@@ -24,9 +27,12 @@
 #include <string>
 
 #include "engine/common/status.h"
+#include "server/auth/authorizer.h"
 #include "server/inference/inference_service.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/kserve_service.h"
+#include "server/transport/reflection_service.h"
+#include "server/transport/tls_files.h"
 
 namespace grpc {
 class Server;
@@ -38,19 +44,27 @@ namespace cnnserve {
 inline constexpr char kClassifierServiceName[] = "cnnserve.v1.Classifier";
 
 struct GrpcServerOptions {
-  // HOST:PORT to listen on (insecure); port 0 picks a free port (see GrpcServer::address()).
+  // HOST:PORT to listen on; port 0 picks a free port (see GrpcServer::address()).
   std::string address = "127.0.0.1:8001";
+  // TLS on the port when tls.enabled() (server certificate and key, and with a client CA: mTLS); plaintext
+  // otherwise. The files are read and checked by Create (tls_files.h); a bad file fails Create, never falls back
+  // to plaintext.
+  TlsFileOptions tls;
   // Larger incoming messages get RESOURCE_EXHAUSTED from gRPC (> 0).
   int64_t max_receive_message_bytes = int64_t{64} << 20;
   // Register the server reflection service.
   bool enable_reflection = true;
+  // Token authorization by scope (server/auth/authorizer.h), shared by the services; null or one without
+  // tokens: every call is allowed.
+  std::shared_ptr<const auth::Authorizer> authorizer;
   ClassifierServiceOptions classifier;
   KServeServiceOptions kserve;
 };
 
 class GrpcServer {
  public:
-  // Builds and starts the server. INVALID_ARGUMENT for bad options, UNAVAILABLE when the address cannot be bound.
+  // Builds and starts the server. INVALID_ARGUMENT for bad options, FAILED_PRECONDITION for a TLS file that cannot
+  // be read or does not fit (LoadTlsFiles), UNAVAILABLE when the address cannot be bound.
   // Health starts as NOT_SERVING; call UpdateHealth to publish readiness.
   static StatusOr<std::unique_ptr<GrpcServer>> Create(const GrpcServerOptions& options,
                                                       InferenceService* inference);
@@ -81,6 +95,7 @@ class GrpcServer {
   InferenceService* inference_ = nullptr;
   std::unique_ptr<ClassifierService> classifier_;
   std::unique_ptr<KServeService> kserve_;
+  std::unique_ptr<ReflectionService> reflection_;  // null when reflection is off
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -19,6 +19,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -142,7 +143,14 @@ TempDir::~TempDir() {
 
 std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::string>& args,
                                                     std::chrono::seconds timeout) {
+  return Start(args, nullptr, timeout);
+}
+
+std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::string>& args,
+                                                    std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                                    std::chrono::seconds timeout) {
   std::unique_ptr<ServerProcess> server(new ServerProcess());
+  server->credentials_ = std::move(credentials);
   server->dir_ = std::make_unique<TempDir>();
   const std::filesystem::path out_path = server->dir_->path() / "stdout.txt";
   const std::filesystem::path err_path = server->dir_->path() / "stderr.txt";
@@ -200,7 +208,7 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::strin
     return nullptr;
   }
   std::string health;
-  while ((health = HealthStatus(server->address_)) != "SERVING") {
+  while ((health = HealthStatus(server->address_, "", server->credentials_)) != "SERVING") {
     if (std::chrono::steady_clock::now() > deadline) {
       ADD_FAILURE() << "cnnserve at " << server->address_ << " is not SERVING (" << health << "); its log:\n"
                     << server->Log();
@@ -257,7 +265,8 @@ int64_t ServerProcess::RssBytes() const {
   return 0;
 }
 
-std::shared_ptr<grpc::Channel> ConnectedChannel(const std::string& address, std::chrono::milliseconds timeout) {
+std::shared_ptr<grpc::Channel> ConnectedChannel(const std::string& address, std::chrono::milliseconds timeout,
+                                                std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
   args.SetMaxReceiveMessageSize(64 << 20);
@@ -266,13 +275,14 @@ std::shared_ptr<grpc::Channel> ConnectedChannel(const std::string& address, std:
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  auto channel = grpc::CreateCustomChannel(address, credentials, args);
   (void)channel->WaitForConnected(std::chrono::system_clock::now() + timeout);
   return channel;
 }
 
 std::shared_ptr<grpc::Channel> ServerProcess::NewChannel() const {
-  std::shared_ptr<grpc::Channel> channel = ConnectedChannel(address_, std::chrono::seconds(10));
+  std::shared_ptr<grpc::Channel> channel = ConnectedChannel(address_, std::chrono::seconds(10), credentials_);
   EXPECT_EQ(channel->GetState(false), GRPC_CHANNEL_READY) << "cannot connect to " << address_;
   return channel;
 }
@@ -281,8 +291,9 @@ std::unique_ptr<v1::Classifier::Stub> ServerProcess::NewStub() const {
   return v1::Classifier::NewStub(NewChannel());
 }
 
-std::string HealthStatus(const std::string& address, const std::string& service) {
-  auto stub = grpc::health::v1::Health::NewStub(ConnectedChannel(address, std::chrono::seconds(2)));
+std::string HealthStatus(const std::string& address, const std::string& service,
+                         std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  auto stub = grpc::health::v1::Health::NewStub(ConnectedChannel(address, std::chrono::seconds(2), credentials));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   grpc::health::v1::HealthCheckRequest request;

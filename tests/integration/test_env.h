@@ -61,9 +61,14 @@ class TempDir {
 
 // A cnnserve child process. Start() runs build/bin/cnnserve --address 127.0.0.1:0 ARGS..., waits for the
 // "cnnserve listening on" line and then for health SERVING. stdout and stderr go to files (no pipe can fill up).
+// The health checks and NewChannel use `credentials` (a TLS server: TlsCredentials of test_certs.h), insecure
+// ones when null.
 class ServerProcess {
  public:
   static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& args,
+                                              std::chrono::seconds timeout = std::chrono::seconds(120));
+  static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& args,
+                                              std::shared_ptr<grpc::ChannelCredentials> credentials,
                                               std::chrono::seconds timeout = std::chrono::seconds(120));
   ~ServerProcess();  // SIGKILL and reap when still running
   ServerProcess(const ServerProcess&) = delete;
@@ -93,14 +98,17 @@ class ServerProcess {
   bool reaped_ = false;
   std::unique_ptr<TempDir> dir_;
   std::string address_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;  // null: insecure
 };
 
 // A channel to `address` with a connection of its own, after waiting up to `timeout` for it to connect (it is
-// returned whether or not it connected).
-std::shared_ptr<grpc::Channel> ConnectedChannel(const std::string& address, std::chrono::milliseconds timeout);
+// returned whether or not it connected). `credentials`: insecure when null.
+std::shared_ptr<grpc::Channel> ConnectedChannel(const std::string& address, std::chrono::milliseconds timeout,
+                                                std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 // "SERVING", "NOT_SERVING", or "error CODE: message" for the health of `service` at `address`.
-std::string HealthStatus(const std::string& address, const std::string& service = "");
+std::string HealthStatus(const std::string& address, const std::string& service = "",
+                         std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 // Runs a command (argv[0] is a path) with `env` added to the environment, stdin from /dev/null, and waits at most
 // `timeout` (then kills it). Exit code (-1 when killed or signalled) and captured stdout/stderr.
