@@ -1,7 +1,8 @@
 // cnnserve: the gRPC image-classification server (and, with --health-probe, its own health-check client).
 //
 //   cnnserve [--model-repository DIR] [--address HOST:PORT] [--metrics-address HOST:PORT] [--threads N] ...
-//   cnnserve --health-probe HOST:PORT       exit 0 only when that server's overall health is SERVING
+//   cnnserve --health-probe HOST:PORT [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
+//                                           exit 0 only when that server's overall health is SERVING
 //
 // Start-up: load and warm every model of the repository, log a summary, start gRPC (the native API and KServe v2
 // on one port), publish health, print "cnnserve metrics on http://HOST:PORT/metrics" (when the Prometheus
@@ -43,6 +44,7 @@
 #include "server/inference/inference_service.h"
 #include "server/metrics/metrics_server.h"
 #include "server/transport/grpc_server.h"
+#include "tools/common/client_channel.h"
 
 #ifndef CNNSERVE_DEFAULT_REPOSITORY
 #define CNNSERVE_DEFAULT_REPOSITORY "models/repository"
@@ -61,7 +63,7 @@ constexpr int kProbeReconnectBackoffMs = 50;
 constexpr int kHealthPollMillis = 200;  // how often readiness is copied to the health service
 
 constexpr char kUsage[] = R"(usage: cnnserve [flags]
-       cnnserve --health-probe HOST:PORT
+       cnnserve --health-probe HOST:PORT [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
 
   --model-repository DIR        model repository in Triton's layout (default: the project's models/repository)
   --address HOST:PORT           where to listen (default 127.0.0.1:8001; port 0 picks a free port)
@@ -81,7 +83,12 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --auth-token-file FILE        require 'authorization: Bearer TOKEN' with a token of FILE that has the RPC's
                                 scope; lines 'TOKEN SCOPE[,SCOPE...]' or 'sha256:HEX SCOPE...', scopes infer,
                                 metadata, statistics, model-control, all (health, ServerLive, ServerReady open)
-  --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1
+  --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1.
+                                Plaintext unless a TLS flag is given: --tls-ca FILE verifies the server against
+                                that PEM CA (default: the system's roots), --tls-cert/--tls-key are then the
+                                client certificate (for a server with --tls-client-ca), --tls-server-name NAME the
+                                name the server's certificate must carry when HOST is not in it. No token: the
+                                health service is always open
   --help                        this text
 )";
 
@@ -98,6 +105,7 @@ struct Flags {
   int max_in_flight_per_stream = 16;
   double drain_timeout_s = 30;
   std::string health_probe;
+  tools::ClientSecurityOptions probe_security;  // --health-probe: --tls-ca, --tls-server-name (+ --tls-cert/key)
   TlsFileOptions tls;
   std::string auth_token_file;
 };
@@ -139,6 +147,25 @@ std::string DefaultRepository() {
   return CNNSERVE_DEFAULT_REPOSITORY;
 }
 
+// The client TLS flags: --tls-ca and --tls-server-name only with --health-probe, where --tls-cert/--tls-key are
+// the client's certificate (the server's in server mode) and --tls-client-ca has no meaning. Fills
+// flags->probe_security. The exit code when parsing must stop, nullopt to go on.
+std::optional<int> CheckProbeFlags(Flags* flags) {
+  const char* error = nullptr;
+  if (flags->health_probe.empty() && flags->probe_security.tls()) {
+    error = "--tls-ca and --tls-server-name are client flags: they go with --health-probe";
+  } else if (!flags->health_probe.empty() && !flags->tls.client_ca_file.empty()) {
+    error = "--tls-client-ca is a server flag: --health-probe takes --tls-ca (and --tls-cert/--tls-key)";
+  }
+  if (error != nullptr) {
+    std::fprintf(stderr, "cnnserve: %s\nrun 'cnnserve --help' for the flags\n", error);
+    return kExitUsage;
+  }
+  flags->probe_security.tls_cert_file = flags->tls.cert_file;
+  flags->probe_security.tls_key_file = flags->tls.key_file;
+  return std::nullopt;
+}
+
 // Returns the exit code to use when parsing must stop (help or an error), nullopt to go on.
 std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
   std::vector<std::string_view> args(argv + 1, argv + argc);
@@ -170,6 +197,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
                                                   "--max-in-flight-per-stream",
                                                   "--drain-timeout-s",
                                                   "--health-probe",
+                                                  "--tls-ca",
+                                                  "--tls-server-name",
                                                   "--tls-cert",
                                                   "--tls-key",
                                                   "--tls-client-ca",
@@ -239,10 +268,13 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       flags->tls.key_file = std::string(v);
     } else if (name == "--tls-client-ca") {
       flags->tls.client_ca_file = std::string(v);
+    } else if (name == "--tls-ca" || name == "--tls-server-name") {
+      (void)tools::SetClientSecurityFlag(name, v, &flags->probe_security);  // v is not empty: cannot fail
     } else if (name == "--auth-token-file") {
       flags->auth_token_file = std::string(v);
     }
   }
+  if (const std::optional<int> exit_code = CheckProbeFlags(flags)) return *exit_code;
   if (flags->tls.enabled() && (flags->tls.cert_file.empty() || flags->tls.key_file.empty())) {
     std::fputs(
         "cnnserve: --tls-cert and --tls-key go together (and --tls-client-ca needs both)\n"
@@ -254,14 +286,25 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
   return std::nullopt;
 }
 
-// Client mode: asks `address` for its overall health ("") within 2 s in all (connecting included).
-int HealthProbe(const std::string& address) {
+// Client mode: asks `address` for its overall health ("") within 2 s in all (connecting included), over TLS when
+// `security` says so (tools/common/client_channel.h). A failed connection is reported with gRPC's reason (a
+// refused connection, a failed TLS handshake), which may take up to 1 s more.
+int HealthProbe(const std::string& address, const tools::ClientSecurityOptions& security_options) {
   const auto deadline = std::chrono::system_clock::now() + kHealthProbeTimeout;
+  StatusOr<std::unique_ptr<tools::ClientSecurity>> security = tools::ClientSecurity::Create(security_options);
+  if (!security.ok()) {
+    std::fprintf(stderr, "cnnserve: health probe: %s\n", security.status().message().c_str());
+    return kExitUsage;
+  }
   grpc::ChannelArguments args;
   // Reconnect at once: gRPC 1.51's TCP client now and then reports a good loopback connect as failed.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kProbeReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kProbeReconnectBackoffMs);
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto channel = (*security)->NewChannel(address, args);
+  if (const Status connected = tools::WaitForChannel(channel, address, kHealthProbeTimeout); !connected.ok()) {
+    std::fprintf(stderr, "cnnserve: health probe failed: %s\n", connected.message().c_str());
+    return kExitFailure;
+  }
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(deadline);
@@ -426,7 +469,7 @@ int Serve(const Flags& flags) {
 int Main(int argc, char** argv) {
   Flags flags;
   if (const std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
-  if (!flags.health_probe.empty()) return HealthProbe(flags.health_probe);
+  if (!flags.health_probe.empty()) return HealthProbe(flags.health_probe, flags.probe_security);
 
   auto logger = spdlog::stderr_color_mt("cnnserve");
   spdlog::set_default_logger(logger);

@@ -1,6 +1,8 @@
 // cnnctl: the command-line client of cnnserve. It uses only the generated protobuf/gRPC code (proto/) and gRPC.
 //
-//   cnnctl [--server HOST:PORT] [--timeout-s S] classify --model M [--version V] [--top-k K] [--batch N] [--members]
+//   cnnctl [--server HOST:PORT] [--timeout-s S] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+//          [--tls-server-name NAME] [--token T] COMMAND ...    (the token also from $CNNSERVE_TOKEN)
+//   cnnctl ... classify --model M [--version V] [--top-k K] [--batch N] [--members]
 //          [--json]
 //          FILE...
 //   cnnctl [--server HOST:PORT] list [--json]
@@ -8,7 +10,7 @@
 //   cnnctl [--server HOST:PORT] health [--service NAME]
 //
 // Exit codes: 0 success (health: SERVING), 1 an RPC failed or health is not SERVING (the gRPC code and message are
-// printed on stderr), 2 bad command line or unreadable file.
+// printed on stderr), 2 bad command line or unreadable file (TLS files included).
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -31,11 +33,14 @@
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tools/common/client_channel.h"
 #include "tools/common/tool_text.h"
 
 namespace cnnserve::cnnctl {
 namespace {
 
+using ::cnnserve::tools::ClientSecurity;
+using ::cnnserve::tools::ClientSecurityOptions;
 using ::cnnserve::tools::GrpcCodeName;
 using ::cnnserve::tools::JsonQuote;
 
@@ -47,11 +52,12 @@ constexpr int kDefaultBatch = 32;
 constexpr int kMaxReceiveMessageBytes = 256 << 20;
 // How long to wait for the connection (at most; never longer than --timeout-s).
 constexpr double kConnectTimeoutSeconds = 5;
+constexpr double kMillisPerSecond = 1000;
 // Reconnect quickly: gRPC 1.51's TCP client now and then reports a successful loopback connect as failed (it reads
 // errno after other calls), and the default backoff would turn that into a 1 s pause.
 constexpr int kReconnectBackoffMs = 50;
 
-constexpr char kUsage[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] COMMAND [ARGS]
+constexpr char kUsage[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] [security flags] COMMAND [ARGS]
 
 commands:
   classify --model M [--version V] [--top-k K] [--batch N] [--members] [--json] FILE...
@@ -66,11 +72,21 @@ commands:
 global flags:
   --server HOST:PORT  default 127.0.0.1:8001
   --timeout-s S       deadline of each call in seconds (default 30)
+
+security flags (any --tls-* flag means TLS; without them the connection is plaintext):
+  --tls-ca FILE       verify the server's certificate against this PEM CA (default: the system's roots)
+  --tls-cert FILE --tls-key FILE
+                      present this PEM client certificate and its key (for servers with --tls-client-ca)
+  --tls-server-name NAME
+                      the name the server's certificate must carry when it is not the one in --server
+  --token T           send 'authorization: Bearer T' (servers with --auth-token-file); default: the
+                      environment variable CNNSERVE_TOKEN (never printed)
 )";
 
 struct Global {
   std::string server = "127.0.0.1:8001";
   double timeout_s = 30;
+  ClientSecurityOptions security;
 };
 
 // Prints a command-line error and returns the usage exit code.
@@ -133,6 +149,20 @@ class Args {
   std::string error_;
 };
 
+// If the next argument is one of the client security flags, stores it in `options` (a bad value is recorded in
+// `args`) and returns true.
+bool TakeSecurityFlag(Args& args, ClientSecurityOptions* options) {
+  for (const std::string_view name : tools::kClientSecurityFlags) {
+    if (const std::optional<std::string> value = args.TakeFlag(name)) {
+      if (const Status status = tools::SetClientSecurityFlag(name, *value, options); !status.ok()) {
+        args.Fail(status.message());
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
 int ReportRpcError(std::string_view what, const grpc::Status& status) {
   std::fprintf(stderr, "cnnctl: %.*s failed: %s (%d): %s\n", static_cast<int>(what.size()), what.data(),
                GrpcCodeName(status.error_code()).c_str(), static_cast<int>(status.error_code()),
@@ -142,22 +172,22 @@ int ReportRpcError(std::string_view what, const grpc::Status& status) {
 
 class Client {
  public:
-  explicit Client(const Global& global) : global_(global) {
+  Client(const Global& global, const ClientSecurity& security) : global_(global) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kReconnectBackoffMs);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kReconnectBackoffMs);
-    channel_ = grpc::CreateCustomChannel(global.server, grpc::InsecureChannelCredentials(), args);
+    channel_ = security.NewChannel(global.server, args);
   }
-  // Waits for the connection; false (after printing the error) when the server cannot be reached in time.
+  // Waits for the connection; false (after printing the error, e.g. a failed TLS handshake) when the server cannot
+  // be reached in time.
   bool Connect() {
     const double seconds = std::min(global_.timeout_s, kConnectTimeoutSeconds);
-    if (channel_->WaitForConnected(std::chrono::system_clock::now() +
-                                   std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6)))) {
-      return true;
-    }
-    std::fprintf(stderr, "cnnctl: cannot connect to %s: UNAVAILABLE (%d): no connection within %g s\n",
-                 global_.server.c_str(), static_cast<int>(grpc::StatusCode::UNAVAILABLE), seconds);
+    const Status status = tools::WaitForChannel(
+        channel_, global_.server, std::chrono::milliseconds(static_cast<int64_t>(seconds * kMillisPerSecond)));
+    if (status.ok()) return true;
+    std::fprintf(stderr, "cnnctl: UNAVAILABLE (%d): %s\n", static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+                 status.message().c_str());
     return false;
   }
   v1::Classifier::Stub& classifier() {
@@ -429,6 +459,7 @@ int Run(int argc, char** argv) {
       global.server = *v;
     } else if (auto v = args.TakeFlag("--timeout-s")) {
       global.timeout_s = args.Number<double>("--timeout-s", *v, 0.001, 86400);
+    } else if (TakeSecurityFlag(args, &global.security)) {  // stored in global.security
     } else if (args.TakeSwitch("--help") || args.TakeSwitch("-h")) {
       std::fputs(kUsage, stdout);
       return kExitOk;
@@ -437,6 +468,9 @@ int Run(int argc, char** argv) {
     }
   }
   if (!args.error().empty()) return UsageError(args.error());
+  if (const Status status = tools::FinishClientSecurityOptions(&global.security); !status.ok()) {
+    return UsageError(status.message());
+  }
   if (args.done()) return UsageError("no command given");
   const std::string_view command = args.take();
   if (command == "help") {
@@ -446,7 +480,9 @@ int Run(int argc, char** argv) {
   if (command != "classify" && command != "list" && command != "describe" && command != "health") {
     return UsageError("unknown command '" + std::string(command) + "'");
   }
-  Client client(global);
+  StatusOr<std::unique_ptr<ClientSecurity>> security = ClientSecurity::Create(global.security);
+  if (!security.ok()) return UsageError(security.status().message());
+  Client client(global, **security);
   if (command == "classify") return Classify(client, args);
   if (command == "list") return List(client, args);
   if (command == "describe") return Describe(client, args);

@@ -5,7 +5,7 @@
 //           [--warmup S] (--duration S | --requests N) [--csv FILE] [--json] ...    (cnnload --help)
 //
 // Exit codes: 0 every row ran (request errors are counted in the rows, not fatal), 1 the server could not be used
-// (unreachable, unknown model, ...), 2 bad command line or unreadable input.
+// (unreachable, unknown model, refused credentials, ...), 2 bad command line or unreadable input (TLS files too).
 
 #include <cinttypes>
 #include <cstdio>
@@ -18,6 +18,7 @@
 #include "tools/cnnload/options.h"
 #include "tools/cnnload/report.h"
 #include "tools/cnnload/workload.h"
+#include "tools/common/client_channel.h"
 
 namespace cnnserve::cnnload {
 namespace {
@@ -38,6 +39,7 @@ void PrintStderr(const std::string& line) {
 RunInfo MakeRunInfo(const LoadOptions& options, const Workload& workload) {
   RunInfo info;
   info.server = options.server;
+  info.security = tools::DescribeClientSecurity(options.security);
   info.protocol = options.protocol == Protocol::kKServe ? "kserve" : "native";
   info.method = workload.method();
   info.model = options.model;
@@ -83,8 +85,13 @@ int Run(int argc, char** argv) {
     }
   }
 
+  StatusOr<std::unique_ptr<tools::ClientSecurity>> security = tools::ClientSecurity::Create(options.security);
+  if (!security.ok()) {
+    std::fprintf(stderr, "cnnload: %s\n", security.status().ToString().c_str());
+    return kExitUsage;
+  }
   StatusOr<std::unique_ptr<Workload>> workload =
-      CreateWorkload(options, NewChannel(options.server), images, options.connect_timeout_s);
+      CreateWorkload(options, NewChannel(options.server, **security), images, options.connect_timeout_s);
   if (!workload.ok()) {
     std::fprintf(stderr, "cnnload: %s\n", workload.status().ToString().c_str());
     return kExitServer;
@@ -92,7 +99,7 @@ int Run(int argc, char** argv) {
   images.clear();
   images.shrink_to_fit();
   StatusOr<std::unique_ptr<LoadDriver>> driver = LoadDriver::Create(
-      options, workload->get(), options.progress ? PrintStderr : std::function<void(const std::string&)>(),
+      options, **security, workload->get(), options.progress ? PrintStderr : std::function<void(const std::string&)>(),
       options.connect_timeout_s);
   if (!driver.ok()) {
     std::fprintf(stderr, "cnnload: %s\n", driver.status().ToString().c_str());

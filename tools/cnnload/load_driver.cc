@@ -23,6 +23,7 @@ namespace {
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 constexpr int64_t kNanosPerSecond = 1'000'000'000;
 constexpr int64_t kNanosPerMilli = 1'000'000;
+constexpr double kMillisPerSecond = 1000;
 constexpr int kMaxReceiveMessageBytes = 256 << 20;
 constexpr int kReconnectBackoffMs = 50;
 // Workers start their first calls this long after the row is set up (threads must exist first).
@@ -54,7 +55,7 @@ double ProcessCpuSeconds() {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const tools::ClientSecurity& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   args.SetMaxSendMessageSize(-1);
@@ -65,7 +66,7 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
   // Talk to the address given and nothing else.
   args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return security.NewChannel(address, args);
 }
 
 // What every worker of a row shares. Set up before the workers start; the atomics change during the row.
@@ -274,18 +275,16 @@ LoadDriver::LoadDriver(const LoadOptions& options, const Workload* workload,
 
 LoadDriver::~LoadDriver() = default;
 
-StatusOr<std::unique_ptr<LoadDriver>> LoadDriver::Create(const LoadOptions& options, const Workload* workload,
+StatusOr<std::unique_ptr<LoadDriver>> LoadDriver::Create(const LoadOptions& options,
+                                                         const tools::ClientSecurity& security,
+                                                         const Workload* workload,
                                                          std::function<void(const std::string&)> progress,
                                                          double connect_timeout_s) {
   std::unique_ptr<LoadDriver> driver(new LoadDriver(options, workload, std::move(progress)));
-  const auto deadline =
-      std::chrono::system_clock::now() + std::chrono::microseconds(static_cast<int64_t>(connect_timeout_s * 1e6));
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * kMillisPerSecond));
   for (int i = 0; i < std::max(1, options.threads); ++i) {
-    driver->channels_.push_back(NewChannel(options.server));
-    if (!driver->channels_.back()->WaitForConnected(deadline)) {
-      return UnavailableError("cannot connect to " + options.server + " within " +
-                              std::to_string(connect_timeout_s) + " s");
-    }
+    driver->channels_.push_back(NewChannel(options.server, security));
+    CNN_RETURN_IF_ERROR(tools::WaitForChannel(driver->channels_.back(), options.server, timeout));
   }
   return driver;
 }

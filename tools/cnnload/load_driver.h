@@ -28,18 +28,21 @@
 #include "tools/cnnload/options.h"
 #include "tools/cnnload/report.h"
 #include "tools/cnnload/workload.h"
+#include "tools/common/client_channel.h"
 
 namespace cnnserve::cnnload {
 
-// A channel to `address` with a connection of its own (not shared with other channels of the process), no proxy,
-// no DNS service config, fast reconnects, and large receive messages allowed.
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& address);
+// A channel to `address` with `security` (TLS or plaintext, the token on every call), a connection of its own (not
+// shared with other channels of the process), no proxy, no DNS service config, fast reconnects, and large receive
+// messages allowed.
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, const tools::ClientSecurity& security);
 
 class LoadDriver {
  public:
-  // `progress` receives the per-second progress line (nullptr: none). Connects `options.threads` channels.
-  // UNAVAILABLE when the server cannot be reached within `connect_timeout_s`.
-  static StatusOr<std::unique_ptr<LoadDriver>> Create(const LoadOptions& options, const Workload* workload,
+  // `progress` receives the per-second progress line (nullptr: none). Connects `options.threads` channels with
+  // `security` (only used here). UNAVAILABLE when the server cannot be reached within `connect_timeout_s`.
+  static StatusOr<std::unique_ptr<LoadDriver>> Create(const LoadOptions& options,
+                                                      const tools::ClientSecurity& security, const Workload* workload,
                                                       std::function<void(const std::string&)> progress,
                                                       double connect_timeout_s = 10);
   ~LoadDriver();

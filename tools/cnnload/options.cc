@@ -46,6 +46,14 @@ how long:
   --drain-timeout-s S      after a row, how long outstanding requests may take before they are cancelled
                            (default 30)
 
+security (any --tls-* flag means TLS; without them the connection is plaintext):
+  --tls-ca FILE            verify the server's certificate against this PEM CA (default: the system's roots)
+  --tls-cert FILE --tls-key FILE
+                           present this PEM client certificate and its key (servers with --tls-client-ca)
+  --tls-server-name NAME   the name the server's certificate must carry when it is not the one in --server
+  --token T                send 'authorization: Bearer T' on every call (servers with --auth-token-file);
+                           default: the environment variable CNNSERVE_TOKEN (never printed)
+
 client:
   --threads T              worker threads, each with its own connection (default 1)
   --connect-timeout-s S    how long to wait for the server at start-up (default 10)
@@ -164,11 +172,17 @@ class Parser {
         o.max_outstanding = Int<int64_t>("--max-outstanding", *v, 1, int64_t{1} << 30);
       } else if (auto v = Flag(arg, "--csv")) {
         o.csv_path = *v;
+      } else if (SecurityFlag(arg, &o.security)) {  // stored in o.security
       } else if (error_.empty()) {
         Fail(arg.starts_with("-") ? "unknown flag " + arg : "unexpected argument '" + arg + "'");
       }
     }
     if (error_.empty()) Check(o, duration_given);
+    if (error_.empty()) {
+      if (const Status status = tools::FinishClientSecurityOptions(&o.security); !status.ok()) {
+        Fail(status.message());
+      }
+    }
     if (!error_.empty()) {
       out.exit_code = kExitUsage;
       out.text = "cnnload: " + error_ + "\nrun 'cnnload --help' for usage\n";
@@ -186,6 +200,19 @@ class Parser {
     if (!o.concurrency.empty() && !o.rates.empty()) return Fail("give --concurrency or --rate, not both");
     if (o.arrivals == Arrivals::kPoisson && o.rates.empty()) return Fail("--poisson needs --rate");
     if (o.requests > 0 && duration_given) return Fail("give --duration or --requests, not both");
+  }
+
+  // If `arg` is one of the client security flags, stores its value in `options` and returns true.
+  bool SecurityFlag(const std::string& arg, tools::ClientSecurityOptions* options) {
+    for (const std::string_view name : tools::kClientSecurityFlags) {
+      if (const std::optional<std::string> value = Flag(arg, name)) {
+        if (const Status status = tools::SetClientSecurityFlag(name, *value, options); !status.ok()) {
+          Fail(status.message());
+        }
+        return true;
+      }
+    }
+    return false;
   }
 
   bool Switch(const std::string& arg, std::string_view name) {

@@ -10,6 +10,7 @@
 
 #include "engine/common/status.h"
 #include "tools/cnnload/pacing.h"
+#include "tools/common/client_channel.h"
 
 namespace cnnserve::cnnload {
 
@@ -17,6 +18,7 @@ enum class Protocol { kNative, kKServe };
 
 struct LoadOptions {
   std::string server = "127.0.0.1:8001";
+  tools::ClientSecurityOptions security;  // TLS files and token (tools/common/client_channel.h)
   Protocol protocol = Protocol::kNative;
   std::string model;
   int64_t version = 0;  // 0: the server's default version
@@ -59,7 +61,8 @@ struct ParsedCommandLine {
   std::string text;
 };
 
-// Parses argv (flags "--name value" or "--name=value"). Errors (exit code 2) name the flag and the value.
+// Parses argv (flags "--name value" or "--name=value"). Errors (exit code 2) name the flag and the value (never
+// the token's). Reads $CNNSERVE_TOKEN when --token is not given.
 ParsedCommandLine ParseCommandLine(const std::vector<std::string>& args);
 
 // The usage text.

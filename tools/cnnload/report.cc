@@ -73,8 +73,9 @@ int64_t RowResult::error_count() const {
 }
 
 std::string FormatTable(const RunInfo& info, const std::vector<RowResult>& rows) {
-  std::string out = Printf("cnnload: %s at %s, %s, %s, batch %d (%" PRId64 " bytes/request), %s loop, ",
-                           info.model.c_str(), info.server.c_str(), info.method.c_str(), info.input.c_str(),
+  std::string out = Printf("cnnload: %s at %s (%s), %s, %s, batch %d (%" PRId64 " bytes/request), %s loop, ",
+                           info.model.c_str(), info.server.c_str(), info.security.c_str(), info.method.c_str(),
+                           info.input.c_str(),
                            info.batch, info.request_bytes, info.mode.c_str());
   out += info.requests > 0
              ? Printf("%.3g s warm-up + %" PRId64 " requests per row\n", info.warmup_s, info.requests)
@@ -123,6 +124,7 @@ std::string FormatJson(const RunInfo& info, const std::vector<RowResult>& rows) 
   std::string out = "{\n";
   out += "  \"tool\": \"cnnload\",\n";
   out += "  \"server\": " + JsonQuote(info.server) + ",\n";
+  out += "  \"security\": " + JsonQuote(info.security) + ",\n";
   out += "  \"protocol\": " + JsonQuote(info.protocol) + ",\n";
   out += "  \"method\": " + JsonQuote(info.method) + ",\n";
   out += "  \"model\": " + JsonQuote(info.model) + ",\n";

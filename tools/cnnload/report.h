@@ -60,6 +60,7 @@ struct RowResult {
 // What was run (the JSON header and the table's title).
 struct RunInfo {
   std::string server;
+  std::string security = "plaintext";  // DescribeClientSecurity: "plaintext", "TLS", "mTLS" (+ " + token")
   std::string protocol;  // "native" or "kserve"
   std::string method;    // full gRPC method name
   std::string model;

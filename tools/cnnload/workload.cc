@@ -12,6 +12,7 @@
 #ifdef CNNLOAD_HAVE_KSERVE
 #include "inference/grpc_service.grpc.pb.h"
 #endif
+#include "tools/common/client_channel.h"
 
 namespace cnnserve::cnnload {
 namespace {
@@ -19,6 +20,7 @@ namespace {
 constexpr char kClassifyMethod[] = "/cnnserve.v1.Classifier/Classify";
 constexpr char kModelInferMethod[] = "/inference.GRPCInferenceService/ModelInfer";
 // The request pool: distinct requests cycle through the images; bounded in count and bytes.
+constexpr double kMillisPerSecond = 1000;
 constexpr size_t kMaxPoolRequests = 1024;
 constexpr int64_t kMaxPoolBytes = int64_t{256} << 20;
 constexpr unsigned char kJpegMagic[] = {0xFF, 0xD8, 0xFF};
@@ -54,16 +56,6 @@ std::string ShapeText(const std::vector<int64_t>& dims) {
   std::string text;
   for (const int64_t d : dims) text += (text.empty() ? "" : "x") + std::to_string(d);
   return text;
-}
-
-Status WaitForConnection(const std::shared_ptr<grpc::Channel>& channel, const std::string& server,
-                         double timeout_s) {
-  const auto deadline =
-      std::chrono::system_clock::now() + std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
-  if (!channel->WaitForConnected(deadline)) {
-    return UnavailableError("cannot connect to " + server + " within " + std::to_string(timeout_s) + " s");
-  }
-  return OkStatus();
 }
 
 void SetDeadline(grpc::ClientContext* context, double seconds) {
@@ -341,7 +333,8 @@ StatusOr<std::unique_ptr<Workload>> CreateWorkload(const LoadOptions& options,
                                                    const std::vector<std::string>& images,
                                                    double connect_timeout_s) {
   if (!options.synthetic && images.empty()) return InvalidArgumentError("no images to send");
-  CNN_RETURN_IF_ERROR(WaitForConnection(channel, options.server, connect_timeout_s));
+  CNN_RETURN_IF_ERROR(tools::WaitForChannel(
+      channel, options.server, std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * kMillisPerSecond))));
   if (options.protocol == Protocol::kKServe) {
 #ifdef CNNLOAD_HAVE_KSERVE
     return KServeWorkload::Create(options, channel, images, connect_timeout_s);
