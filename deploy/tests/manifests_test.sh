@@ -52,6 +52,19 @@ if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; th
     sed 's/^/overlay (mtls, poll-repository) rendered: /'
   grep -q 'claimName: cnnserve-models' "$TMP/overlay.yaml" || fail "poll-repository: no cnnserve-models volume"
   ! grep -q 'initContainers' "$TMP/overlay.yaml" || fail "poll-repository: the init container is still there"
+  # ... and the rendered check bites: the mtls component without the probes' client certificate.
+  cp -r deploy/k8s "$TMP/k8s-broken"
+  sed -i '/^    - --tls-cert$/d; /^    - \/etc\/cnnserve\/probe\/tls.crt$/d' \
+    "$TMP/k8s-broken/components/mtls/deployment-patch.yaml"
+  mkdir -p "$TMP/overlay-broken"
+  printf 'resources: [../k8s-broken]\ncomponents: [../k8s-broken/components/mtls]\n' \
+    >"$TMP/overlay-broken/kustomization.yaml"
+  kubectl kustomize "$TMP/overlay-broken" >"$TMP/overlay-broken.yaml"
+  if $PY deploy/tests/check_manifests.py "$SRC" --rendered "$TMP/overlay-broken.yaml" >"$TMP/out" 2>&1; then
+    cat "$TMP/out"; fail "check_manifests.py accepted mTLS probes without a client certificate"
+  fi
+  log "rejected as it should: rendered mtls overlay whose probes lack --tls-cert ($(grep -m1 'FAIL: ' "$TMP/out" |
+    sed 's/.*FAIL: //'))"
   kustomize=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')
   log "kubectl (kustomize ${kustomize:-?}) renders the base and the overlay"
 else
