@@ -125,7 +125,7 @@ mutate "NetworkPolicy rule without ports" deploy/k8s/networkpolicy.yaml 's/^    
 mutate "model control routed by nginx" deploy/nginx/nginx.conf \
   's/(ModelInfer|ModelStreamInfer|/(ModelInfer|RepositoryModelLoad|ModelStreamInfer|/'
 mutate "model control by a prefix route in nginx" deploy/nginx/nginx.conf \
-  's/"~^\/inference\\.GRPCInferenceService\/(ServerMetadata|ModelMetadata|ModelConfig)\$"/"~^\/inference\\.GRPCInferenceService\/"/'
+  's/(ServerMetadata|ModelMetadata|ModelConfig)\$"/"/'
 mutate "nginx to TLS replicas in cleartext" deploy/nginx/backend.conf 's/grpcs:/grpc:/'
 mutate "compose health check without TLS" deploy/compose.yaml 's/ --tls-ca \/run\/secrets\/ca.crt//'
 mutate "compose key not a secret" deploy/compose.yaml \
