@@ -4,7 +4,9 @@
 //   cnnserve --health-probe HOST:PORT [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
 //                                           exit 0 only when that server's overall health is SERVING
 //
-// Start-up: load and warm every model of the repository, log a summary, start gRPC (the native API and KServe v2
+// Start-up: check the TLS files and the token file (a bad one: exit 1 naming it), log whether TLS/mTLS and tokens
+// are on (the number of tokens, never a token), load and warm every model of the repository, log a summary,
+// start gRPC (the native API and KServe v2
 // on one port), publish health, print "cnnserve metrics on http://HOST:PORT/metrics" (when the Prometheus
 // endpoint runs) and "cnnserve listening on HOST:PORT" on stdout (the real ports when port 0 was asked for).
 // Logs go to stderr.
@@ -35,10 +37,12 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "server/inference/inference_service.h"
 #include "server/metrics/metrics_server.h"
 #include "server/transport/grpc_server.h"
@@ -280,10 +284,6 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
         stderr);
     return kExitUsage;
   }
-  if (!flags->auth_token_file.empty()) {  // INTERIM: the authorization layer comes in the next commit
-    std::fputs("cnnserve: --auth-token-file is not implemented yet\n", stderr);
-    return kExitUsage;
-  }
   if (flags->model_repository.empty()) flags->model_repository = DefaultRepository();
   return std::nullopt;
 }
@@ -361,16 +361,27 @@ int Serve(const Flags& flags) {
     return kExitFailure;
   }
 
-  // TLS files are checked before the models load, so that a bad file fails the start at once.
+  // TLS files and tokens are checked before the models load, so that a bad file fails the start at once.
   if (flags.tls.enabled()) {
     if (const StatusOr<TlsPem> pem = LoadTlsFiles(flags.tls); !pem.ok()) {
       spdlog::critical("cannot start: {}", pem.status().ToString());
       return kExitFailure;
     }
   }
-  spdlog::info("gRPC security: {}", !flags.tls.enabled() ? "plaintext (no TLS)"
-                                    : flags.tls.mtls()   ? "TLS, client certificates required (mTLS)"
-                                                         : "TLS");
+  StatusOr<std::unique_ptr<auth::Authorizer>> authorizer =
+      auth::Authorizer::Create(auth::AuthorizerOptions{flags.auth_token_file});
+  if (!authorizer.ok()) {
+    spdlog::critical("cannot start: --auth-token-file {}", authorizer.status().ToString());
+    return kExitFailure;
+  }
+  spdlog::info("gRPC security: {}; {}",
+               !flags.tls.enabled() ? "plaintext (no TLS)"
+               : flags.tls.mtls()   ? "TLS, client certificates required (mTLS)"
+                                    : "TLS",
+               (*authorizer)->enabled()
+                   ? "token authorization on (" + std::to_string((*authorizer)->token_count()) + " tokens from " +
+                         flags.auth_token_file + ")"
+                   : std::string("token authorization off"));
 
   InferenceServiceOptions options;
   options.model_repository = flags.model_repository;
@@ -415,6 +426,7 @@ int Serve(const Flags& flags) {
   GrpcServerOptions server_options;
   server_options.address = flags.address;
   server_options.tls = flags.tls;
+  server_options.authorizer = std::move(*authorizer);
   server_options.max_receive_message_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
   server_options.classifier.max_in_flight_per_stream = flags.max_in_flight_per_stream;
   server_options.kserve.max_in_flight_per_stream = flags.max_in_flight_per_stream;

@@ -188,12 +188,14 @@ int64_t DeadlineToSteadyMicros(std::chrono::system_clock::time_point deadline) {
   return steady_now_us + remaining_us;
 }
 
-ClassifierService::ClassifierService(InferenceService* inference, const ClassifierServiceOptions& options)
-    : inference_(inference), options_(options) {}
+ClassifierService::ClassifierService(InferenceService* inference, const ClassifierServiceOptions& options,
+                                     std::shared_ptr<const auth::Authorizer> authorizer)
+    : inference_(inference), options_(options), auth_(std::move(authorizer)) {}
 
 grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
                                                       const v1::ClassifyRequest* request,
                                                       v1::ClassifyResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/Classify")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `context`, `request` and `response` stay valid until the reactor is finished, i.e. until `done` returns.
   inference_->Classify(
@@ -208,12 +210,16 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
 
 grpc::ServerBidiReactor<v1::ClassifyRequest, v1::ClassifyResponse>* ClassifierService::ClassifyStream(
     grpc::CallbackServerContext* context) {
+  if (auto* refused = auth_.RefuseStream<v1::ClassifyRequest, v1::ClassifyResponse>(
+          context, "/cnnserve.v1.Classifier/ClassifyStream"))
+    return refused;
   return new ClassifyStreamReactor(context, inference_, options_.max_in_flight_per_stream);
 }
 
 grpc::ServerUnaryReactor* ClassifierService::ListModels(grpc::CallbackServerContext* context,
                                                         const v1::ListModelsRequest* /*request*/,
                                                         v1::ListModelsResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/ListModels")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(inference_->ListModels(response)));
   return reactor;
@@ -222,6 +228,7 @@ grpc::ServerUnaryReactor* ClassifierService::ListModels(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* ClassifierService::DescribeModel(grpc::CallbackServerContext* context,
                                                            const v1::DescribeModelRequest* request,
                                                            v1::DescribeModelResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/DescribeModel")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(inference_->DescribeModel(*request, response)));
   return reactor;

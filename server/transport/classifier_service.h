@@ -11,6 +11,7 @@
 //     status, so the first request (in request order) that fails ends the stream with that request's status after
 //     the responses before it have been written; requests after it are not answered.
 //   - ListModels and DescribeModel answer inline (they only read the model table).
+// Every call is authorized first (CallAuthorizer, grpc_auth.h; a stream once, at its start).
 // Every cnnserve::Status becomes a grpc::Status through ToGrpcStatus (server/transport/grpc_status.h).
 //
 // Thread-safety: the service object is shared by all of gRPC's threads; it holds no mutable state of its own.
@@ -23,9 +24,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "server/inference/inference_service.h"
+#include "server/transport/grpc_auth.h"
 
 namespace cnnserve {
 
@@ -36,8 +40,10 @@ struct ClassifierServiceOptions {
 
 class ClassifierService final : public v1::Classifier::CallbackService {
  public:
-  // `inference` is not owned and must not be null.
-  ClassifierService(InferenceService* inference, const ClassifierServiceOptions& options);
+  // `inference` is not owned and must not be null. `authorizer` (shared; null: every call allowed) is asked
+  // before each call does anything (grpc_auth.h).
+  ClassifierService(InferenceService* inference, const ClassifierServiceOptions& options,
+                    std::shared_ptr<const auth::Authorizer> authorizer = nullptr);
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override;
@@ -52,6 +58,7 @@ class ClassifierService final : public v1::Classifier::CallbackService {
  private:
   InferenceService* const inference_;
   const ClassifierServiceOptions options_;
+  const CallAuthorizer auth_;
 };
 
 // Converts a gRPC call deadline (system clock; time_point::max() when the client set none) into InferenceService's

@@ -1,6 +1,5 @@
 #include "server/transport/grpc_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace cnnserve {
 namespace {
@@ -25,6 +25,8 @@ std::string WithPort(const std::string& address, int port) {
 // After the drain every admitted request has been answered, so what gRPC still waits for at Server::Shutdown is
 // responses on their way out and calls that never end by themselves (health Watch streams, which the default
 // health service keeps open). They get this long, within the drain deadline but never less than the minimum.
+constexpr char kHealthServiceName[] = "grpc.health.v1.Health";
+
 constexpr int64_t kFinalGraceMaxUs = 1'000'000;
 constexpr int64_t kFinalGraceMinUs = 100'000;
 
@@ -70,17 +72,19 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ListeningCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
 
-  // Both are process-wide switches read when a ServerBuilder is created.
+  // A process-wide switch read when a ServerBuilder is created.
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.enable_reflection) {
-    static std::once_flag reflection_once;
-    std::call_once(reflection_once, [] { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); });
-  }
 
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->inference_ = inference;
-  server->classifier_ = std::make_unique<ClassifierService>(inference, options.classifier);
-  server->kserve_ = std::make_unique<KServeService>(inference, options.kserve);
+  server->classifier_ = std::make_unique<ClassifierService>(inference, options.classifier, options.authorizer);
+  server->kserve_ = std::make_unique<KServeService>(inference, options.kserve, options.authorizer);
+  if (options.enable_reflection) {
+    server->reflection_ = std::make_unique<ReflectionService>(
+        std::vector<std::string>{v1::Classifier::service_full_name(),
+                                 inference::GRPCInferenceService::service_full_name(), kHealthServiceName},
+        options.authorizer);
+  }
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
@@ -88,6 +92,7 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_message_bytes));
   builder.RegisterService(server->classifier_.get());
   builder.RegisterService(server->kserve_.get());
+  if (server->reflection_ != nullptr) builder.RegisterService(server->reflection_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
     if (server->server_ != nullptr) server->server_->Shutdown();

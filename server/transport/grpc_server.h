@@ -6,7 +6,10 @@
 //     "cnnserve.v1.Classifier" and "inference.GRPCInferenceService" are SERVING only while
 //     InferenceService::Ready() is true (UpdateHealth copies it over), and NOT_SERVING for good once shutdown
 //     begins,
-//   - server reflection (grpc.reflection.v1alpha.ServerReflection), so grpcurl and friends need no .proto files.
+//   - server reflection (grpc.reflection.v1alpha.ServerReflection, ReflectionService), so grpcurl and friends
+//     need no .proto files.
+// Every call of Classifier, KServe and reflection is authorized by `authorizer` before it does any work
+// (grpc_auth.h); health, ServerLive and ServerReady stay open. TLS (and mTLS) come from `tls` (tls_files.h).
 // Messages larger than `max_receive_message_bytes` are refused by gRPC itself with RESOURCE_EXHAUSTED before any
 // handler runs.
 //
@@ -24,9 +27,11 @@
 #include <string>
 
 #include "engine/common/status.h"
+#include "server/auth/authorizer.h"
 #include "server/inference/inference_service.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/kserve_service.h"
+#include "server/transport/reflection_service.h"
 #include "server/transport/tls_files.h"
 
 namespace grpc {
@@ -49,6 +54,9 @@ struct GrpcServerOptions {
   int64_t max_receive_message_bytes = int64_t{64} << 20;
   // Register the server reflection service.
   bool enable_reflection = true;
+  // Token authorization by scope (server/auth/authorizer.h), shared by the services; null or one without
+  // tokens: every call is allowed.
+  std::shared_ptr<const auth::Authorizer> authorizer;
   ClassifierServiceOptions classifier;
   KServeServiceOptions kserve;
 };
@@ -87,6 +95,7 @@ class GrpcServer {
   InferenceService* inference_ = nullptr;
   std::unique_ptr<ClassifierService> classifier_;
   std::unique_ptr<KServeService> kserve_;
+  std::unique_ptr<ReflectionService> reflection_;  // null when reflection is off
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -262,8 +262,12 @@ class KServeService::RepositoryWorker {
   std::thread thread_;  // last: starts after the members it uses exist
 };
 
-KServeService::KServeService(InferenceService* inference, const KServeServiceOptions& options)
-    : inference_(inference), options_(options), repository_worker_(std::make_unique<RepositoryWorker>()) {}
+KServeService::KServeService(InferenceService* inference, const KServeServiceOptions& options,
+                             std::shared_ptr<const auth::Authorizer> authorizer)
+    : inference_(inference),
+      options_(options),
+      auth_(std::move(authorizer)),
+      repository_worker_(std::make_unique<RepositoryWorker>()) {}
 
 KServeService::~KServeService() = default;
 
@@ -307,6 +311,7 @@ void KServeService::Infer(const inference::ModelInferRequest& request, inference
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,
                                                     const inference::ServerLiveRequest* /*request*/,
                                                     inference::ServerLiveResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ServerLive")) return refused;
   response->set_live(true);
   return FinishNow(context, OkStatus());
 }
@@ -314,6 +319,7 @@ grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* KServeService::ServerReady(grpc::CallbackServerContext* context,
                                                      const inference::ServerReadyRequest* /*request*/,
                                                      inference::ServerReadyResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ServerReady")) return refused;
   response->set_ready(inference_->Ready());
   return FinishNow(context, OkStatus());
 }
@@ -321,6 +327,7 @@ grpc::ServerUnaryReactor* KServeService::ServerReady(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext* context,
                                                     const inference::ModelReadyRequest* request,
                                                     inference::ModelReadyResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelReady")) return refused;
   if (request->name().empty()) return FinishNow(context, InvalidArgumentError("name is empty"));
   const StatusOr<int64_t> version = ParseModelVersion(request->version(), "version");
   if (!version.ok()) return FinishNow(context, version.status());
@@ -332,6 +339,7 @@ grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* KServeService::ServerMetadata(grpc::CallbackServerContext* context,
                                                         const inference::ServerMetadataRequest* /*request*/,
                                                         inference::ServerMetadataResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ServerMetadata")) return refused;
   response->set_name(kServerName);
   response->set_version(CNNSERVE_VERSION);
   for (const std::string& extension : KServeExtensions()) response->add_extensions(extension);
@@ -341,6 +349,7 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerContext* context,
                                                        const inference::ModelMetadataRequest* request,
                                                        inference::ModelMetadataResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelMetadata")) return refused;
   const StatusOr<std::shared_ptr<Servable>> servable =
       FindServable(*inference_, request->name(), request->version(), "name", "version");
   if (!servable.ok()) return FinishNow(context, servable.status());
@@ -351,6 +360,7 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
                                                     const inference::ModelInferRequest* request,
                                                     inference::ModelInferResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelInfer")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `context`, `request` and `response` stay valid until the reactor is finished, i.e. until `done` returns.
   Infer(
@@ -365,12 +375,17 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
 
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
 KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  if (auto* refused = auth_.RefuseStream<inference::ModelInferRequest, inference::ModelStreamInferResponse>(
+          context, "/inference.GRPCInferenceService/ModelStreamInfer")) {
+    return refused;
+  }
   return new StreamInferReactor(context, this, options_.max_in_flight_per_stream);
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,
                                                      const inference::ModelConfigRequest* request,
                                                      inference::ModelConfigResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelConfig")) return refused;
   const StatusOr<std::shared_ptr<Servable>> servable =
       FindServable(*inference_, request->name(), request->version(), "name", "version");
   if (!servable.ok()) return FinishNow(context, servable.status());
@@ -381,6 +396,8 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerContext* context,
                                                          const inference::ModelStatisticsRequest* request,
                                                          inference::ModelStatisticsResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelStatistics"))
+    return refused;
   const StatusOr<int64_t> version = ParseModelVersion(request->version(), "version");
   if (!version.ok()) return FinishNow(context, version.status());
   if (request->name().empty() && *version != 0) {
@@ -395,6 +412,8 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* KServeService::RepositoryIndex(grpc::CallbackServerContext* context,
                                                          const inference::RepositoryIndexRequest* request,
                                                          inference::RepositoryIndexResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryIndex"))
+    return refused;
   for (const InferenceService::VersionRow& row : inference_->Index()) {
     if (request->ready() && row.state != "READY") continue;
     auto* model = response->add_models();
@@ -409,6 +428,8 @@ grpc::ServerUnaryReactor* KServeService::RepositoryIndex(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
     grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse* /*response*/) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelLoad"))
+    return refused;
   if (request->model_name().empty()) return FinishNow(context, InvalidArgumentError("model_name is empty"));
   if (!request->parameters().empty()) {
     return FinishNow(context, InvalidArgumentError("RepositoryModelLoad: parameters (such as '" +
@@ -431,6 +452,8 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
 grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
     grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse* /*response*/) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelUnload"))
+    return refused;
   if (request->model_name().empty()) return FinishNow(context, InvalidArgumentError("model_name is empty"));
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   repository_worker_->Post([this, reactor, name = request->model_name()] {

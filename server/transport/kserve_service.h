@@ -10,8 +10,9 @@
 //   ModelStreamInfer (kserve_tensors.h: FP32 / UINT8 / BYTES inputs, FP32 or classification outputs),
 //   ModelStatistics (InferenceService::Statistics), RepositoryIndex (InferenceService::Index) and
 //   RepositoryModelLoad / RepositoryModelUnload (InferenceService::LoadModel / UnloadModel).
-// Model versions travel as strings: "" is the newest ready version, "3" is version 3; anything else is
-// INVALID_ARGUMENT. Errors carry DESIGN.md's codes through ToGrpcStatus (grpc_status.h).
+// Every call is authorized first (CallAuthorizer, grpc_auth.h; a stream once, at its start; ServerLive and
+// ServerReady are open). Model versions travel as strings: "" is the newest ready version, "3" is version 3;
+// anything else is INVALID_ARGUMENT. Errors carry DESIGN.md's codes through ToGrpcStatus (grpc_status.h).
 //
 // No gRPC thread blocks: ModelInfer validates the request, hands the images to Servable::Run and returns; the
 // call is finished from Run's `done`, on whichever thread calls it. ModelStreamInfer starts each request as soon
@@ -34,7 +35,9 @@
 #include <string>
 
 #include "inference/grpc_service.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "server/inference/inference_service.h"
+#include "server/transport/grpc_auth.h"
 
 namespace cnnserve {
 
@@ -48,8 +51,10 @@ struct KServeServiceOptions {
 
 class KServeService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  // `inference` is not owned and must not be null.
-  KServeService(InferenceService* inference, const KServeServiceOptions& options);
+  // `inference` is not owned and must not be null. `authorizer` (shared; null: every call allowed) is asked
+  // before each call does anything (grpc_auth.h).
+  KServeService(InferenceService* inference, const KServeServiceOptions& options,
+                std::shared_ptr<const auth::Authorizer> authorizer = nullptr);
   ~KServeService() override;
 
   KServeService(const KServeService&) = delete;
@@ -102,6 +107,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
 
   InferenceService* const inference_;
   const KServeServiceOptions options_;
+  const CallAuthorizer auth_;
   std::unique_ptr<RepositoryWorker> repository_worker_;
 };
 
