@@ -4,7 +4,9 @@
 //   cnnserve --health-probe HOST:PORT [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
 //                                           exit 0 only when that server's overall health is SERVING
 //
-// Start-up: load and warm every model of the repository, log a summary, start gRPC (the native API and KServe v2
+// Start-up: check the TLS files and the token file (a bad one: exit 1 naming it), log whether TLS/mTLS and tokens
+// are on (the number of tokens, never a token), load and warm every model of the repository, log a summary,
+// start gRPC (the native API and KServe v2
 // on one port), publish health, print "cnnserve metrics on http://HOST:PORT/metrics" (when the Prometheus
 // endpoint runs) and "cnnserve listening on HOST:PORT" on stdout (the real ports when port 0 was asked for).
 // Logs go to stderr.
