@@ -25,7 +25,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       build-essential cmake ninja-build pkg-config ccache ca-certificates \
-      libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
+      libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev openssl \
       libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libgmock-dev libonnx-dev \
       ocl-icd-opencl-dev opencl-headers prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -35,7 +35,7 @@ RUN apt-get update -q \
 # Left out: inference_test (Fashion-MNIST fixture), onnx_node_test and ops_onnx_node_test (libonnx-testdata),
 # integration_* (live servers, Python clients), dnnl_bench_test (timings), the cnnbench parity tests (the zoo).
 # `make test` runs all of them.
-ARG UNIT_TESTS="batching_test preprocess_test transport_test repository_test onnx_importer_test graph_test \
+ARG UNIT_TESTS="batching_test preprocess_test transport_test auth_test repository_test onnx_importer_test graph_test \
 ops_shape_inference_test ops_reference_kernel_test ops_registry_test ops_robustness_test \
 reference_backend_test dnnl_ops_test dnnl_plan_test"
 
