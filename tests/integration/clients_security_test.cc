@@ -2,8 +2,8 @@
 // cnnload, tools/python/classify.py and `cnnserve --health-probe` with --tls-ca, --tls-cert/--tls-key, --token and
 // CNNSERVE_TOKEN. The right flags work; each missing piece fails with its own clear message (no token:
 // UNAUTHENTICATED; a token without the scope: PERMISSION_DENIED naming it; no CA: the certificate check; no client
-// certificate or plaintext: no connection); the token never appears in any output. Certificates are made by openssl
-// at test time (make_test_certs.sh). The server serves a copy of lenet5_fashion only (a quick start).
+// certificate or plaintext: no connection); the token never appears in any output. Certificates are made by
+// openssl at test time (make_test_certs.sh). The server serves a copy of lenet5_fashion only (a quick start).
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
@@ -36,7 +36,8 @@ std::string ClassifyPy() { return (SourceDir() / "tools" / "python" / "classify.
 std::filesystem::path SmallRepository(const std::filesystem::path& dir) {
   const std::filesystem::path repository = dir / "repository";
   std::filesystem::create_directories(repository);
-  std::filesystem::copy(DefaultRepository() / kModel, repository / kModel, std::filesystem::copy_options::recursive);
+  std::filesystem::copy(DefaultRepository() / kModel, repository / kModel,
+                        std::filesystem::copy_options::recursive);
   return repository;
 }
 
@@ -53,14 +54,15 @@ class ClientsSecurityTest : public ::testing::Test {
     dir_ = new TempDir();
     certs_ = new TestCerts(MakeTestCerts(dir_->path() / "certs"));
     const std::filesystem::path tokens = dir_->path() / "tokens.txt";
-    WriteFileBytes(tokens, std::string("# clients_security_test\n") + kAllToken + " all\n" + kInferToken + " infer\n");
+    WriteFileBytes(tokens,
+                   std::string("# clients_security_test\n") + kAllToken + " all\n" + kInferToken + " infer\n");
     std::vector<std::string> args = {"--model-repository", SmallRepository(dir_->path()).string(),
                                      "--auth-token-file", tokens.string()};
     const std::vector<std::string> tls = ServerTlsFlags(*certs_, /*mtls=*/true);
     args.insert(args.end(), tls.begin(), tls.end());
-    server_ = ServerProcess::Start(args, TlsCredentials(certs_->ca_cert(), certs_->client_cert(),
-                                                        certs_->client_key()))
-                  .release();
+    server_ =
+        ServerProcess::Start(args, TlsCredentials(certs_->ca_cert(), certs_->client_cert(), certs_->client_key()))
+            .release();
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -72,8 +74,8 @@ class ClientsSecurityTest : public ::testing::Test {
 
   // --tls-ca, --tls-cert and --tls-key: what the mTLS server needs.
   static std::vector<std::string> MtlsFlags() {
-    return {"--tls-ca", certs_->ca_cert().string(), "--tls-cert", certs_->client_cert().string(), "--tls-key",
-            certs_->client_key().string()};
+    return {"--tls-ca",  certs_->ca_cert().string(),   "--tls-cert", certs_->client_cert().string(),
+            "--tls-key", certs_->client_key().string()};
   }
   // `tool` --server ADDRESS `flags`... `args`...
   static std::vector<std::string> Argv(const std::vector<std::string>& tool, const std::vector<std::string>& flags,
@@ -170,17 +172,16 @@ TEST_F(ClientsSecurityTest, CnnctlTlsFailuresSayWhy) {
   EXPECT_NE(no_ca.err.find("certificate verify failed"), std::string::npos) << no_ca.err;
 
   // The wrong CA: the same check fails.
-  const CommandResult other_ca = RunCnnctl(Plus({"--tls-ca", certs_->other_ca_cert().string(), "--tls-cert",
-                                                 certs_->client_cert().string(), "--tls-key",
-                                                 certs_->client_key().string()},
-                                                token),
-                                           {"list"});
+  const CommandResult other_ca =
+      RunCnnctl(Plus({"--tls-ca", certs_->other_ca_cert().string(), "--tls-cert", certs_->client_cert().string(),
+                      "--tls-key", certs_->client_key().string()},
+                     token),
+                {"list"});
   EXPECT_EQ(other_ca.exit_code, 1);
   EXPECT_NE(other_ca.err.find("certificate verify failed"), std::string::npos) << other_ca.err;
 
   // No client certificate (mTLS server), and plaintext: no connection.
-  for (const std::vector<std::string>& flags :
-       {Plus({"--tls-ca", certs_->ca_cert().string()}, token), token}) {
+  for (const std::vector<std::string>& flags : {Plus({"--tls-ca", certs_->ca_cert().string()}, token), token}) {
     const CommandResult result = RunCnnctl(flags, {"list"});
     EXPECT_EQ(result.exit_code, 1);
     EXPECT_NE(result.err.find("cannot connect to " + server_->address()), std::string::npos) << result.err;
@@ -205,8 +206,9 @@ TEST_F(ClientsSecurityTest, CnnctlBadSecurityFlagsAreUsageErrors) {
 
 TEST_F(ClientsSecurityTest, CnnloadRunsABoundedLoadOverMtlsWithAToken) {
   const CommandResult result = RunCommand(
-      Argv({Cnnload(), "--quiet", "--json"}, Plus(MtlsFlags(), {"--token", kAllToken}),
-           {"--model", kModel, "--synthetic", "--concurrency", "2", "--warmup", "0.5", "--duration", kLoadSeconds}),
+      Argv(
+          {Cnnload(), "--quiet", "--json"}, Plus(MtlsFlags(), {"--token", kAllToken}),
+          {"--model", kModel, "--synthetic", "--concurrency", "2", "--warmup", "0.5", "--duration", kLoadSeconds}),
       {kNoTokenEnv});
   ExpectNoToken(result);
   ASSERT_EQ(result.exit_code, 0) << result.err;
@@ -227,10 +229,10 @@ TEST_F(ClientsSecurityTest, CnnloadRunsABoundedLoadOverMtlsWithAToken) {
   EXPECT_NE(no_token.err.find("UNAUTHENTICATED"), std::string::npos) << no_token.err;
 
   // Images with the infer-only token, from the environment: every request is answered.
-  const CommandResult images = RunCommand(
-      Argv({Cnnload(), "--quiet", "--json"}, MtlsFlags(),
-           {"--model", kModel, "--images", ImagePath(), "--warmup", "0", "--requests", "50"}),
-      {std::string("CNNSERVE_TOKEN=") + kInferToken});
+  const CommandResult images =
+      RunCommand(Argv({Cnnload(), "--quiet", "--json"}, MtlsFlags(),
+                      {"--model", kModel, "--images", ImagePath(), "--warmup", "0", "--requests", "50"}),
+                 {std::string("CNNSERVE_TOKEN=") + kInferToken});
   ExpectNoToken(images);
   ASSERT_EQ(images.exit_code, 0) << images.err;
   EXPECT_NE(images.out.find("\"error_count\": 0"), std::string::npos) << images.out;
@@ -252,17 +254,17 @@ TEST_F(ClientsSecurityTest, PythonClientClassifiesOverMtlsWithAToken) {
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("Classify failed: UNAUTHENTICATED"), std::string::npos) << none.err;
 
-  const CommandResult no_ca = RunCommand(
-      Argv({"/usr/bin/python3", ClassifyPy()}, {"--token", kInferToken, "--timeout-s", "2"},
-           {"--model", kModel, ImagePath()}),
-      {stubs});
+  const CommandResult no_ca =
+      RunCommand(Argv({"/usr/bin/python3", ClassifyPy()}, {"--token", kInferToken, "--timeout-s", "2"},
+                      {"--model", kModel, ImagePath()}),
+                 {stubs});
   EXPECT_EQ(no_ca.exit_code, 1);
   EXPECT_NE(no_ca.err.find("cannot connect to " + server_->address()), std::string::npos) << no_ca.err;
 
-  const CommandResult half = RunCommand(
-      Argv({"/usr/bin/python3", ClassifyPy()}, {"--tls-cert", certs_->client_cert().string()},
-           {"--model", kModel, ImagePath()}),
-      {stubs});
+  const CommandResult half =
+      RunCommand(Argv({"/usr/bin/python3", ClassifyPy()}, {"--tls-cert", certs_->client_cert().string()},
+                      {"--model", kModel, ImagePath()}),
+                 {stubs});
   EXPECT_EQ(half.exit_code, 2);
   EXPECT_NE(half.err.find("--tls-cert needs --tls-key"), std::string::npos) << half.err;
 }

@@ -339,7 +339,8 @@ StatusOr<std::unique_ptr<Workload>> CreateWorkload(const LoadOptions& options,
                                                    double connect_timeout_s) {
   if (!options.synthetic && images.empty()) return InvalidArgumentError("no images to send");
   CNN_RETURN_IF_ERROR(tools::WaitForChannel(
-      channel, options.server, std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * kMillisPerSecond))));
+      channel, options.server,
+      std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * kMillisPerSecond))));
   if (options.protocol == Protocol::kKServe) {
 #ifdef CNNLOAD_HAVE_KSERVE
     return KServeWorkload::Create(options, channel, images, connect_timeout_s);
