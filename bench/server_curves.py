@@ -309,13 +309,15 @@ def cnnload_args(model, inputs, levels=None, rates=None, batch=1, warmup=1.0, du
     return args + list(extra)
 
 
-def run_cnnload(build, address, args, csv_path=None, timeout=1800):
-    """Runs cnnload --json; returns its document (raises on a non-zero exit)."""
+def run_cnnload(build, address, args, csv_path=None, timeout=1800, env=None):
+    """Runs cnnload --json (with `env` added to the environment, e.g. CNNSERVE_TOKEN); returns its document
+    (raises on a non-zero exit)."""
     cmd = [os.path.join(build, "bin", "cnnload"), "--server", address, "--json", "--quiet"] + list(args)
     if csv_path:
         os.makedirs(os.path.dirname(csv_path), exist_ok=True)
         cmd += ["--csv", csv_path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), proc.returncode, proc.stderr.strip()[-2000:]))
     for line in proc.stderr.splitlines():
