@@ -326,6 +326,18 @@ def run_cnnload(build, address, args, csv_path=None, timeout=1800, env=None):
     return json.loads(proc.stdout)
 
 
+def write_results(out, result, markdown):
+    """Writes OUT.json (`result`) and OUT.md (`markdown`(result)), prints the markdown and logs the duration."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(out + ".md", "w") as f:
+        f.write(md + "\n")
+    print(md)
+    log("%s: %.0f s" % (result["benchmark"], result["seconds"]))
+
+
 def shown_command(args, rel_to=ROOT):
     """The cnnload command as shown in RESULTS.md: paths relative to the checkout, the address as ADDR."""
     out = []
@@ -500,14 +512,7 @@ def main():
             log("open loop: %s done (%.0f s)" % (model, time.time() - start))
 
     result["seconds"] = round(time.time() - start, 1)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    md = curves_markdown(result)
-    with open(args.out + ".md", "w") as f:
-        f.write(md + "\n")
-    print(md)
-    log("server_curves: %.0f s" % result["seconds"])
+    write_results(args.out, result, curves_markdown)
 
 
 if __name__ == "__main__":

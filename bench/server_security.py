@@ -24,7 +24,6 @@ Total time about rounds x models x modes x (warm-up + duration) plus start-up: 3
 """
 import argparse
 import hashlib
-import json
 import os
 import statistics
 import subprocess
@@ -189,14 +188,7 @@ def main():
             server.__exit__(None, None, None)
     result["rows"] = summarize(cells, args)
     result["seconds"] = round(time.time() - start, 1)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    md = markdown(result)
-    with open(args.out + ".md", "w") as f:
-        f.write(md + "\n")
-    print(md)
-    sc.log("server_security: %.0f s" % result["seconds"])
+    sc.write_results(args.out, result, markdown)
 
 
 if __name__ == "__main__":
