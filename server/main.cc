@@ -336,8 +336,8 @@ int Serve(const Flags& flags) {
                : flags.tls.mtls()   ? "TLS, client certificates required (mTLS)"
                                     : "TLS",
                (*authorizer)->enabled()
-                   ? "token authorization on (" + std::to_string((*authorizer)->token_count()) + " tokens from " +
-                         flags.auth_token_file + ")"
+                   ? "token authorization on (" + std::to_string((*authorizer)->token_count()) +
+                         " token(s) from " + flags.auth_token_file + ")"
                    : std::string("token authorization off"));
 
   InferenceServiceOptions options;
