@@ -288,8 +288,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
 }
 
 // Client mode: asks `address` for its overall health ("") within 2 s in all (connecting included), over TLS when
-// `security_options` say so (tools/common/client_channel.h; never a token: health is open). A failed connection is reported with gRPC's reason (a
-// refused connection, a failed TLS handshake), which may take up to 1 s more.
+// `security_options` say so (tools/common/client_channel.h; never a token: health is open). A failed connection is
+// reported with gRPC's reason (a refused connection, a failed TLS handshake), which may take up to 1 s more.
 int HealthProbe(const std::string& address, const tools::ClientSecurityOptions& security_options) {
   const auto deadline = std::chrono::system_clock::now() + kHealthProbeTimeout;
   StatusOr<std::unique_ptr<tools::ClientSecurity>> security = tools::ClientSecurity::Create(security_options);
