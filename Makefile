@@ -59,9 +59,9 @@ test-sanitize: deps zoo
 test-container: deps build
 	deploy/tests/container_test.sh $(BUILD)
 
-# Every benchmark (engine vs ONNX Runtime and PyTorch, server curves, server overhead), the plots and the tables
-# of bench/RESULTS.md, in under 20 minutes on the 2-core machine: bench/run_all.sh (SUITES= picks some of peers,
-# curves, overhead, plots).
+# Every benchmark (engine vs ONNX Runtime and PyTorch, server curves, server overhead, TLS and tokens), the plots
+# and the tables of bench/RESULTS.md, in about 20 minutes on the 2-core machine: bench/run_all.sh (SUITES= picks
+# some of peers, curves, overhead, security, plots).
 bench: deps build zoo
 	BUILD=$(BUILD) ZOO_DIR=$(ZOO_DIR) bench/run_all.sh $(SUITES)
 

@@ -12,7 +12,7 @@ them with matplotlib's Agg backend (Debian's python3-matplotlib):
 
 With --update-md FILE, replaces each block between "<!-- BEGIN GENERATED name -->" and
 "<!-- END GENERATED name -->" in FILE by bench/results/name.md (name: engine_vs_peers, server_curves,
-server_overhead); text outside the markers is left alone.
+server_overhead, server_security); text outside the markers is left alone.
 
   bench/plot_results.py [--results bench/results] [--update-md bench/RESULTS.md]
 """
@@ -23,7 +23,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ["engine_vs_peers", "server_curves", "server_overhead"]
+SECTIONS = ["engine_vs_peers", "server_curves", "server_overhead", "server_security"]
 
 
 def load(results, name):

@@ -309,19 +309,33 @@ def cnnload_args(model, inputs, levels=None, rates=None, batch=1, warmup=1.0, du
     return args + list(extra)
 
 
-def run_cnnload(build, address, args, csv_path=None, timeout=1800):
-    """Runs cnnload --json; returns its document (raises on a non-zero exit)."""
+def run_cnnload(build, address, args, csv_path=None, timeout=1800, env=None):
+    """Runs cnnload --json (with `env` added to the environment, e.g. CNNSERVE_TOKEN); returns its document
+    (raises on a non-zero exit)."""
     cmd = [os.path.join(build, "bin", "cnnload"), "--server", address, "--json", "--quiet"] + list(args)
     if csv_path:
         os.makedirs(os.path.dirname(csv_path), exist_ok=True)
         cmd += ["--csv", csv_path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), proc.returncode, proc.stderr.strip()[-2000:]))
     for line in proc.stderr.splitlines():
         if "warning" in line:
             log(line)
     return json.loads(proc.stdout)
+
+
+def write_results(out, result, markdown):
+    """Writes OUT.json (`result`) and OUT.md (`markdown`(result)), prints the markdown and logs the duration."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(out + ".md", "w") as f:
+        f.write(md + "\n")
+    print(md)
+    log("%s: %.0f s" % (result["benchmark"], result["seconds"]))
 
 
 def shown_command(args, rel_to=ROOT):
@@ -498,14 +512,7 @@ def main():
             log("open loop: %s done (%.0f s)" % (model, time.time() - start))
 
     result["seconds"] = round(time.time() - start, 1)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    md = curves_markdown(result)
-    with open(args.out + ".md", "w") as f:
-        f.write(md + "\n")
-    print(md)
-    log("server_curves: %.0f s" % result["seconds"])
+    write_results(args.out, result, curves_markdown)
 
 
 if __name__ == "__main__":

@@ -303,14 +303,7 @@ def main():
     if "lenet" in parts:
         lenet_part(args, work, result, start)
     result["seconds"] = round(time.time() - start, 1)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    md = markdown(result)
-    with open(args.out + ".md", "w") as f:
-        f.write(md + "\n")
-    print(md)
-    sc.log("server_overhead: %.0f s" % result["seconds"])
+    sc.write_results(args.out, result, markdown)
 
 
 if __name__ == "__main__":

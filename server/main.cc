@@ -5,11 +5,10 @@
 //                                           exit 0 only when that server's overall health is SERVING
 //
 // Start-up: check the TLS files and the token file (a bad one: exit 1 naming it), log whether TLS/mTLS and tokens
-// are on (the number of tokens, never a token), load and warm every model of the repository, log a summary,
-// start gRPC (the native API and KServe v2
-// on one port), publish health, print "cnnserve metrics on http://HOST:PORT/metrics" (when the Prometheus
-// endpoint runs) and "cnnserve listening on HOST:PORT" on stdout (the real ports when port 0 was asked for).
-// Logs go to stderr.
+// are on (the number of tokens, never a token), load and warm every model of the repository, log a summary, start
+// gRPC (the native API and KServe v2 on one port), publish health, print "cnnserve metrics on
+// http://HOST:PORT/metrics" (when the Prometheus endpoint runs) and "cnnserve listening on HOST:PORT" on stdout
+// (the real ports when port 0 was asked for). Logs go to stderr.
 // SIGTERM/SIGINT: health NOT_SERVING, stop admitting, finish what was admitted (up to --drain-timeout-s), stop
 // gRPC, exit 0. The signals are blocked in every thread and taken synchronously by the main thread (sigtimedwait),
 // so no code runs in a signal handler.
@@ -262,7 +261,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       const auto s = ParseSeconds(v);
       if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
       flags->drain_timeout_s = *s;
-    } else if (v.empty()) {
+    } else if (v.empty()) {  // the file flags below
       return fail("must not be empty");
     } else if (name == "--tls-cert") {
       flags->tls.cert_file = std::string(v);
@@ -289,8 +288,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
 }
 
 // Client mode: asks `address` for its overall health ("") within 2 s in all (connecting included), over TLS when
-// `security` says so (tools/common/client_channel.h). A failed connection is reported with gRPC's reason (a
-// refused connection, a failed TLS handshake), which may take up to 1 s more.
+// `security_options` say so (tools/common/client_channel.h; never a token: health is open). A failed connection is
+// reported with gRPC's reason (a refused connection, a failed TLS handshake), which may take up to 1 s more.
 int HealthProbe(const std::string& address, const tools::ClientSecurityOptions& security_options) {
   const auto deadline = std::chrono::system_clock::now() + kHealthProbeTimeout;
   StatusOr<std::unique_ptr<tools::ClientSecurity>> security = tools::ClientSecurity::Create(security_options);
@@ -371,7 +370,7 @@ int Serve(const Flags& flags) {
   StatusOr<std::unique_ptr<auth::Authorizer>> authorizer =
       auth::Authorizer::Create(auth::AuthorizerOptions{flags.auth_token_file});
   if (!authorizer.ok()) {
-    spdlog::critical("cannot start: --auth-token-file {}", authorizer.status().ToString());
+    spdlog::critical("cannot start: {}", authorizer.status().WithContext("--auth-token-file").ToString());
     return kExitFailure;
   }
   spdlog::info("gRPC security: {}; {}",
@@ -379,8 +378,8 @@ int Serve(const Flags& flags) {
                : flags.tls.mtls()   ? "TLS, client certificates required (mTLS)"
                                     : "TLS",
                (*authorizer)->enabled()
-                   ? "token authorization on (" + std::to_string((*authorizer)->token_count()) + " tokens from " +
-                         flags.auth_token_file + ")"
+                   ? "token authorization on (" + std::to_string((*authorizer)->token_count()) +
+                         " token(s) from " + flags.auth_token_file + ")"
                    : std::string("token authorization off"));
 
   InferenceServiceOptions options;

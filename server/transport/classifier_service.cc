@@ -211,8 +211,9 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
 grpc::ServerBidiReactor<v1::ClassifyRequest, v1::ClassifyResponse>* ClassifierService::ClassifyStream(
     grpc::CallbackServerContext* context) {
   if (auto* refused = auth_.RefuseStream<v1::ClassifyRequest, v1::ClassifyResponse>(
-          context, "/cnnserve.v1.Classifier/ClassifyStream"))
+          context, "/cnnserve.v1.Classifier/ClassifyStream")) {
     return refused;
+  }
   return new ClassifyStreamReactor(context, inference_, options_.max_in_flight_per_stream);
 }
 

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "grpc/health/v1/health.pb.h"
+
 namespace cnnserve {
 namespace {
 
@@ -25,8 +27,6 @@ std::string WithPort(const std::string& address, int port) {
 // After the drain every admitted request has been answered, so what gRPC still waits for at Server::Shutdown is
 // responses on their way out and calls that never end by themselves (health Watch streams, which the default
 // health service keeps open). They get this long, within the drain deadline but never less than the minimum.
-constexpr char kHealthServiceName[] = "grpc.health.v1.Health";
-
 constexpr int64_t kFinalGraceMaxUs = 1'000'000;
 constexpr int64_t kFinalGraceMinUs = 100'000;
 
@@ -34,6 +34,12 @@ std::chrono::system_clock::time_point FinalDeadline(int64_t drain_deadline_us) {
   const int64_t grace_us =
       std::clamp<int64_t>(drain_deadline_us - SteadyNowMicros(), kFinalGraceMinUs, kFinalGraceMaxUs);
   return std::chrono::system_clock::now() + std::chrono::microseconds(grace_us);
+}
+
+// "grpc.health.v1.Health", taken from its descriptor: the reference also links the health messages into the
+// binary, so that reflection finds the file of the service it lists.
+std::string HealthServiceName() {
+  return grpc::health::v1::HealthCheckRequest::descriptor()->file()->service(0)->full_name();
 }
 
 // Insecure credentials, or TLS ones from the checked files of `tls` (mTLS when it names a client CA).
@@ -82,7 +88,7 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   if (options.enable_reflection) {
     server->reflection_ = std::make_unique<ReflectionService>(
         std::vector<std::string>{v1::Classifier::service_full_name(),
-                                 inference::GRPCInferenceService::service_full_name(), kHealthServiceName},
+                                 inference::GRPCInferenceService::service_full_name(), HealthServiceName()},
         options.authorizer);
   }
 

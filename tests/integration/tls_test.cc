@@ -108,6 +108,32 @@ TEST_F(TlsTest, MtlsNeedsAClientCertificateOfTheRightCa) {
   EXPECT_NE(server->Log().find("mTLS"), std::string::npos) << server->Log();
 }
 
+// TLS and tokens together, the token sent with gRPC's own per-call credentials (AccessTokenCredentials, which
+// gRPC sends only over secure channels as "authorization: Bearer TOKEN").
+TEST_F(TlsTest, TokensOverMtls) {
+  const std::filesystem::path tokens = dir_->path() / "tokens.txt";
+  WriteFileBytes(tokens, "infer-token-over-tls infer\n");
+  std::vector<std::string> args = ServerArgs(/*mtls=*/true);
+  args.insert(args.end(), {"--auth-token-file", tokens.string()});
+  const auto tls = TlsCredentials(certs_.ca_cert(), certs_.client_cert(), certs_.client_key());
+  auto server = ServerProcess::Start(args, tls);
+  ASSERT_NE(server, nullptr);
+  int top1 = -1;
+  int label = -2;
+  const grpc::Status ok = ClassifyWith(
+      *server, grpc::CompositeChannelCredentials(tls, grpc::AccessTokenCredentials("infer-token-over-tls")), &top1,
+      &label);
+  ASSERT_TRUE(ok.ok()) << ok.error_code() << ": " << ok.error_message();
+  EXPECT_EQ(top1, label);
+  const grpc::Status no_token = ClassifyWith(*server, tls);
+  EXPECT_EQ(no_token.error_code(), grpc::StatusCode::UNAUTHENTICATED) << no_token.error_message();
+  const grpc::Status wrong =
+      ClassifyWith(*server, grpc::CompositeChannelCredentials(tls, grpc::AccessTokenCredentials("not-the-token")));
+  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::UNAUTHENTICATED) << wrong.error_message();
+  EXPECT_NE(server->Log().find("(mTLS); token authorization on (1 token(s) from"), std::string::npos)
+      << server->Log();
+}
+
 // Each bad file stops the start with exit 1 and a message naming the file (and no "listening" line).
 TEST_F(TlsTest, BadFilesStopTheStartNamingTheFile) {
   const std::filesystem::path garbage = dir_->path() / "garbage.pem";

@@ -99,8 +99,8 @@ int Run(int argc, char** argv) {
   images.clear();
   images.shrink_to_fit();
   StatusOr<std::unique_ptr<LoadDriver>> driver = LoadDriver::Create(
-      options, **security, workload->get(), options.progress ? PrintStderr : std::function<void(const std::string&)>(),
-      options.connect_timeout_s);
+      options, **security, workload->get(),
+      options.progress ? PrintStderr : std::function<void(const std::string&)>(), options.connect_timeout_s);
   if (!driver.ok()) {
     std::fprintf(stderr, "cnnload: %s\n", driver.status().ToString().c_str());
     return kExitServer;

@@ -42,7 +42,8 @@ class LoadDriver {
   // `progress` receives the per-second progress line (nullptr: none). Connects `options.threads` channels with
   // `security` (only used here). UNAVAILABLE when the server cannot be reached within `connect_timeout_s`.
   static StatusOr<std::unique_ptr<LoadDriver>> Create(const LoadOptions& options,
-                                                      const tools::ClientSecurity& security, const Workload* workload,
+                                                      const tools::ClientSecurity& security,
+                                                      const Workload* workload,
                                                       std::function<void(const std::string&)> progress,
                                                       double connect_timeout_s = 10);
   ~LoadDriver();

@@ -52,7 +52,9 @@ security (any --tls-* flag means TLS; without them the connection is plaintext):
                            present this PEM client certificate and its key (servers with --tls-client-ca)
   --tls-server-name NAME   the name the server's certificate must carry when it is not the one in --server
   --token T                send 'authorization: Bearer T' on every call (servers with --auth-token-file);
-                           default: the environment variable CNNSERVE_TOKEN (never printed)
+                           default: the environment variable CNNSERVE_TOKEN (never printed). The token needs
+                           the infer scope, and metadata too for --synthetic and --protocol kserve (which ask
+                           for the model's inputs)
 
 client:
   --threads T              worker threads, each with its own connection (default 1)
@@ -65,7 +67,7 @@ output (stdout: a table, or JSON with --json; stderr: a progress line per second
   --quiet                  no progress lines
 
 exit codes: 0 every row ran (errors are counted, not fatal), 1 the server could not be used (unreachable,
-unknown model, ...), 2 bad command line or unreadable input.
+unknown model, refused credentials, ...), 2 bad command line or unreadable input (TLS files included).
 )";
 
 std::optional<double> ParseDouble(std::string_view text) {

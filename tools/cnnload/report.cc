@@ -75,8 +75,7 @@ int64_t RowResult::error_count() const {
 std::string FormatTable(const RunInfo& info, const std::vector<RowResult>& rows) {
   std::string out = Printf("cnnload: %s at %s (%s), %s, %s, batch %d (%" PRId64 " bytes/request), %s loop, ",
                            info.model.c_str(), info.server.c_str(), info.security.c_str(), info.method.c_str(),
-                           info.input.c_str(),
-                           info.batch, info.request_bytes, info.mode.c_str());
+                           info.input.c_str(), info.batch, info.request_bytes, info.mode.c_str());
   out += info.requests > 0
              ? Printf("%.3g s warm-up + %" PRId64 " requests per row\n", info.warmup_s, info.requests)
              : Printf("%.3g s warm-up + %.3g s per row\n", info.warmup_s, info.duration_s);

@@ -61,8 +61,8 @@ struct RowResult {
 struct RunInfo {
   std::string server;
   std::string security = "plaintext";  // DescribeClientSecurity: "plaintext", "TLS", "mTLS" (+ " + token")
-  std::string protocol;  // "native" or "kserve"
-  std::string method;    // full gRPC method name
+  std::string protocol;                // "native" or "kserve"
+  std::string method;                  // full gRPC method name
   std::string model;
   int64_t version = 0;
   std::string input;  // "synthetic 1x32x32 float32" or "12 PNG files"

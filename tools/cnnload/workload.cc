@@ -131,7 +131,8 @@ class NativeWorkload : public Workload {
     base.set_model(options.model);
     base.set_version(options.version);
     base.set_top_k(options.top_k);
-    // Ask for the model even when sending images: an unknown or unavailable model is reported at once.
+    // Ask for the model even when sending images: an unknown or unavailable model is reported at once. With images
+    // that is only an early check, so a token with the infer scope but not the metadata one may still run.
     auto stub = v1::Classifier::NewStub(channel);
     grpc::ClientContext context;
     SetDeadline(&context, timeout_s);
@@ -140,7 +141,11 @@ class NativeWorkload : public Workload {
     request.set_version(options.version);
     v1::DescribeModelResponse response;
     const grpc::Status status = stub->DescribeModel(&context, request, &response);
-    if (!status.ok()) return FromGrpc(status, "DescribeModel(\"" + options.model + "\")");
+    const bool images_without_metadata_scope =
+        !options.synthetic && status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+    if (!status.ok() && !images_without_metadata_scope) {
+      return FromGrpc(status, "DescribeModel(\"" + options.model + "\")");
+    }
     std::vector<std::string> pool;
     if (options.synthetic) {
       const std::vector<int64_t> dims(response.summary().input_shape().begin(),
@@ -334,7 +339,8 @@ StatusOr<std::unique_ptr<Workload>> CreateWorkload(const LoadOptions& options,
                                                    double connect_timeout_s) {
   if (!options.synthetic && images.empty()) return InvalidArgumentError("no images to send");
   CNN_RETURN_IF_ERROR(tools::WaitForChannel(
-      channel, options.server, std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * kMillisPerSecond))));
+      channel, options.server,
+      std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * kMillisPerSecond))));
   if (options.protocol == Protocol::kKServe) {
 #ifdef CNNLOAD_HAVE_KSERVE
     return KServeWorkload::Create(options, channel, images, connect_timeout_s);

@@ -119,8 +119,9 @@ Status FinishClientSecurityOptions(ClientSecurityOptions* options) {
     token_source = kTokenEnvironmentVariable;
   }
   if (options->tls_cert_file.empty() != options->tls_key_file.empty()) {
-    return InvalidArgumentError(options->tls_cert_file.empty() ? "--tls-key needs --tls-cert (the client certificate)"
-                                                               : "--tls-cert needs --tls-key (its private key)");
+    return InvalidArgumentError(options->tls_cert_file.empty()
+                                    ? "--tls-key needs --tls-cert (the client certificate)"
+                                    : "--tls-cert needs --tls-key (its private key)");
   }
   return CheckToken(options->token, token_source);
 }

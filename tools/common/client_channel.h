@@ -37,12 +37,13 @@ inline constexpr char kTokenEnvironmentVariable[] = "CNNSERVE_TOKEN";
 
 // The client security flags, as given on a command line.
 struct ClientSecurityOptions {
-  std::string tls_ca_file;      // --tls-ca: PEM CA certificate(s) that the server's certificate must chain to
-  std::string tls_cert_file;    // --tls-cert: PEM client certificate chain (mTLS); needs tls_key_file
-  std::string tls_key_file;     // --tls-key: its unencrypted PEM private key; needs tls_cert_file
-  std::string tls_server_name;  // --tls-server-name: the name the server's certificate must carry, when the
-                                // address does not (e.g. connecting to 127.0.0.1 with a certificate for a DNS name)
-  std::string token;            // --token, else $CNNSERVE_TOKEN: sent as `authorization: Bearer TOKEN`
+  std::string tls_ca_file;    // --tls-ca: PEM CA certificate(s) that the server's certificate must chain to
+  std::string tls_cert_file;  // --tls-cert: PEM client certificate chain (mTLS); needs tls_key_file
+  std::string tls_key_file;   // --tls-key: its unencrypted PEM private key; needs tls_cert_file
+  std::string
+      tls_server_name;  // --tls-server-name: the name the server's certificate must carry, when the
+                        // address does not (e.g. connecting to 127.0.0.1 with a certificate for a DNS name)
+  std::string token;    // --token, else $CNNSERVE_TOKEN: sent as `authorization: Bearer TOKEN`
 
   // Any TLS flag turns TLS on; there is no fallback to plaintext then.
   bool tls() const {

@@ -264,7 +264,7 @@ TEST_F(AuthorizerTest, EveryTokenAgainstEveryScope) {
 }
 
 TEST_F(AuthorizerTest, MissingMalformedAndUnknownCredentialsAreUnauthenticated) {
-  const std::vector<std::optional<std::string_view>> bad = {
+  const std::vector<std::optional<std::string>> bad = {
       std::nullopt,
       "",
       "token-all",

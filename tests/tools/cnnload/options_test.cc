@@ -1,6 +1,7 @@
 #include "tools/cnnload/options.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <string>
 #include <vector>
@@ -124,6 +125,41 @@ TEST(CnnloadOptionsTest, ErrorsNameTheProblemAndExitWithTwo) {
     EXPECT_NE(p.text.find(expected), std::string::npos)
         << "'" << p.text << "' should contain '" << expected << "'";
   }
+}
+
+// The security flags go through tools/common/client_channel (tested there); here: cnnload takes them, the
+// environment's token, and reports their errors as usage errors without the token.
+TEST(CnnloadOptionsTest, SecurityFlagsAndTheTokenFromTheEnvironment) {
+  unsetenv("CNNSERVE_TOKEN");
+  ParsedCommandLine p = Parse({"--model", "m", "--synthetic", "--tls-ca", "ca.pem", "--tls-cert=c.pem",
+                               "--tls-key", "c.key", "--tls-server-name", "cnnserve.example", "--token", "t0ken"});
+  ASSERT_TRUE(p.run) << p.text;
+  EXPECT_EQ(p.options.security.tls_ca_file, "ca.pem");
+  EXPECT_EQ(p.options.security.tls_cert_file, "c.pem");
+  EXPECT_EQ(p.options.security.tls_key_file, "c.key");
+  EXPECT_EQ(p.options.security.tls_server_name, "cnnserve.example");
+  EXPECT_EQ(p.options.security.token, "t0ken");
+
+  setenv("CNNSERVE_TOKEN", "env-t0ken", 1);
+  p = Parse({"--model", "m", "--synthetic"});
+  ASSERT_TRUE(p.run) << p.text;
+  EXPECT_EQ(p.options.security.token, "env-t0ken");
+  EXPECT_FALSE(p.options.security.tls());
+  unsetenv("CNNSERVE_TOKEN");
+
+  p = Parse({"--model", "m", "--synthetic", "--tls-cert", "c.pem"});
+  EXPECT_FALSE(p.run);
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_NE(p.text.find("--tls-cert needs --tls-key"), std::string::npos) << p.text;
+
+  p = Parse({"--model", "m", "--synthetic", "--token", "two words"});
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_NE(p.text.find("--token: the token has a character"), std::string::npos) << p.text;
+  EXPECT_EQ(p.text.find("words"), std::string::npos) << p.text;
+
+  p = Parse({"--model", "m", "--synthetic", "--tls-ca"});
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_NE(p.text.find("--tls-ca needs a value"), std::string::npos) << p.text;
 }
 
 }  // namespace

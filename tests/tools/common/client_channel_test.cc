@@ -5,9 +5,9 @@
 // cnnserve in tests/integration/clients_security_test.cc).
 #include "tools/common/client_channel.h"
 
-#include <gtest/gtest.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <condition_variable>
@@ -271,7 +271,9 @@ class EchoServer {
       response_ = grpc::ByteBuffer(&slice, 1);
       StartRead(&request_);
     }
-    void OnReadDone(bool /*ok*/) override { StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK); }
+    void OnReadDone(bool /*ok*/) override {
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+    }
     void OnDone() override { delete this; }
 
    private:
