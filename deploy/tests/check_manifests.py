@@ -317,6 +317,9 @@ if server:
     check(mode in ("none", "explicit", "poll"), "--model-control-mode %s is not none, explicit or poll" % mode)
     check(options.rendered or mode == "none", "the base must run --model-control-mode=none (models are the "
           "image's; components/poll-repository is the option), runs %s" % mode)
+    check(mode != "poll" or server_flags.get("--strict-readiness") == "false",
+          "poll mode on a volume every pod shares needs --strict-readiness=false: one model folder that fails to "
+          "load would take every pod out of rotation at once")
     metrics_address = server_flags.get("--metrics-address", "0.0.0.0:%d" % metrics_port)  # the entrypoint's
     metrics_open = metrics_address != "none" and metrics_address.rsplit(":", 1)[0] not in (
         "127.0.0.1", "localhost", "[::1]")

@@ -48,7 +48,8 @@ if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; th
     >"$TMP/overlay/kustomization.yaml"
   kubectl kustomize "$TMP/overlay" >"$TMP/overlay.yaml"
   $PY deploy/tests/check_manifests.py "$SRC" --rendered "$TMP/overlay.yaml" \
-    --expect-arg=--tls-client-ca=/etc/cnnserve/client-ca/ca.crt --expect-arg=--model-control-mode=poll |
+    --expect-arg=--tls-client-ca=/etc/cnnserve/client-ca/ca.crt --expect-arg=--model-control-mode=poll \
+    --expect-arg=--strict-readiness=false |
     sed 's/^/overlay (mtls, poll-repository) rendered: /'
   grep -q 'claimName: cnnserve-models' "$TMP/overlay.yaml" || fail "poll-repository: no cnnserve-models volume"
   ! grep -q 'initContainers' "$TMP/overlay.yaml" || fail "poll-repository: the init container is still there"
