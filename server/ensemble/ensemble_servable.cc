@@ -285,6 +285,7 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     const ImageItem& item = request->items[static_cast<size_t>(i)];
     switch (item.kind) {
       case ImageItem::Kind::kTensor:
+        if (Status status = CheckFiniteFloats(item.data); !status.ok()) return fail(InItem(*request, i, status));
         state->tensor_copies[static_cast<size_t>(i)] = std::string(item.data);
         continue;
       case ImageItem::Kind::kEncoded:

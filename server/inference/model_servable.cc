@@ -108,6 +108,7 @@ Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* d
                                             Quoted(info_.name) + " takes " + DimsToString(info_.item_input_dims) +
                                             " float32 = " + std::to_string(bytes) + " bytes per image"));
       }
+      if (Status status = CheckFiniteFloats(item.data); !status.ok()) return in_item(status);
       if (dst != nullptr) std::memcpy(dst, item.data.data(), bytes);  // little-endian float32, as the host
       return OkStatus();
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <cstddef>
 #include <exception>
 #include <limits>
@@ -386,6 +387,19 @@ StatusOr<Tensor> DecodeAndPreprocess(std::string_view bytes, const PreprocessOpt
   Tensor tensor(std::move(dims));
   CNN_RETURN_IF_ERROR(Preprocess(image, options, tensor.data()));
   return tensor;
+}
+
+Status CheckFiniteFloats(std::string_view float32_bytes) {
+  const size_t count = float32_bytes.size() / sizeof(float);
+  for (size_t i = 0; i < count; ++i) {
+    float value;
+    std::memcpy(&value, float32_bytes.data() + i * sizeof(float), sizeof(float));
+    if (!std::isfinite(value)) {
+      return InvalidArgumentError("value " + std::to_string(i) + " of the tensor is " +
+                                  (std::isnan(value) ? "NaN" : "infinite") + ": tensor values must be finite");
+    }
+  }
+  return OkStatus();
 }
 
 Status ValidateRawTensor(const Dims& declared, size_t byte_count, const Dims& expected_chw) {

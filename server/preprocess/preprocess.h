@@ -178,6 +178,11 @@ StatusOr<Tensor> DecodeAndPreprocess(std::string_view bytes, const PreprocessOpt
 // non-positive extent; INTERNAL if `expected_chw` is not a valid rank-3 shape.
 Status ValidateRawTensor(const Dims& declared, size_t byte_count, const Dims& expected_chw);
 
+// Checks that every value of a raw float32 tensor (little-endian, any alignment) is finite: a NaN or an infinity
+// would flow through the network into every class's score. INVALID_ARGUMENT naming the first bad value's index
+// and whether it is NaN or infinite. A trailing partial value is not inspected (ValidateRawTensor checks sizes).
+Status CheckFiniteFloats(std::string_view float32_bytes);
+
 // Sets how many threads OpenCV may use for its parallel loops (resize, colour conversion), process-wide, via
 // cv::setNumThreads: n > 1 up to n threads; 0 or 1 sequentially on the calling thread; negative OpenCV's default
 // (all cores). Call once at start-up, before serving: the server decides how the cores are split between OpenCV

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <future>
 #include <map>
@@ -495,6 +496,21 @@ TEST_F(EnsembleServableTest, UndecodableImageFailsOnceWithoutRunningMembers) {
   EXPECT_EQ(m0->runs(), 0);
   EXPECT_EQ(m1->runs(), 0);
   EXPECT_EQ(servable->Stats().fail.count, 1u);
+}
+
+TEST_F(EnsembleServableTest, NonFiniteTensorFailsOnceWithoutRunningMembers) {
+  std::shared_ptr<FakeMember> m0 = members_.Add("m0", {{0.5f, 0.25f, 0.25f}}, Gray(4));
+  std::shared_ptr<FakeMember> m1 = members_.Add("m1", {{0.5f, 0.25f, 0.25f}}, Gray(4));
+  std::unique_ptr<EnsembleServable> servable = Make(EnsembleConfig({"m0", "m1"}, Config::SOFT_MEAN));
+  ASSERT_NE(servable, nullptr);
+  auto request = TensorRequest(2, 16, tensor_storage_);
+  tensor_storage_[16 + 5] = std::numeric_limits<float>::infinity();  // item 1, value 5
+  Outcome outcome;
+  const Status status = RunAndWait(*servable, request, outcome);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message().rfind("items[1]: value 5 of the tensor is infinite", 0), 0u) << status.ToString();
+  EXPECT_EQ(m0->runs(), 0);
+  EXPECT_EQ(m1->runs(), 0);
 }
 
 TEST_F(EnsembleServableTest, MemberWithoutImagePreprocessingDoesNotAnswerImages) {
