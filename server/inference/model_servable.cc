@@ -255,6 +255,15 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
   release(pending, unscheduled + 1);
 }
 
+Status ModelServable::CheckAdmission(int64_t items, int64_t deadline_us) {
+  if (items < 1) return OkStatus();  // Run answers INVALID_ARGUMENT itself
+  const int64_t max_batch = info_.max_batch_size;
+  const Status status =
+      batcher_->CheckAdmission((items + max_batch - 1) / max_batch, items,
+                               deadline_us > 0 ? deadline_us : Clock::kInfiniteFuture);
+  return status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version));
+}
+
 ServableStats ModelServable::Stats() const {
   ServableStats stats;
   {
