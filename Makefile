@@ -8,7 +8,7 @@ ZOO_DIR ?= $(HOME)/.cache/cnnserve/zoo
 ZOO_MODELS ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build zoo zoo-repository run test test-sanitize bench clean format
+.PHONY: all deps configure build zoo zoo-repository run test test-sanitize fuzz bench clean format
 
 all: build
 
@@ -51,6 +51,18 @@ test-sanitize: deps zoo
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE parity
+
+# Coverage-guided fuzzing (tests/fuzz/README.md): the libFuzzer targets built with clang-14, ASan and UBSan in
+# $(FUZZ_BUILD), then each run for FUZZ_SECONDS (default 300) on a copy of its seed corpus; prints executions and
+# coverage per target, fails on a crash and leaves the input in $(FUZZ_BUILD)/crashes/. `make test` replays the
+# seed corpora and every kept crash input (CTest label fuzz).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TARGETS := fuzz_image_input fuzz_onnx_import fuzz_model_config fuzz_kserve_request
+fuzz: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCNNSERVE_FUZZ=ON -DCNNSERVE_BUILD_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	tests/fuzz/run_fuzz.sh $(FUZZ_BUILD)
 
 # The container image (root Dockerfile) built with podman and tested for real: deploy/tests/container_test.sh
 # (runs ../shared/container/oci-setup.sh; root; about 10-15 min cold, podman's layer cache makes reruns quick).

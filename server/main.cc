@@ -76,6 +76,10 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --max-receive-message-mb N    larger gRPC messages get RESOURCE_EXHAUSTED (default 64)
   --max-images-per-request N    more inputs in one request get INVALID_ARGUMENT (default 256)
   --max-pixels N                largest declared width*height of an image (default 40000000)
+  --max-decoded-image-mb N      most memory one image may take to decode: pixels x channels x bytes per sample,
+                                plus the copy without alpha (default 256); larger images get INVALID_ARGUMENT
+  --max-decode-memory-mb N      most memory all images being decoded may hold at once (default 512); an image
+                                that does not fit now gets UNAVAILABLE (retry)
   --max-in-flight-per-stream N  requests of one ClassifyStream / ModelStreamInfer running at once (default 16)
   --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
   --tls-cert FILE               serve gRPC over TLS with this PEM certificate chain (needs --tls-key)
@@ -103,6 +107,8 @@ struct Flags {
   int max_receive_message_mb = 64;
   int64_t max_images_per_request = 256;
   int64_t max_pixels = 40'000'000;
+  int64_t max_decoded_image_mb = 256;
+  int64_t max_decode_memory_mb = 512;
   int max_in_flight_per_stream = 16;
   double drain_timeout_s = 30;
   std::string health_probe;
@@ -195,6 +201,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
                                                   "--max-receive-message-mb",
                                                   "--max-images-per-request",
                                                   "--max-pixels",
+                                                  "--max-decoded-image-mb",
+                                                  "--max-decode-memory-mb",
                                                   "--max-in-flight-per-stream",
                                                   "--drain-timeout-s",
                                                   "--health-probe",
@@ -253,6 +261,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       const auto n = ParseInt<int64_t>(v, 1, int64_t{1} << 40);
       if (!n) return fail("'" + std::string(v) + "' is not a positive integer");
       flags->max_pixels = *n;
+    } else if (name == "--max-decoded-image-mb" || name == "--max-decode-memory-mb") {
+      const auto n = ParseInt<int64_t>(v, 1, int64_t{1} << 20);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 1048576]");
+      (name == "--max-decoded-image-mb" ? flags->max_decoded_image_mb : flags->max_decode_memory_mb) = *n;
     } else if (name == "--max-in-flight-per-stream") {
       const auto n = ParseInt<int>(v, 1, 65536);
       if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 65536]");
@@ -344,9 +356,11 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
   spdlog::info("{} model(s); oneDNN ISA {}; inference threads {} of {} hardware threads", models.models_size(),
                DnnlIsaName(), flags.threads == 0 ? std::string("all") : std::to_string(flags.threads),
                std::thread::hardware_concurrency());
-  spdlog::info("limits: {} MiB per message, {} images per request, {} pixels per image; drain timeout {} s",
-               flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels,
-               flags.drain_timeout_s);
+  spdlog::info(
+      "limits: {} MiB per message, {} images per request, {} pixels and {} MiB decoded per image, {} MiB of "
+      "decodes at once; drain timeout {} s",
+      flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels, flags.max_decoded_image_mb,
+      flags.max_decode_memory_mb, flags.drain_timeout_s);
 }
 
 int Serve(const Flags& flags) {
@@ -388,6 +402,8 @@ int Serve(const Flags& flags) {
   options.max_images_per_request = flags.max_images_per_request;
   options.max_pixels = flags.max_pixels;
   options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
+  options.max_decoded_image_bytes = flags.max_decoded_image_mb * kBytesPerMiB;
+  options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {
     spdlog::critical("cannot start: {}", inference.status().ToString());

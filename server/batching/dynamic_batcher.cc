@@ -1,11 +1,18 @@
 #include "server/batching/dynamic_batcher.h"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <utility>
 
+#include "server/batching/admission_policy.h"
+
 namespace cnnserve {
 namespace {
+
+constexpr int64_t kMicrosPerMilli = 1000;
+constexpr int64_t kNanosPerMicro = 1000;
+constexpr int64_t kServiceTimeWindow = 8;  // batches the service-time average spans (roughly)
 
 void Bump(std::atomic<int64_t>& counter, int64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
 int64_t Read(const std::atomic<int64_t>& counter) { return counter.load(std::memory_order_relaxed); }
@@ -71,26 +78,63 @@ Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (shutting_down_) {
-      Bump(counters_.tasks_rejected_shutdown);
-      return UnavailableError("shutting down: not accepting new tasks");
-    }
-    if (static_cast<int64_t>(queue_.size()) >= options_.max_queue_size) {
-      Bump(counters_.tasks_rejected_queue_full);
-      return UnavailableError("queue full: max_queue_size " + std::to_string(options_.max_queue_size) + " tasks");
-    }
     const int64_t now_us = clock_->NowMicros();
-    if (task->deadline_us() <= now_us) {
-      Bump(counters_.tasks_rejected_expired);
-      return DeadlineExceededError("deadline passed before the task was queued");
-    }
+    CNN_RETURN_IF_ERROR(AdmitLocked(1, items, task->deadline_us(), now_us));
     task->set_enqueue_time_us(now_us);
     queue_.push_back(std::move(task));
+    queued_items_ += items;
     UpdateQueueDepthLocked();
     Bump(counters_.tasks_admitted);
   }
   work_cv_.notify_one();
   return OkStatus();
+}
+
+Status DynamicBatcher::CheckAdmission(int64_t num_tasks, int64_t items, int64_t deadline_us) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AdmitLocked(num_tasks, items, deadline_us, clock_->NowMicros());
+}
+
+Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us) {
+  if (shutting_down_) {
+    Bump(counters_.tasks_rejected_shutdown);
+    return UnavailableError("shutting down: not accepting new tasks");
+  }
+  if (deadline_us <= now_us) {
+    Bump(counters_.tasks_rejected_expired);
+    return DeadlineExceededError("deadline passed before the task was queued");
+  }
+  const AdmissionSnapshot snapshot{.queued_tasks = static_cast<int64_t>(queue_.size()) + num_tasks - 1,
+                                   .queued_items = queued_items_,
+                                   .running_items = running_items_,
+                                   .item_service_ns = item_service_ns(),
+                                   .num_instances = options_.num_instances,
+                                   .max_queue_size = options_.max_queue_size};
+  const AdmissionDecision decision = DecideAdmission(snapshot, items, now_us, deadline_us);
+  switch (decision.action) {
+    case AdmissionDecision::Action::kAdmit:
+      return OkStatus();
+    case AdmissionDecision::Action::kQueueFull:
+      Bump(counters_.tasks_rejected_queue_full);
+      return UnavailableError("queue full: max_queue_size " + std::to_string(options_.max_queue_size) + " tasks");
+    case AdmissionDecision::Action::kMissesDeadline:
+      Bump(counters_.tasks_rejected_overloaded);
+      return UnavailableError("overloaded: the " + std::to_string(queued_items_ + running_items_) +
+                              " images ahead would take about " +
+                              std::to_string(decision.expected_wait_us / kMicrosPerMilli) +
+                              " ms, past the deadline in " + std::to_string((deadline_us - now_us) / kMicrosPerMilli) +
+                              " ms; retry later or with a longer deadline");
+  }
+  return InternalError("unknown admission decision");
+}
+
+void DynamicBatcher::RecordServiceTime(int64_t run_us, int64_t items) {
+  if (items <= 0 || run_us < 0) return;
+  const int64_t sample_ns = run_us * kNanosPerMicro / items;
+  const int64_t old_ns = item_service_ns_.load(std::memory_order_relaxed);
+  // An exponential moving average over about the last kServiceTimeWindow batches; the first batch sets it.
+  const int64_t new_ns = old_ns == 0 ? sample_ns : old_ns + (sample_ns - old_ns) / kServiceTimeWindow;
+  item_service_ns_.store(std::max<int64_t>(1, new_ns), std::memory_order_relaxed);
 }
 
 Status DynamicBatcher::Shutdown(int64_t drain_deadline_us) {
@@ -108,6 +152,7 @@ Status DynamicBatcher::Shutdown(int64_t drain_deadline_us) {
   leftover.reserve(queue_.size());
   for (std::unique_ptr<Task>& task : queue_) leftover.push_back(std::move(task));
   queue_.clear();
+  queued_items_ = 0;
   UpdateQueueDepthLocked();
   stop_workers_ = true;
   work_cv_.notify_all();
@@ -133,6 +178,7 @@ DynamicBatcherStats DynamicBatcher::stats() const {
   stats.queue_depth = QueueDepth();
   stats.tasks_admitted = Read(counters_.tasks_admitted);
   stats.tasks_rejected_queue_full = Read(counters_.tasks_rejected_queue_full);
+  stats.tasks_rejected_overloaded = Read(counters_.tasks_rejected_overloaded);
   stats.tasks_rejected_shutdown = Read(counters_.tasks_rejected_shutdown);
   stats.tasks_rejected_invalid = Read(counters_.tasks_rejected_invalid);
   stats.tasks_rejected_expired = Read(counters_.tasks_rejected_expired);
@@ -173,11 +219,13 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
     TakenTasks taken = TakeLocked(decision);
     const int64_t count = static_cast<int64_t>(taken.size());
     tasks_in_hand_ += count;
+    running_items_ += taken.batch_items;
     if (!queue_.empty()) work_cv_.notify_one();  // another worker may form the next batch meanwhile
     lock.unlock();
     Process(runner, taken);
     lock.lock();
     tasks_in_hand_ -= count;
+    running_items_ -= taken.batch_items;
     if (shutting_down_) progress_cv_.notify_all();
   }
 }
@@ -214,6 +262,8 @@ DynamicBatcher::TakenTasks DynamicBatcher::TakeLocked(const BatchDecision& decis
     }
   }
   queue_ = std::move(rest);
+  queued_items_ = 0;
+  for (const std::unique_ptr<Task>& task : queue_) queued_items_ += task->num_items();
   UpdateQueueDepthLocked();
   return taken;
 }
@@ -233,6 +283,7 @@ void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
   for (const std::unique_ptr<Task>& task : taken.batch) batch.push_back(task.get());
   std::vector<Status> statuses(batch.size());
   Status overall;
+  const int64_t start_us = clock_->NowMicros();
   try {
     overall = runner->RunBatch(batch, statuses);
   } catch (const std::exception& e) {
@@ -240,6 +291,7 @@ void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
   } catch (...) {
     overall = InternalError("batch runner threw a non-standard exception");
   }
+  if (overall.ok()) RecordServiceTime(clock_->NowMicros() - start_us, taken.batch_items);
   Bump(counters_.batches_run);
   Bump(counters_.items_run, taken.batch_items);
   Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);

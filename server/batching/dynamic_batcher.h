@@ -3,7 +3,8 @@
 // models, tensors or gRPC.
 //
 // Life of a task: Schedule admits it into a bounded FIFO queue (or returns an error and leaves it with the
-// caller). A worker thread takes it either into a batch, which its runner runs, or out of the queue as cancelled
+// caller). Admission sheds load at once (admission_policy.h): a full queue, or a task whose deadline the work
+// ahead of it would pass (by the measured run time per item), is refused before any work is spent on it. A worker thread takes it either into a batch, which its runner runs, or out of the queue as cancelled
 // (CANCELLED) or expired (DEADLINE_EXCEEDED). In every case the batcher then calls the task's callback exactly
 // once, outside its lock, and destroys the task. Cancellation and deadlines are checked whenever a worker looks
 // at the queue (a task arrives, a batch ends, a delay or deadline is reached): a cancelled task is finished at the
@@ -60,6 +61,7 @@ struct DynamicBatcherStats {
   int64_t queue_depth = 0;                // tasks waiting now
   int64_t tasks_admitted = 0;             // Schedule returned OK
   int64_t tasks_rejected_queue_full = 0;  // Schedule returned UNAVAILABLE (queue full)
+  int64_t tasks_rejected_overloaded = 0;  // Schedule returned UNAVAILABLE (would miss its deadline)
   int64_t tasks_rejected_shutdown = 0;    // Schedule returned UNAVAILABLE (shutting down)
   int64_t tasks_rejected_invalid = 0;     // Schedule returned INVALID_ARGUMENT
   int64_t tasks_rejected_expired = 0;     // Schedule returned DEADLINE_EXCEEDED
@@ -91,9 +93,18 @@ class DynamicBatcher final : public Scheduler {
 
   // See Scheduler::Schedule. Non-blocking apart from a short lock. Sets the task's enqueue time. Errors, checked
   // in this order: INVALID_ARGUMENT (null task; num_items < 1; num_items > max_batch_size, naming the limit),
-  // UNAVAILABLE "shutting down", UNAVAILABLE (queue holds max_queue_size tasks, naming the limit),
-  // DEADLINE_EXCEEDED (deadline already reached).
+  // UNAVAILABLE "shutting down", DEADLINE_EXCEEDED (deadline already reached), UNAVAILABLE (queue holds
+  // max_queue_size tasks, naming the limit), UNAVAILABLE "overloaded" (the work ahead would carry the task past
+  // its deadline, naming the expected wait).
   Status Schedule(std::unique_ptr<Task>& task) override;
+
+  // Whether `num_tasks` tasks of `items` items in all, with this deadline (Clock::kInfiniteFuture: none), would be
+  // admitted now: OK or the error Schedule would return. Nothing is reserved (a caller that checks several
+  // batchers before scheduling on all of them, like an ensemble, can still meet a refusal later, rarely).
+  Status CheckAdmission(int64_t num_tasks, int64_t items, int64_t deadline_us);
+
+  // Recent run time of a batch divided by its items (exponential moving average); 0 before the first batch.
+  int64_t item_service_ns() const { return item_service_ns_.load(std::memory_order_relaxed); }
 
   int64_t QueueDepth() const override { return queue_depth_.load(std::memory_order_relaxed); }
 
@@ -108,6 +119,7 @@ class DynamicBatcher final : public Scheduler {
     explicit Counters(int64_t max_batch_size);
     std::atomic<int64_t> tasks_admitted{0};
     std::atomic<int64_t> tasks_rejected_queue_full{0};
+    std::atomic<int64_t> tasks_rejected_overloaded{0};
     std::atomic<int64_t> tasks_rejected_shutdown{0};
     std::atomic<int64_t> tasks_rejected_invalid{0};
     std::atomic<int64_t> tasks_rejected_expired{0};
@@ -138,6 +150,10 @@ class DynamicBatcher final : public Scheduler {
   TakenTasks TakeLocked(const BatchDecision& decision);
   // Finishes the dropped tasks and runs the batch. Called without mu_.
   void Process(BatchRunner* runner, TakenTasks& taken);
+  // DecideAdmission for `num_tasks` tasks of `items` items; OK or the refusal, counted. Requires mu_.
+  Status AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us);
+  // Folds one batch's run time into item_service_ns_.
+  void RecordServiceTime(int64_t run_us, int64_t items);
   void UpdateQueueDepthLocked() {
     queue_depth_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
   }
@@ -148,12 +164,15 @@ class DynamicBatcher final : public Scheduler {
   std::vector<std::thread> workers_;
   Counters counters_;
   std::atomic<int64_t> queue_depth_{0};
+  std::atomic<int64_t> item_service_ns_{0};
 
   std::mutex mu_;
   std::condition_variable work_cv_;          // workers: a task arrived, the queue changed, or stop
   std::condition_variable progress_cv_;      // Shutdown: a worker finished tasks, or shutdown completed
   std::deque<std::unique_ptr<Task>> queue_;  // guarded by mu_
   int64_t tasks_in_hand_ = 0;                // guarded by mu_: taken out of queue_ by a worker, not yet finished
+  int64_t queued_items_ = 0;                 // guarded by mu_: items of the tasks in queue_
+  int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now
   bool shutting_down_ = false;               // guarded by mu_: reject new tasks, run queued ones without delay
   bool stop_workers_ = false;                // guarded by mu_: workers exit
   bool shutdown_done_ = false;               // guarded by mu_

@@ -277,7 +277,17 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     }
   }
 
-  // 2. Decode every image once; copy every tensor once.
+  // 2. The members' deadline: the request's, or member_timeout_ms from now if that comes first.
+  if (member_timeout_us_ > 0) state->member_deadline_us = AddMicros(now_us, member_timeout_us_);
+  if (request->deadline_us > 0 && request->deadline_us <= state->member_deadline_us) {
+    state->member_deadline_us = request->deadline_us;
+    state->deadline_is_request_deadline = true;
+  }
+
+  // 3. Admission: refuse at once, before decoding, when too few members can take the request now.
+  if (Status refused = AdmitMembers(*state, num_items); !refused.ok()) return fail(refused);
+
+  // 4. Decode every image once; copy every tensor once.
   std::vector<DecodedImage> images(static_cast<size_t>(num_items));
   state->tensor_copies.resize(static_cast<size_t>(num_items));
   int64_t first_image = -1;
@@ -285,6 +295,7 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     const ImageItem& item = request->items[static_cast<size_t>(i)];
     switch (item.kind) {
       case ImageItem::Kind::kTensor:
+        if (Status status = CheckFiniteFloats(item.data); !status.ok()) return fail(InItem(*request, i, status));
         state->tensor_copies[static_cast<size_t>(i)] = std::string(item.data);
         continue;
       case ImageItem::Kind::kEncoded:
@@ -302,7 +313,7 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     return fail(InItem(*request, i, InvalidArgumentError("unknown item kind")));
   }
 
-  // 3. Preprocess each image once per distinct preprocessing among the members.
+  // 5. Preprocess each image once per distinct preprocessing among the members.
   std::vector<int> member_group(total, -1);
   std::vector<PreprocessOptions> group_options;
   if (first_image >= 0) {
@@ -346,13 +357,6 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
   images.clear();
   state->preprocess_us = SteadyNowMicros() - start_us;
 
-  // 4. The members' deadline: the request's, or member_timeout_ms from now if that comes first.
-  if (member_timeout_us_ > 0) state->member_deadline_us = AddMicros(now_us, member_timeout_us_);
-  if (request->deadline_us > 0 && request->deadline_us <= state->member_deadline_us) {
-    state->member_deadline_us = request->deadline_us;
-    state->deadline_is_request_deadline = true;
-  }
-
   {
     std::lock_guard<std::mutex> lock(runs_mu_);
     if (shutting_down_) return fail(UnavailableError("ensemble " + Quoted(info_.name) + " is shutting down"));
@@ -381,7 +385,7 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     });
   }
 
-  // 5. Fan out. Every member gets kTensor items pointing into the state's buffers.
+  // 6. Fan out. Every member gets kTensor items pointing into the state's buffers.
   const std::weak_ptr<RunState> weak = state;
   for (size_t m = 0; m < total; ++m) {
     std::shared_ptr<Servable> servable;
@@ -447,6 +451,33 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     if (claim) state->answered = true;
   }
   if (claim) Finish(state);
+}
+
+Status EnsembleServable::AdmitMembers(RunState& state, int64_t num_items) const {
+  const int64_t deadline_us = state.member_deadline_us == Clock::kInfiniteFuture ? 0 : state.member_deadline_us;
+  int32_t admitted = 0;
+  for (RunState::Member& member : state.members) {
+    if (member.settled) continue;
+    member.status = member.servable->CheckAdmission(num_items, deadline_us);
+    member.settled = !member.status.ok();
+    admitted += member.settled ? 0 : 1;
+  }
+  const int32_t total = static_cast<int32_t>(members_.size());
+  if (admitted >= (quorum_ == 0 ? total : quorum_)) return OkStatus();
+  return UnavailableError(QuorumMessage(state, admitted, "could take the request now"));
+}
+
+std::string EnsembleServable::QuorumMessage(const RunState& state, int32_t answered, std::string_view verb) const {
+  const int32_t total = static_cast<int32_t>(members_.size());
+  std::string message = "ensemble " + Quoted(info_.name) + ": " + std::to_string(answered) + " of " +
+                        std::to_string(total) + " members " + std::string(verb) + " (quorum " +
+                        std::to_string(quorum_ == 0 ? total : quorum_) + ")";
+  for (size_t m = 0; m < state.members.size(); ++m) {
+    const Status& member_status = state.members[m].status;
+    if (member_status.ok()) continue;
+    message += "; " + MemberName(m, state.members[m].version) + ": " + member_status.ToString();
+  }
+  return message;
 }
 
 void EnsembleServable::GiveUp(const std::shared_ptr<RunState>& state, const Status& status) {
@@ -556,14 +587,10 @@ void EnsembleServable::Finish(const std::shared_ptr<RunState>& state) {
   const int32_t needed = quorum_ == 0 ? total : quorum_;
   if (answered < needed) {
     int32_t invalid = 0;
-    std::string message = "ensemble " + Quoted(info_.name) + ": " + std::to_string(answered) + " of " +
-                          std::to_string(total) + " members answered (quorum " + std::to_string(needed) + ")";
-    for (size_t m = 0; m < members_.size(); ++m) {
-      const Status& member_status = state->members[m].status;
-      if (member_status.ok()) continue;
-      invalid += member_status.code() == StatusCode::kInvalidArgument ? 1 : 0;
-      message += "; " + MemberName(m, state->members[m].version) + ": " + member_status.ToString();
+    for (const RunState::Member& member : state->members) {
+      invalid += member.status.code() == StatusCode::kInvalidArgument ? 1 : 0;
     }
+    std::string message = QuorumMessage(*state, answered, "answered");
     if (request.cancelled && request.cancelled()) {
       status = CancelledError(std::move(message));
     } else if (request.deadline_us > 0 && clock_->NowMicros() >= request.deadline_us) {

@@ -131,6 +131,12 @@ class EnsembleServable final : public Servable {
   StatusOr<std::shared_ptr<Servable>> ResolveMember(const MemberSpec& member) const;
   // Answers `state` if every member has settled and it has not been answered yet. Called without state->mu held.
   void Finish(const std::shared_ptr<RunState>& state);
+  // Asks every resolved member whether it would admit the run now (Servable::CheckAdmission) and settles those
+  // that would not, with their refusal. UNAVAILABLE naming every refused or unresolved member when the quorum can
+  // no longer be reached, so the request is refused before anything is decoded.
+  Status AdmitMembers(RunState& state, int64_t num_items) const;
+  // "ensemble "x": A of T members answered (quorum Q); member: status; ..." for the members that failed.
+  std::string QuorumMessage(const RunState& state, int32_t answered, std::string_view verb) const;
   // Gives up on every member of `state` that has not answered, with `status`, and finishes it if that settled it.
   void GiveUp(const std::shared_ptr<RunState>& state, const Status& status);
   // Gives up on every Run in flight; returns how many were cut short.

@@ -143,6 +143,8 @@ class InferenceServiceImpl final : public InferenceService {
         lanes_(options.total_threads) {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
     servable_options_.decode_limits.max_pixels = options.max_pixels;
+    servable_options_.decode_limits.max_decoded_bytes = options.max_decoded_image_bytes;
+    servable_options_.decode_limits.budget = *DecodeBudget::Create(options.max_decode_memory_bytes);  // checked
     servable_options_.default_max_queue_size = options.default_max_queue_size;
     servable_options_.lanes = &lanes_;
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
@@ -705,6 +707,8 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
   for (const auto& [field, value] :
        {std::pair{"max_images_per_request", options.max_images_per_request},
         std::pair{"max_pixels", options.max_pixels}, std::pair{"max_image_bytes", options.max_image_bytes},
+        std::pair{"max_decoded_image_bytes", options.max_decoded_image_bytes},
+        std::pair{"max_decode_memory_bytes", options.max_decode_memory_bytes},
         std::pair{"default_max_queue_size", options.default_max_queue_size}}) {
     if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
   }

@@ -31,6 +31,11 @@ struct InferenceServiceOptions {
   int64_t max_images_per_request = 256;
   int64_t max_pixels = 40'000'000;      // per image, checked from the header before decoding
   int64_t max_image_bytes = 64 << 20;
+  // Most memory one image may take to decode (DecodedBytes in server/preprocess/preprocess.h).
+  int64_t max_decoded_image_bytes = int64_t{256} << 20;
+  // Most memory all decodes in flight may hold at once, every model and request together (DecodeBudget); an
+  // image that does not fit now is refused with UNAVAILABLE.
+  int64_t max_decode_memory_bytes = int64_t{512} << 20;
   int64_t default_max_queue_size = 1024;
   // How long a replaced or unloaded model version may take to finish its requests (LoadModel/UnloadModel).
   int64_t retire_drain_timeout_us = 30'000'000;

@@ -108,6 +108,7 @@ Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* d
                                             Quoted(info_.name) + " takes " + DimsToString(info_.item_input_dims) +
                                             " float32 = " + std::to_string(bytes) + " bytes per image"));
       }
+      if (Status status = CheckFiniteFloats(item.data); !status.ok()) return in_item(status);
       if (dst != nullptr) std::memcpy(dst, item.data.data(), bytes);  // little-endian float32, as the host
       return OkStatus();
     }
@@ -252,6 +253,15 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
     --unscheduled;
   }
   release(pending, unscheduled + 1);
+}
+
+Status ModelServable::CheckAdmission(int64_t items, int64_t deadline_us) {
+  if (items < 1) return OkStatus();  // Run answers INVALID_ARGUMENT itself
+  const int64_t max_batch = info_.max_batch_size;
+  const Status status =
+      batcher_->CheckAdmission((items + max_batch - 1) / max_batch, items,
+                               deadline_us > 0 ? deadline_us : Clock::kInfiniteFuture);
+  return status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version));
 }
 
 ServableStats ModelServable::Stats() const {

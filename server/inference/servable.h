@@ -184,6 +184,12 @@ class Servable {
   // Stops admitting and drains (see Scheduler::Shutdown). Idempotent. Ensembles do not own their members and
   // only stop admitting.
   virtual Status Shutdown(int64_t drain_deadline_us) = 0;
+
+  // Whether a Run of `items` items with this deadline (absolute, steady clock; 0: none) would be admitted now:
+  // OK, or the UNAVAILABLE (queue full, overloaded, shutting down) or DEADLINE_EXCEEDED that Run would meet.
+  // Reserves nothing. An ensemble asks its members before it decodes anything, so that a request the members
+  // cannot take is refused before any work is spent on it. The default admits everything.
+  virtual Status CheckAdmission(int64_t items, int64_t deadline_us) { return OkStatus(); }
 };
 
 // How an ensemble finds its members: (model name, version or 0 for the newest ready) -> servable.

@@ -45,13 +45,19 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const MetricsServ
     return InvalidArgumentError("MetricsServer: num_threads " + std::to_string(options.num_threads) +
                                 " is not >= 1");
   }
+  if (options.request_timeout_ms < 1) {
+    return InvalidArgumentError("MetricsServer: request_timeout_ms " + std::to_string(options.request_timeout_ms) +
+                                " is not >= 1");
+  }
 
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->collector_ = std::make_shared<Collector>(std::move(provider));
   server->path_ = options.path;
   try {
     // civetweb binds in the constructor and throws (CivetException, a std::runtime_error) when it cannot.
-    server->exposer_ = std::make_unique<prometheus::Exposer>(options.address, options.num_threads);
+    server->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", options.address, "num_threads", std::to_string(options.num_threads),
+        "request_timeout_ms", std::to_string(options.request_timeout_ms), "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
     return UnavailableError("MetricsServer: cannot listen on '" + options.address + "': " + e.what());
   }

@@ -34,8 +34,13 @@ struct MetricsServerOptions {
   std::string address = "127.0.0.1:8002";
   // HTTP path of the metrics (starts with '/').
   std::string path = "/metrics";
-  // HTTP worker threads (>= 1).
-  int num_threads = 2;
+  // HTTP worker threads (>= 1): each holds one connection at a time, so this many slow clients at once can
+  // delay a scrape by up to request_timeout_ms.
+  int num_threads = 4;
+  // A connection must deliver its whole request (line and headers) within this time, and each later read or
+  // write must progress within it; otherwise civetweb closes it (> 0). Bounds what a client that trickles a
+  // header (slowloris) can hold a worker for.
+  int request_timeout_ms = 1000;
 };
 
 // Returns the statistics of every servable to report.

@@ -214,6 +214,7 @@ StatusOr<ImageHeader> InspectPng(std::string_view bytes, int64_t max_pixels) {
 
   bool seen_idat = false;
   bool seen_plte = false;
+  bool seen_trns = false;
   size_t pos = kPngIhdrEndOffset;
   while (true) {
     if (pos == size) {
@@ -246,6 +247,7 @@ StatusOr<ImageHeader> InspectPng(std::string_view bytes, int64_t max_pixels) {
     }
     if (type == "IDAT") seen_idat = true;
     if (type == "PLTE") seen_plte = true;
+    if (type == "tRNS") seen_trns = true;
     if (type == "IEND") {
       if (length != 0) {
         return InvalidArgumentError("malformed PNG: the IEND chunk has length " + std::to_string(length) +
@@ -266,6 +268,7 @@ StatusOr<ImageHeader> InspectPng(std::string_view bytes, int64_t max_pixels) {
   header.height_px = height;
   header.channels = PngChannels(color_type);
   header.bit_depth = depth;
+  header.has_transparency = seen_trns;
   return header;
 }
 

@@ -48,6 +48,8 @@ struct ImageHeader {
   int channels = 0;
   // Bits per sample: JPEG 8; PNG 1, 2, 4, 8 or 16 (palette: bits per index).
   int bit_depth = 0;
+  // PNG: a tRNS chunk is present (decoders then add an alpha channel). JPEG: false.
+  bool has_transparency = false;
 };
 
 // Checks `bytes` as described above. `max_pixels` > 0. Does not keep `bytes`.

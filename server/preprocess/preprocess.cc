@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <cstddef>
 #include <exception>
 #include <limits>
@@ -18,10 +19,11 @@ namespace cnnserve {
 // The decoded pixels: CV_8UC1, CV_8UC3, CV_16UC1 or CV_16UC3; colour is in BGR order.
 struct DecodedImage::Impl {
   cv::Mat pixels;
+  DecodeBudget::Reservation reservation;  // released with the pixels
 };
 
 struct DecodedImageAccess {
-  static DecodedImage Make(ImageFormat format, cv::Mat pixels) {
+  static DecodedImage Make(ImageFormat format, cv::Mat pixels, DecodeBudget::Reservation reservation = {}) {
     DecodedImage image;
     image.format_ = format;
     image.width_px_ = pixels.cols;
@@ -30,6 +32,7 @@ struct DecodedImageAccess {
     image.bit_depth_ = pixels.depth() == CV_16U ? 16 : 8;
     auto impl = std::make_shared<DecodedImage::Impl>();
     impl->pixels = std::move(pixels);
+    impl->reservation = std::move(reservation);
     image.impl_ = std::move(impl);
     return image;
   }
@@ -77,7 +80,23 @@ Status ValidateDecodeLimits(const DecodeLimits& limits) {
   if (limits.max_pixels <= 0) {
     return InvalidArgumentError("max_pixels is " + std::to_string(limits.max_pixels) + "; it must be positive");
   }
+  if (limits.max_decoded_bytes <= 0) {
+    return InvalidArgumentError("max_decoded_bytes is " + std::to_string(limits.max_decoded_bytes) +
+                                "; it must be positive");
+  }
   return OkStatus();
+}
+
+// Checks `bytes` against max_decoded_bytes and reserves them from the budget (when there is one). `what`
+// describes the image for messages.
+StatusOr<DecodeBudget::Reservation> ReserveDecodeMemory(int64_t bytes, const std::string& what,
+                                                        const DecodeLimits& limits) {
+  if (bytes > limits.max_decoded_bytes) {
+    return InvalidArgumentError(what + " takes " + std::to_string(bytes) + " bytes to decode, over max_decoded_bytes " +
+                                std::to_string(limits.max_decoded_bytes));
+  }
+  if (limits.budget == nullptr) return DecodeBudget::Reservation();
+  return limits.budget->Reserve(bytes);
 }
 
 Status ValidatePerChannel(const char* field, const std::vector<float>& values, int channels, bool nonzero) {
@@ -226,6 +245,17 @@ Status ValidatePreprocessOptions(const PreprocessOptions& options) {
   return ValidateDecodeLimits(options.decode_limits);
 }
 
+int64_t DecodedBytes(const ImageHeader& header) {
+  const int64_t bytes_per_sample = header.bit_depth > 8 ? 2 : 1;
+  int decoded_channels = header.channels == 1 ? 1 : 3;  // JPEG: CMYK is converted row by row
+  int copy_channels = 0;
+  if (header.format == ImageFormat::kPng && (header.channels == 2 || header.channels == 4 || header.has_transparency)) {
+    decoded_channels = 4;                              // OpenCV decodes alpha and tRNS as BGRA, grey + alpha too
+    copy_channels = header.channels == 2 ? 1 : 3;      // DecodeImage keeps grey, or BGR
+  }
+  return header.width_px * header.height_px * bytes_per_sample * (decoded_channels + copy_channels);
+}
+
 StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& limits) {
   CNN_RETURN_IF_ERROR(ValidateDecodeLimits(limits));
   if (bytes.size() > static_cast<uint64_t>(limits.max_image_bytes)) {
@@ -234,6 +264,12 @@ StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& l
   }
   CNN_ASSIGN_OR_RETURN(const ImageHeader header, InspectImage(bytes, limits.max_pixels));
   const std::string format_name(ImageFormatName(header.format));
+  CNN_ASSIGN_OR_RETURN(DecodeBudget::Reservation reservation,
+                       ReserveDecodeMemory(DecodedBytes(header),
+                                           "the " + std::to_string(header.width_px) + "x" +
+                                               std::to_string(header.height_px) + " " +
+                                               std::to_string(header.bit_depth) + "-bit " + format_name + " image",
+                                           limits));
 
   cv::Mat decoded;
   CNN_RETURN_IF_ERROR(RunOpenCv("decoding the " + format_name + " image", StatusCode::kInvalidArgument, [&] {
@@ -271,7 +307,7 @@ StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& l
     return InvalidArgumentError("the decoded " + format_name + " image has " + std::to_string(channels) +
                                 " channels; expected 1 to 4");
   }
-  return DecodedImageAccess::Make(header.format, std::move(pixels));
+  return DecodedImageAccess::Make(header.format, std::move(pixels), std::move(reservation));
 }
 
 bool PreprocessOptions::operator==(const PreprocessOptions& other) const {
@@ -280,7 +316,9 @@ bool PreprocessOptions::operator==(const PreprocessOptions& other) const {
          resize_shorter_side_px == other.resize_shorter_side_px && interpolation == other.interpolation &&
          scale == other.scale && mean == other.mean && stddev == other.stddev &&
          decode_limits.max_image_bytes == other.decode_limits.max_image_bytes &&
-         decode_limits.max_pixels == other.decode_limits.max_pixels;
+         decode_limits.max_pixels == other.decode_limits.max_pixels &&
+         decode_limits.max_decoded_bytes == other.decode_limits.max_decoded_bytes &&
+         decode_limits.budget == other.decode_limits.budget;
 }
 
 StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int64_t width, int channels,
@@ -305,6 +343,11 @@ StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int
                                 std::to_string(channels) + " need " + std::to_string(expected) + " bytes, got " +
                                 std::to_string(hwc.size()));
   }
+  CNN_ASSIGN_OR_RETURN(DecodeBudget::Reservation reservation,
+                       ReserveDecodeMemory(static_cast<int64_t>(expected),
+                                           "raw pixels of " + std::to_string(height) + "x" + std::to_string(width) +
+                                               "x" + std::to_string(channels),
+                                           limits));
   cv::Mat pixels;
   CNN_RETURN_IF_ERROR(RunOpenCv("copying raw pixels", StatusCode::kInternal, [&] {
     const cv::Mat view(static_cast<int>(height), static_cast<int>(width), channels == 1 ? CV_8UC1 : CV_8UC3,
@@ -315,7 +358,7 @@ StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int
       pixels = view.clone();
     }
   }));
-  return DecodedImageAccess::Make(ImageFormat::kRaw, std::move(pixels));
+  return DecodedImageAccess::Make(ImageFormat::kRaw, std::move(pixels), std::move(reservation));
 }
 
 Status Preprocess(const DecodedImage& image, const PreprocessOptions& options, float* dst) {
@@ -386,6 +429,19 @@ StatusOr<Tensor> DecodeAndPreprocess(std::string_view bytes, const PreprocessOpt
   Tensor tensor(std::move(dims));
   CNN_RETURN_IF_ERROR(Preprocess(image, options, tensor.data()));
   return tensor;
+}
+
+Status CheckFiniteFloats(std::string_view float32_bytes) {
+  const size_t count = float32_bytes.size() / sizeof(float);
+  for (size_t i = 0; i < count; ++i) {
+    float value;
+    std::memcpy(&value, float32_bytes.data() + i * sizeof(float), sizeof(float));
+    if (!std::isfinite(value)) {
+      return InvalidArgumentError("value " + std::to_string(i) + " of the tensor is " +
+                                  (std::isnan(value) ? "NaN" : "infinite") + ": tensor values must be finite");
+    }
+  }
+  return OkStatus();
 }
 
 Status ValidateRawTensor(const Dims& declared, size_t byte_count, const Dims& expected_chw) {

@@ -40,6 +40,7 @@
 
 #include "engine/common/status.h"
 #include "engine/tensor/tensor.h"
+#include "server/preprocess/decode_budget.h"
 #include "server/preprocess/image_header.h"
 
 namespace cnnserve {
@@ -50,6 +51,12 @@ struct DecodeLimits {
   int64_t max_image_bytes = int64_t{64} << 20;
   // Largest accepted declared width * height; also bounds the intermediate image of kShorterSideCrop. > 0.
   int64_t max_pixels = 40'000'000;
+  // Largest memory one image may take to decode (DecodedBytes: samples at their bit depth and channel count,
+  // plus the copy that drops alpha). > 0. 256 MiB admits a 40M-pixel 8-bit RGB JPEG or a 6000 x 4000 RGBA PNG,
+  // not a 6300 x 6300 16-bit RGBA PNG (555 MB).
+  int64_t max_decoded_bytes = int64_t{256} << 20;
+  // Shared by every decode in the process (decode_budget.h); null: no bound on concurrent decode memory.
+  std::shared_ptr<DecodeBudget> budget;
 };
 
 // Channel count and order of the model input.
@@ -148,16 +155,24 @@ class DecodedImage {
   int bit_depth_ = 0;
 };
 
-// Checks and decodes a JPEG or PNG. Does not keep `bytes`.
+// The peak memory that decoding an image with this header takes: width * height * bytes per sample (2 for
+// 16-bit PNGs) * (the channels the decoder produces + the channels of the copy that drops alpha). The decoder
+// produces 4 channels (BGRA) for PNGs with alpha or a tRNS chunk, and for CMYK JPEGs.
+int64_t DecodedBytes(const ImageHeader& header);
+
+// Checks and decodes a JPEG or PNG. Does not keep `bytes`. With limits.budget, DecodedBytes(header) are reserved
+// before decoding and held by the DecodedImage (and its copies) until the last one is destroyed.
 // Errors: INVALID_ARGUMENT for anything wrong with the bytes (size over max_image_bytes, unsupported format,
-// malformed or truncated header or structure, declared pixels over max_pixels, decoder failure) or with `limits`;
+// malformed or truncated header or structure, declared pixels over max_pixels, decoded bytes over
+// max_decoded_bytes, decoder failure) or with `limits`; UNAVAILABLE when the budget cannot hold the image now;
 // RESOURCE_EXHAUSTED if memory runs out; INTERNAL if OpenCV fails unexpectedly. Messages name the problem and the
 // numbers involved.
 StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& limits);
 
 // An image from raw 8-bit samples: `hwc` holds height * width * channels bytes, row-major, channels interleaved;
-// channels 1 (gray) or 3 (R, G, B in that order). Copies the samples. Errors: INVALID_ARGUMENT for a size that
-// does not match, channels other than 1 or 3, non-positive sides, or more than limits.max_pixels pixels.
+// channels 1 (gray) or 3 (R, G, B in that order). Copies the samples (reserving their size from limits.budget,
+// as DecodeImage does). Errors: INVALID_ARGUMENT for a size that does not match, channels other than 1 or 3,
+// non-positive sides, or more than limits.max_pixels pixels; UNAVAILABLE when the budget cannot hold the copy.
 StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int64_t width, int channels,
                                        const DecodeLimits& limits);
 
@@ -177,6 +192,11 @@ StatusOr<Tensor> DecodeAndPreprocess(std::string_view bytes, const PreprocessOpt
 // "... has N bytes but shape ... needs M bytes" for a byte count that does not match a valid shape, or a
 // non-positive extent; INTERNAL if `expected_chw` is not a valid rank-3 shape.
 Status ValidateRawTensor(const Dims& declared, size_t byte_count, const Dims& expected_chw);
+
+// Checks that every value of a raw float32 tensor (little-endian, any alignment) is finite: a NaN or an infinity
+// would flow through the network into every class's score. INVALID_ARGUMENT naming the first bad value's index
+// and whether it is NaN or infinite. A trailing partial value is not inspected (ValidateRawTensor checks sizes).
+Status CheckFiniteFloats(std::string_view float32_bytes);
 
 // Sets how many threads OpenCV may use for its parallel loops (resize, colour conversion), process-wide, via
 // cv::setNumThreads: n > 1 up to n threads; 0 or 1 sequentially on the calling thread; negative OpenCV's default

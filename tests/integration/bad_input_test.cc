@@ -39,10 +39,11 @@ std::string PngChunk(const std::string& type, const std::string& data) {
   return BigEndian32(static_cast<uint32_t>(data.size())) + type + data + BigEndian32(Crc32(type + data));
 }
 
-// A well-formed PNG container (valid CRCs) whose header declares width x height 8-bit gray pixels; the image
-// data is a stub (a decoder that trusted the header would allocate width*height bytes).
-std::string PngDeclaring(uint32_t width, uint32_t height) {
-  const std::string ihdr = BigEndian32(width) + BigEndian32(height) + std::string("\x08\x00\x00\x00\x00", 5);
+// A well-formed PNG container (valid CRCs) whose header declares width x height pixels (8-bit gray unless told
+// otherwise); the image data is a stub (a decoder that trusted the header would allocate the pixels).
+std::string PngDeclaring(uint32_t width, uint32_t height, char bit_depth = 8, char color_type = 0) {
+  const std::string ihdr =
+      BigEndian32(width) + BigEndian32(height) + std::string{bit_depth, color_type, '\0', '\0', '\0'};
   const std::string idat("\x78\x9c\x03\x00\x00\x00\x00\x01", 8);  // zlib of nothing
   return std::string("\x89PNG\r\n\x1a\n", 8) + PngChunk("IHDR", ihdr) + PngChunk("IDAT", idat) +
          PngChunk("IEND", "");
@@ -121,6 +122,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsCodeAndTheServerKeepsServing) {
   cases.push_back({"truncated PNG", image(png.substr(0, png.size() / 2)), grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back(
       {"PNG declaring 30000x30000", image(PngDeclaring(30000, 30000)), grpc::StatusCode::INVALID_ARGUMENT});
+  // Under the pixel cap, but 555 MB to decode (the decode budget refuses it before any decoder runs).
+  cases.push_back({"PNG declaring 6300x6300 16-bit RGBA", image(PngDeclaring(6300, 6300, 16, 6)),
+                   grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back({"GIF", image(Gif()), grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back({"random bytes", image(RandomBytes(4096, 1)), grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back(
@@ -131,6 +135,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsCodeAndTheServerKeepsServing) {
   cases.push_back({"tensor with the wrong byte count", Tensor({1, 32, 32}, 32 * 32 * 4 - 4),
                    grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back({"tensor of the right shape", Tensor({1, 32, 32}, 32 * 32 * 4), grpc::StatusCode::OK, 5});
+  v1::ClassifyRequest nan_tensor = Tensor({1, 32, 32}, 32 * 32 * 4);
+  nan_tensor.mutable_inputs(0)->mutable_tensor()->mutable_data()->replace(40, 4, std::string("\x00\x00\xc0\x7f", 4));
+  cases.push_back({"tensor holding a NaN", nan_tensor, grpc::StatusCode::INVALID_ARGUMENT});
 
   v1::ClassifyRequest unknown_model = ImageRequest({&png_[0]});
   unknown_model.set_model("no_such_model");

@@ -12,6 +12,7 @@ PACKAGES=(
   dataset-fashion-mnist libonnx-testdata
   nginx-light yamllint curl
   nodejs npm
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

@@ -290,6 +290,46 @@ TEST_F(DynamicBatcherTest, QueueFullReturnsUnavailableAndDoesNotTakeTheTask) {
   EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0, 1}, {2}}));
 }
 
+// Load shedding: once a batch has been timed, a task whose deadline the work ahead of it would pass is refused at
+// once (UNAVAILABLE "overloaded", the task stays with the caller); one whose deadline leaves room is admitted.
+TEST_F(DynamicBatcherTest, RefusesATaskTheQueueWouldCarryPastItsDeadline) {
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(Options(4, 0));
+  EXPECT_EQ(batcher->item_service_ns(), 0);
+  log_.gate.Close();
+  // One batch of 4 items that takes 4 ms of (fake) time: 1 ms per item.
+  Admit(*batcher, 0, 4);
+  ASSERT_TRUE(log_.gate.BlockUntilArrived(1));
+  clock_.AdvanceMicros(4000);
+  log_.gate.Open();
+  ASSERT_TRUE(recorder_.WaitForCount(1));
+  EXPECT_EQ(batcher->item_service_ns(), 1'000'000);
+
+  // 4 items running (half done on average) and 4 queued: a new 1-item task expects 6 ms of wait + 1 ms of its own.
+  log_.gate.Close();
+  Admit(*batcher, 1, 4);
+  ASSERT_TRUE(log_.gate.BlockUntilArrived(2));
+  Admit(*batcher, 2, 4);
+  const int64_t now = clock_.NowMicros();
+  std::unique_ptr<Task> tight = recorder_.NewTask(3);
+  tight->set_deadline_us(now + 6999);
+  const Status refused = batcher->Schedule(tight);
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.message().find("overloaded: the 8 images ahead would take about 6 ms, past the deadline in 6 ms"),
+            std::string::npos)
+      << refused.ToString();
+  ASSERT_NE(tight, nullptr);  // still ours
+  EXPECT_EQ(batcher->CheckAdmission(1, 1, now + 6999).code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(batcher->CheckAdmission(1, 1, now + 7001).ok());
+  EXPECT_TRUE(batcher->CheckAdmission(1, 1, Clock::kInfiniteFuture).ok());  // no deadline: only the queue bound
+  tight->set_deadline_us(now + 7001);
+  ASSERT_TRUE(batcher->Schedule(tight).ok());
+  EXPECT_EQ(batcher->stats().tasks_rejected_overloaded, 2);
+
+  log_.gate.Open();
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros() + 1000).ok());
+  EXPECT_EQ(recorder_.StatusFor(3).code(), StatusCode::kOk);
+}
+
 // --- Timing.
 
 TEST_F(DynamicBatcherTest, WaitsForTheDelayOnlyUntilTheClockIsAdvanced) {

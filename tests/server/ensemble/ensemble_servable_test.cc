@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <future>
 #include <map>
@@ -122,6 +123,19 @@ class FakeMember final : public Servable {
   }
   ServableStats Stats() const override { return {}; }
   Status Shutdown(int64_t) override { return OkStatus(); }
+  Status CheckAdmission(int64_t items, int64_t deadline_us) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    admission_checks_.push_back({items, deadline_us});
+    return admission_;
+  }
+  void set_admission(Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    admission_ = std::move(status);
+  }
+  std::vector<std::pair<int64_t, int64_t>> admission_checks() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return admission_checks_;
+  }
 
   int runs() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -172,6 +186,8 @@ class FakeMember final : public Servable {
   Mode mode_ = Mode::kAnswer;
   Status failure_;
   int runs_ = 0;
+  Status admission_;                                      // guarded by mu_
+  std::vector<std::pair<int64_t, int64_t>> admission_checks_;  // guarded by mu_
   std::vector<Call> calls_;
 };
 
@@ -495,6 +511,58 @@ TEST_F(EnsembleServableTest, UndecodableImageFailsOnceWithoutRunningMembers) {
   EXPECT_EQ(m0->runs(), 0);
   EXPECT_EQ(m1->runs(), 0);
   EXPECT_EQ(servable->Stats().fail.count, 1u);
+}
+
+TEST_F(EnsembleServableTest, NonFiniteTensorFailsOnceWithoutRunningMembers) {
+  std::shared_ptr<FakeMember> m0 = members_.Add("m0", {{0.5f, 0.25f, 0.25f}}, Gray(4));
+  std::shared_ptr<FakeMember> m1 = members_.Add("m1", {{0.5f, 0.25f, 0.25f}}, Gray(4));
+  std::unique_ptr<EnsembleServable> servable = Make(EnsembleConfig({"m0", "m1"}, Config::SOFT_MEAN));
+  ASSERT_NE(servable, nullptr);
+  auto request = TensorRequest(2, 16, tensor_storage_);
+  tensor_storage_[16 + 5] = std::numeric_limits<float>::infinity();  // item 1, value 5
+  Outcome outcome;
+  const Status status = RunAndWait(*servable, request, outcome);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message().rfind("items[1]: value 5 of the tensor is infinite", 0), 0u) << status.ToString();
+  EXPECT_EQ(m0->runs(), 0);
+  EXPECT_EQ(m1->runs(), 0);
+}
+
+// Overload: members that cannot take the request now are asked before anything is decoded; when the quorum is out
+// of reach the request is refused at once with UNAVAILABLE naming them, and no member runs.
+TEST_F(EnsembleServableTest, RefusedAtOnceWhenTooFewMembersCanAdmit) {
+  std::shared_ptr<FakeMember> m0 = members_.Add("m0", {{0.5f, 0.25f, 0.25f}});
+  std::shared_ptr<FakeMember> m1 = members_.Add("m1", {{0.5f, 0.25f, 0.25f}});
+  std::shared_ptr<FakeMember> m2 = members_.Add("m2", {{0.5f, 0.25f, 0.25f}});
+  std::unique_ptr<EnsembleServable> servable = Make(EnsembleConfig({"m0", "m1", "m2"}, Config::SOFT_MEAN, 2));
+  ASSERT_NE(servable, nullptr);
+  m1->set_admission(UnavailableError("queue full: max_queue_size 4 tasks"));
+  m2->set_admission(UnavailableError("overloaded: the 40 images ahead would take about 90 ms"));
+  const std::string png = testing::EncodePng(testing::PatternBgr(4, 4));
+  auto request = std::make_shared<RunRequest>();
+  request->items = {ImageItem{ImageItem::Kind::kEncoded, png}, ImageItem{ImageItem::Kind::kEncoded, "not decoded"}};
+  request->deadline_us = clock_.NowMicros() + 50'000;
+  Outcome outcome;
+  const Status status = RunAndWait(*servable, request, outcome);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(status.message().rfind("ensemble \"ens\": 1 of 3 members could take the request now (quorum 2); \"m1\"", 0), 0u)
+      << status.ToString();
+  EXPECT_NE(status.message().find("queue full"), std::string::npos) << status.ToString();
+  EXPECT_NE(status.message().find("overloaded"), std::string::npos) << status.ToString();
+  EXPECT_EQ(m0->runs() + m1->runs() + m2->runs(), 0);
+  // Each member was asked for both items with the request's deadline.
+  EXPECT_EQ(m0->admission_checks(), (std::vector<std::pair<int64_t, int64_t>>{{2, request->deadline_us}}));
+
+  // With one member refusing, the quorum of 2 is still reachable: the other two run, the third is reported.
+  m2->set_admission(OkStatus());
+  request->items[1] = request->items[0];
+  Outcome second;
+  ASSERT_TRUE(RunAndWait(*servable, request, second).ok());
+  EXPECT_EQ(m0->runs(), 1);
+  EXPECT_EQ(m1->runs(), 0);
+  EXPECT_EQ(m2->runs(), 1);
+  EXPECT_EQ(second.result.members_answered, 2);
+  EXPECT_EQ(second.result.members[1].status.code(), StatusCode::kUnavailable);
 }
 
 TEST_F(EnsembleServableTest, MemberWithoutImagePreprocessingDoesNotAnswerImages) {

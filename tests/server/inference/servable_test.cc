@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <future>
 #include <thread>
@@ -301,6 +302,33 @@ TEST_F(ServableTest, TensorsReadInPlaceOrCopiedGiveTheSameRows) {
   const Status status = RunSync(*lenet, short_one, &e);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("items[3]: a tensor of 4092 bytes"), std::string::npos) << status.message();
+}
+
+// NaN and infinities are refused before any batch runs, in place or copied, naming the item and the value.
+TEST_F(ServableTest, NonFiniteTensorValuesAreInvalidArgument) {
+  TempDir repo;
+  CopyLenet(repo.path(), "lenet");
+  std::unique_ptr<InferenceService> service = Create(repo.path());
+  ASSERT_NE(service, nullptr);
+  std::shared_ptr<Servable> lenet = *service->Find("lenet", 0);
+  constexpr size_t kFloats = 32 * 32;
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    std::vector<float> values(3 * kFloats, 0.5f);
+    values[kFloats + 17] = bad;  // item 1, value 17
+    const std::string_view whole(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+    auto request = std::make_shared<RunRequest>();
+    for (size_t i = 0; i < 3; ++i) {
+      request->items.push_back({ImageItem::Kind::kTensor, whole.substr(i * kFloats * 4, kFloats * 4)});
+    }
+    ASSERT_NE(ContiguousTensorItems(*request, kFloats), nullptr);  // the in-place path is checked too
+    RunResult result;
+    const Status status = RunSync(*lenet, request, &result);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(status.message(),
+              std::string("items[1]: value 17 of the tensor is ") + (std::isnan(bad) ? "NaN" : "infinite") +
+                  ": tensor values must be finite");
+  }
+  EXPECT_EQ(lenet->Stats().execution_count, 0u);
 }
 
 TEST_F(ServableTest, StatisticsCountExactly) {

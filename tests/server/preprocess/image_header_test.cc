@@ -61,6 +61,13 @@ TEST(InspectImageTest, ReadsPngDepthAndChannels) {
   const auto bgra = InspectImage(EncodePng(cv::Mat(5, 6, CV_8UC4, cv::Scalar(1, 2, 3, 4))), kDefaultMaxPixels);
   ASSERT_TRUE(bgra.ok()) << bgra.status().ToString();
   EXPECT_EQ(bgra->channels, 4);
+  EXPECT_FALSE(bgra->has_transparency);
+  // A tRNS chunk (which decoders turn into alpha) is reported.
+  const std::string trns = std::string(kPngSignature) + PngChunk("IHDR", testing::IhdrData(4, 4, 8, 2)) +
+                           PngChunk("tRNS", std::string(6, '\0')) + PngChunk("IDAT", "xx") + PngChunk("IEND", "");
+  const auto with_trns = InspectImage(trns, kDefaultMaxPixels);
+  ASSERT_TRUE(with_trns.ok()) << with_trns.status().ToString();
+  EXPECT_TRUE(with_trns->has_transparency);
 }
 
 TEST(InspectImageTest, ReadsJpegHeaders) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
@@ -667,6 +668,23 @@ TEST(BadImageTest, MutatedFilesNeverCrash) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Raw tensors
+
+TEST(CheckFiniteFloatsTest, NamesTheFirstNonFiniteValue) {
+  const auto bytes = [](const std::vector<float>& v) {
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(CheckFiniteFloats("").ok());
+  EXPECT_TRUE(CheckFiniteFloats(bytes({0.0f, -1e30f, 3.4e38f, -0.0f, 1e-45f})).ok());
+  const Status nan_status = CheckFiniteFloats(bytes({1.0f, 2.0f, nan, inf}));
+  EXPECT_EQ(nan_status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(nan_status.message(), "value 2 of the tensor is NaN: tensor values must be finite");
+  EXPECT_EQ(CheckFiniteFloats(bytes({-inf})).message(), "value 0 of the tensor is infinite: tensor values must be finite");
+  // Misaligned data is read correctly.
+  std::string shifted = "x" + bytes({1.0f, inf});
+  EXPECT_EQ(CheckFiniteFloats(std::string_view(shifted).substr(1)).code(), StatusCode::kInvalidArgument);
+}
 
 TEST(ValidateRawTensorTest, AcceptsChwAndNchw) {
   const Dims chw = {3, 224, 224};
