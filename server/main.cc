@@ -57,6 +57,8 @@ constexpr int kMaxReceiveMessageMiB = 2047;  // gRPC takes an int number of byte
 constexpr auto kHealthProbeTimeout = std::chrono::seconds(2);
 constexpr int kProbeReconnectBackoffMs = 50;
 constexpr int kHealthPollMillis = 200;  // how often readiness is copied to the health service
+constexpr int kMaxRepositoryPollSecs = 3600;
+constexpr int64_t kMillisPerSecond = 1000;
 
 constexpr char kUsage[] = R"(usage: cnnserve [flags]
        cnnserve --health-probe HOST:PORT
@@ -73,6 +75,12 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --max-pixels N                largest declared width*height of an image (default 40000000)
   --max-in-flight-per-stream N  requests of one ClassifyStream / ModelStreamInfer running at once (default 16)
   --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
+  --model-control-mode MODE     none: serve the models found at start-up, refuse load/unload RPCs (default);
+                                explicit: load/unload RPCs change the served models; poll: follow the repository
+                                folder (new, changed, removed models and versions), refuse load/unload RPCs
+  --repository-poll-secs N      poll mode: seconds between scans of the repository (default 5, 1 to 3600)
+  --strict-readiness BOOL       true: ready (health SERVING, ServerReady) only while every model of the
+                                repository is ready; false: ready once started (default true)
   --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1
   --help                        this text
 )";
@@ -90,6 +98,9 @@ struct Flags {
   int max_in_flight_per_stream = 16;
   double drain_timeout_s = 30;
   std::string health_probe;
+  ModelControlMode model_control_mode = ModelControlMode::kNone;
+  int repository_poll_secs = 5;
+  bool strict_readiness = true;
 };
 
 // Parses all of `text` as an integer in [min, max].
@@ -159,7 +170,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
                                                   "--max-pixels",
                                                   "--max-in-flight-per-stream",
                                                   "--drain-timeout-s",
-                                                  "--health-probe"};
+                                                  "--health-probe",
+                                                  "--model-control-mode",
+                                                  "--repository-poll-secs",
+                                                  "--strict-readiness"};
     bool known = false;
     for (std::string_view k : kKnown) known = known || name == k;
     if (!known) return fail("unknown flag");
@@ -217,6 +231,17 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       const auto s = ParseSeconds(v);
       if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
       flags->drain_timeout_s = *s;
+    } else if (name == "--model-control-mode") {
+      const std::optional<ModelControlMode> mode = ParseModelControlMode(v);
+      if (!mode) return fail("'" + std::string(v) + "' is not one of none, explicit, poll");
+      flags->model_control_mode = *mode;
+    } else if (name == "--repository-poll-secs") {
+      const auto n = ParseInt<int>(v, 1, kMaxRepositoryPollSecs);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 3600]");
+      flags->repository_poll_secs = *n;
+    } else if (name == "--strict-readiness") {
+      if (v != "true" && v != "false") return fail("'" + std::string(v) + "' is not true or false");
+      flags->strict_readiness = v == "true";
     }
   }
   if (flags->model_repository.empty()) flags->model_repository = DefaultRepository();
@@ -272,6 +297,11 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
   spdlog::info("limits: {} MiB per message, {} images per request, {} pixels per image; drain timeout {} s",
                flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels,
                flags.drain_timeout_s);
+  spdlog::info("model control mode {}{}; strict readiness {}", ModelControlModeName(flags.model_control_mode),
+               flags.model_control_mode == ModelControlMode::kPoll
+                   ? " (every " + std::to_string(flags.repository_poll_secs) + " s)"
+                   : std::string(),
+               flags.strict_readiness);
 }
 
 int Serve(const Flags& flags) {
@@ -291,6 +321,9 @@ int Serve(const Flags& flags) {
   options.max_images_per_request = flags.max_images_per_request;
   options.max_pixels = flags.max_pixels;
   options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
+  options.model_control_mode = flags.model_control_mode;
+  options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
+  options.strict_readiness = flags.strict_readiness;
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {
     spdlog::critical("cannot start: {}", inference.status().ToString());

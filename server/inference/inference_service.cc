@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -18,14 +19,35 @@
 #include "server/ensemble/ensemble_servable.h"
 #include "server/inference/classification.h"
 #include "server/inference/model_servable.h"
+#include "server/inference/repository_poller.h"
 #include "server/preprocess/preprocess.h"
 
 namespace cnnserve {
 namespace {
 
 constexpr int64_t kMicrosPerMilli = 1000;
+// How often a retiring version checks whether requests still hold it.
+constexpr auto kRetirePollInterval = std::chrono::milliseconds(1);
+constexpr char kUnloaded[] = "unloaded";
 
 std::string Quoted(const std::string& s) { return "\"" + s + "\""; }
+
+// Removes every occurrence of `prefix` (the repository root and a '/') from `text`.
+void StripPrefix(const std::string& prefix, std::string* text) {
+  for (size_t at = text->find(prefix); at != std::string::npos; at = text->find(prefix, at)) {
+    text->erase(at, prefix.size());
+  }
+}
+
+// Paths and reasons of `entry` relative to the repository root: they reach clients (DESIGN.md: never the root).
+void MakePathsRelative(const std::string& root_prefix, ModelEntry* entry) {
+  StripPrefix(root_prefix, &entry->config_path);
+  StripPrefix(root_prefix, &entry->config_error);
+  for (VersionEntry& version : entry->versions) {
+    StripPrefix(root_prefix, &version.model_path);
+    StripPrefix(root_prefix, &version.reason);
+  }
+}
 
 std::string JoinSizes(const std::vector<int64_t>& sizes) {
   std::string out;
@@ -47,6 +69,7 @@ struct ModelSlot {
   std::shared_ptr<const ModelEntry> entry;
   std::vector<VersionSlot> versions;  // ascending
   std::string unavailable_reason;     // set when no version can exist (broken config, unloaded)
+  std::string load_error;             // the last load failed (why); these versions are the previous load's
 
   const VersionSlot* DefaultVersion() const {
     for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
@@ -139,6 +162,7 @@ class InferenceServiceImpl final : public InferenceService {
                        const ModelRepositoryOptions& repository_options)
       : options_(options),
         root_(std::move(root)),
+        root_prefix_(std::filesystem::path(root_).lexically_normal().string()),
         repository_options_(repository_options),
         lanes_(options.total_threads) {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
@@ -146,6 +170,8 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.default_max_queue_size = options.default_max_queue_size;
     servable_options_.lanes = &lanes_;
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
+    while (root_prefix_.size() > 1 && root_prefix_.back() == '/') root_prefix_.pop_back();
+    root_prefix_ += '/';
   }
 
   // Stops every servable while everything their callbacks use is still alive: queued requests get UNAVAILABLE,
@@ -153,6 +179,8 @@ class InferenceServiceImpl final : public InferenceService {
   ~InferenceServiceImpl() override { (void)Shutdown(SteadyNowMicros()); }
 
   void LoadAll(const ModelRepository& repository);
+  // Poll mode: starts the poller from `initial`, the scan taken before the repository was loaded.
+  Status StartPoller(RepositorySnapshot initial);
 
   void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
                 std::function<bool()> cancelled, std::function<void(Status)> done) override;
@@ -165,7 +193,7 @@ class InferenceServiceImpl final : public InferenceService {
   Status ListModels(v1::ListModelsResponse* response) const override;
   Status DescribeModel(const v1::DescribeModelRequest& request,
                        v1::DescribeModelResponse* response) const override;
-  bool Ready() const override { return ready_.load() && !shutting_down_.load(); }
+  bool Ready() const override;
   std::vector<std::string> ReadyModels() const override;
   Status Shutdown(int64_t drain_deadline_us) override;
 
@@ -174,16 +202,28 @@ class InferenceServiceImpl final : public InferenceService {
   // plain models must be published first). Does not touch the map.
   std::shared_ptr<ModelSlot> BuildSlot(std::shared_ptr<const ModelEntry> entry) const;
   std::shared_ptr<const ModelSlot> FindSlot(const std::string& name) const;
+  // Removes `name` from the map and returns its slot (null when absent).
+  std::shared_ptr<const ModelSlot> Unpublish(const std::string& name);
   // Publishes `slot` under its name and returns the one it replaced (may be null).
   std::shared_ptr<const ModelSlot> Publish(std::shared_ptr<const ModelSlot> slot);
-  // Drains and stops the servables of a replaced slot.
-  void Retire(const std::shared_ptr<const ModelSlot>& slot, const std::string& why) const;
+  // Waits until no request can reach the servables of a replaced slot any more (every other holder let go, or
+  // the drain timeout, or shutdown), then drains and stops them.
+  void Retire(std::shared_ptr<const ModelSlot> slot, const std::string& why) const;
+  // LoadModel / UnloadModel without the mode check (the poller's way in); the name is checked.
+  Status LoadModelNow(const std::string& name);
+  Status UnloadModelNow(const std::string& name);
+  // Poll mode: the folder is gone: drop the model from the index and retire it.
+  Status RemoveModel(const std::string& name);
+  // Publishes the outcome of a failed load of `name`: a serving model keeps serving with `load_error` set;
+  // otherwise `failed` (its reasons) is listed.
+  void PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed, const std::string& why);
   // Counts the images of every input (validating raw tensors) and lists them as items of `run`.
   Status BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info, RunRequest* run) const;
   void FillSummary(const ModelSlot& model, v1::ModelSummary* summary) const;
 
   const InferenceServiceOptions options_;
   const std::string root_;
+  std::string root_prefix_;  // root_ and '/', stripped from client-facing paths
   const ModelRepositoryOptions repository_options_;
   ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
   ModelServableOptions servable_options_;
@@ -194,7 +234,8 @@ class InferenceServiceImpl final : public InferenceService {
 
   mutable std::shared_mutex mu_;  // guards models_ (the map; slots are immutable)
   std::map<std::string, std::shared_ptr<const ModelSlot>, std::less<>> models_;
-  std::mutex load_mu_;  // serialises LoadModel / UnloadModel
+  std::mutex load_mu_;  // serialises LoadModel / UnloadModel / RemoveModel
+  std::unique_ptr<RepositoryPoller> poller_;  // poll mode only; set once in Create, stopped by Shutdown
 
   std::mutex shutdown_mu_;  // serialises Shutdown
   bool shutdown_done_ = false;
@@ -275,7 +316,9 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
 void InferenceServiceImpl::LoadAll(const ModelRepository& repository) {
   std::vector<std::shared_ptr<const ModelEntry>> ensembles;
   for (const ModelEntry& entry : repository.models()) {
-    auto shared = std::make_shared<const ModelEntry>(entry);
+    ModelEntry relative = entry;
+    MakePathsRelative(root_prefix_, &relative);
+    auto shared = std::make_shared<const ModelEntry>(std::move(relative));
     if (entry.config_ok && entry.config.platform() == kPlatformEnsemble) {
       ensembles.push_back(std::move(shared));
       continue;
@@ -306,6 +349,15 @@ std::shared_ptr<const ModelSlot> InferenceServiceImpl::FindSlot(const std::strin
   return it == models_.end() ? nullptr : it->second;
 }
 
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::Unpublish(const std::string& name) {
+  std::unique_lock lock(mu_);
+  const auto it = models_.find(name);
+  if (it == models_.end()) return nullptr;
+  std::shared_ptr<const ModelSlot> old = std::move(it->second);
+  models_.erase(it);
+  return old;
+}
+
 std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<const ModelSlot> slot) {
   std::unique_lock lock(mu_);
   std::shared_ptr<const ModelSlot>& place = models_[slot->entry->name];
@@ -313,10 +365,22 @@ std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<c
   return slot;
 }
 
-void InferenceServiceImpl::Retire(const std::shared_ptr<const ModelSlot>& slot, const std::string& why) const {
+void InferenceServiceImpl::Retire(std::shared_ptr<const ModelSlot> slot, const std::string& why) const {
   if (slot == nullptr) return;
   const int64_t deadline_us = SteadyNowMicros() + options_.retire_drain_timeout_us;
-  for (const std::shared_ptr<Servable>& servable : slot->Servables()) {
+  const std::vector<std::shared_ptr<Servable>> servables = slot->Servables();
+  slot.reset();
+  // A request that found a servable just before the swap calls Run on it a moment later: stopping admission
+  // now would fail it with UNAVAILABLE. Requests hold their servable until `done`, so once `servables` holds
+  // the only references, nothing can reach them any more and nothing is in flight.
+  const auto held = [&servables] {
+    return std::any_of(servables.begin(), servables.end(),
+                       [](const std::shared_ptr<Servable>& s) { return s.use_count() > 1; });
+  };
+  while (held() && SteadyNowMicros() < deadline_us && !shutting_down_.load()) {
+    std::this_thread::sleep_for(kRetirePollInterval);
+  }
+  for (const std::shared_ptr<Servable>& servable : servables) {
     if (Status status = servable->Shutdown(deadline_us); !status.ok()) {
       spdlog::warn("model {} version {} ({}): {}", servable->info().name, servable->info().version, why,
                    status.ToString());
@@ -502,9 +566,12 @@ std::vector<InferenceService::VersionRow> InferenceServiceImpl::Index() const {
       continue;
     }
     for (const VersionSlot& v : slot->versions) {
-      rows.push_back(
-          {name, v.version, std::string(ModelStateName(v.state)),
-           v.state == ModelState::kReady ? std::string() : (v.reason.empty() ? slot->Reason() : v.reason)});
+      std::string reason = v.reason.empty() ? slot->Reason() : v.reason;
+      if (v.state == ModelState::kReady) {
+        reason = slot->load_error.empty() ? std::string()
+                                          : "serving the previous load; the last load failed: " + slot->load_error;
+      }
+      rows.push_back({name, v.version, std::string(ModelStateName(v.state)), std::move(reason)});
     }
   }
   return rows;
@@ -538,34 +605,95 @@ StatusOr<std::vector<ServableStats>> InferenceServiceImpl::Statistics(const std:
 }
 
 Status InferenceServiceImpl::LoadModel(const std::string& name) {
-  std::lock_guard<std::mutex> load_lock(load_mu_);
-  if (shutting_down_.load()) return UnavailableError("shutting down: not loading models");
-  CNN_ASSIGN_OR_RETURN(ModelEntry entry, LoadModelFolder(root_, name, repository_options_));
-  if (!entry.config_ok) return InvalidArgumentError(entry.config_error);
-  std::shared_ptr<ModelSlot> slot = BuildSlot(std::make_shared<const ModelEntry>(std::move(entry)));
-  if (slot->DefaultVersion() == nullptr) {
-    for (const std::shared_ptr<Servable>& s : slot->Servables()) (void)s->Shutdown(SteadyNowMicros());
-    return UnavailableError("model " + Quoted(name) + " could not be loaded: " + slot->Reason());
-  }
-  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
-  spdlog::info("model {}: loaded", name);
-  Retire(old, "replaced by a new load");
-  return OkStatus();
+  CNN_RETURN_IF_ERROR(CheckModelControlAllowed(options_.model_control_mode, "load"));
+  return LoadModelNow(name);
 }
 
 Status InferenceServiceImpl::UnloadModel(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelControlAllowed(options_.model_control_mode, "unload"));
+  return UnloadModelNow(name);
+}
+
+Status InferenceServiceImpl::LoadModelNow(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelName(name));
   std::lock_guard<std::mutex> load_lock(load_mu_);
+  if (shutting_down_.load()) return UnavailableError("shutting down: not loading models");
+  StatusOr<ModelEntry> loaded = LoadModelFolder(root_, name, repository_options_);
+  if (!loaded.ok()) {
+    if (loaded.status().code() == StatusCode::kNotFound) {
+      return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+    }
+    return InvalidArgumentError("model " + QuotedModelName(name) + " cannot be loaded");
+  }
+  ModelEntry entry = *std::move(loaded);
+  MakePathsRelative(root_prefix_, &entry);
+  const bool config_ok = entry.config_ok;
+  const std::string config_error = entry.config_error;
+  std::shared_ptr<ModelSlot> slot = BuildSlot(std::make_shared<const ModelEntry>(std::move(entry)));
+  if (!config_ok) {
+    PublishFailedLoad(name, std::move(slot), config_error);
+    return InvalidArgumentError(config_error);
+  }
+  if (slot->DefaultVersion() == nullptr) {
+    for (const std::shared_ptr<Servable>& s : slot->Servables()) (void)s->Shutdown(SteadyNowMicros());
+    const std::string reason = slot->Reason();
+    PublishFailedLoad(name, std::move(slot), reason);
+    return UnavailableError("model " + Quoted(name) + " could not be loaded: " + reason);
+  }
+  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
+  spdlog::info("model {}: loaded", name);
+  Retire(std::move(old), "replaced by a new load");
+  return OkStatus();
+}
+
+void InferenceServiceImpl::PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed,
+                                             const std::string& why) {
   const std::shared_ptr<const ModelSlot> current = FindSlot(name);
-  if (current == nullptr) return NotFoundError("model " + Quoted(name) + " not found");
-  if (current->DefaultVersion() == nullptr && current->unavailable_reason == "unloaded") return OkStatus();
+  if (current != nullptr && current->DefaultVersion() != nullptr) {
+    auto kept = std::make_shared<ModelSlot>(*current);  // the same servables: nothing to retire
+    kept->load_error = why;
+    Publish(std::move(kept));
+    spdlog::error("model {}: the load failed, the previous load keeps serving: {}", name, why);
+    return;
+  }
+  Publish(std::move(failed));
+  spdlog::error("model {}: UNAVAILABLE: {}", name, why);
+}
+
+Status InferenceServiceImpl::UnloadModelNow(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelName(name));
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  std::shared_ptr<const ModelSlot> current = FindSlot(name);
+  if (current == nullptr) return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+  const bool unloaded = current->DefaultVersion() == nullptr && current->unavailable_reason == kUnloaded;
+  current.reset();  // Retire waits for every other holder of the old servables
+  std::error_code ec;
+  if (!std::filesystem::is_directory(std::filesystem::path(root_) / name, ec)) {
+    spdlog::info("model {}: unloaded; its folder is gone, so it leaves the index", name);
+    Retire(Unpublish(name), "its folder was removed");
+    return OkStatus();
+  }
+  if (unloaded) return OkStatus();
   auto slot = std::make_shared<ModelSlot>();
-  slot->entry = current->entry;
-  slot->unavailable_reason = "unloaded";
-  for (const VersionSlot& v : current->versions)
-    slot->versions.push_back({v.version, ModelState::kUnavailable, "unloaded", nullptr});
+  {
+    const std::shared_ptr<const ModelSlot> serving = FindSlot(name);  // load_mu_ held: still the one above
+    slot->entry = serving->entry;
+    for (const VersionSlot& v : serving->versions)
+      slot->versions.push_back({v.version, ModelState::kUnavailable, kUnloaded, nullptr});
+  }
+  slot->unavailable_reason = kUnloaded;
   std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
   spdlog::info("model {}: unloaded", name);
-  Retire(old, "unloaded");
+  Retire(std::move(old), kUnloaded);
+  return OkStatus();
+}
+
+Status InferenceServiceImpl::RemoveModel(const std::string& name) {
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  std::shared_ptr<const ModelSlot> old = Unpublish(name);
+  if (old == nullptr) return OkStatus();
+  spdlog::info("model {}: its folder was removed: draining and unloading it", name);
+  Retire(std::move(old), "its folder was removed");
   return OkStatus();
 }
 
@@ -650,9 +778,17 @@ Status InferenceServiceImpl::DescribeModel(const v1::DescribeModelRequest& reque
   return OkStatus();
 }
 
+bool InferenceServiceImpl::Ready() const {
+  if (!ready_.load() || shutting_down_.load()) return false;
+  if (!options_.strict_readiness) return true;
+  std::shared_lock lock(mu_);
+  return std::all_of(models_.begin(), models_.end(),
+                     [](const auto& named) { return named.second->DefaultVersion() != nullptr; });
+}
+
 std::vector<std::string> InferenceServiceImpl::ReadyModels() const {
   std::vector<std::string> names;
-  if (!Ready()) return names;
+  if (!ready_.load() || shutting_down_.load()) return names;
   std::shared_lock lock(mu_);
   for (const auto& [name, model] : models_) {
     if (model->DefaultVersion() != nullptr) names.push_back(name);
@@ -664,6 +800,8 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shutdown_done_) return shutdown_result_;
   shutting_down_.store(true);
+  // After the load in progress (it sees shutting_down_ and publishes nothing more): then the map is final.
+  if (poller_ != nullptr) poller_->Stop();
   spdlog::info("inference: draining every model's queue");
   // Every servable drains at once; each Shutdown blocks until its queue is empty or the deadline passes.
   // Ensembles first (they stop admitting), then the models that do the work.
@@ -696,6 +834,17 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   return shutdown_result_;
 }
 
+Status InferenceServiceImpl::StartPoller(RepositorySnapshot initial) {
+  RepositoryPollerOptions poller_options;
+  poller_options.root = root_;
+  poller_options.poll_interval_ms = options_.repository_poll_interval_ms;
+  RepositoryPoller::Callbacks callbacks;
+  callbacks.load = [this](const std::string& name) { return LoadModelNow(name); };
+  callbacks.remove = [this](const std::string& name) { return RemoveModel(name); };
+  CNN_ASSIGN_OR_RETURN(poller_, RepositoryPoller::Create(poller_options, std::move(initial), std::move(callbacks)));
+  return OkStatus();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const InferenceServiceOptions& options) {
@@ -708,6 +857,17 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
         std::pair{"default_max_queue_size", options.default_max_queue_size}}) {
     if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
   }
+  if (options.repository_poll_interval_ms < 1) {
+    return InvalidArgumentError("repository_poll_interval_ms " + std::to_string(options.repository_poll_interval_ms) +
+                                " must be >= 1");
+  }
+  // Poll mode: the scan the poller compares its first scan with, taken before loading (a change made while the
+  // models load is seen by the first scan).
+  RepositorySnapshot initial;
+  if (options.model_control_mode == ModelControlMode::kPoll) {
+    StatusOr<RepositorySnapshot> scanned = ScanRepository(options.model_repository);
+    if (scanned.ok()) initial = *std::move(scanned);
+  }
   ModelRepositoryOptions repository_options;
   repository_options.total_threads = options.total_threads;
   repository_options.default_max_queue_size = options.default_max_queue_size;
@@ -715,6 +875,9 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
                        ModelRepository::Load(options.model_repository, repository_options));
   auto service = std::make_unique<InferenceServiceImpl>(options, options.model_repository, repository_options);
   service->LoadAll(*repository);
+  if (options.model_control_mode == ModelControlMode::kPoll) {
+    CNN_RETURN_IF_ERROR(service->StartPoller(std::move(initial)));
+  }
   return std::unique_ptr<InferenceService>(std::move(service));
 }
 
