@@ -37,9 +37,11 @@ class Load {
  public:
   Load(const std::string& address, const std::string& model, int seconds) {
     thread_ = std::thread([this, address, model, seconds] {
+      // PNG files: each request decodes on the server before it is scheduled, which widens any window between
+      // finding a servable and running it.
       result_ = RunCommand({(BinDir() / "cnnload").string(), "--server", address, "--quiet", "--json", "--model",
-                            model, "--synthetic", "--concurrency", std::to_string(kInFlight), "--warmup", "0",
-                            "--duration", std::to_string(seconds)},
+                            model, "--images", TestDataDir().string(), "--batch", "4", "--concurrency",
+                            std::to_string(kInFlight), "--warmup", "0", "--duration", std::to_string(seconds)},
                            {}, std::chrono::seconds(seconds + 120));
     });
   }
