@@ -15,6 +15,8 @@
 // again, so a half-copied folder (config present, model.onnx still being written) costs one failed load and the
 // next scan after the copy ends loads it. Copy a model in with an atomic rename (write ".name.tmp", then rename)
 // to avoid even that.
+// When a scan's loads partly fail and partly succeed, the failed ones are tried once more at the end of the scan
+// (an ensemble added together with its members may have been loaded before them).
 // A scan that cannot list the repository root changes nothing (an unmounted volume does not unload every model).
 //
 // Thread-safety: the poller runs one thread of its own; Stop (and the destructor) may be called from any other
