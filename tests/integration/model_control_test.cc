@@ -236,5 +236,29 @@ TEST(ModelControlTest, ExplicitReloadsUnderLoadWithoutFailuresAndUnloadLeavesRot
   EXPECT_EQ(missing.error_message(), "model \"no_such_model\" is not in the model repository");
 }
 
+TEST(ModelControlFlagsTest, BadValuesExitTwoNamingTheFlag) {
+  const std::string cnnserve = (BinDir() / "cnnserve").string();
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--model-control-mode", "EXPLICIT"},
+                                             {"--model-control-mode", ""},
+                                             {"--model-control-mode"},
+                                             {"--repository-poll-secs", "0"},
+                                             {"--repository-poll-secs", "3601"},
+                                             {"--repository-poll-secs", "1.5"},
+                                             {"--strict-readiness", "yes"},
+                                             {"--strict-readiness", "1"}}) {
+    std::vector<std::string> argv = {cnnserve};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const CommandResult result = RunCommand(argv, {}, std::chrono::seconds(20));
+    EXPECT_EQ(result.exit_code, 2) << args[0] << ": " << result.err;
+    EXPECT_NE(result.err.find(args[0]), std::string::npos) << result.err;
+  }
+  const CommandResult help = RunCommand({cnnserve, "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag : {"--model-control-mode", "--repository-poll-secs", "--strict-readiness"}) {
+    EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+  }
+}
+
 }  // namespace
 }  // namespace cnnserve::integration
