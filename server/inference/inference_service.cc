@@ -234,7 +234,7 @@ class InferenceServiceImpl final : public InferenceService {
 
   mutable std::shared_mutex mu_;  // guards models_ (the map; slots are immutable)
   std::map<std::string, std::shared_ptr<const ModelSlot>, std::less<>> models_;
-  std::mutex load_mu_;  // serialises LoadModel / UnloadModel / RemoveModel
+  std::mutex load_mu_;                        // serialises LoadModel / UnloadModel / RemoveModel
   std::unique_ptr<RepositoryPoller> poller_;  // poll mode only; set once in Create, stopped by Shutdown
 
   std::mutex shutdown_mu_;  // serialises Shutdown
@@ -664,7 +664,9 @@ Status InferenceServiceImpl::UnloadModelNow(const std::string& name) {
   CNN_RETURN_IF_ERROR(CheckModelName(name));
   std::lock_guard<std::mutex> load_lock(load_mu_);
   std::shared_ptr<const ModelSlot> current = FindSlot(name);
-  if (current == nullptr) return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+  if (current == nullptr) {
+    return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+  }
   const bool unloaded = current->DefaultVersion() == nullptr && current->unavailable_reason == kUnloaded;
   current.reset();  // Retire waits for every other holder of the old servables
   std::error_code ec;
@@ -841,7 +843,8 @@ Status InferenceServiceImpl::StartPoller(RepositorySnapshot initial) {
   RepositoryPoller::Callbacks callbacks;
   callbacks.load = [this](const std::string& name) { return LoadModelNow(name); };
   callbacks.remove = [this](const std::string& name) { return RemoveModel(name); };
-  CNN_ASSIGN_OR_RETURN(poller_, RepositoryPoller::Create(poller_options, std::move(initial), std::move(callbacks)));
+  CNN_ASSIGN_OR_RETURN(poller_,
+                       RepositoryPoller::Create(poller_options, std::move(initial), std::move(callbacks)));
   return OkStatus();
 }
 
@@ -858,8 +861,8 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
     if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
   }
   if (options.repository_poll_interval_ms < 1) {
-    return InvalidArgumentError("repository_poll_interval_ms " + std::to_string(options.repository_poll_interval_ms) +
-                                " must be >= 1");
+    return InvalidArgumentError("repository_poll_interval_ms " +
+                                std::to_string(options.repository_poll_interval_ms) + " must be >= 1");
   }
   // Poll mode: the scan the poller compares its first scan with, taken before loading (a change made while the
   // models load is seen by the first scan).

@@ -44,9 +44,10 @@ Status CheckModelControlAllowed(ModelControlMode mode, std::string_view operatio
                                      " models; start cnnserve with --model-control-mode explicit to load and "
                                      "unload models");
     case ModelControlMode::kPoll:
-      return FailedPreconditionError("model control follows the repository folder (--model-control-mode poll): "
-                                     "cannot " + std::string(operation) +
-                                     " models by request; add, change or remove the model's files instead");
+      return FailedPreconditionError(
+          "model control follows the repository folder (--model-control-mode poll): "
+          "cannot " +
+          std::string(operation) + " models by request; add, change or remove the model's files instead");
   }
   return FailedPreconditionError("unknown model control mode");
 }

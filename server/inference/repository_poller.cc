@@ -136,8 +136,8 @@ std::vector<PollAction> DecidePollActions(const RepositorySnapshot& previous, co
 }
 
 StatusOr<std::unique_ptr<RepositoryPoller>> RepositoryPoller::Create(const RepositoryPollerOptions& options,
-                                                                    RepositorySnapshot initial,
-                                                                    Callbacks callbacks) {
+                                                                     RepositorySnapshot initial,
+                                                                     Callbacks callbacks) {
   if (options.poll_interval_ms < 1) {
     return InvalidArgumentError("poll_interval_ms " + std::to_string(options.poll_interval_ms) + " must be >= 1");
   }
@@ -197,7 +197,8 @@ void RepositoryPoller::PollOnce() {
   for (const PollAction& action : actions) {
     if (stopping()) return;
     const bool load = action.kind == PollAction::Kind::kLoad;
-    spdlog::info("repository poller: model {}: {}: {}", action.model, action.reason, load ? "loading" : "removing");
+    spdlog::info("repository poller: model {}: {}: {}", action.model, action.reason,
+                 load ? "loading" : "removing");
     if (RunAction(action)) {
       loaded_any = loaded_any || load;
     } else if (load) {

@@ -7,8 +7,8 @@
 // also by a hash of its contents. DecidePollActions (pure) compares two scans:
 //   a model folder that appeared                               -> kLoad  ("new model")
 //   a model folder whose entries differ (version added/removed,
-//   config.pbtxt, labels or a model file changed)               -> kLoad  (the differences, e.g. "version 2 added")
-//   a model folder that disappeared                            -> kRemove ("model folder removed")
+//   config.pbtxt, labels or a model file changed)               -> kLoad  (the differences, e.g. "version 2
+//   added") a model folder that disappeared                            -> kRemove ("model folder removed")
 // A load reads the whole folder again: new versions are loaded and warmed up beside the serving ones, removed
 // versions drain, and the swap happens only once the new load has a ready version (InferenceService::LoadModel).
 // A load that fails leaves the serving model in place; the poller does not retry it until the folder changes

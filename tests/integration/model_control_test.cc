@@ -148,9 +148,10 @@ TEST(ModelControlTest, PollModeFollowsTheRepositoryUnderLoadWithoutFailures) {
   const double model_removed = SecondsUntil([&] { return !Listed(*stub, kOtherModel); });
   const double changes_done_s = std::chrono::duration<double>(steady_clock::now() - start).count();
 
-  std::printf("visible after: version added %.2f s, version removed %.2f s, model added %.2f s, model removed "
-              "%.2f s (poll period %d s)\n",
-              added, removed, model_added, model_removed, kPollSecs);
+  std::printf(
+      "visible after: version added %.2f s, version removed %.2f s, model added %.2f s, model removed "
+      "%.2f s (poll period %d s)\n",
+      added, removed, model_added, model_removed, kPollSecs);
   for (double seconds : {added, removed, model_added, model_removed}) {
     EXPECT_GE(seconds, 0) << "a change was never visible";
     EXPECT_LE(seconds, kVisibleWithinS);
@@ -169,7 +170,8 @@ TEST(ModelControlTest, PollModeFollowsTheRepositoryUnderLoadWithoutFailures) {
   inference::RepositoryModelLoadResponse loaded;
   const grpc::Status refused = kserve->RepositoryModelLoad(&context, request, &loaded);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_NE(refused.error_message().find("--model-control-mode poll"), std::string::npos) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("--model-control-mode poll"), std::string::npos)
+      << refused.error_message();
 }
 
 grpc::Status RepositoryCall(inference::GRPCInferenceService::Stub& stub, bool load, const std::string& model) {
@@ -199,8 +201,8 @@ TEST(ModelControlTest, ExplicitReloadsUnderLoadWithoutFailuresAndUnloadLeavesRot
   TempDir repo;
   fs::copy(DefaultRepository() / kModel, repo.path() / kModel, fs::copy_options::recursive);
   fs::copy(DefaultRepository() / kOtherModel, repo.path() / kOtherModel, fs::copy_options::recursive);
-  auto server = ServerProcess::Start(
-      {"--model-repository", repo.path().string(), "--model-control-mode", "explicit"});
+  auto server =
+      ServerProcess::Start({"--model-repository", repo.path().string(), "--model-control-mode", "explicit"});
   ASSERT_NE(server, nullptr);
   auto kserve = inference::GRPCInferenceService::NewStub(server->NewChannel());
 
@@ -225,7 +227,8 @@ TEST(ModelControlTest, ExplicitReloadsUnderLoadWithoutFailuresAndUnloadLeavesRot
   EXPECT_GE(SecondsUntil([&] { return HealthStatus(server->address()) == "SERVING"; }), 0);
 
   // Names are names: paths are INVALID_ARGUMENT, unknown names NOT_FOUND, and neither reveals the repository.
-  for (const std::string& name : {std::string("../") + kModel, std::string("/etc/passwd"), std::string(4000, 'x')}) {
+  for (const std::string& name :
+       {std::string("../") + kModel, std::string("/etc/passwd"), std::string(4000, 'x')}) {
     const grpc::Status status = RepositoryCall(*kserve, /*load=*/true, name);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
     EXPECT_LT(status.error_message().size(), 300u);

@@ -592,9 +592,8 @@ TEST(InferenceServiceRepositoryTest, BrokenModelsAreUnavailableAndTheGoodOneServ
   pinned.set_version(3);
   Answer three = Classify(*service, pinned);
   EXPECT_EQ(three.status.code(), StatusCode::kUnavailable);
-  EXPECT_EQ(three.status.message().rfind(
-                "version 3 of model \"versions\" is unavailable: versions/3/model.onnx", 0),
-            0u)
+  EXPECT_EQ(
+      three.status.message().rfind("version 3 of model \"versions\" is unavailable: versions/3/model.onnx", 0), 0u)
       << three.status.message();
 
   // A broken model can still be described (its summary says why).

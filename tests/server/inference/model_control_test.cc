@@ -37,9 +37,10 @@ TEST(ModelControlModeTest, OnlyExplicitAllowsLoadAndUnload) {
     StatusCode code;
     const char* names;  // in the message
   };
-  for (const Row& row : {Row{ModelControlMode::kNone, StatusCode::kFailedPrecondition, "--model-control-mode none"},
-                         Row{ModelControlMode::kExplicit, StatusCode::kOk, ""},
-                         Row{ModelControlMode::kPoll, StatusCode::kFailedPrecondition, "--model-control-mode poll"}}) {
+  for (const Row& row :
+       {Row{ModelControlMode::kNone, StatusCode::kFailedPrecondition, "--model-control-mode none"},
+        Row{ModelControlMode::kExplicit, StatusCode::kOk, ""},
+        Row{ModelControlMode::kPoll, StatusCode::kFailedPrecondition, "--model-control-mode poll"}}) {
     for (const char* operation : {"load", "unload"}) {
       const Status status = CheckModelControlAllowed(row.mode, operation);
       EXPECT_EQ(status.code(), row.code) << ModelControlModeName(row.mode) << " " << operation;
@@ -49,8 +50,9 @@ TEST(ModelControlModeTest, OnlyExplicitAllowsLoadAndUnload) {
       }
     }
   }
-  EXPECT_NE(CheckModelControlAllowed(ModelControlMode::kNone, "load").message().find("--model-control-mode explicit"),
-            std::string::npos);
+  EXPECT_NE(
+      CheckModelControlAllowed(ModelControlMode::kNone, "load").message().find("--model-control-mode explicit"),
+      std::string::npos);
 }
 
 TEST(ModelNameTest, PlainNamesPassAndPathsDoNot) {
@@ -58,10 +60,14 @@ TEST(ModelNameTest, PlainNamesPassAndPathsDoNot) {
                                                           std::string(kMaxModelNameBytes, 'm')}) {
     EXPECT_TRUE(CheckModelName(good).ok()) << good << ": " << CheckModelName(good).ToString();
   }
-  const std::vector<std::string> bad = {"",       ".",           "..",         "../x",       "a/b",
-                                        "/etc",   "/abs/path",   "a\\b",       "..\\x",      std::string("a\0b", 3),
-                                        "a\nb",   "tab\there",   "del\x7f",    ".hidden",    "x/",
-                                        std::string(kMaxModelNameBytes + 1, 'm')};
+  const std::vector<std::string> bad = {"",          ".",
+                                        "..",        "../x",
+                                        "a/b",       "/etc",
+                                        "/abs/path", "a\\b",
+                                        "..\\x",     std::string("a\0b", 3),
+                                        "a\nb",      "tab\there",
+                                        "del\x7f",   ".hidden",
+                                        "x/",        std::string(kMaxModelNameBytes + 1, 'm')};
   for (const std::string& name : bad) {
     const Status status = CheckModelName(name);
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << name;
@@ -77,8 +83,11 @@ TEST(ModelNameTest, LongNamesAreNotEchoedInFull) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_LT(status.message().size(), 300u);
   EXPECT_NE(status.message().find("100000 bytes"), std::string::npos) << status.message();
-  EXPECT_EQ(QuotedModelName("a\x01" "b"), "\"a\\x01b\"");
-  EXPECT_EQ(QuotedModelName(std::string(70, 'z')), "\"" + std::string(kMaxQuotedNameBytes, 'z') + "\"... (70 bytes)");
+  EXPECT_EQ(QuotedModelName("a\x01"
+                            "b"),
+            "\"a\\x01b\"");
+  EXPECT_EQ(QuotedModelName(std::string(70, 'z')),
+            "\"" + std::string(kMaxQuotedNameBytes, 'z') + "\"... (70 bytes)");
 }
 
 class ServiceModelControlTest : public ::testing::Test {
@@ -130,8 +139,8 @@ TEST_F(ServiceModelControlTest, ExplicitChecksNamesAndRevealsNoPaths) {
   std::unique_ptr<InferenceService> service = Create(ModelControlMode::kExplicit);
   ASSERT_NE(service, nullptr);
   for (const std::string& name :
-       std::vector<std::string>{"../lenet", "/etc", "/var/lib/models/lenet", "a\\b",
-                                std::string("le\0net", 6), std::string(5000, 'x'), ".hidden"}) {
+       std::vector<std::string>{"../lenet", "/etc", "/var/lib/models/lenet", "a\\b", std::string("le\0net", 6),
+                                std::string(5000, 'x'), ".hidden"}) {
     for (const Status& status : {service->LoadModel(name), service->UnloadModel(name)}) {
       EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
       EXPECT_LT(status.message().size(), 300u);
@@ -179,7 +188,8 @@ TEST_F(ServiceModelControlTest, ReadinessFollowsTheModelsOfTheRepository) {
   const InferenceService::VersionRow* a = Row(rows, "a");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->state, "READY");
-  EXPECT_EQ(a->reason.rfind("serving the previous load; the last load failed: a/config.pbtxt:", 0), 0u) << a->reason;
+  EXPECT_EQ(a->reason.rfind("serving the previous load; the last load failed: a/config.pbtxt:", 0), 0u)
+      << a->reason;
 
   // A new model that fails to load is listed UNAVAILABLE and counts.
   CopyLenet(repo_.path(), "c");

@@ -29,7 +29,10 @@ FileStamp Dir() { return FileStamp{.directory = true}; }
 
 // lenet: config, labels, version 1.
 ModelFolderSnapshot Lenet() {
-  return {{"config.pbtxt", File(100, 1, 7)}, {"labels.txt", File(50, 1, 9)}, {"1/", Dir()}, {"1/model.onnx", File(9000, 1)}};
+  return {{"config.pbtxt", File(100, 1, 7)},
+          {"labels.txt", File(50, 1, 9)},
+          {"1/", Dir()},
+          {"1/model.onnx", File(9000, 1)}};
 }
 
 TEST(DecidePollActionsTest, Table) {
@@ -60,11 +63,15 @@ TEST(DecidePollActionsTest, Table) {
       {"nothing changed", {{"m", Lenet()}}, {{"m", Lenet()}}, {}},
       {"empty repository", {}, {}, {}},
       {"new model", {{"m", Lenet()}}, {{"m", Lenet()}, {"n", Lenet()}}, {{Kind::kLoad, "n", "new model"}}},
-      {"removed model", {{"m", Lenet()}, {"n", Lenet()}}, {{"m", Lenet()}},
+      {"removed model",
+       {{"m", Lenet()}, {"n", Lenet()}},
+       {{"m", Lenet()}},
        {{Kind::kRemove, "n", "model folder removed"}}},
       {"added version", {{"m", Lenet()}}, {{"m", with_v2}}, {{Kind::kLoad, "m", "version 2 added"}}},
       {"removed version", {{"m", with_v2}}, {{"m", without_v1}}, {{Kind::kLoad, "m", "version 1 removed"}}},
-      {"changed config (hash only)", {{"m", Lenet()}}, {{"m", new_config}},
+      {"changed config (hash only)",
+       {{"m", Lenet()}},
+       {{"m", new_config}},
        {{Kind::kLoad, "m", "config.pbtxt changed"}}},
       {"changed model file", {{"m", Lenet()}}, {{"m", new_weights}}, {{Kind::kLoad, "m", "1/model.onnx changed"}}},
       {"changed labels", {{"m", Lenet()}}, {{"m", new_labels}}, {{Kind::kLoad, "m", "labels.txt changed"}}},
@@ -79,11 +86,14 @@ TEST(DecidePollActionsTest, Table) {
        {{Kind::kRemove, "z", "model folder removed"},
         {Kind::kLoad, "a", "version 2 added"},
         {Kind::kLoad, "b", "new model"}}},
-      {"a new file beside the config", {{"m", Lenet()}}, {{"m", [] {
-                                                             ModelFolderSnapshot s = Lenet();
-                                                             s["other.txt"] = File(1, 1, 3);
-                                                             return s;
-                                                           }()}},
+      {"a new file beside the config",
+       {{"m", Lenet()}},
+       {{"m",
+         [] {
+           ModelFolderSnapshot s = Lenet();
+           s["other.txt"] = File(1, 1, 3);
+           return s;
+         }()}},
        {{Kind::kLoad, "m", "other.txt added"}}},
   };
   for (const Row& row : rows) {

@@ -104,8 +104,7 @@ class ServableTest : public ::testing::Test {
     ASSERT_GE(png_.size(), 20u);
   }
 
-  std::unique_ptr<InferenceService> Create(const fs::path& repo,
-                                           ModelControlMode mode = ModelControlMode::kNone) {
+  std::unique_ptr<InferenceService> Create(const fs::path& repo, ModelControlMode mode = ModelControlMode::kNone) {
     InferenceServiceOptions options;
     options.model_repository = repo.string();
     options.model_control_mode = mode;
