@@ -19,6 +19,7 @@
 #include "server/ensemble/ensemble_servable.h"
 #include "server/inference/classification.h"
 #include "server/inference/model_servable.h"
+#include "server/inference/native_request.h"
 #include "server/inference/repository_poller.h"
 #include "server/preprocess/preprocess.h"
 
@@ -106,56 +107,6 @@ void LogRequestError(const std::string& request_id, const std::string& model, co
   spdlog::log(level, "request {} (model \"{}\"): {}", request_id, model, status.ToString());
 }
 
-void FillClasses(const std::vector<ScoredClass>& ranked, const std::vector<std::string>& labels,
-                 google::protobuf::RepeatedPtrField<v1::Class>* out) {
-  for (const ScoredClass& c : ranked) {
-    v1::Class* cls = out->Add();
-    cls->set_index(c.index);
-    if (static_cast<size_t>(c.index) < labels.size()) cls->set_label(labels[static_cast<size_t>(c.index)]);
-    cls->set_score(c.score);
-    cls->set_probability(c.probability);
-  }
-}
-
-// The native response from a finished Run.
-void FillClassifyResponse(const RunResult& result, const ServableInfo& info, int top_k, bool members,
-                          v1::ClassifyResponse* response) {
-  response->clear_results();
-  const bool ensemble = result.members_total > 0;
-  const int k = static_cast<int>(std::min<int64_t>(top_k, result.num_classes));
-  for (int64_t i = 0; i < result.num_items; ++i) {
-    v1::Classification* out = response->add_results();
-    const std::vector<ScoredClass> ranked = result.Ranked(i, std::max(k, 2));
-    FillClasses(std::vector<ScoredClass>(ranked.begin(), ranked.begin() + std::min<size_t>(ranked.size(), k)),
-                info.labels, out->mutable_classes());
-    if (!ensemble) continue;
-    if (static_cast<size_t>(i) < result.agreement.size())
-      out->set_agreement(result.agreement[static_cast<size_t>(i)]);
-    if (ranked.size() >= 2) out->set_margin(ranked[0].probability - ranked[1].probability);
-    if (!members) continue;
-    const size_t n = static_cast<size_t>(result.num_classes);
-    for (const MemberResult& m : result.members) {
-      v1::MemberClassification* member = out->add_members();
-      member->set_model(m.model);
-      member->set_version(m.version);
-      if (!m.status.ok()) {
-        member->set_error(m.status.ToString());
-        continue;
-      }
-      if (m.probabilities.size() < (static_cast<size_t>(i) + 1) * n) continue;
-      std::span<const float> row(m.probabilities.data() + static_cast<size_t>(i) * n, n);
-      std::vector<ScoredClass> member_top = TopK(row, k);
-      for (ScoredClass& c : member_top) c.probability = c.score;  // the member row is already probabilities
-      FillClasses(member_top, info.labels, member->mutable_classes());
-    }
-  }
-  if (ensemble) {
-    response->set_members_answered(result.members_answered);
-    response->set_members_total(result.members_total);
-    response->set_partial(result.members_answered < result.members_total);
-  }
-}
-
 class InferenceServiceImpl final : public InferenceService {
  public:
   InferenceServiceImpl(const InferenceServiceOptions& options, std::string root,
@@ -217,8 +168,6 @@ class InferenceServiceImpl final : public InferenceService {
   // Publishes the outcome of a failed load of `name`: a serving model keeps serving with `load_error` set;
   // otherwise `failed` (its reasons) is listed.
   void PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed, const std::string& why);
-  // Counts the images of every input (validating raw tensors) and lists them as items of `run`.
-  Status BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info, RunRequest* run) const;
   void FillSummary(const ModelSlot& model, v1::ModelSummary* summary) const;
 
   const InferenceServiceOptions options_;
@@ -417,62 +366,6 @@ StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::Find(const std::string
   return served->servable;
 }
 
-Status InferenceServiceImpl::BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info,
-                                        RunRequest* run) const {
-  const auto where = [](int i) { return "inputs[" + std::to_string(i) + "]"; };
-  // Pass 1: count the images (a raw tensor may carry N of them) and check the tensors' shapes and sizes.
-  int64_t num_images = 0;
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const v1::Input& input = request.inputs(i);
-    switch (input.kind_case()) {
-      case v1::Input::kImage:
-        ++num_images;
-        break;
-      case v1::Input::kTensor: {
-        const Dims shape(input.tensor().shape().begin(), input.tensor().shape().end());
-        if (Status status = ValidateRawTensor(shape, input.tensor().data().size(), info.item_input_dims);
-            !status.ok()) {
-          return InvalidArgumentError(where(i) + ".tensor: " + status.message());
-        }
-        num_images += shape.size() == 4 ? shape[0] : 1;
-        break;
-      }
-      case v1::Input::KIND_NOT_SET:
-        return InvalidArgumentError(where(i) + ": neither image nor tensor is set");
-    }
-    if (num_images > options_.max_images_per_request) {
-      return InvalidArgumentError("inputs: more than max_images_per_request (" +
-                                  std::to_string(options_.max_images_per_request) +
-                                  ") images (counting each raw tensor's batch)");
-    }
-  }
-  // Pass 2: one item per image, viewing the request's bytes.
-  run->items.reserve(static_cast<size_t>(num_images));
-  auto names = std::make_shared<std::vector<std::string>>();
-  names->reserve(static_cast<size_t>(num_images));
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const v1::Input& input = request.inputs(i);
-    if (input.kind_case() == v1::Input::kImage) {
-      run->items.push_back({ImageItem::Kind::kEncoded, input.image()});
-      names->push_back(where(i) + ".image");
-      continue;
-    }
-    const std::string& data = input.tensor().data();
-    const int64_t count = input.tensor().shape_size() == 4 ? input.tensor().shape(0) : 1;
-    const size_t item_bytes = data.size() / static_cast<size_t>(count);
-    for (int64_t n = 0; n < count; ++n) {
-      run->items.push_back({ImageItem::Kind::kTensor,
-                            std::string_view(data).substr(static_cast<size_t>(n) * item_bytes, item_bytes)});
-      names->push_back(where(i) + ".tensor" + (count > 1 ? "[" + std::to_string(n) + "]" : ""));
-    }
-  }
-  run->item_name = [names](int64_t item) {
-    return item >= 0 && static_cast<size_t>(item) < names->size() ? (*names)[static_cast<size_t>(item)]
-                                                                  : "items[" + std::to_string(item) + "]";
-  };
-  return OkStatus();
-}
-
 void InferenceServiceImpl::Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response,
                                     int64_t deadline_us, std::function<bool()> cancelled,
                                     std::function<void(Status)> done) {
@@ -510,7 +403,9 @@ void InferenceServiceImpl::Classify(const v1::ClassifyRequest& request, v1::Clas
   if (cancelled && cancelled()) return fail(CancelledError("the request was cancelled"));
 
   auto run = std::make_shared<RunRequest>();
-  if (Status status = BuildItems(request, info, run.get()); !status.ok()) return fail(status);
+  if (Status status = BuildNativeItems(request, info, options_.max_images_per_request, run.get()); !status.ok()) {
+    return fail(status);
+  }
   run->deadline_us = deadline_us;
   run->cancelled = std::move(cancelled);
   run->want_member_results = request.include_member_results();
