@@ -12,17 +12,14 @@
 #include <system_error>
 #include <utility>
 
+#include "models/repository/model_repository.h"
+
 namespace cnnserve {
 namespace {
 
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxChangesNamed = 4;  // a load's reason names this many differences, then counts the rest
-
-bool IsVersionName(const std::string& name) {
-  return !name.empty() && name.size() <= 18 && name[0] != '0' &&
-         std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
 
 uint64_t HashContents(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -59,7 +56,8 @@ void ScanFiles(const fs::path& directory, const std::string& prefix, bool with_v
     const std::string name = entry.path().filename().string();
     if (name.empty() || name[0] == '.') continue;
     std::error_code type_ec;
-    if (with_versions && entry.is_directory(type_ec) && IsVersionName(name)) {
+    int64_t version = 0;
+    if (with_versions && entry.is_directory(type_ec) && ParseVersionName(name, &version)) {
       (*out)[name + "/"] = FileStamp{.directory = true};
       ScanFiles(entry.path(), name + "/", /*with_versions=*/false, out);
       continue;
