@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -220,6 +221,49 @@ TEST_F(ServiceModelControlTest, BrokenModelAtStartUpKeepsAStrictServerNotReady) 
   std::unique_ptr<InferenceService> lenient = Create(ModelControlMode::kNone, /*strict_readiness=*/false);
   ASSERT_NE(lenient, nullptr);
   EXPECT_TRUE(lenient->Ready());
+}
+
+// Runs the native Classify of one zero image (a raw 1x1x32x32 tensor) with member results, and waits.
+StatusOr<v1::ClassifyResponse> ClassifyZeros(InferenceService& service, const std::string& model) {
+  v1::ClassifyRequest request;
+  request.set_model(model);
+  request.set_include_member_results(true);
+  v1::RawTensor* tensor = request.add_inputs()->mutable_tensor();
+  for (int64_t d : {1, 1, 32, 32}) tensor->add_shape(d);
+  tensor->set_data(std::string(32 * 32 * sizeof(float), '\0'));
+  v1::ClassifyResponse response;
+  std::promise<Status> done;
+  service.Classify(request, &response, 0, nullptr, [&done](Status status) { done.set_value(std::move(status)); });
+  std::future<Status> future = done.get_future();
+  if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) return InternalError("no answer");
+  CNN_RETURN_IF_ERROR(future.get());
+  return response;
+}
+
+TEST_F(ServiceModelControlTest, AnEnsemblePicksUpAReloadedMember) {
+  CopyLenet(repo_.path(), "a");
+  CopyLenet(repo_.path(), "b");
+  fs::create_directories(repo_.path() / "vote");
+  WriteFileBytes(repo_.path() / "vote" / "config.pbtxt",
+                 "name: \"vote\"\nplatform: \"ensemble\"\n"
+                 "ensemble { members { model: \"a\" } members { model: \"b\" } strategy: SOFT_MEAN }\n");
+  std::unique_ptr<InferenceService> service = Create(ModelControlMode::kExplicit);
+  ASSERT_NE(service, nullptr);
+  ASSERT_TRUE(service->Ready());
+  const auto member_version = [&](const std::string& member) -> int64_t {
+    StatusOr<v1::ClassifyResponse> response = ClassifyZeros(*service, "vote");
+    EXPECT_TRUE(response.ok()) << response.status().ToString();
+    if (!response.ok() || response->results_size() != 1) return -1;
+    for (const v1::MemberClassification& m : response->results(0).members()) {
+      if (m.model() == member) return m.version();
+    }
+    return -1;
+  };
+  EXPECT_EQ(member_version("a"), 1);
+  fs::copy(repo_.path() / "a" / "1", repo_.path() / "a" / "2", fs::copy_options::recursive);
+  ASSERT_TRUE(service->LoadModel("a").ok());
+  EXPECT_EQ(member_version("a"), 2);
+  EXPECT_EQ(member_version("b"), 1);
 }
 
 }  // namespace
