@@ -30,6 +30,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -304,6 +305,22 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
                flags.strict_readiness);
 }
 
+// ": models not ready: a (reason), b (reason)" (the models without a ready version) for the log line of a turn to
+// NOT_SERVING; "" when there is none.
+std::string UnreadyModels(const InferenceService& inference) {
+  const std::vector<InferenceService::VersionRow> rows = inference.Index();
+  std::set<std::string> ready;
+  for (const InferenceService::VersionRow& row : rows) {
+    if (row.state == "READY") ready.insert(row.name);
+  }
+  std::string out;
+  for (const InferenceService::VersionRow& row : rows) {
+    if (!ready.insert(row.name).second) continue;  // ready, or already named
+    out += (out.empty() ? ": models not ready: " : ", ") + row.name + " (" + row.reason + ")";
+  }
+  return out;
+}
+
 int Serve(const Flags& flags) {
   // Before any thread exists, so that every thread inherits the mask and only sigtimedwait below sees them.
   sigset_t signals;
@@ -369,7 +386,8 @@ int Serve(const Flags& flags) {
     return kExitFailure;
   }
   bool ready = (*server)->UpdateHealth();
-  spdlog::info("listening on {}; health {}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING");
+  spdlog::info("listening on {}; health {}{}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING",
+               ready ? "" : UnreadyModels(**inference));
 
   if (metrics != nullptr) std::printf("cnnserve metrics on %s\n", metrics->url().c_str());
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
@@ -387,7 +405,7 @@ int Serve(const Flags& flags) {
       signal_number = SIGTERM;  // cannot wait for signals any more: shut down cleanly
     } else if (const bool now_ready = (*server)->UpdateHealth(); now_ready != ready) {
       ready = now_ready;
-      spdlog::info("health {}", ready ? "SERVING" : "NOT_SERVING");
+      spdlog::info("health {}{}", ready ? "SERVING" : "NOT_SERVING", ready ? "" : UnreadyModels(**inference));
     }
   }
   spdlog::info("received {}: draining for up to {} s", strsignal(signal_number), flags.drain_timeout_s);
