@@ -20,9 +20,10 @@
 // Readiness (strict, Triton's): Ready() is true once start-up loading is done, until Shutdown, and, with
 // strict_readiness, only while every model of the repository has a ready version. "A model of the repository"
 // is every model listed by Index(): the folders found at start-up, those loaded since, and those that failed to
-// load; a model unloaded by UnloadModel counts (it is unavailable: the point is that a pod with an
-// unloaded model leaves rotation) until its folder is deleted and it is unloaded again, which drops it from the
-// index; in poll mode a deleted folder is dropped from the index. A model whose first load is still running is
+// load; a model unloaded by UnloadModel counts, since its folder is still there and the server cannot serve it
+// (so a load balancer sends its traffic to replicas that can; Triton's explicit mode forgets unloaded models
+// instead), until its folder is deleted and it is unloaded again, which drops it from the index; in poll mode a
+// deleted folder is dropped from the index. A model whose first load is still running is
 // not listed yet (a new model never takes a serving server out of rotation while it loads; it counts once it is
 // listed, ready or failed). A model with a ready version and a broken extra version counts as ready (the broken
 // version is listed UNAVAILABLE). strict_readiness = false: Ready() ignores the models.
