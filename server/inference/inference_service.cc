@@ -202,10 +202,7 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
     v.reason = version.reason;
     slot->versions.push_back(std::move(v));
   }
-  if (!entry.config_ok) {
-    spdlog::error("model {}: UNAVAILABLE: {}", entry.name, entry.config_error);
-    return slot;
-  }
+  if (!entry.config_ok) return slot;  // the caller logs it (a reload may keep the previous load serving)
   if (entry.config.platform() == kPlatformEnsemble) {
     // Members are found through Find at every request, so a reloaded member is picked up.
     ServableResolver resolver = [this](const std::string& model, int64_t version) { return Find(model, version); };
@@ -267,6 +264,7 @@ void InferenceServiceImpl::LoadAll(const ModelRepository& repository) {
   for (const ModelEntry& entry : repository.models()) {
     ModelEntry relative = entry;
     MakePathsRelative(root_prefix_, &relative);
+    if (!relative.config_ok) spdlog::error("model {}: UNAVAILABLE: {}", relative.name, relative.config_error);
     auto shared = std::make_shared<const ModelEntry>(std::move(relative));
     if (entry.config_ok && entry.config.platform() == kPlatformEnsemble) {
       ensembles.push_back(std::move(shared));

@@ -184,9 +184,15 @@ void RepositoryPoller::Loop() {
 void RepositoryPoller::PollOnce() {
   StatusOr<RepositorySnapshot> current = ScanRepository(options_.root);
   if (!current.ok()) {
-    spdlog::warn("repository poller: {}; keeping every model as it is", current.status().ToString());
+    // Once per outage, not at every scan.
+    if (!scan_failing_) {
+      spdlog::warn("repository poller: {}; keeping every model as it is", current.status().ToString());
+    }
+    scan_failing_ = true;
     return;
   }
+  if (scan_failing_) spdlog::info("repository poller: the model repository can be listed again");
+  scan_failing_ = false;
   // A failed load is not retried until its folder changes again: `previous_` becomes this scan either way.
   const std::vector<PollAction> actions = DecidePollActions(previous_, *current);
   previous_ = *std::move(current);

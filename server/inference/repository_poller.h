@@ -111,6 +111,7 @@ class RepositoryPoller {
   const RepositoryPollerOptions options_;
   const Callbacks callbacks_;
   RepositorySnapshot previous_;  // only the poller thread touches it
+  bool scan_failing_ = false;    // the last scan could not list the root (poller thread only)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
