@@ -32,6 +32,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -62,6 +63,8 @@ constexpr int kMaxReceiveMessageMiB = 2047;  // gRPC takes an int number of byte
 constexpr auto kHealthProbeTimeout = std::chrono::seconds(2);
 constexpr int kProbeReconnectBackoffMs = 50;
 constexpr int kHealthPollMillis = 200;  // how often readiness is copied to the health service
+constexpr int kMaxRepositoryPollSecs = 3600;
+constexpr int64_t kMillisPerSecond = 1000;
 
 constexpr char kUsage[] = R"(usage: cnnserve [flags]
        cnnserve --health-probe HOST:PORT [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
@@ -88,6 +91,12 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --auth-token-file FILE        require 'authorization: Bearer TOKEN' with a token of FILE that has the RPC's
                                 scope; lines 'TOKEN SCOPE[,SCOPE...]' or 'sha256:HEX SCOPE...', scopes infer,
                                 metadata, statistics, model-control, all (health, ServerLive, ServerReady open)
+  --model-control-mode MODE     none: serve the models found at start-up, refuse load/unload RPCs (default);
+                                explicit: load/unload RPCs change the served models; poll: follow the repository
+                                folder (new, changed, removed models and versions), refuse load/unload RPCs
+  --repository-poll-secs N      poll mode: seconds between scans of the repository (default 5, 1 to 3600)
+  --strict-readiness BOOL       true: ready (health SERVING, ServerReady) only while every model of the
+                                repository is ready; false: ready once started (default true)
   --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1.
                                 Plaintext unless a TLS flag is given: --tls-ca FILE verifies the server against
                                 that PEM CA (default: the system's roots), --tls-cert/--tls-key are then the
@@ -115,6 +124,9 @@ struct Flags {
   tools::ClientSecurityOptions probe_security;  // --health-probe: --tls-ca, --tls-server-name (+ --tls-cert/key)
   TlsFileOptions tls;
   std::string auth_token_file;
+  ModelControlMode model_control_mode = ModelControlMode::kNone;
+  int repository_poll_secs = 5;
+  bool strict_readiness = true;
 };
 
 // Parses all of `text` as an integer in [min, max].
@@ -211,7 +223,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
                                                   "--tls-cert",
                                                   "--tls-key",
                                                   "--tls-client-ca",
-                                                  "--auth-token-file"};
+                                                  "--auth-token-file",
+                                                  "--model-control-mode",
+                                                  "--repository-poll-secs",
+                                                  "--strict-readiness"};
     bool known = false;
     for (std::string_view k : kKnown) known = known || name == k;
     if (!known) return fail("unknown flag");
@@ -273,6 +288,17 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       const auto s = ParseSeconds(v);
       if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
       flags->drain_timeout_s = *s;
+    } else if (name == "--model-control-mode") {
+      const std::optional<ModelControlMode> mode = ParseModelControlMode(v);
+      if (!mode) return fail("'" + std::string(v) + "' is not one of none, explicit, poll");
+      flags->model_control_mode = *mode;
+    } else if (name == "--repository-poll-secs") {
+      const auto n = ParseInt<int>(v, 1, kMaxRepositoryPollSecs);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 3600]");
+      flags->repository_poll_secs = *n;
+    } else if (name == "--strict-readiness") {
+      if (v != "true" && v != "false") return fail("'" + std::string(v) + "' is not true or false");
+      flags->strict_readiness = v == "true";
     } else if (v.empty()) {  // the file flags below
       return fail("must not be empty");
     } else if (name == "--tls-cert") {
@@ -361,6 +387,27 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
       "decodes at once; drain timeout {} s",
       flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels, flags.max_decoded_image_mb,
       flags.max_decode_memory_mb, flags.drain_timeout_s);
+  spdlog::info("model control mode {}{}; strict readiness {}", ModelControlModeName(flags.model_control_mode),
+               flags.model_control_mode == ModelControlMode::kPoll
+                   ? " (every " + std::to_string(flags.repository_poll_secs) + " s)"
+                   : std::string(),
+               flags.strict_readiness);
+}
+
+// ": models not ready: a (reason), b (reason)" (the models without a ready version) for the log line of a turn to
+// NOT_SERVING; "" when there is none.
+std::string UnreadyModels(const InferenceService& inference) {
+  const std::vector<InferenceService::VersionRow> rows = inference.Index();
+  std::set<std::string> ready;
+  for (const InferenceService::VersionRow& row : rows) {
+    if (row.state == "READY") ready.insert(row.name);
+  }
+  std::string out;
+  for (const InferenceService::VersionRow& row : rows) {
+    if (!ready.insert(row.name).second) continue;  // ready, or already named
+    out += (out.empty() ? ": models not ready: " : ", ") + row.name + " (" + row.reason + ")";
+  }
+  return out;
 }
 
 int Serve(const Flags& flags) {
@@ -404,6 +451,9 @@ int Serve(const Flags& flags) {
   options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
   options.max_decoded_image_bytes = flags.max_decoded_image_mb * kBytesPerMiB;
   options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
+  options.model_control_mode = flags.model_control_mode;
+  options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
+  options.strict_readiness = flags.strict_readiness;
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {
     spdlog::critical("cannot start: {}", inference.status().ToString());
@@ -451,7 +501,8 @@ int Serve(const Flags& flags) {
     return kExitFailure;
   }
   bool ready = (*server)->UpdateHealth();
-  spdlog::info("listening on {}; health {}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING");
+  spdlog::info("listening on {}; health {}{}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING",
+               ready ? "" : UnreadyModels(**inference));
 
   if (metrics != nullptr) std::printf("cnnserve metrics on %s\n", metrics->url().c_str());
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
@@ -469,7 +520,7 @@ int Serve(const Flags& flags) {
       signal_number = SIGTERM;  // cannot wait for signals any more: shut down cleanly
     } else if (const bool now_ready = (*server)->UpdateHealth(); now_ready != ready) {
       ready = now_ready;
-      spdlog::info("health {}", ready ? "SERVING" : "NOT_SERVING");
+      spdlog::info("health {}{}", ready ? "SERVING" : "NOT_SERVING", ready ? "" : UnreadyModels(**inference));
     }
   }
   spdlog::info("received {}: draining for up to {} s", strsignal(signal_number), flags.drain_timeout_s);

@@ -102,17 +102,6 @@ StatusOr<std::string> ReadSmallFile(const std::string& path, int64_t max_bytes) 
   return bytes;
 }
 
-// A version folder name: digits only, a positive value that fits int64. Anything else is not a version.
-bool ParseVersionName(const std::string& name, int64_t* version) {
-  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;
-  }
-  int64_t value = 0;
-  const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), value);
-  if (ec != std::errc() || ptr != name.data() + name.size() || value <= 0) return false;
-  *version = value;
-  return true;
-}
 
 std::vector<int64_t> FindVersionFolders(const fs::path& directory) {
   std::vector<int64_t> versions;
@@ -631,6 +620,17 @@ StatusOr<std::vector<std::string>> ReadLabelsFile(const std::string& path) {
   while (!labels.empty() && labels.back().empty()) labels.pop_back();
   if (labels.empty()) return InvalidArgumentError(path + ": no labels (the file is empty)");
   return labels;
+}
+
+bool ParseVersionName(const std::string& name, int64_t* version) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), value);
+  if (ec != std::errc() || ptr != name.data() + name.size() || value <= 0) return false;
+  *version = value;
+  return true;
 }
 
 std::vector<int64_t> SelectVersions(const v1::VersionPolicy& policy, const std::vector<int64_t>& found) {

@@ -164,6 +164,10 @@ Status CheckConfigAgainstModel(const v1::ModelConfig& config, const std::string&
 // kMaxLabelsFileBytes.
 StatusOr<std::vector<std::string>> ReadLabelsFile(const std::string& path);
 
+// A version folder name: digits only, a positive value that fits int64 (then true and `*version` set). Anything
+// else is not a version folder and is ignored.
+bool ParseVersionName(const std::string& name, int64_t* version);
+
 // The version folders the policy serves, ascending, from the numeric folders found (ascending). With
 // `specific`, exactly those versions (also ones without a folder: the caller reports them); with `latest` N >
 // 0, the newest N; otherwise all.

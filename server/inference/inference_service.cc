@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -18,14 +19,36 @@
 #include "server/ensemble/ensemble_servable.h"
 #include "server/inference/classification.h"
 #include "server/inference/model_servable.h"
+#include "server/inference/native_request.h"
+#include "server/inference/repository_poller.h"
 #include "server/preprocess/preprocess.h"
 
 namespace cnnserve {
 namespace {
 
 constexpr int64_t kMicrosPerMilli = 1000;
+// How often a retiring version checks whether requests still hold it.
+constexpr auto kRetirePollInterval = std::chrono::milliseconds(1);
+constexpr char kUnloaded[] = "unloaded";
 
 std::string Quoted(const std::string& s) { return "\"" + s + "\""; }
+
+// Removes every occurrence of `prefix` (the repository root and a '/') from `text`.
+void StripPrefix(const std::string& prefix, std::string* text) {
+  for (size_t at = text->find(prefix); at != std::string::npos; at = text->find(prefix, at)) {
+    text->erase(at, prefix.size());
+  }
+}
+
+// Paths and reasons of `entry` relative to the repository root: they reach clients (DESIGN.md: never the root).
+void MakePathsRelative(const std::string& root_prefix, ModelEntry* entry) {
+  StripPrefix(root_prefix, &entry->config_path);
+  StripPrefix(root_prefix, &entry->config_error);
+  for (VersionEntry& version : entry->versions) {
+    StripPrefix(root_prefix, &version.model_path);
+    StripPrefix(root_prefix, &version.reason);
+  }
+}
 
 std::string JoinSizes(const std::vector<int64_t>& sizes) {
   std::string out;
@@ -47,6 +70,7 @@ struct ModelSlot {
   std::shared_ptr<const ModelEntry> entry;
   std::vector<VersionSlot> versions;  // ascending
   std::string unavailable_reason;     // set when no version can exist (broken config, unloaded)
+  std::string load_error;             // the last load failed (why); these versions are the previous load's
 
   const VersionSlot* DefaultVersion() const {
     for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
@@ -83,62 +107,13 @@ void LogRequestError(const std::string& request_id, const std::string& model, co
   spdlog::log(level, "request {} (model \"{}\"): {}", request_id, model, status.ToString());
 }
 
-void FillClasses(const std::vector<ScoredClass>& ranked, const std::vector<std::string>& labels,
-                 google::protobuf::RepeatedPtrField<v1::Class>* out) {
-  for (const ScoredClass& c : ranked) {
-    v1::Class* cls = out->Add();
-    cls->set_index(c.index);
-    if (static_cast<size_t>(c.index) < labels.size()) cls->set_label(labels[static_cast<size_t>(c.index)]);
-    cls->set_score(c.score);
-    cls->set_probability(c.probability);
-  }
-}
-
-// The native response from a finished Run.
-void FillClassifyResponse(const RunResult& result, const ServableInfo& info, int top_k, bool members,
-                          v1::ClassifyResponse* response) {
-  response->clear_results();
-  const bool ensemble = result.members_total > 0;
-  const int k = static_cast<int>(std::min<int64_t>(top_k, result.num_classes));
-  for (int64_t i = 0; i < result.num_items; ++i) {
-    v1::Classification* out = response->add_results();
-    const std::vector<ScoredClass> ranked = result.Ranked(i, std::max(k, 2));
-    FillClasses(std::vector<ScoredClass>(ranked.begin(), ranked.begin() + std::min<size_t>(ranked.size(), k)),
-                info.labels, out->mutable_classes());
-    if (!ensemble) continue;
-    if (static_cast<size_t>(i) < result.agreement.size())
-      out->set_agreement(result.agreement[static_cast<size_t>(i)]);
-    if (ranked.size() >= 2) out->set_margin(ranked[0].probability - ranked[1].probability);
-    if (!members) continue;
-    const size_t n = static_cast<size_t>(result.num_classes);
-    for (const MemberResult& m : result.members) {
-      v1::MemberClassification* member = out->add_members();
-      member->set_model(m.model);
-      member->set_version(m.version);
-      if (!m.status.ok()) {
-        member->set_error(m.status.ToString());
-        continue;
-      }
-      if (m.probabilities.size() < (static_cast<size_t>(i) + 1) * n) continue;
-      std::span<const float> row(m.probabilities.data() + static_cast<size_t>(i) * n, n);
-      std::vector<ScoredClass> member_top = TopK(row, k);
-      for (ScoredClass& c : member_top) c.probability = c.score;  // the member row is already probabilities
-      FillClasses(member_top, info.labels, member->mutable_classes());
-    }
-  }
-  if (ensemble) {
-    response->set_members_answered(result.members_answered);
-    response->set_members_total(result.members_total);
-    response->set_partial(result.members_answered < result.members_total);
-  }
-}
-
 class InferenceServiceImpl final : public InferenceService {
  public:
   InferenceServiceImpl(const InferenceServiceOptions& options, std::string root,
                        const ModelRepositoryOptions& repository_options)
       : options_(options),
         root_(std::move(root)),
+        root_prefix_(std::filesystem::path(root_).lexically_normal().string()),
         repository_options_(repository_options),
         lanes_(options.total_threads) {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
@@ -148,6 +123,8 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.default_max_queue_size = options.default_max_queue_size;
     servable_options_.lanes = &lanes_;
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
+    while (root_prefix_.size() > 1 && root_prefix_.back() == '/') root_prefix_.pop_back();
+    root_prefix_ += '/';
   }
 
   // Stops every servable while everything their callbacks use is still alive: queued requests get UNAVAILABLE,
@@ -155,6 +132,8 @@ class InferenceServiceImpl final : public InferenceService {
   ~InferenceServiceImpl() override { (void)Shutdown(SteadyNowMicros()); }
 
   void LoadAll(const ModelRepository& repository);
+  // Poll mode: starts the poller from `initial`, the scan taken before the repository was loaded.
+  Status StartPoller(RepositorySnapshot initial);
 
   void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
                 std::function<bool()> cancelled, std::function<void(Status)> done) override;
@@ -167,7 +146,7 @@ class InferenceServiceImpl final : public InferenceService {
   Status ListModels(v1::ListModelsResponse* response) const override;
   Status DescribeModel(const v1::DescribeModelRequest& request,
                        v1::DescribeModelResponse* response) const override;
-  bool Ready() const override { return ready_.load() && !shutting_down_.load(); }
+  bool Ready() const override;
   std::vector<std::string> ReadyModels() const override;
   Status Shutdown(int64_t drain_deadline_us) override;
 
@@ -176,16 +155,26 @@ class InferenceServiceImpl final : public InferenceService {
   // plain models must be published first). Does not touch the map.
   std::shared_ptr<ModelSlot> BuildSlot(std::shared_ptr<const ModelEntry> entry) const;
   std::shared_ptr<const ModelSlot> FindSlot(const std::string& name) const;
+  // Removes `name` from the map and returns its slot (null when absent).
+  std::shared_ptr<const ModelSlot> Unpublish(const std::string& name);
   // Publishes `slot` under its name and returns the one it replaced (may be null).
   std::shared_ptr<const ModelSlot> Publish(std::shared_ptr<const ModelSlot> slot);
-  // Drains and stops the servables of a replaced slot.
-  void Retire(const std::shared_ptr<const ModelSlot>& slot, const std::string& why) const;
-  // Counts the images of every input (validating raw tensors) and lists them as items of `run`.
-  Status BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info, RunRequest* run) const;
+  // Waits until no request can reach the servables of a replaced slot any more (every other holder let go, or
+  // the drain timeout, or shutdown), then drains and stops them.
+  void Retire(std::shared_ptr<const ModelSlot> slot, const std::string& why) const;
+  // LoadModel / UnloadModel without the mode check (the poller's way in); the name is checked.
+  Status LoadModelNow(const std::string& name);
+  Status UnloadModelNow(const std::string& name);
+  // Poll mode: the folder is gone: drop the model from the index and retire it.
+  Status RemoveModel(const std::string& name);
+  // Publishes the outcome of a failed load of `name`: a serving model keeps serving with `load_error` set;
+  // otherwise `failed` (its reasons) is listed.
+  void PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed, const std::string& why);
   void FillSummary(const ModelSlot& model, v1::ModelSummary* summary) const;
 
   const InferenceServiceOptions options_;
   const std::string root_;
+  std::string root_prefix_;  // root_ and '/', stripped from client-facing paths
   const ModelRepositoryOptions repository_options_;
   ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
   ModelServableOptions servable_options_;
@@ -196,7 +185,8 @@ class InferenceServiceImpl final : public InferenceService {
 
   mutable std::shared_mutex mu_;  // guards models_ (the map; slots are immutable)
   std::map<std::string, std::shared_ptr<const ModelSlot>, std::less<>> models_;
-  std::mutex load_mu_;  // serialises LoadModel / UnloadModel
+  std::mutex load_mu_;                        // serialises LoadModel / UnloadModel / RemoveModel
+  std::unique_ptr<RepositoryPoller> poller_;  // poll mode only; set once in Create, stopped by Shutdown
 
   std::mutex shutdown_mu_;  // serialises Shutdown
   bool shutdown_done_ = false;
@@ -214,10 +204,7 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
     v.reason = version.reason;
     slot->versions.push_back(std::move(v));
   }
-  if (!entry.config_ok) {
-    spdlog::error("model {}: UNAVAILABLE: {}", entry.name, entry.config_error);
-    return slot;
-  }
+  if (!entry.config_ok) return slot;  // the caller logs it (a reload may keep the previous load serving)
   if (entry.config.platform() == kPlatformEnsemble) {
     // Members are found through Find at every request, so a reloaded member is picked up.
     ServableResolver resolver = [this](const std::string& model, int64_t version) { return Find(model, version); };
@@ -277,7 +264,10 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
 void InferenceServiceImpl::LoadAll(const ModelRepository& repository) {
   std::vector<std::shared_ptr<const ModelEntry>> ensembles;
   for (const ModelEntry& entry : repository.models()) {
-    auto shared = std::make_shared<const ModelEntry>(entry);
+    ModelEntry relative = entry;
+    MakePathsRelative(root_prefix_, &relative);
+    if (!relative.config_ok) spdlog::error("model {}: UNAVAILABLE: {}", relative.name, relative.config_error);
+    auto shared = std::make_shared<const ModelEntry>(std::move(relative));
     if (entry.config_ok && entry.config.platform() == kPlatformEnsemble) {
       ensembles.push_back(std::move(shared));
       continue;
@@ -308,6 +298,15 @@ std::shared_ptr<const ModelSlot> InferenceServiceImpl::FindSlot(const std::strin
   return it == models_.end() ? nullptr : it->second;
 }
 
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::Unpublish(const std::string& name) {
+  std::unique_lock lock(mu_);
+  const auto it = models_.find(name);
+  if (it == models_.end()) return nullptr;
+  std::shared_ptr<const ModelSlot> old = std::move(it->second);
+  models_.erase(it);
+  return old;
+}
+
 std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<const ModelSlot> slot) {
   std::unique_lock lock(mu_);
   std::shared_ptr<const ModelSlot>& place = models_[slot->entry->name];
@@ -315,10 +314,22 @@ std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<c
   return slot;
 }
 
-void InferenceServiceImpl::Retire(const std::shared_ptr<const ModelSlot>& slot, const std::string& why) const {
+void InferenceServiceImpl::Retire(std::shared_ptr<const ModelSlot> slot, const std::string& why) const {
   if (slot == nullptr) return;
   const int64_t deadline_us = SteadyNowMicros() + options_.retire_drain_timeout_us;
-  for (const std::shared_ptr<Servable>& servable : slot->Servables()) {
+  const std::vector<std::shared_ptr<Servable>> servables = slot->Servables();
+  slot.reset();
+  // A request that found a servable just before the swap calls Run on it a moment later: stopping admission
+  // now would fail it with UNAVAILABLE. Requests hold their servable until `done`, so once `servables` holds
+  // the only references, nothing can reach them any more and nothing is in flight.
+  const auto held = [&servables] {
+    return std::any_of(servables.begin(), servables.end(),
+                       [](const std::shared_ptr<Servable>& s) { return s.use_count() > 1; });
+  };
+  while (held() && SteadyNowMicros() < deadline_us && !shutting_down_.load()) {
+    std::this_thread::sleep_for(kRetirePollInterval);
+  }
+  for (const std::shared_ptr<Servable>& servable : servables) {
     if (Status status = servable->Shutdown(deadline_us); !status.ok()) {
       spdlog::warn("model {} version {} ({}): {}", servable->info().name, servable->info().version, why,
                    status.ToString());
@@ -353,62 +364,6 @@ StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::Find(const std::string
                             " is unavailable: " + served->reason);
   }
   return served->servable;
-}
-
-Status InferenceServiceImpl::BuildItems(const v1::ClassifyRequest& request, const ServableInfo& info,
-                                        RunRequest* run) const {
-  const auto where = [](int i) { return "inputs[" + std::to_string(i) + "]"; };
-  // Pass 1: count the images (a raw tensor may carry N of them) and check the tensors' shapes and sizes.
-  int64_t num_images = 0;
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const v1::Input& input = request.inputs(i);
-    switch (input.kind_case()) {
-      case v1::Input::kImage:
-        ++num_images;
-        break;
-      case v1::Input::kTensor: {
-        const Dims shape(input.tensor().shape().begin(), input.tensor().shape().end());
-        if (Status status = ValidateRawTensor(shape, input.tensor().data().size(), info.item_input_dims);
-            !status.ok()) {
-          return InvalidArgumentError(where(i) + ".tensor: " + status.message());
-        }
-        num_images += shape.size() == 4 ? shape[0] : 1;
-        break;
-      }
-      case v1::Input::KIND_NOT_SET:
-        return InvalidArgumentError(where(i) + ": neither image nor tensor is set");
-    }
-    if (num_images > options_.max_images_per_request) {
-      return InvalidArgumentError("inputs: more than max_images_per_request (" +
-                                  std::to_string(options_.max_images_per_request) +
-                                  ") images (counting each raw tensor's batch)");
-    }
-  }
-  // Pass 2: one item per image, viewing the request's bytes.
-  run->items.reserve(static_cast<size_t>(num_images));
-  auto names = std::make_shared<std::vector<std::string>>();
-  names->reserve(static_cast<size_t>(num_images));
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const v1::Input& input = request.inputs(i);
-    if (input.kind_case() == v1::Input::kImage) {
-      run->items.push_back({ImageItem::Kind::kEncoded, input.image()});
-      names->push_back(where(i) + ".image");
-      continue;
-    }
-    const std::string& data = input.tensor().data();
-    const int64_t count = input.tensor().shape_size() == 4 ? input.tensor().shape(0) : 1;
-    const size_t item_bytes = data.size() / static_cast<size_t>(count);
-    for (int64_t n = 0; n < count; ++n) {
-      run->items.push_back({ImageItem::Kind::kTensor,
-                            std::string_view(data).substr(static_cast<size_t>(n) * item_bytes, item_bytes)});
-      names->push_back(where(i) + ".tensor" + (count > 1 ? "[" + std::to_string(n) + "]" : ""));
-    }
-  }
-  run->item_name = [names](int64_t item) {
-    return item >= 0 && static_cast<size_t>(item) < names->size() ? (*names)[static_cast<size_t>(item)]
-                                                                  : "items[" + std::to_string(item) + "]";
-  };
-  return OkStatus();
 }
 
 void InferenceServiceImpl::Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response,
@@ -448,7 +403,9 @@ void InferenceServiceImpl::Classify(const v1::ClassifyRequest& request, v1::Clas
   if (cancelled && cancelled()) return fail(CancelledError("the request was cancelled"));
 
   auto run = std::make_shared<RunRequest>();
-  if (Status status = BuildItems(request, info, run.get()); !status.ok()) return fail(status);
+  if (Status status = BuildNativeItems(request, info, options_.max_images_per_request, run.get()); !status.ok()) {
+    return fail(status);
+  }
   run->deadline_us = deadline_us;
   run->cancelled = std::move(cancelled);
   run->want_member_results = request.include_member_results();
@@ -504,9 +461,12 @@ std::vector<InferenceService::VersionRow> InferenceServiceImpl::Index() const {
       continue;
     }
     for (const VersionSlot& v : slot->versions) {
-      rows.push_back(
-          {name, v.version, std::string(ModelStateName(v.state)),
-           v.state == ModelState::kReady ? std::string() : (v.reason.empty() ? slot->Reason() : v.reason)});
+      std::string reason = v.reason.empty() ? slot->Reason() : v.reason;
+      if (v.state == ModelState::kReady) {
+        reason = slot->load_error.empty() ? std::string()
+                                          : "serving the previous load; the last load failed: " + slot->load_error;
+      }
+      rows.push_back({name, v.version, std::string(ModelStateName(v.state)), std::move(reason)});
     }
   }
   return rows;
@@ -540,34 +500,97 @@ StatusOr<std::vector<ServableStats>> InferenceServiceImpl::Statistics(const std:
 }
 
 Status InferenceServiceImpl::LoadModel(const std::string& name) {
-  std::lock_guard<std::mutex> load_lock(load_mu_);
-  if (shutting_down_.load()) return UnavailableError("shutting down: not loading models");
-  CNN_ASSIGN_OR_RETURN(ModelEntry entry, LoadModelFolder(root_, name, repository_options_));
-  if (!entry.config_ok) return InvalidArgumentError(entry.config_error);
-  std::shared_ptr<ModelSlot> slot = BuildSlot(std::make_shared<const ModelEntry>(std::move(entry)));
-  if (slot->DefaultVersion() == nullptr) {
-    for (const std::shared_ptr<Servable>& s : slot->Servables()) (void)s->Shutdown(SteadyNowMicros());
-    return UnavailableError("model " + Quoted(name) + " could not be loaded: " + slot->Reason());
-  }
-  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
-  spdlog::info("model {}: loaded", name);
-  Retire(old, "replaced by a new load");
-  return OkStatus();
+  CNN_RETURN_IF_ERROR(CheckModelControlAllowed(options_.model_control_mode, "load"));
+  return LoadModelNow(name);
 }
 
 Status InferenceServiceImpl::UnloadModel(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelControlAllowed(options_.model_control_mode, "unload"));
+  return UnloadModelNow(name);
+}
+
+Status InferenceServiceImpl::LoadModelNow(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelName(name));
   std::lock_guard<std::mutex> load_lock(load_mu_);
+  if (shutting_down_.load()) return UnavailableError("shutting down: not loading models");
+  StatusOr<ModelEntry> loaded = LoadModelFolder(root_, name, repository_options_);
+  if (!loaded.ok()) {
+    if (loaded.status().code() == StatusCode::kNotFound) {
+      return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+    }
+    return InvalidArgumentError("model " + QuotedModelName(name) + " cannot be loaded");
+  }
+  ModelEntry entry = *std::move(loaded);
+  MakePathsRelative(root_prefix_, &entry);
+  const bool config_ok = entry.config_ok;
+  const std::string config_error = entry.config_error;
+  std::shared_ptr<ModelSlot> slot = BuildSlot(std::make_shared<const ModelEntry>(std::move(entry)));
+  if (!config_ok) {
+    PublishFailedLoad(name, std::move(slot), config_error);
+    return InvalidArgumentError(config_error);
+  }
+  if (slot->DefaultVersion() == nullptr) {
+    for (const std::shared_ptr<Servable>& s : slot->Servables()) (void)s->Shutdown(SteadyNowMicros());
+    const std::string reason = slot->Reason();
+    PublishFailedLoad(name, std::move(slot), reason);
+    return UnavailableError("model " + Quoted(name) + " could not be loaded: " + reason);
+  }
+  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
+  spdlog::info("model {}: loaded", name);
+  Retire(std::move(old), "replaced by a new load");
+  return OkStatus();
+}
+
+void InferenceServiceImpl::PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed,
+                                             const std::string& why) {
   const std::shared_ptr<const ModelSlot> current = FindSlot(name);
-  if (current == nullptr) return NotFoundError("model " + Quoted(name) + " not found");
-  if (current->DefaultVersion() == nullptr && current->unavailable_reason == "unloaded") return OkStatus();
+  if (current != nullptr && current->DefaultVersion() != nullptr) {
+    auto kept = std::make_shared<ModelSlot>(*current);  // the same servables: nothing to retire
+    kept->load_error = why;
+    Publish(std::move(kept));
+    spdlog::error("model {}: the load failed, the previous load keeps serving: {}", name, why);
+    return;
+  }
+  Publish(std::move(failed));
+  spdlog::error("model {}: UNAVAILABLE: {}", name, why);
+}
+
+Status InferenceServiceImpl::UnloadModelNow(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelName(name));
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  std::shared_ptr<const ModelSlot> current = FindSlot(name);
+  if (current == nullptr) {
+    return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+  }
+  const bool unloaded = current->DefaultVersion() == nullptr && current->unavailable_reason == kUnloaded;
+  current.reset();  // Retire waits for every other holder of the old servables
+  std::error_code ec;
+  if (!std::filesystem::is_directory(std::filesystem::path(root_) / name, ec)) {
+    spdlog::info("model {}: unloaded; its folder is gone, so it leaves the index", name);
+    Retire(Unpublish(name), "its folder was removed");
+    return OkStatus();
+  }
+  if (unloaded) return OkStatus();
   auto slot = std::make_shared<ModelSlot>();
-  slot->entry = current->entry;
-  slot->unavailable_reason = "unloaded";
-  for (const VersionSlot& v : current->versions)
-    slot->versions.push_back({v.version, ModelState::kUnavailable, "unloaded", nullptr});
+  {
+    const std::shared_ptr<const ModelSlot> serving = FindSlot(name);  // load_mu_ held: still the one above
+    slot->entry = serving->entry;
+    for (const VersionSlot& v : serving->versions)
+      slot->versions.push_back({v.version, ModelState::kUnavailable, kUnloaded, nullptr});
+  }
+  slot->unavailable_reason = kUnloaded;
   std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
   spdlog::info("model {}: unloaded", name);
-  Retire(old, "unloaded");
+  Retire(std::move(old), kUnloaded);
+  return OkStatus();
+}
+
+Status InferenceServiceImpl::RemoveModel(const std::string& name) {
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  std::shared_ptr<const ModelSlot> old = Unpublish(name);
+  if (old == nullptr) return OkStatus();
+  spdlog::info("model {}: its folder was removed: draining and unloading it", name);
+  Retire(std::move(old), "its folder was removed");
   return OkStatus();
 }
 
@@ -652,9 +675,17 @@ Status InferenceServiceImpl::DescribeModel(const v1::DescribeModelRequest& reque
   return OkStatus();
 }
 
+bool InferenceServiceImpl::Ready() const {
+  if (!ready_.load() || shutting_down_.load()) return false;
+  if (!options_.strict_readiness) return true;
+  std::shared_lock lock(mu_);
+  return std::all_of(models_.begin(), models_.end(),
+                     [](const auto& named) { return named.second->DefaultVersion() != nullptr; });
+}
+
 std::vector<std::string> InferenceServiceImpl::ReadyModels() const {
   std::vector<std::string> names;
-  if (!Ready()) return names;
+  if (!ready_.load() || shutting_down_.load()) return names;
   std::shared_lock lock(mu_);
   for (const auto& [name, model] : models_) {
     if (model->DefaultVersion() != nullptr) names.push_back(name);
@@ -666,6 +697,8 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shutdown_done_) return shutdown_result_;
   shutting_down_.store(true);
+  // After the load in progress (it sees shutting_down_ and publishes nothing more): then the map is final.
+  if (poller_ != nullptr) poller_->Stop();
   spdlog::info("inference: draining every model's queue");
   // Every servable drains at once; each Shutdown blocks until its queue is empty or the deadline passes.
   // Ensembles first (they stop admitting), then the models that do the work.
@@ -698,6 +731,18 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   return shutdown_result_;
 }
 
+Status InferenceServiceImpl::StartPoller(RepositorySnapshot initial) {
+  RepositoryPollerOptions poller_options;
+  poller_options.root = root_;
+  poller_options.poll_interval_ms = options_.repository_poll_interval_ms;
+  RepositoryPoller::Callbacks callbacks;
+  callbacks.load = [this](const std::string& name) { return LoadModelNow(name); };
+  callbacks.remove = [this](const std::string& name) { return RemoveModel(name); };
+  CNN_ASSIGN_OR_RETURN(poller_,
+                       RepositoryPoller::Create(poller_options, std::move(initial), std::move(callbacks)));
+  return OkStatus();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const InferenceServiceOptions& options) {
@@ -712,6 +757,17 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
         std::pair{"default_max_queue_size", options.default_max_queue_size}}) {
     if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
   }
+  if (options.repository_poll_interval_ms < 1) {
+    return InvalidArgumentError("repository_poll_interval_ms " +
+                                std::to_string(options.repository_poll_interval_ms) + " must be >= 1");
+  }
+  // Poll mode: the scan the poller compares its first scan with, taken before loading (a change made while the
+  // models load is seen by the first scan).
+  RepositorySnapshot initial;
+  if (options.model_control_mode == ModelControlMode::kPoll) {
+    StatusOr<RepositorySnapshot> scanned = ScanRepository(options.model_repository);
+    if (scanned.ok()) initial = *std::move(scanned);
+  }
   ModelRepositoryOptions repository_options;
   repository_options.total_threads = options.total_threads;
   repository_options.default_max_queue_size = options.default_max_queue_size;
@@ -719,6 +775,9 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
                        ModelRepository::Load(options.model_repository, repository_options));
   auto service = std::make_unique<InferenceServiceImpl>(options, options.model_repository, repository_options);
   service->LoadAll(*repository);
+  if (options.model_control_mode == ModelControlMode::kPoll) {
+    CNN_RETURN_IF_ERROR(service->StartPoller(std::move(initial)));
+  }
   return std::unique_ptr<InferenceService>(std::move(service));
 }
 

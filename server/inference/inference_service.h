@@ -8,6 +8,29 @@
 // preprocesses every image on the calling thread, hands one task (all of the request's images) to the model's
 // batcher and returns at once; a batcher worker runs the batch and calls `done` from its thread.
 //
+// Model control (model_control.h): InferenceServiceOptions::model_control_mode decides whether LoadModel and
+// UnloadModel may run (explicit) or are refused with FAILED_PRECONDITION (none, poll); in poll mode a
+// RepositoryPoller (repository_poller.h) owned by the service loads, reloads and removes models as their folders
+// change. Every front end therefore behaves the same.
+//
+// Zero-downtime swaps: a (re)load builds and warms the new versions beside the serving ones and publishes them
+// in one step; the replaced versions are retired only once no request can still reach them (every holder of the
+// old servable has let go), then drained. A request never finds "nothing" because of a swap.
+//
+// Readiness (strict, Triton's): Ready() is true once start-up loading is done, until Shutdown, and, with
+// strict_readiness, only while every model of the repository has a ready version. "A model of the repository"
+// is every model listed by Index(): the folders found at start-up, those loaded since, and those that failed to
+// load; a model unloaded by UnloadModel counts, since its folder is still there and the server cannot serve it
+// (so a load balancer sends its traffic to replicas that can; Triton's explicit mode forgets unloaded models
+// instead), until its folder is deleted and it is unloaded again, which drops it from the index; in poll mode a
+// deleted folder is dropped from the index. A model whose first load is still running is
+// not listed yet (a new model never takes a serving server out of rotation while it loads; it counts once it is
+// listed, ready or failed). A model with a ready version and a broken extra version counts as ready (the broken
+// version is listed UNAVAILABLE). strict_readiness = false: Ready() ignores the models.
+//
+// Client-facing messages (errors of LoadModel/UnloadModel/Find, Index reasons) name files relative to the
+// repository root, never the root's own path.
+//
 // Thread-safety: every method may be called from any thread concurrently. Ownership: the caller keeps the request
 // and response alive until `done` has been called; `done` is called exactly once.
 #ifndef CNNSERVE_SERVER_INFERENCE_INFERENCE_SERVICE_H_
@@ -21,6 +44,7 @@
 
 #include "cnnserve/v1/classifier.pb.h"
 #include "engine/common/status.h"
+#include "server/inference/model_control.h"
 #include "server/inference/servable.h"
 
 namespace cnnserve {
@@ -39,6 +63,12 @@ struct InferenceServiceOptions {
   int64_t default_max_queue_size = 1024;
   // How long a replaced or unloaded model version may take to finish its requests (LoadModel/UnloadModel).
   int64_t retire_drain_timeout_us = 30'000'000;
+  // Who may change the served models (model_control.h; the --model-control-mode flag).
+  ModelControlMode model_control_mode = ModelControlMode::kNone;
+  // Poll mode: how often the repository folder is scanned (the --repository-poll-secs flag). >= 1.
+  int64_t repository_poll_interval_ms = 5000;
+  // Ready() requires every model of the repository to be ready (see above; --strict-readiness).
+  bool strict_readiness = true;
 };
 
 class InferenceService {
@@ -83,13 +113,17 @@ class InferenceService {
   virtual StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const = 0;
 
   // (Re)loads model `name` from its repository folder (new or changed config.pbtxt, versions or files) and warms
-  // it up; once ready, new requests go to it and the old one drains in the background. Ensembles that use it
-  // pick up the new one. Other models' traffic is not disturbed. Errors: NOT_FOUND (no such folder),
-  // INVALID_ARGUMENT (its config is broken), UNAVAILABLE (no version could be loaded; the reasons), or the
-  // previous load is kept on error.
+  // it up beside the serving versions; once ready, new requests go to it and the old one drains. Ensembles that
+  // use it pick up the new one. Other models' traffic is not disturbed. Errors: FAILED_PRECONDITION (mode none
+  // or poll, naming the mode), INVALID_ARGUMENT (not a plain model name, see CheckModelName; or its config is
+  // broken), NOT_FOUND ("model "x" is not in the model repository"), UNAVAILABLE (no version could be loaded;
+  // the reasons). On error a serving model keeps serving and Index() shows the failure (the READY rows' reason
+  // says the last load failed and why); a model that was not serving is listed UNAVAILABLE with the reason.
   virtual Status LoadModel(const std::string& name) = 0;
   // Unloads `name`: it stays listed (state UNAVAILABLE, reason "unloaded"), new requests get UNAVAILABLE, the
-  // requests in flight finish. NOT_FOUND when the name is unknown. Idempotent.
+  // requests in flight finish. When its folder is gone from the repository it is dropped from the index instead.
+  // Errors: FAILED_PRECONDITION (mode none or poll), INVALID_ARGUMENT (not a plain model name), NOT_FOUND (not
+  // listed). Idempotent.
   virtual Status UnloadModel(const std::string& name) = 0;
 
   virtual const InferenceServiceOptions& options() const = 0;
@@ -97,11 +131,14 @@ class InferenceService {
   virtual Status ListModels(v1::ListModelsResponse* response) const = 0;
   virtual Status DescribeModel(const v1::DescribeModelRequest& request, v1::DescribeModelResponse* response) const = 0;
 
-  // True once every loadable model is loaded and warmed, until Shutdown starts.
+  // True once start-up loading is done, until Shutdown starts; with strict_readiness also only while every
+  // model of the repository has a ready version (see the top of this file).
   virtual bool Ready() const = 0;
-  // Names of the models that are ready (for per-service health).
+  // Names of the models that are ready (for per-service health), whatever Ready() says; empty before start-up
+  // loading is done and once Shutdown has started.
   virtual std::vector<std::string> ReadyModels() const = 0;
-  // Stops admitting (new requests get UNAVAILABLE "shutting down"), finishes what was admitted until
+  // Stops the repository poller (after the load in progress, if any), stops admitting (new requests get
+  // UNAVAILABLE "shutting down"), finishes what was admitted until
   // `drain_deadline_us` (steady clock), then stops the workers. Idempotent.
   virtual Status Shutdown(int64_t drain_deadline_us) = 0;
 };

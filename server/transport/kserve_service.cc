@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "server/inference/model_control.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_status.h"
 #include "server/transport/kserve_metadata.h"
@@ -440,9 +441,10 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
   repository_worker_->Post([this, reactor, name = request->model_name()] {
     const Status status = inference_->LoadModel(name);
     if (status.ok()) {
-      spdlog::info("RepositoryModelLoad: model {} loaded", name);
+      spdlog::info("RepositoryModelLoad: model {} loaded", QuotedModelName(name));
     } else {
-      spdlog::warn("RepositoryModelLoad: model {}: {}", name, status.ToString());
+      // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
+      spdlog::warn("RepositoryModelLoad: model {}: {}", QuotedModelName(name), status.ToString());
     }
     reactor->Finish(ToGrpcStatus(status));
   });
@@ -459,9 +461,10 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
   repository_worker_->Post([this, reactor, name = request->model_name()] {
     const Status status = inference_->UnloadModel(name);
     if (status.ok()) {
-      spdlog::info("RepositoryModelUnload: model {} unloaded", name);
+      spdlog::info("RepositoryModelUnload: model {} unloaded", QuotedModelName(name));
     } else {
-      spdlog::warn("RepositoryModelUnload: model {}: {}", name, status.ToString());
+      // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
+      spdlog::warn("RepositoryModelUnload: model {}: {}", QuotedModelName(name), status.ToString());
     }
     reactor->Finish(ToGrpcStatus(status));
   });

@@ -226,8 +226,10 @@ class KServeTest(unittest.TestCase):
         self.assertIn("no_such_model", e.details())
         e = call_error(self.stub.ModelInfer, ks.fp32_request(tensors, version="5"))
         self.assertEqual(e.code(), grpc.StatusCode.NOT_FOUND)
+        # The default --model-control-mode none refuses model control whatever the name.
         e = call_error(self.stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="no_such_model"))
-        self.assertEqual(e.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("--model-control-mode none", e.details())
         e = call_error(self.stub.ModelStatistics, pb.ModelStatisticsRequest(name="no_such_model"))
         self.assertEqual(e.code(), grpc.StatusCode.NOT_FOUND)
 
@@ -390,7 +392,8 @@ ensemble {
     @classmethod
     def setUpClass(cls):
         cls.repository = ks.make_repository({"lenet_a": None, "lenet_b": None, "vote": cls.ENSEMBLE})
-        cls.server = ks.Server(["--model-repository", cls.repository, "--metrics-address", "127.0.0.1:0"])
+        cls.server = ks.Server(["--model-repository", cls.repository, "--metrics-address", "127.0.0.1:0",
+                                "--model-control-mode", "explicit"])
         cls.stub = cls.server.kserve
         cls.images = ks.TestImages()
         cls.pngs = cls.images.files(".png", 4)
@@ -431,6 +434,8 @@ ensemble {
             self.assertTrue(self.ready("lenet_a"))
             self.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="lenet_a"), timeout=60)
             self.assertFalse(self.ready("lenet_a"))
+            # Strict readiness: a model of the repository is unavailable.
+            self.assertFalse(self.stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready)
             e = call_error(self.stub.ModelInfer, self.request("lenet_a"))
             self.assertEqual(e.code(), grpc.StatusCode.UNAVAILABLE, e.details())
             index = self.stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=10)
@@ -441,6 +446,7 @@ ensemble {
 
             self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="lenet_a"), timeout=300)
             self.assertTrue(self.ready("lenet_a"))
+            self.assertTrue(self.stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready)
             rows = ks.output_rows(self.stub.ModelInfer(self.request("lenet_a"), timeout=60))
             np.testing.assert_allclose(rows, expected, atol=1e-5)
             time.sleep(0.2)

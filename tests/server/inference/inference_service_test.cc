@@ -547,7 +547,7 @@ TEST(InferenceServiceRepositoryTest, BrokenModelsAreUnavailableAndTheGoodOneServ
 
   std::unique_ptr<InferenceService> service = CreateService(repo.path());
   ASSERT_NE(service, nullptr);
-  EXPECT_TRUE(service->Ready());
+  EXPECT_FALSE(service->Ready()) << "strict readiness: two models of the repository are unavailable";
   EXPECT_EQ(service->ReadyModels(), (std::vector<std::string>{"good", "versions"}));
 
   v1::ListModelsResponse list;
@@ -557,12 +557,12 @@ TEST(InferenceServiceRepositoryTest, BrokenModelsAreUnavailableAndTheGoodOneServ
   ASSERT_NE(bc, nullptr);
   ASSERT_EQ(bc->versions_size(), 1);
   EXPECT_EQ(bc->versions(0).state(), "UNAVAILABLE");
-  EXPECT_EQ(bc->versions(0).reason().rfind((broken_config / "config.pbtxt").string() + ":2:17: ", 0), 0u)
+  EXPECT_EQ(bc->versions(0).reason().rfind("broken_config/config.pbtxt:2:17: ", 0), 0u)
       << bc->versions(0).reason();
   const v1::ModelSummary* co = FindSummary(list, "corrupt_onnx");
   ASSERT_NE(co, nullptr);
   EXPECT_EQ(co->versions(0).state(), "UNAVAILABLE");
-  EXPECT_EQ(co->versions(0).reason().rfind((corrupt / "1" / "model.onnx").string(), 0), 0u);
+  EXPECT_EQ(co->versions(0).reason().rfind("corrupt_onnx/1/model.onnx", 0), 0u);
   const v1::ModelSummary* vs = FindSummary(list, "versions");
   ASSERT_NE(vs, nullptr);
   ASSERT_EQ(vs->versions_size(), 3);
@@ -592,9 +592,8 @@ TEST(InferenceServiceRepositoryTest, BrokenModelsAreUnavailableAndTheGoodOneServ
   pinned.set_version(3);
   Answer three = Classify(*service, pinned);
   EXPECT_EQ(three.status.code(), StatusCode::kUnavailable);
-  EXPECT_EQ(three.status.message().rfind(
-                "version 3 of model \"versions\" is unavailable: " + (versions / "3" / "model.onnx").string(), 0),
-            0u)
+  EXPECT_EQ(
+      three.status.message().rfind("version 3 of model \"versions\" is unavailable: versions/3/model.onnx", 0), 0u)
       << three.status.message();
 
   // A broken model can still be described (its summary says why).

@@ -105,9 +105,10 @@ class ServableTest : public ::testing::Test {
     ASSERT_GE(png_.size(), 20u);
   }
 
-  std::unique_ptr<InferenceService> Create(const fs::path& repo) {
+  std::unique_ptr<InferenceService> Create(const fs::path& repo, ModelControlMode mode = ModelControlMode::kNone) {
     InferenceServiceOptions options;
     options.model_repository = repo.string();
+    options.model_control_mode = mode;
     options.total_threads = 1;
     options.retire_drain_timeout_us = 10'000'000;
     StatusOr<std::unique_ptr<InferenceService>> service = InferenceService::Create(options);
@@ -368,7 +369,7 @@ TEST_F(ServableTest, LoadAndUnloadDoNotDisturbOtherModels) {
   TempDir repo;
   CopyLenet(repo.path(), "steady");
   CopyLenet(repo.path(), "moving");
-  std::unique_ptr<InferenceService> service = Create(repo.path());
+  std::unique_ptr<InferenceService> service = Create(repo.path(), ModelControlMode::kExplicit);
   ASSERT_NE(service, nullptr);
 
   // Traffic on "steady" the whole time.
@@ -407,10 +408,12 @@ TEST_F(ServableTest, LoadAndUnloadDoNotDisturbOtherModels) {
   RunResult result;
   EXPECT_TRUE(RunSync(**moving, ImagesRequest(png_, 2), &result).ok());
 
-  // Reloading while a request holds the old servable: the old one finishes its work.
-  std::shared_ptr<Servable> old = *moving;
+  // Reloading: a new servable serves; the old one is retired once nothing holds it, and released.
+  std::weak_ptr<Servable> old = *moving;
+  moving = NotFoundError("released by the test");
   ASSERT_TRUE(service->LoadModel("moving").ok());
-  EXPECT_NE(service->Find("moving", 0)->get(), old.get());
+  EXPECT_TRUE(old.expired());
+  EXPECT_TRUE(service->Find("moving", 0).ok());
 
   EXPECT_EQ(service->LoadModel("absent").code(), StatusCode::kNotFound);
   EXPECT_EQ(service->LoadModel("../x").code(), StatusCode::kInvalidArgument);
