@@ -57,7 +57,7 @@ test-sanitize: deps zoo
 # coverage per target, fails on a crash and leaves the input in $(FUZZ_BUILD)/crashes/. `make test` replays the
 # seed corpora and every kept crash input (CTest label fuzz).
 FUZZ_BUILD ?= build-fuzz
-FUZZ_TARGETS := fuzz_image_input fuzz_onnx_import fuzz_model_config fuzz_kserve_request
+FUZZ_TARGETS := fuzz_image_input fuzz_onnx_import fuzz_model_config fuzz_kserve_request fuzz_classify_request
 fuzz: deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCNNSERVE_FUZZ=ON -DCNNSERVE_BUILD_TESTS=OFF $(CMAKE_FLAGS)

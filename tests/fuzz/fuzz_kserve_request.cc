@@ -7,32 +7,8 @@
 #include <vector>
 
 #include "inference/grpc_service.pb.h"
-#include "server/inference/image_input.h"
-#include "server/preprocess/preprocess.h"
 #include "server/transport/kserve_tensors.h"
 #include "tests/fuzz/fuzz_models.h"
-
-namespace {
-
-void PrepareItems(const cnnserve::ParsedInferInput& input, const cnnserve::ServableInfo& model) {
-  const cnnserve::Dims& chw = model.item_input_dims;
-  const size_t item_floats = static_cast<size_t>(chw[0] * chw[1] * chw[2]);
-  std::vector<float> dst(item_floats);
-  for (const cnnserve::ImageItem& item : input.items) {
-    if (item.kind == cnnserve::ImageItem::Kind::kTensor) {
-      if (item.data.size() != item_floats * sizeof(float)) __builtin_trap();  // ParseInferInput checked it
-      continue;
-    }
-    const cnnserve::DecodeLimits limits = cnnserve::fuzz::FuzzDecodeLimits();
-    cnnserve::StatusOr<cnnserve::DecodedImage> image =
-        item.kind == cnnserve::ImageItem::Kind::kEncoded
-            ? cnnserve::DecodeImage(item.data, limits)
-            : cnnserve::ImageFromPixels(item.data, item.height, item.width, item.channels, limits);
-    if (image.ok()) (void)cnnserve::PreprocessImage(*image, *model.preprocess, dst.data());
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
@@ -44,6 +20,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)cnnserve::ParseRequestedOutputs(request, model);
   cnnserve::StatusOr<cnnserve::ParsedInferInput> input =
       cnnserve::ParseInferInput(request, model, cnnserve::KServeInputLimits{});
-  if (input.ok()) PrepareItems(*input, model);
+  if (input.ok()) cnnserve::fuzz::PrepareItems(input->items, model);
   return 0;
 }

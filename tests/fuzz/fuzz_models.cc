@@ -71,4 +71,22 @@ const std::vector<ServableInfo>& FuzzModels() {
   return models;
 }
 
+void PrepareItems(const std::vector<ImageItem>& items, const ServableInfo& model) {
+  const Dims& chw = model.item_input_dims;
+  const size_t item_floats = static_cast<size_t>(chw[0] * chw[1] * chw[2]);
+  std::vector<float> dst(item_floats);
+  for (const ImageItem& item : items) {
+    if (item.kind == ImageItem::Kind::kTensor) {
+      if (item.data.size() != item_floats * sizeof(float)) __builtin_trap();
+      (void)CheckFiniteFloats(item.data);
+      continue;
+    }
+    StatusOr<DecodedImage> image = item.kind == ImageItem::Kind::kEncoded
+                                       ? DecodeImage(item.data, FuzzDecodeLimits())
+                                       : ImageFromPixels(item.data, item.height, item.width, item.channels,
+                                                         FuzzDecodeLimits());
+    if (image.ok()) (void)PreprocessImage(*image, *model.preprocess, dst.data());
+  }
+}
+
 }  // namespace cnnserve::fuzz

@@ -9,6 +9,7 @@ Seeds are small on purpose (libFuzzer's default maximum input length follows the
   model_config    the default repository's config.pbtxt files and a few variants
   kserve_request  ModelInferRequest messages (FP32, UINT8, BYTES; raw and typed contents; classification
                   parameter) encoded with protoc --encode; byte 0 picks the model
+  classify_request  native ClassifyRequest messages (images, CHW and NCHW tensors, options), likewise
 Usage: /usr/bin/python3 tests/fuzz/make_seeds.py
 """
 import io
@@ -120,16 +121,17 @@ def config_seeds():
           b'input { dims: [1, 32, 32] } instance_group { count: 2 threads: 1 }\n')
 
 
+def encode(message, proto_file, text):
+    """`text` (protobuf text format) as the binary `message`, by protoc --encode."""
+    return subprocess.run(["protoc", f"--proto_path={ROOT / 'proto'}", f"--encode={message}", proto_file],
+                          input=text.encode(), capture_output=True, check=True).stdout
+
+
+def octal(data):
+    return "".join(f"\\{b:03o}" for b in data)
+
+
 def kserve_seeds(images):
-    proto = ROOT / "proto"
-
-    def encode(text):
-        return subprocess.run(["protoc", f"--proto_path={proto}", "--encode=inference.ModelInferRequest",
-                               "inference/grpc_service.proto"], input=text.encode(), capture_output=True,
-                              check=True).stdout
-
-    def octal(data):
-        return "".join(f"\\{b:03o}" for b in data)
 
     png = images["gray.png"]
     floats = struct.pack("<" + "f" * 1024, *np.linspace(-1, 1, 1024, dtype=np.float32))
@@ -147,7 +149,23 @@ def kserve_seeds(images):
                        ' outputs { name: "output" parameters { key: "classification" value { int64_param: 3 } } }',
     }
     for i, (name, text) in enumerate(sorted(messages.items())):
-        write("kserve_request", name + ".bin", bytes([i % 3]) + encode(text))
+        write("kserve_request", name + ".bin",
+              bytes([i % 3]) + encode("inference.ModelInferRequest", "inference/grpc_service.proto", text))
+
+
+def classify_seeds(images):
+    floats = struct.pack("<" + "f" * 1024, *np.linspace(-1, 1, 1024, dtype=np.float32))
+    messages = {
+        "one_png": f'model: "lenet5_fashion" inputs {{ image: "{octal(images["gray.png"])}" }}',
+        "jpeg_and_png": f'model: "m" top_k: 3 include_timings: true inputs {{ image: "{octal(images["gray.jpg"])}" }}'
+                        f' inputs {{ image: "{octal(images["rgb.png"])}" }}',
+        "tensor_chw": f'model: "m" version: 1 inputs {{ tensor {{ shape: [1, 32, 32] data: "{octal(floats)}" }} }}',
+        "tensor_nchw": f'model: "m" request_id: "r" include_member_results: true'
+                       f' inputs {{ tensor {{ shape: [1, 1, 32, 32] data: "{octal(floats)}" }} }}',
+    }
+    for i, (name, text) in enumerate(sorted(messages.items())):
+        write("classify_request", name + ".bin",
+              bytes([i % 3]) + encode("cnnserve.v1.ClassifyRequest", "cnnserve/v1/classifier.proto", text))
 
 
 def main():
@@ -155,6 +173,7 @@ def main():
     onnx_seeds()
     config_seeds()
     kserve_seeds(images)
+    classify_seeds(images)
     for folder in sorted(CORPUS.iterdir()):
         files = list(folder.iterdir())
         print(f"{folder.name}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")

@@ -12,11 +12,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build-fuzz}
 seconds=${FUZZ_SECONDS:-300}
 jobs=${FUZZ_JOBS:-$(nproc)}
-targets=${FUZZ_TARGETS:-"image_input onnx_import model_config kserve_request"}
+targets=${FUZZ_TARGETS:-"image_input onnx_import model_config kserve_request classify_request"}
 export here build seconds
 
 max_len() {
-  case $1 in image_input | kserve_request) echo 16384 ;; model_config) echo 4096 ;; *) echo 8192 ;; esac
+  case $1 in image_input | kserve_request | classify_request) echo 16384 ;; model_config) echo 4096 ;; *) echo 8192 ;; esac
 }
 
 run_one() {
