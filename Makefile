@@ -8,7 +8,7 @@ ZOO_DIR ?= $(HOME)/.cache/cnnserve/zoo
 ZOO_MODELS ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build zoo zoo-repository run test test-sanitize fuzz bench clean format
+.PHONY: all deps configure build zoo zoo-repository run test test-sanitize test-tsan fuzz bench clean format
 
 all: build
 
@@ -51,6 +51,23 @@ test-sanitize: deps zoo
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE parity
+
+# The concurrency-heavy suites (batcher, ensemble, inference with real oneDNN runs, preprocessing and the decode
+# budget, metrics) under ThreadSanitizer in $(TSAN_BUILD). tests/tsan.supp suppresses reports inside Debian's
+# uninstrumented libraries only (GDAL's and Abseil's own locks). The gRPC transport and the integration tests are
+# not in the list: libgrpc is not instrumented, so TSan cannot see its synchronisation and reports thousands of
+# races inside it. Nor are the two tests that run engine work on 2 OpenMP threads: libgomp is not instrumented
+# either, so its barriers look like races between the lane thread and the OpenMP workers.
+TSAN_BUILD ?= build-tsan
+TSAN_SUITES := batching_test ensemble_test inference_test preprocess_test metrics_test
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNNSERVE_TSAN=ON \
+	  -DCNNSERVE_ZOO_DIR=$(ZOO_DIR) $(CMAKE_FLAGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TSAN_SUITES)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 \
+	  -L '^($(subst $(eval) ,|,$(TSAN_SUITES)))$$' \
+	  -E 'Zoo|SessionBatchRunnerTest\.(MultiThreadedInstancesRunOnTheirLane|WaitingForTheLaneCountsAsQueueNotCompute)'
 
 # Coverage-guided fuzzing (tests/fuzz/README.md): the libFuzzer targets built with clang-14, ASan and UBSan in
 # $(FUZZ_BUILD), then each run for FUZZ_SECONDS (default 300) on a copy of its seed corpus; prints executions and
