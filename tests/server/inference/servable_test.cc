@@ -125,7 +125,18 @@ class ServableTest : public ::testing::Test {
                        extra);
   }
 
+  // A service over a repository holding only the default LeNet-5 as "lenet" (kept by the fixture); its servable.
+  std::shared_ptr<Servable> StartLenet() {
+    CopyLenet(lenet_repo_.path(), "lenet");
+    lenet_service_ = Create(lenet_repo_.path());
+    if (lenet_service_ == nullptr) return nullptr;
+    StatusOr<std::shared_ptr<Servable>> lenet = lenet_service_->Find("lenet", 0);
+    return lenet.ok() ? *lenet : nullptr;
+  }
+
   std::vector<FashionImage> png_;
+  TempDir lenet_repo_;
+  std::unique_ptr<InferenceService> lenet_service_;
 };
 
 TEST_F(ServableTest, FindNamesWhatIsWrong) {
@@ -193,11 +204,8 @@ TEST_F(ServableTest, NullModelReturnsZerosThroughTheBatcherAndCounts) {
 }
 
 TEST_F(ServableTest, RawPixelsGiveTheSameInputAsTheDecodedPng) {
-  TempDir repo;
-  CopyLenet(repo.path(), "lenet");
-  std::unique_ptr<InferenceService> service = Create(repo.path());
-  ASSERT_NE(service, nullptr);
-  std::shared_ptr<Servable> lenet = *service->Find("lenet", 0);
+  std::shared_ptr<Servable> lenet = StartLenet();
+  ASSERT_NE(lenet, nullptr);
   for (size_t i = 0; i < 5; ++i) {
     StatusOr<DecodedImage> decoded = DecodeImage(png_[i].bytes, DecodeLimits{});
     ASSERT_TRUE(decoded.ok());
@@ -261,11 +269,8 @@ TEST(ContiguousTensorItemsTest, OnlyBackToBackAlignedTensorsOfTheRightSize) {
 // One raw tensor of N images is read in place; the same images as separate (or misaligned) buffers are copied.
 // Both must give the same rows as the PNGs they were made from.
 TEST_F(ServableTest, TensorsReadInPlaceOrCopiedGiveTheSameRows) {
-  TempDir repo;
-  CopyLenet(repo.path(), "lenet");
-  std::unique_ptr<InferenceService> service = Create(repo.path());
-  ASSERT_NE(service, nullptr);
-  std::shared_ptr<Servable> lenet = *service->Find("lenet", 0);
+  std::shared_ptr<Servable> lenet = StartLenet();
+  ASSERT_NE(lenet, nullptr);
   const Tensor input = ::cnnserve::testing::LoadFashionInputNpy();  // the exact model input of the PNGs
   constexpr size_t kImages = 20;
   constexpr size_t kBytes = 32 * 32 * sizeof(float);
@@ -307,11 +312,8 @@ TEST_F(ServableTest, TensorsReadInPlaceOrCopiedGiveTheSameRows) {
 
 // NaN and infinities are refused before any batch runs, in place or copied, naming the item and the value.
 TEST_F(ServableTest, NonFiniteTensorValuesAreInvalidArgument) {
-  TempDir repo;
-  CopyLenet(repo.path(), "lenet");
-  std::unique_ptr<InferenceService> service = Create(repo.path());
-  ASSERT_NE(service, nullptr);
-  std::shared_ptr<Servable> lenet = *service->Find("lenet", 0);
+  std::shared_ptr<Servable> lenet = StartLenet();
+  ASSERT_NE(lenet, nullptr);
   constexpr size_t kFloats = 32 * 32;
   for (const float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
     std::vector<float> values(3 * kFloats, 0.5f);
@@ -333,18 +335,15 @@ TEST_F(ServableTest, NonFiniteTensorValuesAreInvalidArgument) {
 }
 
 TEST_F(ServableTest, StatisticsCountExactly) {
-  TempDir repo;
-  CopyLenet(repo.path(), "lenet");
-  std::unique_ptr<InferenceService> service = Create(repo.path());
-  ASSERT_NE(service, nullptr);
-  std::shared_ptr<Servable> lenet = *service->Find("lenet", 0);
+  std::shared_ptr<Servable> lenet = StartLenet();
+  ASSERT_NE(lenet, nullptr);
   for (size_t n : {1u, 3u, 7u}) {
     RunResult result;
     ASSERT_TRUE(RunSync(*lenet, ImagesRequest(png_, n), &result).ok());
     EXPECT_EQ(result.num_items, static_cast<int64_t>(n));
     EXPECT_GE(result.compute_us, 0);
   }
-  StatusOr<std::vector<ServableStats>> all = service->Statistics("", 0);
+  StatusOr<std::vector<ServableStats>> all = lenet_service_->Statistics("", 0);
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 1u);
   const ServableStats& s = (*all)[0];
@@ -361,8 +360,8 @@ TEST_F(ServableTest, StatisticsCountExactly) {
   EXPECT_EQ(s.batch_stats[1].batch_size, 3);
   EXPECT_EQ(s.batch_stats[2].batch_size, 7);
   EXPECT_EQ(s.queue_depth, 0);
-  EXPECT_EQ(service->Statistics("nope", 0).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(service->Statistics("lenet", 2).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(lenet_service_->Statistics("nope", 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(lenet_service_->Statistics("lenet", 2).status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(ServableTest, LoadAndUnloadDoNotDisturbOtherModels) {
