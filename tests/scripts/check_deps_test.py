@@ -26,7 +26,8 @@ CLEAN_TREE = {
     "server/servables/servable.h": ('#include "cnnserve/v1/model_config.pb.h"\n#include "server/batching/task.h"\n'
                                     '#include "models/onnx/onnx_importer.h"\n'),
     "server/service/inference_service.h": '#include "server/servables/servable.h"\n',
-    "server/kserve/codec.cc": '#include "inference/grpc_service.pb.h"\n#include "server/service/inference_service.h"\n',
+    "server/kserve/codec.cc": ('#include "inference/grpc_service.pb.h"\n'
+                               '#include "server/service/inference_service.h"\n'),
     "server/transport/grpc_server.cc": ('#include <grpcpp/grpcpp.h>\n#include "cnnserve/v1/classifier.grpc.pb.h"\n'
                                         '#include "server/kserve/codec.h"\n'),
     "server/main.cc": '#include "server/transport/grpc_server.h"\n#include "tools/common/flags.h"\n',
@@ -81,7 +82,8 @@ class CheckDepsTest(unittest.TestCase):
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertEqual(sorted(result.stdout.splitlines()), [
             "engine/ops/conv.cc:1: engine/ops may not include dnnl.hpp (oneDNN only in engine/backend/dnnl)",
-            "engine/ops/conv.cc:2: engine/ops may not include google/protobuf/message.h (no protobuf in the engine)",
+            "engine/ops/conv.cc:2: engine/ops may not include google/protobuf/message.h "
+            "(no protobuf in the engine)",
             "models/repository/bad.cc:1: models/repository may not include server/servables/servable.h "
             "(upward: server/servables is not below models/repository)",
             "server/http/rest.cc:2: server/http may not include grpcpp/grpcpp.h "

@@ -229,7 +229,8 @@ def check(root):
             if target != unit:
                 edges.setdefault(unit, {}).setdefault(target, where)
             if target not in reach[unit]:
-                violations.append(f"{where}: {unit} may not include {header} (upward: {target} is not below {unit})")
+                violations.append(f"{where}: {unit} may not include {header} "
+                                  f"(upward: {target} is not below {unit})")
     graph = {u: set(targets) for u, targets in edges.items()}
     for component in find_cycles(graph):
         path = cycle_path(component, graph)

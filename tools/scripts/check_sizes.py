@@ -185,7 +185,7 @@ def tokenize(clean):
 
 
 def _merge_operators(head):
-    """Joins `operator` and its symbol (or conversion type) into one token: operator==, operator(), operator bool."""
+    """Joins `operator` and its symbol or conversion type into one token: operator==, operator(), operator bool."""
     merged = []
     i = 0
     while i < len(head):
@@ -224,7 +224,7 @@ def _skip_group(head, i, open_text, close_text):
 
 
 def _drop_attributes(head):
-    """Removes [[...]], alignas(...), __attribute__((...)), __declspec(...), access labels and leading templates."""
+    """Drops [[...]], alignas(...), __attribute__((...)), __declspec(...), access labels and a leading template."""
     out = []
     i = 0
     while i < len(head):
@@ -463,7 +463,8 @@ def main(argv):
     for line in output:
         print(line)
     if output and not args.list:
-        print(f"check_sizes: {len(output)} violation(s) of the size limits (DESIGN.md section 5.7)", file=sys.stderr)
+        print(f"check_sizes: {len(output)} violation(s) of the size limits (DESIGN.md section 5.7)",
+              file=sys.stderr)
         return 1
     return 0
 
