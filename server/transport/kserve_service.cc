@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "server/inference/model_control.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_status.h"
 #include "server/transport/kserve_metadata.h"
@@ -57,13 +56,13 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
   return reactor;
 }
 
-// Everything one inference needs until Run's `done`: the servable (kept alive across unloads), the parsed input
-// (its items point into the request and into its storage), the outputs to return and the result.
+// Everything one inference needs until Infer's `done`: the parsed input (its items point into the request and
+// into its storage), the outputs to return, and the service's outcome (the servable, kept alive across unloads,
+// and the result).
 struct InferCall {
-  std::shared_ptr<Servable> servable;
   ParsedInferInput input;
   std::vector<RequestedOutput> outputs;
-  RunResult result;
+  std::shared_ptr<InferOutcome> outcome = std::make_shared<InferOutcome>();
 };
 
 // The reactor of one ModelStreamInfer call. Requests start as soon as they are read; each response is written as
@@ -274,39 +273,41 @@ KServeService::~KServeService() = default;
 
 void KServeService::Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
                           int64_t deadline_us, std::function<bool()> cancelled, std::function<void(Status)> done) {
-  StatusOr<std::shared_ptr<Servable>> servable =
-      FindServable(*inference_, request.model_name(), request.model_version(), "model_name", "model_version");
-  if (!servable.ok()) return done(servable.status());
+  if (request.model_name().empty()) return done(InvalidArgumentError("model_name is empty"));
+  const StatusOr<int64_t> version = ParseModelVersion(request.model_version(), "model_version");
+  if (!version.ok()) return done(version.status());
   auto call = std::make_shared<InferCall>();
-  call->servable = std::move(*servable);
-  const ServableInfo& info = call->servable->info();
-  StatusOr<std::vector<RequestedOutput>> outputs = ParseRequestedOutputs(request, info);
-  if (!outputs.ok()) return done(outputs.status());
-  call->outputs = std::move(*outputs);
+  InferRequest infer;
+  infer.model = request.model_name();
+  infer.version = *version;
+  infer.request_id = request.id();
+  infer.deadline_us = deadline_us;
+  infer.cancelled = std::move(cancelled);
   KServeInputLimits limits;
   limits.max_items = inference_->options().max_images_per_request;
   limits.max_pixels = inference_->options().max_pixels;
-  StatusOr<ParsedInferInput> input = ParseInferInput(request, info, limits);
-  if (!input.ok()) return done(input.status());
-  call->input = std::move(*input);
-
-  auto run = std::make_shared<RunRequest>();
-  run->items = call->input.items;
-  run->deadline_us = deadline_us;
-  run->cancelled = std::move(cancelled);
-  run->request_id = request.id();
-  run->item_name = [name = call->input.name](int64_t item) {
-    return "input '" + name + "'[" + std::to_string(item) + "]";
+  infer.build_items = [&request, call, limits](const ServableInfo& info, RunRequest* run) {
+    StatusOr<std::vector<RequestedOutput>> outputs = ParseRequestedOutputs(request, info);
+    if (!outputs.ok()) return outputs.status();
+    call->outputs = std::move(*outputs);
+    StatusOr<ParsedInferInput> input = ParseInferInput(request, info, limits);
+    if (!input.ok()) return input.status();
+    call->input = std::move(*input);
+    run->items = call->input.items;
+    run->item_name = [name = call->input.name](int64_t item) {
+      return "input '" + name + "'[" + std::to_string(item) + "]";
+    };
+    return OkStatus();
   };
-  Servable* const target = call->servable.get();
-  target->Run(std::move(run), &call->result,
-              [call, response, id = request.id(), done = std::move(done)](Status status) {
-                if (status.ok()) {
-                  FillInferOutputs(call->result, call->servable->info(), call->outputs, response);
-                  response->set_id(id);
-                }
-                done(std::move(status));
-              });
+  inference_->Infer(std::move(infer), call->outcome,
+                    [call, response, id = request.id(), done = std::move(done)](Status status) {
+                      if (status.ok()) {
+                        FillInferOutputs(call->outcome->result, call->outcome->servable->info(), call->outputs,
+                                         response);
+                        response->set_id(id);
+                      }
+                      done(std::move(status));
+                    });
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,
