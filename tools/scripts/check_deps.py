@@ -52,16 +52,6 @@ LAYERS = {
     "bench": ["engine/runtime", "models/repository", "tools"],
 }
 
-# Files of a folder that is being split, mapped one by one to the unit they move to (path -> unit).
-PER_FILE_UNITS = {
-    **{f"server/inference/{name}{suffix}": "server/servables"
-       for name in ("servable", "model_servable", "model_runner", "compute_lanes", "classification", "image_input")
-       for suffix in (".h", ".cc")},
-    **{f"server/inference/{name}{suffix}": "server/service"
-       for name in ("inference_service", "model_control", "repository_poller") for suffix in (".h", ".cc")},
-    **{f"server/inference/native_request{suffix}": "server/transport" for suffix in (".h", ".cc")},
-}
-
 # (rule, header pattern, units where a matching header is allowed). A unit matches an entry that is the unit
 # itself or a folder above it ("server" matches "server/main.cc"). A header must pass every rule it matches.
 _FRONT_ENDS = ["server/transport", "server/main.cc", "tools", "bench"]
@@ -92,9 +82,7 @@ class TableError(Exception):
 
 
 def unit_of(path, units):
-    """The unit of a root-relative path: a per-file unit, else the longest unit that is the path or above it."""
-    if path in PER_FILE_UNITS:
-        return PER_FILE_UNITS[path]
+    """The unit of a root-relative path: the longest unit that is the path or a folder above it."""
     best = None
     for unit in units:
         if (path == unit or path.startswith(unit + "/")) and (best is None or len(unit) > len(best)):
