@@ -13,10 +13,11 @@ any, 0 if none, 2 on a usage error or a broken table. Python 3 standard library 
     tools/scripts/check_deps.py [--root DIR]
 """
 
-import argparse
 import os
 import re
 import sys
+
+from source_tree import SCANNED_ROOTS, argument_parser, report, root_error, source_files
 
 # ---- The table (edit here) -------------------------------------------------------------------------------------
 
@@ -72,8 +73,6 @@ LIBRARY_RULES = [
 
 # ---- The check -------------------------------------------------------------------------------------------------
 
-SCANNED_ROOTS = ("engine", "models", "server", "tools", "bench")
-SOURCE_SUFFIXES = (".h", ".cc")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^">]+)[">]')
 
 
@@ -118,15 +117,6 @@ def reachable(layers):
 
 def allowed_in(unit, places):
     return any(unit == p or unit.startswith(p + "/") for p in places)
-
-
-def source_files(root):
-    for top in SCANNED_ROOTS:
-        for directory, dirnames, filenames in os.walk(os.path.join(root, top)):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if name.endswith(SOURCE_SUFFIXES):
-                    yield os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/")
 
 
 def includes(path):
@@ -229,25 +219,16 @@ def check(root):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    parser.add_argument("--root", default=default_root, help="the source tree to check (default: this checkout)")
-    args = parser.parse_args(argv)
-    if not os.path.isdir(args.root):
-        print(f"check_deps: --root {args.root!r} is not a directory", file=sys.stderr)
+    args = argument_parser(__doc__).parse_args(argv)
+    if root_error(args.root):
+        print(f"check_deps: {root_error(args.root)}", file=sys.stderr)
         return 2
     try:
         violations = check(args.root)
     except TableError as error:
         print(f"check_deps: {error}", file=sys.stderr)
         return 2
-    for line in violations:
-        print(line)
-    if violations:
-        print(f"check_deps: {len(violations)} violation(s) of the dependency table (DESIGN.md section 1)",
-              file=sys.stderr)
-        return 1
-    return 0
+    return report("check_deps", violations, "the dependency table (DESIGN.md section 1)")
 
 
 if __name__ == "__main__":

@@ -18,15 +18,14 @@ Python 3 standard library only.
     tools/scripts/check_sizes.py [--root DIR] [--list] [FILE...]
 """
 
-import argparse
 import os
 import re
 import sys
 
+from source_tree import argument_parser, report, root_error, source_files
+
 MAX_FILE_LINES = 800
 MAX_FUNCTION_LINES = 120
-SCANNED_ROOTS = ("engine", "models", "server", "tools", "bench")
-SOURCE_SUFFIXES = (".h", ".cc")
 
 # ---- Blanking comments, literals and preprocessor lines --------------------------------------------------------
 
@@ -418,15 +417,6 @@ def find_functions(clean):
 
 # ---- The check -------------------------------------------------------------------------------------------------
 
-def source_files(root):
-    for top in SCANNED_ROOTS:
-        for directory, dirnames, filenames in os.walk(os.path.join(root, top)):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if name.endswith(SOURCE_SUFFIXES):
-                    yield os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/")
-
-
 def check_file(root, path, listing):
     with open(os.path.join(root, path), encoding="utf-8", errors="replace") as f:
         text = f.read()
@@ -444,14 +434,12 @@ def check_file(root, path, listing):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    parser.add_argument("--root", default=default_root, help="the source tree to check (default: this checkout)")
+    parser = argument_parser(__doc__)
     parser.add_argument("--list", action="store_true", help="print every function found and its length")
     parser.add_argument("files", nargs="*", help="files to check, relative to --root (default: the whole tree)")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.root):
-        print(f"check_sizes: --root {args.root!r} is not a directory", file=sys.stderr)
+    if root_error(args.root):
+        print(f"check_sizes: {root_error(args.root)}", file=sys.stderr)
         return 2
     paths = args.files or list(source_files(args.root))
     output = []
@@ -460,13 +448,11 @@ def main(argv):
             print(f"check_sizes: {path!r} is not a file under {args.root}", file=sys.stderr)
             return 2
         output += check_file(args.root, path, args.list)
-    for line in output:
-        print(line)
-    if output and not args.list:
-        print(f"check_sizes: {len(output)} violation(s) of the size limits (DESIGN.md section 5.7)",
-              file=sys.stderr)
-        return 1
-    return 0
+    if args.list:
+        for line in output:
+            print(line)
+        return 0
+    return report("check_sizes", output, "the size limits (DESIGN.md section 5.7)")
 
 
 if __name__ == "__main__":
