@@ -2,6 +2,7 @@
 """Tests of tools/scripts/check_sizes.py: the scanner on tricky C++ and the limits on planted trees."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -160,7 +161,7 @@ class FunctionTest(unittest.TestCase):
 class TreeTest(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="check_sizes_test_")
-        self.addCleanup(lambda: subprocess.run(["rm", "-rf", self.root], check=False))
+        self.addCleanup(shutil.rmtree, self.root)
 
     def write(self, path, text):
         full = os.path.join(self.root, path)
