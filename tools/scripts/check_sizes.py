@@ -156,11 +156,10 @@ _TOKEN_RE = re.compile(r"""
     | (?P<punct>::|->|\.\.\.|.)
 """, re.VERBOSE)
 _CLASS_KEYWORDS = {"class", "struct", "union", "enum"}
-_TRAILING_QUALIFIERS = {"const", "volatile", "&", "&&", "noexcept", "override", "final", "mutable", "constexpr",
-                        "try"}
+# Tokens that may follow a parameter list before the body ("&&" arrives as two "&" tokens).
+_TRAILING_QUALIFIERS = {"const", "volatile", "&", "noexcept", "override", "final", "mutable", "constexpr", "try"}
 _NOT_FUNCTION_NAMES = {"if", "for", "while", "switch", "catch", "return", "sizeof", "decltype", "alignof",
                        "static_assert", "noexcept", "throw"}
-_OPEN = {"(": ")", "[": "]", "<": ">"}
 
 
 class Token:
