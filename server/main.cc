@@ -84,6 +84,9 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --max-decode-memory-mb N      most memory all images being decoded may hold at once (default 512); an image
                                 that does not fit now gets UNAVAILABLE (retry)
   --max-in-flight-per-stream N  requests of one ClassifyStream / ModelStreamInfer running at once (default 16)
+  --max-in-flight N             requests the server works on at once, every client and model together (default
+                                1024; 0: no limit); one more gets UNAVAILABLE "server busy" before any work
+  --default-timeout-s SECONDS   the deadline of a request that comes without one (default 60; 0: none)
   --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
   --tls-cert FILE               serve gRPC over TLS with this PEM certificate chain (needs --tls-key)
   --tls-key FILE                the PEM private key of --tls-cert (unencrypted)
@@ -119,6 +122,8 @@ struct Flags {
   int64_t max_decoded_image_mb = 256;
   int64_t max_decode_memory_mb = 512;
   int max_in_flight_per_stream = 16;
+  int64_t max_in_flight = 1024;
+  double default_timeout_s = 60;
   double drain_timeout_s = 30;
   std::string health_probe;
   tools::ClientSecurityOptions probe_security;  // --health-probe: --tls-ca, --tls-server-name (+ --tls-cert/key)
@@ -216,6 +221,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
                                                   "--max-decoded-image-mb",
                                                   "--max-decode-memory-mb",
                                                   "--max-in-flight-per-stream",
+                                                  "--max-in-flight",
+                                                  "--default-timeout-s",
                                                   "--drain-timeout-s",
                                                   "--health-probe",
                                                   "--tls-ca",
@@ -284,6 +291,14 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       const auto n = ParseInt<int>(v, 1, 65536);
       if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 65536]");
       flags->max_in_flight_per_stream = *n;
+    } else if (name == "--max-in-flight") {
+      const auto n = ParseInt<int64_t>(v, 0, 1'000'000);
+      if (!n) return fail("'" + std::string(v) + "' is not an integer in [0, 1000000]");
+      flags->max_in_flight = *n;
+    } else if (name == "--default-timeout-s") {
+      const auto s = ParseSeconds(v);
+      if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
+      flags->default_timeout_s = *s;
     } else if (name == "--drain-timeout-s") {
       const auto s = ParseSeconds(v);
       if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
@@ -381,9 +396,9 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
                std::thread::hardware_concurrency());
   spdlog::info(
       "limits: {} MiB per message, {} images per request, {} pixels and {} MiB decoded per image, {} MiB of "
-      "decodes at once; drain timeout {} s",
+      "decodes at once; {} requests in flight; default timeout {} s; drain timeout {} s",
       flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels, flags.max_decoded_image_mb,
-      flags.max_decode_memory_mb, flags.drain_timeout_s);
+      flags.max_decode_memory_mb, flags.max_in_flight, flags.default_timeout_s, flags.drain_timeout_s);
   spdlog::info("model control mode {}{}; strict readiness {}", ModelControlModeName(flags.model_control_mode),
                flags.model_control_mode == ModelControlMode::kPoll
                    ? " (every " + std::to_string(flags.repository_poll_secs) + " s)"
@@ -451,6 +466,8 @@ int Serve(const Flags& flags) {
   options.model_control_mode = flags.model_control_mode;
   options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
   options.strict_readiness = flags.strict_readiness;
+  options.max_in_flight = flags.max_in_flight;
+  options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * 1e6));
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {
     spdlog::critical("cannot start: {}", inference.status().ToString());

@@ -58,7 +58,7 @@ DynamicBatcher::DynamicBatcher(const DynamicBatcherOptions& options,
 
 DynamicBatcher::~DynamicBatcher() {
   // Shutdown waits for (or performs) the one shutdown; with a deadline of "now" nothing queued waits.
-  (void)Shutdown(clock_->NowMicros());
+  (void)Drain(clock_->NowMicros(), UnavailableError("shutting down: task not run"));
 }
 
 Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) {
@@ -119,11 +119,10 @@ Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t dea
       return UnavailableError("queue full: max_queue_size " + std::to_string(options_.max_queue_size) + " tasks");
     case AdmissionDecision::Action::kMissesDeadline:
       Bump(counters_.tasks_rejected_overloaded);
-      return UnavailableError("overloaded: the " + std::to_string(queued_items_ + running_items_) +
-                              " images ahead would take about " +
-                              std::to_string(decision.expected_wait_us / kMicrosPerMilli) +
-                              " ms, past the deadline in " + std::to_string((deadline_us - now_us) / kMicrosPerMilli) +
-                              " ms; retry later or with a longer deadline");
+      return UnavailableError(
+          "overloaded: the " + std::to_string(queued_items_ + running_items_) + " images ahead would take about " +
+          std::to_string(decision.expected_wait_us / kMicrosPerMilli) + " ms, past the deadline in " +
+          std::to_string((deadline_us - now_us) / kMicrosPerMilli) + " ms; retry later or with a longer deadline");
   }
   return InternalError("unknown admission decision");
 }
@@ -138,6 +137,11 @@ void DynamicBatcher::RecordServiceTime(int64_t run_us, int64_t items) {
 }
 
 Status DynamicBatcher::Shutdown(int64_t drain_deadline_us) {
+  return Drain(drain_deadline_us,
+               DeadlineExceededError("shutting down: the drain timeout ended before this task ran"));
+}
+
+Status DynamicBatcher::Drain(int64_t drain_deadline_us, const Status& leftover_status) {
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) {
     while (!shutdown_done_) clock_->WaitUntil(lock, progress_cv_, Clock::kInfiniteFuture);
@@ -160,11 +164,12 @@ Status DynamicBatcher::Shutdown(int64_t drain_deadline_us) {
 
   const int64_t failed = static_cast<int64_t>(leftover.size());
   Bump(counters_.tasks_drain_failed, failed);
-  FinishAll(leftover, UnavailableError("shutting down: task not run before the drain deadline"));
+  FinishAll(leftover, leftover_status);
   for (std::thread& worker : workers_) worker.join();
   Status result = failed == 0 ? OkStatus()
                               : DeadlineExceededError("drain deadline passed with " + std::to_string(failed) +
-                                                      " queued tasks; they were finished with UNAVAILABLE");
+                                                      " queued tasks; they were finished with " +
+                                                      std::string(StatusCodeName(leftover_status.code())));
 
   lock.lock();
   shutdown_result_ = result;

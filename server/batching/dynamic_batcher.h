@@ -4,11 +4,12 @@
 //
 // Life of a task: Schedule admits it into a bounded FIFO queue (or returns an error and leaves it with the
 // caller). Admission sheds load at once (admission_policy.h): a full queue, or a task whose deadline the work
-// ahead of it would pass (by the measured run time per item), is refused before any work is spent on it. A worker thread takes it either into a batch, which its runner runs, or out of the queue as cancelled
-// (CANCELLED) or expired (DEADLINE_EXCEEDED). In every case the batcher then calls the task's callback exactly
-// once, outside its lock, and destroys the task. Cancellation and deadlines are checked whenever a worker looks
-// at the queue (a task arrives, a batch ends, a delay or deadline is reached): a cancelled task is finished at the
-// latest when it would otherwise have run, an expired one at its deadline if a worker is free (else when one is).
+// ahead of it would pass (by the measured run time per item), is refused before any work is spent on it. A worker
+// thread takes it either into a batch, which its runner runs, or out of the queue as cancelled (CANCELLED) or
+// expired (DEADLINE_EXCEEDED). In every case the batcher then calls the task's callback exactly once, outside its
+// lock, and destroys the task. Cancellation and deadlines are checked whenever a worker looks at the queue (a task
+// arrives, a batch ends, a delay or deadline is reached): a cancelled task is finished at the latest when it would
+// otherwise have run, an expired one at its deadline if a worker is free (else when one is).
 //
 // Threads: `num_instances` workers, each owning one BatchRunner made by the factory at Create (so each has its own
 // engine session and scratch). Runners run concurrently with each other, never concurrently with themselves.
@@ -108,13 +109,17 @@ class DynamicBatcher final : public Scheduler {
 
   int64_t QueueDepth() const override { return queue_depth_.load(std::memory_order_relaxed); }
 
-  // See Scheduler::Shutdown. Tasks failed at the drain deadline get their callback on the calling thread.
+  // See Scheduler::Shutdown. Tasks still queued at the drain deadline end with DEADLINE_EXCEEDED ("the drain
+  // timeout ended before this task ran"), their callback on the calling thread.
   Status Shutdown(int64_t drain_deadline_us) override;
 
   const DynamicBatcherOptions& options() const { return options_; }
   DynamicBatcherStats stats() const;
 
  private:
+  // Shutdown's body: queued tasks left at the deadline end with `leftover_status` (the destructor: UNAVAILABLE).
+  Status Drain(int64_t drain_deadline_us, const Status& leftover_status);
+
   struct Counters {
     explicit Counters(int64_t max_batch_size);
     std::atomic<int64_t> tasks_admitted{0};

@@ -30,7 +30,7 @@ class Scheduler {
 
   // Stops admitting (Schedule then returns UNAVAILABLE "shutting down"), runs everything already admitted without
   // waiting for more (batching delays no longer apply), and blocks until that is done or until drain_deadline_us
-  // on the scheduler's clock; tasks still queued then are finished with UNAVAILABLE. Batches already running are
+  // on the scheduler's clock; tasks still queued then are finished with DEADLINE_EXCEEDED. Batches already running are
   // always allowed to finish; then the worker threads are joined. Returns OK when everything admitted was run,
   // DEADLINE_EXCEEDED saying how many tasks were failed otherwise. Later calls block until the first completes
   // and return its result. Every admitted task's callback has been called when Shutdown returns.

@@ -21,6 +21,7 @@
 #include "server/servables/classification.h"
 #include "server/servables/model_servable.h"
 #include "server/service/repository_poller.h"
+#include "server/service/request_gate.h"
 
 namespace cnnserve {
 namespace {
@@ -112,7 +113,8 @@ class InferenceServiceImpl final : public InferenceService {
         root_(std::move(root)),
         root_prefix_(std::filesystem::path(root_).lexically_normal().string()),
         repository_options_(repository_options),
-        lanes_(options.total_threads) {
+        lanes_(options.total_threads),
+        gate_(options.max_in_flight) {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
     servable_options_.decode_limits.max_pixels = options.max_pixels;
     servable_options_.decode_limits.max_decoded_bytes = options.max_decoded_image_bytes;
@@ -173,6 +175,7 @@ class InferenceServiceImpl final : public InferenceService {
   std::string root_prefix_;  // root_ and '/', stripped from client-facing paths
   const ModelRepositoryOptions repository_options_;
   ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
+  RequestGate gate_;    // requests between Infer and their answer (--max-in-flight, the drain)
   ModelServableOptions servable_options_;
   std::string request_id_prefix_;
   std::atomic<uint64_t> next_request_{0};
@@ -369,11 +372,23 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   outcome->request_id = request.request_id.empty()
                             ? request_id_prefix_ + std::to_string(next_request_.fetch_add(1) + 1)
                             : std::move(request.request_id);
+  if (Status admitted = gate_.Enter(); !admitted.ok()) {
+    LogRequestError(outcome->request_id, request.model, admitted);
+    return done(std::move(admitted));
+  }
+  // From here on every answer leaves the gate, after the front end has had it.
+  done = [this, done = std::move(done)](Status status) {
+    done(status);
+    gate_.Leave(status);
+  };
   const auto fail = [&](const Status& status) {
     LogRequestError(outcome->request_id, request.model, status);
+    gate_.Prepared();
     done(status);
   };
-  if (shutting_down_.load()) return fail(UnavailableError("shutting down: not accepting new requests"));
+  if (request.deadline_us == 0 && options_.default_timeout_us > 0) {
+    request.deadline_us = outcome->start_us + options_.default_timeout_us;
+  }
   StatusOr<std::shared_ptr<Servable>> found = Find(request.model, request.version);
   if (!found.ok()) return fail(found.status());
   outcome->servable = *std::move(found);
@@ -398,6 +413,7 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
                   if (!status.ok()) LogRequestError(outcome->request_id, model, status);
                   done(std::move(status));
                 });
+  gate_.Prepared();  // the request is in its servable's hands (queued, running or answered)
 }
 
 std::vector<InferenceService::VersionRow> InferenceServiceImpl::Index() const {
@@ -632,8 +648,15 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shutdown_done_) return shutdown_result_;
   shutting_down_.store(true);
+  const int64_t in_flight = gate_.Close();
   // After the load in progress (it sees shutting_down_ and publishes nothing more): then the map is final.
   if (poller_ != nullptr) poller_->Stop();
+  spdlog::info("shutdown: {} requests in flight, draining", in_flight);
+  // Requests still being decoded or validated reach their servable before it stops admitting; then the
+  // servables run what they were given without waiting for fuller batches.
+  if (!gate_.WaitPrepared(drain_deadline_us)) {
+    spdlog::warn("drain: the drain timeout ended with requests still being prepared");
+  }
   spdlog::info("inference: draining every model's queue");
   // Every servable drains at once; each Shutdown blocks until its queue is empty or the deadline passes.
   // Ensembles first (they stop admitting), then the models that do the work.
@@ -662,6 +685,8 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
       if (shutdown_result_.ok()) shutdown_result_ = results[i].WithContext("model " + name);
     }
   }
+  (void)gate_.WaitIdle(drain_deadline_us);  // the last answers of ensembles, whose members have stopped
+  spdlog::info("shutdown: {}", gate_.Report().ToString());
   shutdown_done_ = true;
   return shutdown_result_;
 }

@@ -74,6 +74,11 @@ struct InferenceServiceOptions {
   int64_t repository_poll_interval_ms = 5000;
   // Ready() requires every model of the repository to be ready (see above; --strict-readiness).
   bool strict_readiness = true;
+  // Most requests in flight at once, every front end and model together (--max-in-flight; 0: no limit); one
+  // more is refused with UNAVAILABLE before any work is spent on it (request_gate.h).
+  int64_t max_in_flight = 1024;
+  // The deadline of a request that comes without one: this long after it arrives (--default-timeout-s; 0: none).
+  int64_t default_timeout_us = 60'000'000;
 };
 
 // One inference in the project's own terms; every front end builds one from its wire request.
@@ -178,9 +183,10 @@ class InferenceService {
   // Names of the models that are ready (for per-service health), whatever Ready() says; empty before start-up
   // loading is done and once Shutdown has started.
   virtual std::vector<std::string> ReadyModels() const = 0;
-  // Stops the repository poller (after the load in progress, if any), stops admitting (new requests get
-  // UNAVAILABLE "shutting down"), finishes what was admitted until
-  // `drain_deadline_us` (steady clock), then stops the workers. Idempotent.
+  // Stops admitting (new requests get UNAVAILABLE "shutting down"), stops the repository poller (after the load
+  // in progress, if any), waits until every admitted request has been answered (also those still being decoded
+  // or validated) or until `drain_deadline_us` (steady clock), then stops the servables: what is still queued
+  // then ends with DEADLINE_EXCEEDED. Logs how the requests in flight were answered. Idempotent.
   virtual Status Shutdown(int64_t drain_deadline_us) = 0;
 };
 

@@ -9,6 +9,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/models/repository/test_repository.h"
@@ -53,11 +54,35 @@ class InferenceServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     CopyLenet(repo_.path(), kModel);
-    InferenceServiceOptions options;
+    ASSERT_NO_FATAL_FAILURE(Start({}));
+  }
+
+  void Start(InferenceServiceOptions options) {
+    service_.reset();
     options.model_repository = repo_.path().string();
     StatusOr<std::unique_ptr<InferenceService>> service = InferenceService::Create(options);
     ASSERT_TRUE(service.ok()) << service.status().ToString();
     service_ = *std::move(service);
+  }
+
+  // Starts an Infer on another thread whose build_items blocks until `release` is fulfilled (a request that is
+  // still being decoded or validated). Returns once build_items has been entered.
+  std::thread StartHeld(std::shared_future<void> release, std::promise<Status>* answer) {
+    std::promise<void> entered;
+    std::future<void> entered_future = entered.get_future();
+    std::thread thread([this, release, answer, entered = std::move(entered)]() mutable {
+      InferRequest request = Request();
+      request.build_items = [release, &entered, this](const ServableInfo&, RunRequest* run) {
+        entered.set_value();
+        release.wait();
+        run->items.push_back({ImageItem::Kind::kTensor, zeros_});
+        return OkStatus();
+      };
+      service_->Infer(std::move(request), std::make_shared<InferOutcome>(),
+                      [answer](Status status) { answer->set_value(std::move(status)); });
+    });
+    entered_future.wait();
+    return thread;
   }
 
   InferRequest Request(const std::string& model = kModel) {
@@ -68,6 +93,7 @@ class InferenceServiceTest : public ::testing::Test {
 
   TempDir repo_;
   std::unique_ptr<InferenceService> service_;
+  const std::string zeros_ = std::string(static_cast<size_t>(kItemFloats) * sizeof(float), '\0');
 };
 
 TEST_F(InferenceServiceTest, InferRunsTheItemsAndReportsTheOutcome) {
@@ -177,6 +203,49 @@ TEST_F(InferenceServiceTest, InferAfterShutdownIsUnavailable) {
   const Answer answer = InferTensors(*service_, Request());
   EXPECT_EQ(answer.status.code(), StatusCode::kUnavailable);
   EXPECT_EQ(answer.build_calls, 0);
+}
+
+TEST_F(InferenceServiceTest, ARequestWithoutDeadlineGetsTheDefaultTimeout) {
+  InferenceServiceOptions options;
+  options.default_timeout_us = 1;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  EXPECT_EQ(InferTensors(*service_, Request()).status.code(), StatusCode::kDeadlineExceeded);
+  InferRequest own_deadline = Request();
+  own_deadline.deadline_us = SteadyNowMicros() + 60'000'000;
+  EXPECT_TRUE(InferTensors(*service_, std::move(own_deadline)).status.ok());
+}
+
+TEST_F(InferenceServiceTest, MaxInFlightRefusesBeforeAnyWork) {
+  InferenceServiceOptions options;
+  options.max_in_flight = 1;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  std::promise<void> release;
+  std::promise<Status> held_answer;
+  std::thread held = StartHeld(release.get_future().share(), &held_answer);
+  const Answer refused = InferTensors(*service_, Request());
+  EXPECT_EQ(refused.status.code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status.message().find("--max-in-flight 1"), std::string::npos) << refused.status.ToString();
+  EXPECT_EQ(refused.build_calls, 0);
+  release.set_value();
+  held.join();
+  EXPECT_TRUE(held_answer.get_future().get().ok());
+  EXPECT_TRUE(InferTensors(*service_, Request()).status.ok()) << "admitted again once the first has left";
+}
+
+// A request still being decoded when Shutdown starts is answered, not cut off: Shutdown waits for it.
+TEST_F(InferenceServiceTest, ShutdownAnswersARequestStillBeingPrepared) {
+  std::promise<void> release;
+  std::promise<Status> held_answer;
+  std::thread held = StartHeld(release.get_future().share(), &held_answer);
+  std::future<Status> shutdown =
+      std::async(std::launch::async, [this] { return service_->Shutdown(SteadyNowMicros() + 60'000'000); });
+  EXPECT_EQ(shutdown.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout)
+      << "Shutdown must wait for the admitted request";
+  EXPECT_EQ(InferTensors(*service_, Request()).status.code(), StatusCode::kUnavailable) << "no new requests";
+  release.set_value();
+  held.join();
+  EXPECT_TRUE(held_answer.get_future().get().ok());
+  EXPECT_TRUE(shutdown.get().ok());
 }
 
 }  // namespace
