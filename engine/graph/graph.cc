@@ -187,11 +187,6 @@ const Tensor* Graph::constant(const std::string& name) const {
   return it == constants_.end() ? nullptr : it->second.get();
 }
 
-std::shared_ptr<const Tensor> Graph::shared_constant(const std::string& name) const {
-  auto it = constants_.find(name);
-  return it == constants_.end() ? nullptr : it->second;
-}
-
 StatusOr<std::unordered_map<std::string, Dims>> Graph::InferShapes(int64_t batch) const {
   if (batch <= 0) return InvalidArgumentError("batch size must be positive, got " + std::to_string(batch));
   if (batch == input_dims_[0]) return value_dims_;

@@ -75,10 +75,4 @@ StatusOr<Tensor> Session::Run(const Tensor& input) {
   return out;
 }
 
-std::vector<int64_t> Session::prepared_batches() const {
-  std::vector<int64_t> out;
-  for (const auto& [b, p] : plans_) out.push_back(b);
-  return out;
-}
-
 }  // namespace cnnserve

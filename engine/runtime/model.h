@@ -79,8 +79,6 @@ class Session {
   Status Run(const float* src, int64_t batch, float* dst);
   // Convenience: input dims must be [batch, item_input_dims...].
   StatusOr<Tensor> Run(const Tensor& input);
-  // Batch sizes with a compiled plan.
-  std::vector<int64_t> prepared_batches() const;
 
  private:
   StatusOr<Plan*> PlanFor(int64_t batch);
