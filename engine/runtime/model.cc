@@ -23,6 +23,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
   BackendOptions backend_options;
   backend_options.num_threads = options.num_threads;
   backend_options.allow_winograd = options.allow_winograd;
+  backend_options.winograd_policy = options.winograd_policy;
   backend_options.fc_blocked_weights_min_batch = options.fc_blocked_weights_min_batch;
   if (options.backend == "dnnl") {
     CNN_ASSIGN_OR_RETURN(model->backend_, CreateDnnlBackend(model->optimized_, backend_options));

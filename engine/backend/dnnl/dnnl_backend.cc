@@ -134,18 +134,16 @@ bool IsSlowConvolution(const dnnl::primitive_desc_base& pd) {
   return impl.find("ref") != std::string::npos || impl.rfind("gemm", 0) == 0;
 }
 
-std::atomic<dnnl_internal::WinogradPolicy> g_winograd_policy{dnnl_internal::WinogradPolicy::kHeuristic};
-
 // The algorithm to try first for a Winograd-eligible convolution producing `dst_pixels` (minibatch x output
-// pixels), or nullopt for direct.
-std::optional<dnnl::algorithm> WinogradAlgorithm(int64_t dst_pixels) {
-  switch (g_winograd_policy.load()) {
-    case dnnl_internal::WinogradPolicy::kHeuristic:
+// pixels) under `policy`, or nullopt for direct.
+std::optional<dnnl::algorithm> WinogradAlgorithm(WinogradPolicy policy, int64_t dst_pixels) {
+  switch (policy) {
+    case WinogradPolicy::kHeuristic:
       if (dst_pixels < dnnl_internal::kWinogradMinPixels) return std::nullopt;
       return dnnl::algorithm::convolution_winograd;
-    case dnnl_internal::WinogradPolicy::kOneDnnAuto:
+    case WinogradPolicy::kLibraryAuto:
       return dnnl::algorithm::convolution_auto;
-    case dnnl_internal::WinogradPolicy::kAlways:
+    case WinogradPolicy::kAlways:
       return dnnl::algorithm::convolution_winograd;
   }
   return std::nullopt;
@@ -538,7 +536,7 @@ class PlanBuilder {
     weights_candidates.push_back(AnyMd(weights_dims));
     std::vector<dnnl::algorithm> algorithms;
     if (winograd_eligible) {
-      if (auto winograd = WinogradAlgorithm(NumElements(dst_dims) / dst_dims[1])) algorithms.push_back(*winograd);
+      if (auto winograd = WinogradAlgorithm(model_->options().winograd_policy, NumElements(dst_dims) / dst_dims[1])) algorithms.push_back(*winograd);
     }
     algorithms.push_back(dnnl::algorithm::convolution_direct);
     std::optional<dnnl::convolution_forward::primitive_desc> chosen;
@@ -1253,8 +1251,6 @@ StatusOr<BackendCounters> GetBackendCounters(const Backend& backend) {
   if (dnnl_backend == nullptr) return InvalidArgumentError("not a oneDNN backend: " + backend.name());
   return dnnl_backend->model().counters();
 }
-
-void SetWinogradPolicy(WinogradPolicy policy) { g_winograd_policy.store(policy); }
 
 StatusOr<PlanInfo> DescribePlan(const Plan& plan) {
   const auto* dnnl_plan = dynamic_cast<const DnnlPlan*>(&plan);

@@ -145,18 +145,16 @@ std::shared_ptr<const Graph> AlexNet() {
 void CompareDirectAndWinograd(const std::string& label, const std::shared_ptr<const Graph>& graph, int64_t batch,
                               double flops, int runs, bool print_plan) {
   const char* names[4] = {"direct", "onednn-auto", "always", "heuristic"};
-  const dnnl_internal::WinogradPolicy policies[4] = {
-      dnnl_internal::WinogradPolicy::kHeuristic, dnnl_internal::WinogradPolicy::kOneDnnAuto,
-      dnnl_internal::WinogradPolicy::kAlways, dnnl_internal::WinogradPolicy::kHeuristic};
+  const WinogradPolicy policies[4] = {WinogradPolicy::kHeuristic, WinogradPolicy::kLibraryAuto,
+                                      WinogradPolicy::kAlways, WinogradPolicy::kHeuristic};
   std::vector<float> outputs[4];
   for (int mode = 0; mode < 4; ++mode) {
     BackendOptions options;
     options.allow_winograd = mode > 0;
-    dnnl_internal::SetWinogradPolicy(policies[mode]);
+    options.winograd_policy = policies[mode];
     auto backend = CreateDnnlBackend(graph, options);
     ASSERT_TRUE(backend.ok()) << backend.status().ToString();
     auto plan = (*backend)->Compile(batch);
-    dnnl_internal::SetWinogradPolicy(dnnl_internal::WinogradPolicy::kHeuristic);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     const std::vector<float> input = RandomVector(NumElements((*plan)->input_dims()), 99);
     outputs[mode].resize(static_cast<size_t>(NumElements((*plan)->output_dims())));
