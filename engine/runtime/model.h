@@ -29,7 +29,8 @@ struct ModelOptions {
   // 2.2-2.4x faster than direct convolution and matches PyTorch within the parity tolerance with a wide margin;
   // it costs memory (transformed weights, per plan size class). Turn it off for the smallest footprint.
   bool allow_winograd = true;
-  WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;  // see BackendOptions
+  // Which eligible convolutions get Winograd (see BackendOptions).
+  WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;
   int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
   bool optimize = true;          // run OptimizeForInference before compiling
 };
