@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -188,7 +189,11 @@ int DescribeAndCount(const std::string& label, const Plan& plan) {
   if (!info.ok()) return -1;
   int winograd_layers = 0;
   for (const auto& step : info->steps) winograd_layers += step.impl.find("wino") != std::string::npos;
-  if (g_print_plans) std::fprintf(stderr, "%s\n%s", label.c_str(), dnnl_internal::FormatPlanInfo(*info).c_str());
+  // Google Benchmark may call a benchmark function more than once (to size its iterations): print each plan once.
+  static std::set<std::string> printed;
+  if (g_print_plans && printed.insert(label).second) {
+    std::fprintf(stderr, "%s\n%s", label.c_str(), dnnl_internal::FormatPlanInfo(*info).c_str());
+  }
   return winograd_layers;
 }
 
