@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "inference/grpc_service.pb.h"
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
 
 namespace cnnserve {
 
