@@ -41,12 +41,10 @@ class Backend {
 // convolution (3x3, stride 1, no dilation, one group; the oneDNN backend also needs input and output channels
 // that are multiples of 16).
 enum class WinogradPolicy {
-  // Winograd when minibatch x output pixels >= the backend's measured threshold (oneDNN: 16), direct below.
-  // On the 2-core AVX-512 machine Winograd F(4x4,3x3) beats direct on every VGG layer down to 4x4 outputs at
-  // batch 1 and loses at 2x2.
+  // Winograd when minibatch x output pixels reaches the backend's threshold (oneDNN: kWinogradMinPixels in
+  // dnnl_backend_internal.h, chosen with bench/engine_micro), direct below.
   kHeuristic,
-  // The library's own choice (oneDNN convolution_auto; oneDNN 2.6 takes Winograd only from minibatch 16 on, so
-  // at serving batch sizes it is the same as direct).
+  // The library's own choice (oneDNN convolution_auto; oneDNN 2.6 takes Winograd only from minibatch 16 on).
   kLibraryAuto,
   // Winograd wherever the library implements it.
   kAlways,

@@ -51,7 +51,7 @@ struct PlanInfo {
 StatusOr<PlanInfo> DescribePlan(const Plan& plan);
 
 // WinogradPolicy::kHeuristic takes Winograd for an eligible convolution when minibatch x output pixels reaches
-// this (measured with bench/engine_micro on the 2-core AVX-512 EPYC, oneDNN 2.6).
+// this (chosen with bench/engine_micro: below it, Winograd loses to direct).
 inline constexpr int64_t kWinogradMinPixels = 16;
 
 // A multi-line table of `info` (one step per line), for logs.
