@@ -37,11 +37,28 @@ class Backend {
   virtual StatusOr<std::unique_ptr<Plan>> Compile(int64_t batch) = 0;
 };
 
+// How a backend that allows Winograd (BackendOptions::allow_winograd) picks the algorithm of an eligible
+// convolution (3x3, stride 1, no dilation, one group; the oneDNN backend also needs input and output channels
+// that are multiples of 16).
+enum class WinogradPolicy {
+  // Winograd when minibatch x output pixels reaches the backend's threshold (oneDNN: kWinogradMinPixels in
+  // dnnl_backend_internal.h, chosen with bench/engine_micro), direct below.
+  kHeuristic,
+  // The library's own choice (oneDNN convolution_auto; oneDNN 2.6 takes Winograd only from minibatch 16 on).
+  kLibraryAuto,
+  // Winograd wherever the library implements it.
+  kAlways,
+};
+
+// Per-backend algorithm and threading choices, fixed at CreateXBackend and applied to every Plan it compiles.
+// Backends ignore the options they have no use for (the reference backend ignores all of them).
 struct BackendOptions {
   // Threads used inside one Plan::Run (0: all cores). Applied to the calling thread at each Run.
   int num_threads = 0;
-  // Let the backend pick Winograd convolutions where it judges them faster (oneDNN convolution_auto).
+  // Let the backend use Winograd convolutions where `winograd_policy` picks them (false: always direct).
   bool allow_winograd = false;
+  // Which eligible convolutions get Winograd when allow_winograd is set.
+  WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;
   // Plans for batches of at least this size give fully connected layers oneDNN's blocked weight layout (one extra
   // copy of the FC weights, shared by those plans); smaller batches read the model's plain weights in place.
   int64_t fc_blocked_weights_min_batch = 8;

@@ -12,8 +12,9 @@ std::string NodeLabel(const Node& node) {
 
 // Runs shape inference over `nodes` (topologically sorted) starting from `input_dims`. When `canonicalise` is
 // set, the nodes' attributes are updated in place; otherwise copies are used.
-Status InferAll(std::vector<Node>& nodes, const std::map<std::string, std::shared_ptr<const Tensor>>& constants, const std::string& input,
-                const Dims& input_dims, bool canonicalise, std::unordered_map<std::string, Dims>* dims) {
+Status InferAll(std::vector<Node>& nodes, const std::map<std::string, std::shared_ptr<const Tensor>>& constants,
+                const std::string& input, const Dims& input_dims, bool canonicalise,
+                std::unordered_map<std::string, Dims>* dims) {
   dims->clear();
   (*dims)[input] = input_dims;
   for (Node& original : nodes) {
@@ -47,26 +48,28 @@ Status InferAll(std::vector<Node>& nodes, const std::map<std::string, std::share
   return OkStatus();
 }
 
-}  // namespace
-
-StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
+// Checks the graph's input and constants; returns the input dims with a dynamic batch (<= 0) set to 1.
+StatusOr<Dims> CheckInputAndConstants(const GraphDef& def) {
   if (def.input.empty()) return InvalidArgumentError("graph has no input");
   if (def.output.empty()) return InvalidArgumentError("graph has no output");
   if (def.input_dims.empty()) return InvalidArgumentError("graph input \"" + def.input + "\" has rank 0");
   if (def.constants.count(def.input)) {
     return InvalidArgumentError("graph input \"" + def.input + "\" is also a constant");
   }
-  const bool dynamic = def.input_dims[0] <= 0;
   Dims input_dims = def.input_dims;
-  if (dynamic) input_dims[0] = 1;
+  if (input_dims[0] <= 0) input_dims[0] = 1;
   CNN_RETURN_IF_ERROR(ValidateDims(input_dims).WithContext("graph input \"" + def.input + "\""));
   for (const auto& [name, tensor] : def.constants) {
     if (tensor == nullptr || (tensor->size() > 0 && tensor->data() == nullptr)) {
       return InvalidArgumentError("constant \"" + name + "\" has no data");
     }
   }
+  return input_dims;
+}
 
-  // Every value is defined once: the input, a constant or exactly one node output.
+// Names unnamed nodes, checks input and output counts and that every value is defined once (the input, a
+// constant or exactly one node output); returns the index of the node producing each node output.
+StatusOr<std::unordered_map<std::string, size_t>> IndexProducers(GraphDef& def) {
   std::unordered_map<std::string, size_t> producer;
   std::set<std::string> node_names;
   for (size_t i = 0; i < def.nodes.size(); ++i) {
@@ -92,6 +95,11 @@ StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
       }
     }
   }
+  return producer;
+}
+
+// Checks that every non-empty node input and the graph output are defined, and that required inputs are set.
+Status CheckInputsDefined(const GraphDef& def, const std::unordered_map<std::string, size_t>& producer) {
   for (const Node& node : def.nodes) {
     for (size_t k = 0; k < node.inputs.size(); ++k) {
       const std::string& in = node.inputs[k];
@@ -102,7 +110,8 @@ StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
         continue;
       }
       if (in != def.input && !def.constants.count(in) && !producer.count(in)) {
-        return InvalidArgumentError(NodeLabel(node) + ": input \"" + in + "\" is not defined by any node, "
+        return InvalidArgumentError(NodeLabel(node) + ": input \"" + in +
+                                    "\" is not defined by any node, "
                                     "constant or the graph input");
       }
     }
@@ -110,8 +119,11 @@ StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
   if (def.output != def.input && !producer.count(def.output)) {
     return InvalidArgumentError("graph output \"" + def.output + "\" is not produced by any node");
   }
+  return OkStatus();
+}
 
-  // Keep only the nodes the output depends on; then sort them topologically (Kahn, stable in definition order).
+// Which nodes the graph output depends on.
+std::vector<bool> NeededNodes(const GraphDef& def, const std::unordered_map<std::string, size_t>& producer) {
   std::vector<bool> needed(def.nodes.size(), false);
   std::deque<std::string> todo{def.output};
   while (!todo.empty()) {
@@ -124,6 +136,13 @@ StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
       if (!in.empty()) todo.push_back(in);
     }
   }
+  return needed;
+}
+
+// The needed nodes' indices sorted topologically (Kahn, stable in definition order); INVALID_ARGUMENT on a cycle.
+StatusOr<std::vector<size_t>> TopologicalOrder(const GraphDef& def,
+                                               const std::unordered_map<std::string, size_t>& producer,
+                                               const std::vector<bool>& needed) {
   std::vector<int> pending(def.nodes.size(), 0);
   std::unordered_map<std::string, std::vector<size_t>> readers;
   for (size_t i = 0; i < def.nodes.size(); ++i) {
@@ -153,13 +172,25 @@ StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
   size_t needed_count = 0;
   for (bool b : needed) needed_count += b;
   if (order.size() != needed_count) return InvalidArgumentError("graph \"" + def.name + "\" has a cycle");
+  return order;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
+  CNN_ASSIGN_OR_RETURN(Dims input_dims, CheckInputAndConstants(def));
+  CNN_ASSIGN_OR_RETURN(const auto producer, IndexProducers(def));
+  CNN_RETURN_IF_ERROR(CheckInputsDefined(def, producer));
+  // Keep only the nodes the output depends on, in topological order.
+  CNN_ASSIGN_OR_RETURN(const std::vector<size_t> order,
+                       TopologicalOrder(def, producer, NeededNodes(def, producer)));
 
   auto graph = std::shared_ptr<Graph>(new Graph());
   graph->name_ = def.name;
   graph->input_ = def.input;
   graph->output_ = def.output;
   graph->input_dims_ = input_dims;
-  graph->dynamic_batch_ = dynamic;
+  graph->dynamic_batch_ = def.input_dims[0] <= 0;
   graph->nodes_.reserve(order.size());
   for (size_t i : order) graph->nodes_.push_back(std::move(def.nodes[i]));
   // Drop constants no node reads.
@@ -185,11 +216,6 @@ StatusOr<std::shared_ptr<const Graph>> Graph::Create(GraphDef def) {
 const Tensor* Graph::constant(const std::string& name) const {
   auto it = constants_.find(name);
   return it == constants_.end() ? nullptr : it->second.get();
-}
-
-std::shared_ptr<const Tensor> Graph::shared_constant(const std::string& name) const {
-  auto it = constants_.find(name);
-  return it == constants_.end() ? nullptr : it->second;
 }
 
 StatusOr<std::unordered_map<std::string, Dims>> Graph::InferShapes(int64_t batch) const {

@@ -49,8 +49,6 @@ class Graph {
   const std::map<std::string, std::shared_ptr<const Tensor>>& constants() const { return constants_; }
   // nullptr when `name` is not a constant.
   const Tensor* constant(const std::string& name) const;
-  // Shared ownership of a constant's buffer (nullptr when `name` is not a constant).
-  std::shared_ptr<const Tensor> shared_constant(const std::string& name) const;
   bool is_constant(const std::string& name) const { return constants_.count(name) != 0; }
 
   // Dims of every non-constant value at input_dims()[0].

@@ -23,6 +23,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
   BackendOptions backend_options;
   backend_options.num_threads = options.num_threads;
   backend_options.allow_winograd = options.allow_winograd;
+  backend_options.winograd_policy = options.winograd_policy;
   backend_options.fc_blocked_weights_min_batch = options.fc_blocked_weights_min_batch;
   if (options.backend == "dnnl") {
     CNN_ASSIGN_OR_RETURN(model->backend_, CreateDnnlBackend(model->optimized_, backend_options));
@@ -72,12 +73,6 @@ StatusOr<Tensor> Session::Run(const Tensor& input) {
   out_dims.insert(out_dims.end(), model_->item_output_dims().begin(), model_->item_output_dims().end());
   Tensor out(out_dims);
   CNN_RETURN_IF_ERROR(Run(input.data(), batch, out.data()));
-  return out;
-}
-
-std::vector<int64_t> Session::prepared_batches() const {
-  std::vector<int64_t> out;
-  for (const auto& [b, p] : plans_) out.push_back(b);
   return out;
 }
 

@@ -30,6 +30,8 @@ struct ModelOptions {
   // within the parity tolerance with a wide margin; it costs memory (transformed weights, per plan size class:
   // bench/RESULTS.md, "Memory"). Turn it off for the smallest footprint.
   bool allow_winograd = true;
+  // Which eligible convolutions get Winograd (see BackendOptions).
+  WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;
   int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
   bool optimize = true;          // run OptimizeForInference before compiling
 };
@@ -80,8 +82,6 @@ class Session {
   Status Run(const float* src, int64_t batch, float* dst);
   // Convenience: input dims must be [batch, item_input_dims...].
   StatusOr<Tensor> Run(const Tensor& input);
-  // Batch sizes with a compiled plan.
-  std::vector<int64_t> prepared_batches() const;
 
  private:
   StatusOr<Plan*> PlanFor(int64_t batch);

@@ -106,28 +106,4 @@ StatusOr<Tensor> ReadNpy(const std::string& path) {
   return ParseNpy(buf.str(), path);
 }
 
-Status WriteNpy(const std::string& path, const Tensor& tensor) {
-  std::string shape = "(";
-  for (size_t i = 0; i < tensor.dims().size(); ++i) {
-    shape += std::to_string(tensor.dims()[i]);
-    shape += (tensor.dims().size() == 1 || i + 1 < tensor.dims().size()) ? ", " : "";
-  }
-  shape += ")";
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
-  size_t total = kMagicLen + 4 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) return NotFoundError("cannot write " + path);
-  out.write(kMagic, kMagicLen);
-  const char version[2] = {1, 0};
-  out.write(version, 2);
-  const char len[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>((header.size() >> 8) & 0xff)};
-  out.write(len, 2);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(tensor.data()), static_cast<std::streamsize>(tensor.bytes()));
-  if (!out) return InternalError("write failed: " + path);
-  return OkStatus();
-}
-
 }  // namespace cnnserve

@@ -1,4 +1,4 @@
-// Reading and writing float32 .npy files (NumPy format 1.0/2.0/3.0, little-endian '<f4', C order).
+// Reading float32 .npy files (NumPy format 1.0/2.0/3.0, little-endian '<f4', C order).
 // Used by `cnnbench verify` and the parity tests. Thread-safety: reentrant functions.
 #ifndef CNNSERVE_ENGINE_TENSOR_NPY_H_
 #define CNNSERVE_ENGINE_TENSOR_NPY_H_
@@ -15,7 +15,6 @@ namespace cnnserve {
 StatusOr<Tensor> ReadNpy(const std::string& path);
 // Parses an in-memory .npy image.
 StatusOr<Tensor> ParseNpy(const std::string& bytes, const std::string& what = "npy data");
-Status WriteNpy(const std::string& path, const Tensor& tensor);
 
 }  // namespace cnnserve
 

@@ -4,6 +4,9 @@
 // shared by every Plan; activations stay in blocked layouts between layers; Conv+Relu and Gemm+Relu are fused
 // through post-ops; every primitive uses forward_inference. A Plan owns its primitives and activation buffers,
 // so Run creates and allocates nothing. No oneDNN type appears in this header.
+// Private parts, one idea a file: dnnl_lower (graph -> fused op list), dnnl_model_state (what plans share: the
+// weights cache), dnnl_plan_builder + dnnl_emit_* (compiling one plan, per op family), dnnl_arena (activation
+// buffer sharing), dnnl_plan (the run path), dnnl_util (oneDNN helpers); dnnl_backend_internal.h for introspection.
 // Thread-safety: as Backend/Plan (engine/backend/backend.h).
 #ifndef CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_BACKEND_H_
 #define CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_BACKEND_H_

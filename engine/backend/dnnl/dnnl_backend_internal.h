@@ -50,17 +50,9 @@ struct PlanInfo {
 // INVALID_ARGUMENT when `plan` was not compiled by a oneDNN backend.
 StatusOr<PlanInfo> DescribePlan(const Plan& plan);
 
-// How BackendOptions::allow_winograd picks the algorithm of eligible convolutions (3x3, stride 1, no dilation,
-// one group, input and output channels multiples of 16). Process-wide; affects plans compiled afterwards.
-//  kHeuristic (default): convolution_winograd when minibatch x output pixels >= kWinogradMinPixels, direct
-//    below. Measured on the 2-core AVX-512 EPYC with oneDNN 2.6: Winograd F(4x4,3x3) beats direct on every
-//    VGG layer down to 4x4 outputs at batch 1 (1.3-2.7x), and loses at 2x2.
-//  kOneDnnAuto: convolution_auto, oneDNN's own heuristic; 2.6 takes Winograd only from minibatch 16 on, so at
-//    serving batch sizes it is the same as direct.
-//  kAlways: convolution_winograd wherever implemented.
-enum class WinogradPolicy { kHeuristic, kOneDnnAuto, kAlways };
+// WinogradPolicy::kHeuristic takes Winograd for an eligible convolution when minibatch x output pixels reaches
+// this (chosen with bench/engine_micro: below it, Winograd loses to direct).
 inline constexpr int64_t kWinogradMinPixels = 16;
-void SetWinogradPolicy(WinogradPolicy policy);
 
 // A multi-line table of `info` (one step per line), for logs.
 std::string FormatPlanInfo(const PlanInfo& info);

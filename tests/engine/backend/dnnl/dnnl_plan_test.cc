@@ -301,5 +301,36 @@ TEST(DnnlPlanTest, WinogradKeepsParity) {
             << FormatPlanInfo(*info);
 }
 
+// The Winograd policy is an option of each backend, not of the process: two backends of one graph, compiled
+// alternately, keep their own choice. A 2x2 output at batch 1 (4 pixels) is below the heuristic's threshold.
+TEST(DnnlPlanTest, WinogradPolicyIsPerBackend) {
+  GraphBuilder b({-1, 16, 2, 2}, 17);
+  const std::string y = b.Conv(b.input(), 16, 16, MakeConv({3, 3}, {}, {1, 1, 1, 1}));
+  auto graph = b.Build(y);
+  ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+  const auto winograd_layers = [&](bool allow, WinogradPolicy policy) {
+    BackendOptions options;
+    options.allow_winograd = allow;
+    options.winograd_policy = policy;
+    auto backend = CreateDnnlBackend(*graph, options);
+    EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+    if (!backend.ok()) return -1;
+    auto plan = (*backend)->Compile(1);
+    EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+    if (!plan.ok()) return -1;
+    auto info = DescribePlan(**plan);
+    EXPECT_TRUE(info.ok());
+    if (!info.ok()) return -1;
+    int layers = 0;
+    for (const auto& step : info->steps) layers += step.impl.find("wino") != std::string::npos;
+    return layers;
+  };
+  EXPECT_EQ(winograd_layers(true, WinogradPolicy::kAlways), 1);
+  EXPECT_EQ(winograd_layers(true, WinogradPolicy::kHeuristic), 0);
+  EXPECT_EQ(winograd_layers(true, WinogradPolicy::kAlways), 1);
+  EXPECT_EQ(winograd_layers(false, WinogradPolicy::kAlways), 0);
+  ExpectMatchesReference(*graph, {1}, BackendOptions{0, true, WinogradPolicy::kAlways, 8});
+}
+
 }  // namespace
 }  // namespace cnnserve::dnnl_test

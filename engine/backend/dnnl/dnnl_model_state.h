@@ -1,0 +1,67 @@
+// What every plan of one oneDNN backend shares (private to engine/backend/dnnl): the graph, the options, the
+// oneDNN engine, the lowered ops, and the cache of weights prepared in primitive layouts, with its counters.
+// Ownership: the backend and each of its plans hold a shared_ptr, so prepared weights live as long as any plan.
+// Thread-safety: the accessors read immutable data; Weights, PreferredWeights, CountPlan and counters lock.
+#ifndef CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
+#define CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/dnnl/dnnl_backend_internal.h"
+#include "engine/backend/dnnl/dnnl_lower.h"
+#include "engine/backend/dnnl/dnnl_util.h"
+#include "engine/graph/graph.h"
+
+namespace cnnserve::dnnl_internal {
+
+class ModelState {
+ public:
+  ModelState(std::shared_ptr<const Graph> graph, const BackendOptions& options, dnnl::engine engine,
+             std::vector<LoweredOp> ops)
+      : graph_(std::move(graph)), options_(options), engine_(std::move(engine)), ops_(std::move(ops)) {}
+
+  const Graph& graph() const { return *graph_; }
+  const BackendOptions& options() const { return options_; }
+  const dnnl::engine& engine() const { return engine_; }
+  const std::vector<LoweredOp>& ops() const { return ops_; }
+
+  // The weights of `key` laid out as `want`. The first call reorders `user_data` (laid out as `user_md`) into
+  // a buffer the cache owns (or, when the layouts match, wraps `user_data` itself); later calls with the same
+  // key and layout return the same memory. Throws dnnl::error.
+  memory Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want);
+
+  // The layout of the first weights prepared for `key` (other than `exclude`, when given), so that later plans
+  // can share them; nullopt when there are none.
+  std::optional<Md> PreferredWeights(const std::string& key, const Md* exclude = nullptr);
+
+  // Counts one compiled plan with the primitives and memories it created.
+  void CountPlan(int64_t primitives, int64_t memories);
+
+  BackendCounters counters();
+
+ private:
+  struct WeightEntry {
+    std::string key;
+    Md md;
+    memory mem;
+  };
+
+  const std::shared_ptr<const Graph> graph_;
+  const BackendOptions options_;
+  const dnnl::engine engine_;
+  const std::vector<LoweredOp> ops_;
+  std::mutex mu_;
+  std::vector<WeightEntry> weights_;  // a few dozen entries: linear search
+  BackendCounters counters_;
+};
+
+}  // namespace cnnserve::dnnl_internal
+
+#endif  // CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
