@@ -59,7 +59,7 @@ test-sanitize: deps zoo
 # races inside it. Nor are the two tests that run engine work on 2 OpenMP threads: libgomp is not instrumented
 # either, so its barriers look like races between the lane thread and the OpenMP workers.
 TSAN_BUILD ?= build-tsan
-TSAN_SUITES := batching_test ensemble_test inference_test preprocess_test metrics_test
+TSAN_SUITES := batching_test ensemble_test servables_test service_test preprocess_test metrics_test
 test-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNNSERVE_TSAN=ON \
 	  -DCNNSERVE_ZOO_DIR=$(ZOO_DIR) $(CMAKE_FLAGS)

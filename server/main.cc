@@ -45,7 +45,7 @@
 #include "server/auth/authorizer.h"
 #include "server/http/http_server.h"
 #include "server/http/routes.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
 #include "server/metrics/metrics_server.h"
 #include "server/transport/grpc_server.h"
 #include "tools/common/client_channel.h"
@@ -377,23 +377,20 @@ int HealthProbe(const std::string& address, const tools::ClientSecurityOptions& 
 
 void LogStartupSummary(const Flags& flags, InferenceService& inference) {
   spdlog::info("cnnserve {}: model repository {}", CNNSERVE_VERSION, flags.model_repository);
-  v1::ListModelsResponse models;
-  if (const Status status = inference.ListModels(&models); !status.ok()) {
-    spdlog::warn("cannot list the models: {}", status.ToString());
-  }
-  for (const v1::ModelSummary& model : models.models()) {
+  const std::vector<InferenceService::ModelSummary> models = inference.Models();
+  for (const InferenceService::ModelSummary& model : models) {
     std::string versions;
-    for (const v1::ModelVersionState& version : model.versions()) {
+    for (const InferenceService::VersionRow& version : model.versions) {
       if (!versions.empty()) versions += ", ";
-      versions += std::to_string(version.version()) + " " + version.state();
-      if (!version.reason().empty()) versions += " (" + version.reason() + ")";
+      versions += std::to_string(version.version) + " " + version.state;
+      if (!version.reason.empty()) versions += " (" + version.reason + ")";
     }
     std::string shape;
-    for (int64_t d : model.input_shape()) shape += (shape.empty() ? "" : "x") + std::to_string(d);
-    spdlog::info("model {} [{}]: input {}, {} classes; versions: {}", model.name(), model.platform(),
-                 shape.empty() ? "?" : shape, model.num_classes(), versions.empty() ? "none" : versions);
+    for (int64_t d : model.input_dims) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    spdlog::info("model {} [{}]: input {}, {} classes; versions: {}", model.name, model.platform,
+                 shape.empty() ? "?" : shape, model.num_classes, versions.empty() ? "none" : versions);
   }
-  spdlog::info("{} model(s); oneDNN ISA {}; inference threads {} of {} hardware threads", models.models_size(),
+  spdlog::info("{} model(s); oneDNN ISA {}; inference threads {} of {} hardware threads", models.size(),
                DnnlIsaName(), flags.threads == 0 ? std::string("all") : std::to_string(flags.threads),
                std::thread::hardware_concurrency());
   spdlog::info(

@@ -10,8 +10,8 @@
 
 #include "models/repository/model_repository.h"
 #include "server/ensemble/deadline_timer.h"
-#include "server/inference/classification.h"
-#include "server/inference/image_input.h"
+#include "server/servables/classification.h"
+#include "server/servables/image_input.h"
 
 namespace cnnserve {
 namespace {

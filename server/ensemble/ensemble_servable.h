@@ -55,7 +55,7 @@
 #include "engine/common/status.h"
 #include "server/batching/clock.h"
 #include "server/ensemble/voting.h"
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
 #include "server/preprocess/preprocess.h"
 
 namespace cnnserve {

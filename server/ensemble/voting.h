@@ -27,7 +27,7 @@
 //                   alone: score = probability = its row. Vote::chosen_member names it.
 // For every strategy tie_break[c] = sum_m p_m[c] over usable members (unweighted), and the ensemble's ranking
 // is: higher score, then higher tie_break, then lower class index (RankVote; the same order as
-// RunResult::Ranked in server/inference/servable.h). agreement = (number of usable members whose top1(m) equals
+// RunResult::Ranked in server/servables/servable.h). agreement = (number of usable members whose top1(m) equals
 // the ensemble's top-1) / n.
 //
 // Quorum: the least number of usable members a result needs; 0 means all members. Fewer -> UNAVAILABLE

@@ -11,7 +11,8 @@
 
 #include "inference/model_config.pb.h"
 #include "server/http/kserve_json.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
+#include "server/kserve/kserve_infer.h"
 #include "server/kserve/kserve_metadata.h"
 #include "server/kserve/kserve_tensors.h"
 
@@ -45,15 +46,6 @@ StatusOr<std::shared_ptr<Servable>> FindModel(const InferenceService& service, c
   const StatusOr<int64_t> version = ParseModelVersion(c[1], "version");
   if (!version.ok()) return version.status();
   return service.Find(c[0], *version);
-}
-
-std::vector<int64_t> ReadyVersions(const InferenceService& service, const std::string& name) {
-  std::vector<int64_t> versions;
-  for (const InferenceService::VersionRow& row : service.Index()) {
-    if (row.name == name && row.state == "READY" && row.version > 0) versions.push_back(row.version);
-  }
-  std::sort(versions.begin(), versions.end());
-  return versions;
 }
 
 json TensorMetadataJson(const inference::ModelMetadataResponse::TensorMetadata& t) {
@@ -189,33 +181,13 @@ void RepositoryControl(InferenceService* service, bool load, const httplib::Requ
   SetJson(json::object(), reply);
 }
 
-// Runs `request` as gRPC's ModelInfer does and waits for the answer.
+// Runs `request` on gRPC's path (RunKServeInfer) and waits for the answer.
 Status RunInfer(InferenceService* service, const inference::ModelInferRequest& request,
                 inference::ModelInferResponse* response) {
-  const StatusOr<int64_t> version = ParseModelVersion(request.model_version(), "version");
-  if (!version.ok()) return version.status();
-  StatusOr<std::shared_ptr<Servable>> servable = service->Find(request.model_name(), *version);
-  if (!servable.ok()) return servable.status();
-  const ServableInfo& info = (*servable)->info();
-  StatusOr<std::vector<RequestedOutput>> outputs = ParseRequestedOutputs(request, info);
-  if (!outputs.ok()) return outputs.status();
-  KServeInputLimits limits;
-  limits.max_items = service->options().max_images_per_request;
-  limits.max_pixels = service->options().max_pixels;
-  StatusOr<ParsedInferInput> input = ParseInferInput(request, info, limits);
-  if (!input.ok()) return input.status();
-  auto run = std::make_shared<RunRequest>();
-  run->items = input->items;
-  run->request_id = request.id();
-  run->item_name = [name = input->name](int64_t item) { return "input '" + name + "'[" + std::to_string(item) + "]"; };
-  RunResult result;
   std::promise<Status> finished;
-  (*servable)->Run(std::move(run), &result, [&finished](Status status) { finished.set_value(std::move(status)); });
-  const Status status = finished.get_future().get();
-  if (!status.ok()) return status;
-  FillInferOutputs(result, info, *outputs, response);
-  response->set_id(request.id());
-  return OkStatus();
+  RunKServeInfer(service, request, response, /*deadline_us=*/0, nullptr,
+                 [&finished](Status status) { finished.set_value(std::move(status)); });
+  return finished.get_future().get();
 }
 
 void Infer(InferenceService* service, const httplib::Request& req, const std::vector<std::string>& c, Reply* reply) {

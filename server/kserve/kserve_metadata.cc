@@ -20,6 +20,15 @@ void SetDuration(const DurationStat& src, inference::StatisticDuration* dst) {
 
 }  // namespace
 
+std::vector<int64_t> ReadyVersions(const InferenceService& service, const std::string& name) {
+  std::vector<int64_t> versions;
+  for (const InferenceService::VersionRow& row : service.Index()) {
+    if (row.name == name && row.state == "READY" && row.version > 0) versions.push_back(row.version);
+  }
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
+
 std::vector<std::string> KServeExtensions() {
   return {"classification", "model_configuration", "model_repository", "statistics"};
 }

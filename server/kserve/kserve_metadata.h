@@ -21,12 +21,16 @@
 #include <vector>
 
 #include "inference/grpc_service.pb.h"
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
+#include "server/service/inference_service.h"
 
 namespace cnnserve {
 
 // The protocol extensions cnnserve implements, as ServerMetadata advertises them.
 std::vector<std::string> KServeExtensions();
+
+// The ready versions of model `name` (InferenceService::Index), ascending.
+std::vector<int64_t> ReadyVersions(const InferenceService& service, const std::string& name);
 
 // `versions`: the model's ready versions, ascending.
 void FillModelMetadata(const ServableInfo& info, const std::vector<int64_t>& versions,

@@ -32,7 +32,7 @@
 
 #include "engine/common/status.h"
 #include "inference/grpc_service.pb.h"
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
 
 namespace cnnserve {
 

@@ -1,4 +1,4 @@
-// Prometheus metric families built from servable statistics (ServableStats, server/inference/servable.h).
+// Prometheus metric families built from servable statistics (ServableStats, server/servables/servable.h).
 //
 // BuildMetricFamilies is a pure function from a snapshot of statistics to prometheus-cpp MetricFamily values; it
 // is what a scrape of /metrics renders (MetricsServer), and it is tested from fake statistics without HTTP.
@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
 
 namespace cnnserve {
 

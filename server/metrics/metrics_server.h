@@ -2,7 +2,7 @@
 // http://HOST:PORT/metrics.
 //
 // It keeps no metric state of its own: on every scrape it asks a provider for a snapshot of the servables'
-// statistics (ServableStats, server/inference/servable.h) and renders BuildMetricFamilies of it
+// statistics (ServableStats, server/servables/servable.h) and renders BuildMetricFamilies of it
 // (server/metrics/metric_families.h lists the metric names). So the counts served are exactly the servables'
 // counters at scrape time, and the component knows nothing of the InferenceService (main.cc supplies the
 // provider).
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "engine/common/status.h"
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
 
 namespace prometheus {
 class Exposer;

@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "server/transport/grpc_status.h"
+#include "server/transport/native_metadata.h"
+#include "server/transport/native_request.h"
 
 namespace cnnserve {
 namespace {
@@ -64,8 +66,8 @@ class ClassifyStreamReactor final : public grpc::ServerBidiReactor<v1::ClassifyR
       }
     }
     if (start) {
-      inference_->Classify(
-          raw->request, &raw->response, DeadlineToSteadyMicros(context_->deadline()),
+      ClassifyNative(
+          *inference_, raw->request, &raw->response, DeadlineToSteadyMicros(context_->deadline()),
           [context = context_] { return context->IsCancelled(); },
           [this, raw](Status status) { OnClassified(raw, std::move(status)); });
     }
@@ -198,8 +200,8 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/Classify")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `context`, `request` and `response` stay valid until the reactor is finished, i.e. until `done` returns.
-  inference_->Classify(
-      *request, response, DeadlineToSteadyMicros(context->deadline()),
+  ClassifyNative(
+      *inference_, *request, response, DeadlineToSteadyMicros(context->deadline()),
       [context] { return context->IsCancelled(); },
       [reactor, context, request](Status status) {
         LogFailure("Classify", context, request->request_id(), status);
@@ -222,7 +224,8 @@ grpc::ServerUnaryReactor* ClassifierService::ListModels(grpc::CallbackServerCont
                                                         v1::ListModelsResponse* response) {
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/ListModels")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(inference_->ListModels(response)));
+  ListModelsNative(*inference_, response);
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
@@ -231,7 +234,7 @@ grpc::ServerUnaryReactor* ClassifierService::DescribeModel(grpc::CallbackServerC
                                                            v1::DescribeModelResponse* response) {
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/DescribeModel")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(inference_->DescribeModel(*request, response)));
+  reactor->Finish(ToGrpcStatus(DescribeModelNative(*inference_, *request, response)));
   return reactor;
 }
 

@@ -28,7 +28,7 @@
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "server/auth/authorizer.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
 #include "server/transport/grpc_auth.h"
 
 namespace cnnserve {

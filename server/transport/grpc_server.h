@@ -28,7 +28,7 @@
 
 #include "engine/common/status.h"
 #include "server/auth/authorizer.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/kserve_service.h"
 #include "server/transport/reflection_service.h"

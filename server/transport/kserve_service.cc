@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "server/inference/model_control.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_status.h"
+#include "server/kserve/kserve_infer.h"
 #include "server/kserve/kserve_metadata.h"
 #include "server/kserve/kserve_tensors.h"
 
@@ -35,16 +35,6 @@ StatusOr<std::shared_ptr<Servable>> FindServable(const InferenceService& inferen
   return inference.Find(name, *number);
 }
 
-// The ready versions of `name`, ascending.
-std::vector<int64_t> ReadyVersions(const InferenceService& inference, const std::string& name) {
-  std::vector<int64_t> versions;
-  for (const InferenceService::VersionRow& row : inference.Index()) {
-    if (row.name == name && row.state == "READY" && row.version > 0) versions.push_back(row.version);
-  }
-  std::sort(versions.begin(), versions.end());
-  return versions;
-}
-
 void LogFailure(const char* method, const grpc::CallbackServerContext* context, const std::string& id,
                 const Status& status) {
   if (status.ok()) return;
@@ -56,15 +46,6 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
-
-// Everything one inference needs until Run's `done`: the servable (kept alive across unloads), the parsed input
-// (its items point into the request and into its storage), the outputs to return and the result.
-struct InferCall {
-  std::shared_ptr<Servable> servable;
-  ParsedInferInput input;
-  std::vector<RequestedOutput> outputs;
-  RunResult result;
-};
 
 // The reactor of one ModelStreamInfer call. Requests start as soon as they are read; each response is written as
 // soon as it is ready (in completion order). All decisions are taken under `mu_`; the gRPC operations they lead
@@ -274,39 +255,7 @@ KServeService::~KServeService() = default;
 
 void KServeService::Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
                           int64_t deadline_us, std::function<bool()> cancelled, std::function<void(Status)> done) {
-  StatusOr<std::shared_ptr<Servable>> servable =
-      FindServable(*inference_, request.model_name(), request.model_version(), "model_name", "model_version");
-  if (!servable.ok()) return done(servable.status());
-  auto call = std::make_shared<InferCall>();
-  call->servable = std::move(*servable);
-  const ServableInfo& info = call->servable->info();
-  StatusOr<std::vector<RequestedOutput>> outputs = ParseRequestedOutputs(request, info);
-  if (!outputs.ok()) return done(outputs.status());
-  call->outputs = std::move(*outputs);
-  KServeInputLimits limits;
-  limits.max_items = inference_->options().max_images_per_request;
-  limits.max_pixels = inference_->options().max_pixels;
-  StatusOr<ParsedInferInput> input = ParseInferInput(request, info, limits);
-  if (!input.ok()) return done(input.status());
-  call->input = std::move(*input);
-
-  auto run = std::make_shared<RunRequest>();
-  run->items = call->input.items;
-  run->deadline_us = deadline_us;
-  run->cancelled = std::move(cancelled);
-  run->request_id = request.id();
-  run->item_name = [name = call->input.name](int64_t item) {
-    return "input '" + name + "'[" + std::to_string(item) + "]";
-  };
-  Servable* const target = call->servable.get();
-  target->Run(std::move(run), &call->result,
-              [call, response, id = request.id(), done = std::move(done)](Status status) {
-                if (status.ok()) {
-                  FillInferOutputs(call->result, call->servable->info(), call->outputs, response);
-                  response->set_id(id);
-                }
-                done(std::move(status));
-              });
+  RunKServeInfer(inference_, request, response, deadline_us, std::move(cancelled), std::move(done));
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,

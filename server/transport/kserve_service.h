@@ -36,7 +36,7 @@
 
 #include "inference/grpc_service.grpc.pb.h"
 #include "server/auth/authorizer.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
 #include "server/transport/grpc_auth.h"
 
 namespace cnnserve {

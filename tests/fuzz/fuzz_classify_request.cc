@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "cnnserve/v1/classifier.pb.h"
-#include "server/inference/image_input.h"
-#include "server/inference/native_request.h"
+#include "server/servables/image_input.h"
+#include "server/transport/native_request.h"
 #include "server/preprocess/preprocess.h"
 #include "tests/fuzz/fuzz_models.h"
 

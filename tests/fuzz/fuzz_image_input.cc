@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server/inference/image_input.h"
+#include "server/servables/image_input.h"
 #include "server/preprocess/preprocess.h"
 #include "tests/fuzz/fuzz_models.h"
 

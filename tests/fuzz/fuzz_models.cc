@@ -5,7 +5,7 @@
 #include <string>
 
 #include "models/repository/model_repository.h"
-#include "server/inference/image_input.h"
+#include "server/servables/image_input.h"
 
 namespace cnnserve::fuzz {
 namespace {

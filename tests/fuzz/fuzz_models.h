@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "server/inference/servable.h"
+#include "server/servables/servable.h"
 #include "server/preprocess/preprocess.h"
 
 namespace cnnserve::fuzz {

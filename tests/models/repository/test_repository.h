@@ -1,6 +1,6 @@
 // Helpers for tests that build model repositories on disk: temporary folders, file I/O and copies of the
 // default repository's lenet5_fashion model under another name, with edits to its config.pbtxt.
-// Used by tests/models/repository and tests/server/inference. Header-only.
+// Used by tests/models/repository and tests/server/servables and tests/server/service. Header-only.
 #ifndef CNNSERVE_TESTS_MODELS_REPOSITORY_TEST_REPOSITORY_H_
 #define CNNSERVE_TESTS_MODELS_REPOSITORY_TEST_REPOSITORY_H_
 

@@ -28,7 +28,7 @@
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_server.h"
 #include "server/transport/grpc_status.h"
@@ -42,9 +42,28 @@ using std::chrono::milliseconds;
 
 constexpr auto kCallTimeout = std::chrono::seconds(20);
 
-// A fake that answers on a thread of its own after a per-request delay: request.top_k milliseconds (0: at once).
-// The model name selects the outcome: "error:N" fails with StatusCode N; "hold" waits until Release() or
-// Shutdown(); anything else succeeds with one class whose index echoes request.request_id's number.
+// A servable that only carries an info: the fake service below answers with one class labelled "label of ID".
+class LabelServable final : public Servable {
+ public:
+  explicit LabelServable(std::string label) {
+    info_.name = "fake";
+    info_.num_classes = 1;
+    info_.labels = {std::move(label)};
+  }
+  const ServableInfo& info() const override { return info_; }
+  void Run(std::shared_ptr<const RunRequest>, RunResult*, std::function<void(Status)> done) override {
+    done(InternalError("LabelServable does not run"));
+  }
+  ServableStats Stats() const override { return {}; }
+  Status Shutdown(int64_t) override { return OkStatus(); }
+
+ private:
+  ServableInfo info_;
+};
+
+// A fake that answers on a thread of its own after a per-request delay. The model name selects the outcome:
+// "error:N" fails with StatusCode N; "hold" waits until Release() or Shutdown(); "delay:MS" succeeds after MS
+// milliseconds; anything else succeeds at once. Success is one class labelled "label of " + the request id.
 class FakeInferenceService final : public InferenceService {
  public:
   ~FakeInferenceService() override {
@@ -53,11 +72,11 @@ class FakeInferenceService final : public InferenceService {
     stopping_ = true;
   }
 
-  void Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response, int64_t deadline_us,
-                std::function<bool()> cancelled, std::function<void(Status)> done) override {
-    last_deadline_us_ = deadline_us;
+  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
+             std::function<void(Status)> done) override {
+    last_deadline_us_ = request.deadline_us;
     if (shut_down_) return done(UnavailableError("shutting down"));
-    const std::string& model = request.model();
+    const std::string& model = request.model;
     if (model.rfind("error:", 0) == 0) {
       return done(Status(static_cast<StatusCode>(std::stoi(model.substr(6))), "fake error for " + model));
     }
@@ -65,12 +84,16 @@ class FakeInferenceService final : public InferenceService {
     int high = max_in_flight_.load();
     while (now > high && !max_in_flight_.compare_exchange_weak(high, now)) {
     }
-    auto finish = [this, response, model = request.model(), id = request.request_id(),
-                   done = std::move(done)](Status status) {
+    outcome->request_id = request.request_id;
+    outcome->servable = std::make_shared<LabelServable>("label of " + request.request_id);
+    auto finish = [this, outcome, model, done = std::move(done)](Status status) {
       if (status.ok()) {
-        response->set_model(model);
-        response->set_request_id(id);
-        response->add_results()->add_classes()->set_label("label of " + id);
+        RunResult& result = outcome->result;
+        result.model = model;
+        result.num_classes = 1;
+        result.num_items = 1;
+        result.scores = {1.0f};
+        result.probabilities = {1.0f};
       }
       --in_flight_;
       done(std::move(status));
@@ -81,27 +104,28 @@ class FakeInferenceService final : public InferenceService {
       held_cv_.notify_all();
       return;
     }
-    const int delay_ms = request.top_k();
+    const int delay_ms = model.rfind("delay:", 0) == 0 ? std::stoi(model.substr(6)) : 0;
     std::lock_guard<std::mutex> lock(mu_);
-    threads_.emplace_back([delay_ms, cancelled = std::move(cancelled), finish = std::move(finish)]() mutable {
+    threads_.emplace_back([delay_ms, cancelled = std::move(request.cancelled), finish = std::move(finish)]() mutable {
       std::this_thread::sleep_for(milliseconds(delay_ms));
       finish(cancelled && cancelled() ? CancelledError("cancelled") : OkStatus());
     });
   }
 
-  Status ListModels(v1::ListModelsResponse* response) const override {
-    response->add_models()->set_name("fake");
-    return OkStatus();
+  std::vector<ModelSummary> Models() const override {
+    ModelSummary fake;
+    fake.name = "fake";
+    return {fake};
   }
-  Status DescribeModel(const v1::DescribeModelRequest& request,
-                       v1::DescribeModelResponse* response) const override {
-    if (request.model() != "fake") return NotFoundError("model '" + request.model() + "' not found");
-    response->mutable_summary()->set_name("fake");
-    return OkStatus();
+  StatusOr<ModelDescription> Describe(const std::string& name, int64_t) const override {
+    if (name != "fake") return NotFoundError("model '" + name + "' not found");
+    ModelDescription description;
+    description.summary.name = "fake";
+    return description;
   }
   bool Ready() const override { return ready_ && !shut_down_; }
   std::vector<std::string> ReadyModels() const override { return {"fake"}; }
-  // The transport's native service uses only Classify, ListModels, DescribeModel and the readiness calls.
+  // The transport's native service uses only Infer, Models, Describe and the readiness calls.
   StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t) const override {
     return NotFoundError("model \"" + name + "\" not found");
   }
@@ -272,9 +296,8 @@ TEST_F(TransportTest, CreateRejectsBadOptions) {
 TEST_F(TransportTest, UnaryClassifyPassesTheDeadlineAndMapsStatus) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
   v1::ClassifyRequest request;
-  request.set_model("m");
+  request.set_model("delay:5");
   request.set_request_id("7");
-  request.set_top_k(5);
   v1::ClassifyResponse response;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -330,9 +353,8 @@ TEST_F(TransportTest, StreamAnswersInRequestOrderWithBoundedInFlight) {
     std::mt19937 rng(42);
     for (int i = 0; i < kRequests; ++i) {
       v1::ClassifyRequest request;
-      request.set_model("m");
+      request.set_model("delay:" + std::to_string(rng() % 16));  // the fake's delay in ms
       request.set_request_id(std::to_string(i));
-      request.set_top_k(static_cast<int>(rng() % 16));  // the fake's delay in ms
       if (!stream->Write(request)) break;
     }
     stream->WritesDone();
@@ -359,9 +381,9 @@ TEST_F(TransportTest, StreamEndsWithTheFirstFailure) {
   auto stream = stub_->ClassifyStream(&context);
   for (int i = 0; i < 10; ++i) {
     v1::ClassifyRequest request;
-    request.set_model(i == 4 ? "error:5" : "m");
+    // The earlier requests finish after the failing one.
+    request.set_model(i == 4 ? "error:5" : "delay:" + std::to_string(i < 4 ? 10 - 2 * i : 0));
     request.set_request_id(std::to_string(i));
-    request.set_top_k(i < 4 ? 10 - 2 * i : 0);  // the earlier requests finish after the failing one
     ASSERT_TRUE(stream->Write(request));
   }
   // The client keeps its side open: the server must end the stream anyway.

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "inference/grpc_service.grpc.pb.h"
-#include "server/inference/inference_service.h"
+#include "server/service/inference_service.h"
 #include "server/transport/grpc_server.h"
 
 namespace cnnserve {
@@ -86,9 +86,22 @@ class FakeServable final : public Servable {
 
 class FakeInferenceService final : public InferenceService {
  public:
-  void Classify(const v1::ClassifyRequest&, v1::ClassifyResponse*, int64_t, std::function<bool()>,
-                std::function<void(Status)> done) override {
-    done(UnimplementedError("not in this test"));
+  // The service layer's request path, reduced to what the KServe front end relies on: Find, the front end's
+  // build_items, then the servable's Run.
+  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
+             std::function<void(Status)> done) override {
+    StatusOr<std::shared_ptr<Servable>> found = Find(request.model, request.version);
+    if (!found.ok()) return done(found.status());
+    outcome->servable = *found;
+    outcome->request_id = request.request_id;
+    auto run = std::make_shared<RunRequest>();
+    if (Status status = request.build_items(outcome->servable->info(), run.get()); !status.ok()) return done(status);
+    run->deadline_us = request.deadline_us;
+    run->cancelled = std::move(request.cancelled);
+    Servable* const servable = outcome->servable.get();
+    servable->Run(std::move(run), &outcome->result, [outcome, done = std::move(done)](Status status) {
+      done(std::move(status));
+    });
   }
   StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const override {
     if (name != "fake") return NotFoundError("model '" + name + "' not found");
@@ -122,9 +135,9 @@ class FakeInferenceService final : public InferenceService {
     return OkStatus();
   }
   const InferenceServiceOptions& options() const override { return options_; }
-  Status ListModels(v1::ListModelsResponse*) const override { return OkStatus(); }
-  Status DescribeModel(const v1::DescribeModelRequest&, v1::DescribeModelResponse*) const override {
-    return OkStatus();
+  std::vector<ModelSummary> Models() const override { return {}; }
+  StatusOr<ModelDescription> Describe(const std::string& name, int64_t) const override {
+    return NotFoundError("model '" + name + "' not found");
   }
   bool Ready() const override { return true; }
   std::vector<std::string> ReadyModels() const override { return {"fake"}; }

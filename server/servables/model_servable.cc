@@ -1,0 +1,283 @@
+#include "server/servables/model_servable.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "server/servables/image_input.h"
+
+namespace cnnserve {
+namespace {
+
+std::string Quoted(const std::string& s) { return "\"" + s + "\""; }
+
+// Everything about one Run that its tasks' callbacks need to answer it.
+struct PendingRun {
+  std::shared_ptr<const RunRequest> request;
+  std::shared_ptr<InferState> state;
+  RunResult* result = nullptr;
+  std::function<void(Status)> done;
+  int64_t start_us = 0;
+  std::atomic<int64_t> pending{0};  // tasks not yet finished, plus one while Run is still scheduling
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry& entry,
+                                                               const VersionEntry& version,
+                                                               const ModelServableOptions& options) {
+  if (!entry.config_ok) return InvalidArgumentError(entry.config_error);
+  if (version.state != ModelState::kReady) {
+    return UnavailableError("version " + std::to_string(version.version) + " is not ready: " + version.reason);
+  }
+  const v1::ModelConfig& config = entry.config;
+  const bool null_model = config.platform() == kPlatformNull;
+  if (!null_model && version.model == nullptr) {
+    return InternalError("version " + std::to_string(version.version) + " has no engine model");
+  }
+  auto servable = std::unique_ptr<ModelServable>(new ModelServable());
+  servable->options_ = options;
+  ServableInfo& info = servable->info_;
+  info.name = entry.name;
+  info.version = version.version;
+  info.platform = config.platform();
+  info.item_input_dims = version.item_input_dims;
+  info.num_classes = version.num_classes;
+  info.labels = entry.labels;
+  info.max_batch_size = std::max<int64_t>(1, config.max_batch_size());
+  info.config = config;
+  if (version.graph != nullptr) {
+    info.input_name = version.graph->input_name();
+    info.output_name = version.graph->output_name();
+  }
+  if (info.item_input_dims.size() == 3) {
+    CNN_ASSIGN_OR_RETURN(PreprocessOptions preprocess, PreprocessOptionsFromConfig(config, options.decode_limits));
+    info.preprocess = std::move(preprocess);
+  }
+  servable->item_input_size_ = 1;
+  for (int64_t d : info.item_input_dims) servable->item_input_size_ *= d;
+  if (servable->item_input_size_ < 1 || info.num_classes < 1) {
+    return InvalidArgumentError("model " + Quoted(info.name) + " has an empty input or output");
+  }
+  servable->stats_.name = info.name;
+  servable->stats_.version = info.version;
+  servable->stats_.platform = info.platform;
+
+  const std::vector<int64_t> preferred(config.dynamic_batching().preferred_batch_size().begin(),
+                                       config.dynamic_batching().preferred_batch_size().end());
+  servable->plan_sizes_ = PlanBatchSizes(info.max_batch_size, preferred);
+  servable->num_instances_ = std::max(1, config.instance_group().count());
+  DynamicBatcherOptions batcher_options;
+  batcher_options.max_batch_size = info.max_batch_size;
+  batcher_options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_us();
+  batcher_options.preferred_batch_sizes = preferred;
+  batcher_options.max_queue_size = config.dynamic_batching().max_queue_size() > 0
+                                       ? config.dynamic_batching().max_queue_size()
+                                       : options.default_max_queue_size;
+  batcher_options.num_instances = servable->num_instances_;
+  const std::shared_ptr<const Model> engine_model = version.model;
+  const std::vector<int64_t> plan_sizes = servable->plan_sizes_;
+  const std::shared_ptr<BatchStatsRecorder> batch_stats = servable->batch_stats_;
+  ComputeLanes* const lanes = options.lanes;
+  CNN_ASSIGN_OR_RETURN(
+      servable->batcher_,
+      DynamicBatcher::Create(batcher_options, [&](int /*instance*/) -> StatusOr<std::unique_ptr<BatchRunner>> {
+        if (null_model) return std::unique_ptr<BatchRunner>(new NullBatchRunner(batch_stats));
+        StatusOr<std::unique_ptr<SessionBatchRunner>> runner =
+            SessionBatchRunner::Create(engine_model, plan_sizes, /*warm_up=*/true, batch_stats, lanes);
+        if (!runner.ok()) return runner.status();
+        return std::unique_ptr<BatchRunner>(*std::move(runner));
+      }));
+  return servable;
+}
+
+ModelServable::~ModelServable() {
+  if (batcher_ != nullptr) (void)batcher_->Shutdown(SteadyNowMicros());
+}
+
+Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* dst) const {
+  const ImageItem& item = request.items[static_cast<size_t>(i)];
+  const auto in_item = [&](const Status& status) {
+    return Status(status.code(), request.ItemName(i) + ": " + status.message());
+  };
+  switch (item.kind) {
+    case ImageItem::Kind::kTensor: {
+      const size_t bytes = static_cast<size_t>(item_input_size_) * sizeof(float);
+      if (item.data.size() != bytes) {
+        return in_item(InvalidArgumentError("a tensor of " + std::to_string(item.data.size()) + " bytes; model " +
+                                            Quoted(info_.name) + " takes " + DimsToString(info_.item_input_dims) +
+                                            " float32 = " + std::to_string(bytes) + " bytes per image"));
+      }
+      if (Status status = CheckFiniteFloats(item.data); !status.ok()) return in_item(status);
+      if (dst != nullptr) std::memcpy(dst, item.data.data(), bytes);  // little-endian float32, as the host
+      return OkStatus();
+    }
+    case ImageItem::Kind::kEncoded:
+    case ImageItem::Kind::kPixels: {
+      if (!info_.preprocess.has_value()) {
+        return in_item(
+            InvalidArgumentError("model " + Quoted(info_.name) +
+                                 " has no image preprocessing (its input is not C x H x W): send tensors"));
+      }
+      StatusOr<DecodedImage> image =
+          item.kind == ImageItem::Kind::kEncoded
+              ? DecodeImage(item.data, options_.decode_limits)
+              : ImageFromPixels(item.data, item.height, item.width, item.channels, options_.decode_limits);
+      if (!image.ok()) return in_item(image.status());
+      if (Status status = PreprocessImage(*image, *info_.preprocess, dst); !status.ok()) return in_item(status);
+      return OkStatus();
+    }
+  }
+  return in_item(InvalidArgumentError("unknown item kind"));
+}
+
+const float* ContiguousTensorItems(const RunRequest& request, int64_t item_floats) {
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(0, item_floats)) * sizeof(float);
+  if (request.items.empty() || bytes == 0) return nullptr;
+  const char* const base = request.items.front().data.data();
+  if (reinterpret_cast<uintptr_t>(base) % alignof(float) != 0) return nullptr;
+  for (size_t i = 0; i < request.items.size(); ++i) {
+    const ImageItem& item = request.items[i];
+    if (item.kind != ImageItem::Kind::kTensor || item.data.size() != bytes ||
+        item.data.data() != base + i * bytes) {
+      return nullptr;
+    }
+  }
+  return reinterpret_cast<const float*>(base);
+}
+
+void ModelServable::RecordFinish(const Status& status, int64_t start_us, int64_t items, int64_t queue_us) {
+  const uint64_t ns = static_cast<uint64_t>(std::max<int64_t>(0, SteadyNowMicros() - start_us)) * 1000;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  if (status.ok()) {
+    stats_.success.Add(ns);
+    stats_.inference_count += static_cast<uint64_t>(items);
+    stats_.queue.Add(static_cast<uint64_t>(std::max<int64_t>(0, queue_us)) * 1000);
+    stats_.last_inference_ms = WallNowMillis();
+  } else {
+    stats_.fail.Add(ns);
+  }
+}
+
+void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* result,
+                        std::function<void(Status)> done) {
+  const int64_t start_us = SteadyNowMicros();
+  const auto fail = [&](const Status& status) {
+    RecordFinish(status, start_us, 0, 0);
+    done(status);
+  };
+  if (request == nullptr || result == nullptr) return fail(InvalidArgumentError("Run: request or result is null"));
+  const int64_t num_items = static_cast<int64_t>(request->items.size());
+  if (num_items == 0) return fail(InvalidArgumentError("the request has no images"));
+  if (request->deadline_us > 0 && start_us >= request->deadline_us) {
+    return fail(DeadlineExceededError("the deadline passed before the request was scheduled"));
+  }
+  if (request->cancelled && request->cancelled()) return fail(CancelledError("the request was cancelled"));
+
+  auto state = std::make_shared<InferState>();
+  state->item_input_size = item_input_size_;
+  state->item_output_size = info_.num_classes;
+  // The request outlives every task (pending->request below), so borrowed inputs stay valid while they run.
+  state->borrowed_inputs = ContiguousTensorItems(*request, item_input_size_);
+  if (state->borrowed_inputs == nullptr) state->inputs.resize(static_cast<size_t>(num_items * item_input_size_));
+  result->model = info_.name;
+  result->version = info_.version;
+  result->num_classes = info_.num_classes;
+  result->num_items = num_items;
+  result->scores.assign(static_cast<size_t>(num_items * info_.num_classes), 0.0f);
+  result->probabilities.clear();
+  result->tie_break.clear();
+  state->outputs = result->scores.data();
+  for (int64_t i = 0; i < num_items; ++i) {
+    float* const dst = state->borrowed_inputs != nullptr ? nullptr : state->inputs.data() + i * item_input_size_;
+    if (Status status = PrepareItem(*request, i, dst); !status.ok()) {
+      return fail(status);
+    }
+  }
+  const int64_t preprocess_us = SteadyNowMicros() - start_us;
+  result->preprocess_us = preprocess_us;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.preprocess.Add(static_cast<uint64_t>(preprocess_us) * 1000);
+  }
+
+  auto pending = std::make_shared<PendingRun>();
+  pending->request = request;
+  pending->state = state;
+  pending->result = result;
+  pending->done = std::move(done);
+  pending->start_us = start_us;
+  const auto finish = [this](const std::shared_ptr<PendingRun>& p) {
+    Status status = p->state->first_error();
+    RunResult& r = *p->result;
+    if (status.ok()) {
+      r.queue_us = p->state->queue_us();
+      r.compute_us = p->state->inference_us();
+      r.probabilities.resize(r.scores.size());
+      const size_t n = static_cast<size_t>(r.num_classes);
+      for (int64_t i = 0; i < r.num_items; ++i) {
+        const size_t row = static_cast<size_t>(i) * n;
+        Softmax(std::span<const float>(r.scores.data() + row, n),
+                std::span<float>(r.probabilities.data() + row, n));
+      }
+    }
+    RecordFinish(status, p->start_us, r.num_items, p->state->queue_us());
+    p->done(status);
+  };
+  const auto release = [finish](const std::shared_ptr<PendingRun>& p, int64_t count) {
+    if (p->pending.fetch_sub(count, std::memory_order_acq_rel) == count) finish(p);
+  };
+
+  // Split the items into tasks of at most max_batch_size; answer once all of them have finished.
+  const int64_t max_batch = info_.max_batch_size;
+  const int64_t num_tasks = (num_items + max_batch - 1) / max_batch;
+  pending->pending.store(num_tasks + 1);
+  int64_t unscheduled = num_tasks;
+  const std::function<bool()> cancelled = request->cancelled;
+  for (int64_t first = 0; first < num_items; first += max_batch) {
+    const int64_t count = std::min(max_batch, num_items - first);
+    std::unique_ptr<Task> task =
+        std::make_unique<InferTask>(state, first, count, [pending, release](Status status) {
+          pending->state->RecordFailure(status);
+          release(pending, 1);
+        });
+    task->set_deadline_us(request->deadline_us > 0 ? request->deadline_us : Clock::kInfiniteFuture);
+    task->set_cancellation_check([state, cancelled] {
+      return state->failed.load(std::memory_order_acquire) || (cancelled && cancelled());
+    });
+    if (Status status = batcher_->Schedule(task); !status.ok()) {
+      state->RecordFailure(
+          status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version)));
+      break;
+    }
+    --unscheduled;
+  }
+  release(pending, unscheduled + 1);
+}
+
+Status ModelServable::CheckAdmission(int64_t items, int64_t deadline_us) {
+  if (items < 1) return OkStatus();  // Run answers INVALID_ARGUMENT itself
+  const int64_t max_batch = info_.max_batch_size;
+  const Status status =
+      batcher_->CheckAdmission((items + max_batch - 1) / max_batch, items,
+                               deadline_us > 0 ? deadline_us : Clock::kInfiniteFuture);
+  return status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version));
+}
+
+ServableStats ModelServable::Stats() const {
+  ServableStats stats;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats = stats_;
+  }
+  batch_stats_->AddTo(stats);
+  stats.queue_depth = batcher_ != nullptr ? batcher_->QueueDepth() : 0;
+  return stats;
+}
+
+Status ModelServable::Shutdown(int64_t drain_deadline_us) {
+  if (batcher_ == nullptr) return OkStatus();
+  return batcher_->Shutdown(drain_deadline_us);
+}
+
+}  // namespace cnnserve

@@ -1,0 +1,717 @@
+#include "server/service/inference_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <utility>
+
+#include "engine/graph/inspect.h"
+#include "models/repository/model_repository.h"
+#include "server/batching/dynamic_batcher.h"
+#include "server/ensemble/ensemble_servable.h"
+#include "server/servables/classification.h"
+#include "server/servables/model_servable.h"
+#include "server/service/repository_poller.h"
+#include "server/preprocess/preprocess.h"
+
+namespace cnnserve {
+namespace {
+
+constexpr int64_t kMicrosPerMilli = 1000;
+// How often a retiring version checks whether requests still hold it.
+constexpr auto kRetirePollInterval = std::chrono::milliseconds(1);
+constexpr char kUnloaded[] = "unloaded";
+
+
+// Removes every occurrence of `prefix` (the repository root and a '/') from `text`.
+void StripPrefix(const std::string& prefix, std::string* text) {
+  for (size_t at = text->find(prefix); at != std::string::npos; at = text->find(prefix, at)) {
+    text->erase(at, prefix.size());
+  }
+}
+
+// Paths and reasons of `entry` relative to the repository root: they reach clients (DESIGN.md: never the root).
+void MakePathsRelative(const std::string& root_prefix, ModelEntry* entry) {
+  StripPrefix(root_prefix, &entry->config_path);
+  StripPrefix(root_prefix, &entry->config_error);
+  for (VersionEntry& version : entry->versions) {
+    StripPrefix(root_prefix, &version.model_path);
+    StripPrefix(root_prefix, &version.reason);
+  }
+}
+
+std::string JoinSizes(const std::vector<int64_t>& sizes) {
+  std::string out;
+  for (int64_t s : sizes) out += (out.empty() ? "" : ",") + std::to_string(s);
+  return out;
+}
+
+// One version of a model as served: its state (warm-up can still fail) and its servable (non-null exactly
+// when READY).
+struct VersionSlot {
+  int64_t version = 0;
+  ModelState state = ModelState::kUnavailable;
+  std::string reason;
+  std::shared_ptr<Servable> servable;
+};
+
+// One model name. Immutable once published in the map: LoadModel/UnloadModel publish a new slot.
+struct ModelSlot {
+  std::shared_ptr<const ModelEntry> entry;
+  std::vector<VersionSlot> versions;  // ascending
+  std::string unavailable_reason;     // set when no version can exist (broken config, unloaded)
+  std::string load_error;             // the last load failed (why); these versions are the previous load's
+
+  const VersionSlot* DefaultVersion() const {
+    for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+      if (it->state == ModelState::kReady) return &*it;
+    }
+    return nullptr;
+  }
+  const VersionSlot* FindVersion(int64_t version) const {
+    for (const VersionSlot& v : versions) {
+      if (v.version == version) return &v;
+    }
+    return nullptr;
+  }
+  std::string Reason() const {
+    if (!unavailable_reason.empty()) return unavailable_reason;
+    if (!versions.empty()) return versions.back().reason;
+    return "no versions";
+  }
+  std::vector<std::shared_ptr<Servable>> Servables() const {
+    std::vector<std::shared_ptr<Servable>> out;
+    for (const VersionSlot& v : versions) {
+      if (v.servable != nullptr) out.push_back(v.servable);
+    }
+    return out;
+  }
+};
+
+void LogRequestError(const std::string& request_id, const std::string& model, const Status& status) {
+  const spdlog::level::level_enum level = status.code() == StatusCode::kInvalidArgument ||
+                                                  status.code() == StatusCode::kNotFound ||
+                                                  status.code() == StatusCode::kCancelled
+                                              ? spdlog::level::info
+                                              : spdlog::level::warn;
+  spdlog::log(level, "request {} (model \"{}\"): {}", request_id, model, status.ToString());
+}
+
+class InferenceServiceImpl final : public InferenceService {
+ public:
+  InferenceServiceImpl(const InferenceServiceOptions& options, std::string root,
+                       const ModelRepositoryOptions& repository_options)
+      : options_(options),
+        root_(std::move(root)),
+        root_prefix_(std::filesystem::path(root_).lexically_normal().string()),
+        repository_options_(repository_options),
+        lanes_(options.total_threads) {
+    servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
+    servable_options_.decode_limits.max_pixels = options.max_pixels;
+    servable_options_.decode_limits.max_decoded_bytes = options.max_decoded_image_bytes;
+    servable_options_.decode_limits.budget = *DecodeBudget::Create(options.max_decode_memory_bytes);  // checked
+    servable_options_.default_max_queue_size = options.default_max_queue_size;
+    servable_options_.lanes = &lanes_;
+    request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
+    while (root_prefix_.size() > 1 && root_prefix_.back() == '/') root_prefix_.pop_back();
+    root_prefix_ += '/';
+  }
+
+  // Stops every servable while everything their callbacks use is still alive: queued requests get UNAVAILABLE,
+  // running batches finish.
+  ~InferenceServiceImpl() override { (void)Shutdown(SteadyNowMicros()); }
+
+  void LoadAll(const ModelRepository& repository);
+  // Poll mode: starts the poller from `initial`, the scan taken before the repository was loaded.
+  Status StartPoller(RepositorySnapshot initial);
+
+  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome, std::function<void(Status)> done) override;
+  StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const override;
+  std::vector<VersionRow> Index() const override;
+  StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const override;
+  Status LoadModel(const std::string& name) override;
+  Status UnloadModel(const std::string& name) override;
+  const InferenceServiceOptions& options() const override { return options_; }
+  std::vector<ModelSummary> Models() const override;
+  StatusOr<ModelDescription> Describe(const std::string& name, int64_t version) const override;
+  bool Ready() const override;
+  std::vector<std::string> ReadyModels() const override;
+  Status Shutdown(int64_t drain_deadline_us) override;
+
+ private:
+  // Builds the slot of one model entry (loads, warms up; ensembles resolve their members through Find, so
+  // plain models must be published first). Does not touch the map.
+  std::shared_ptr<ModelSlot> BuildSlot(std::shared_ptr<const ModelEntry> entry) const;
+  std::shared_ptr<const ModelSlot> FindSlot(const std::string& name) const;
+  // Removes `name` from the map and returns its slot (null when absent).
+  std::shared_ptr<const ModelSlot> Unpublish(const std::string& name);
+  // Publishes `slot` under its name and returns the one it replaced (may be null).
+  std::shared_ptr<const ModelSlot> Publish(std::shared_ptr<const ModelSlot> slot);
+  // Waits until no request can reach the servables of a replaced slot any more (every other holder let go, or
+  // the drain timeout, or shutdown), then drains and stops them.
+  void Retire(std::shared_ptr<const ModelSlot> slot, const std::string& why) const;
+  // LoadModel / UnloadModel without the mode check (the poller's way in); the name is checked.
+  Status LoadModelNow(const std::string& name);
+  Status UnloadModelNow(const std::string& name);
+  // Poll mode: the folder is gone: drop the model from the index and retire it.
+  Status RemoveModel(const std::string& name);
+  // Publishes the outcome of a failed load of `name`: a serving model keeps serving with `load_error` set;
+  // otherwise `failed` (its reasons) is listed.
+  void PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed, const std::string& why);
+  ModelSummary Summarize(const ModelSlot& model) const;
+
+  const InferenceServiceOptions options_;
+  const std::string root_;
+  std::string root_prefix_;  // root_ and '/', stripped from client-facing paths
+  const ModelRepositoryOptions repository_options_;
+  ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
+  ModelServableOptions servable_options_;
+  std::string request_id_prefix_;
+  std::atomic<uint64_t> next_request_{0};
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> shutting_down_{false};
+
+  mutable std::shared_mutex mu_;  // guards models_ (the map; slots are immutable)
+  std::map<std::string, std::shared_ptr<const ModelSlot>, std::less<>> models_;
+  std::mutex load_mu_;                        // serialises LoadModel / UnloadModel / RemoveModel
+  std::unique_ptr<RepositoryPoller> poller_;  // poll mode only; set once in Create, stopped by Shutdown
+
+  std::mutex shutdown_mu_;  // serialises Shutdown
+  bool shutdown_done_ = false;
+  Status shutdown_result_;
+};
+
+std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const ModelEntry> entry_ptr) const {
+  auto slot = std::make_shared<ModelSlot>();
+  slot->entry = entry_ptr;
+  const ModelEntry& entry = *entry_ptr;
+  for (const VersionEntry& version : entry.versions) {
+    VersionSlot v;
+    v.version = version.version;
+    v.state = version.state;
+    v.reason = version.reason;
+    slot->versions.push_back(std::move(v));
+  }
+  if (!entry.config_ok) return slot;  // the caller logs it (a reload may keep the previous load serving)
+  if (entry.config.platform() == kPlatformEnsemble) {
+    // Members are found through Find at every request, so a reloaded member is picked up.
+    ServableResolver resolver = [this](const std::string& model, int64_t version) { return Find(model, version); };
+    StatusOr<std::unique_ptr<EnsembleServable>> ensemble =
+        EnsembleServable::Create(entry.config, entry.labels, std::move(resolver), servable_options_.decode_limits);
+    VersionSlot v;
+    v.version = 1;
+    if (!ensemble.ok()) {
+      v.reason = entry.config_path + ": " + ensemble.status().message();
+      spdlog::error("model {}: UNAVAILABLE: {}", entry.name, v.reason);
+    } else {
+      v.state = ModelState::kReady;
+      v.servable = std::shared_ptr<Servable>(*std::move(ensemble));
+      const v1::EnsembleConfig& config = entry.config.ensemble();
+      std::string members;
+      for (const v1::EnsembleConfig::Member& m : config.members())
+        members += (members.empty() ? "" : ", ") + m.model();
+      spdlog::info("model {} version 1: READY, ensemble of {} member(s) ({}), strategy {}, quorum {}", entry.name,
+                   config.members_size(), members,
+                   v1::EnsembleConfig::Strategy_Name(config.strategy() == v1::EnsembleConfig::STRATEGY_UNSPECIFIED
+                                                         ? v1::EnsembleConfig::SOFT_MEAN
+                                                         : config.strategy()),
+                   config.quorum() == 0 ? config.members_size() : config.quorum());
+    }
+    slot->versions.assign(1, std::move(v));
+    return slot;
+  }
+  for (size_t i = 0; i < slot->versions.size(); ++i) {
+    VersionSlot& served = slot->versions[i];
+    const VersionEntry& version = entry.versions[i];
+    if (served.state != ModelState::kReady) {
+      spdlog::error("model {} version {}: UNAVAILABLE: {}", entry.name, version.version, served.reason);
+      continue;
+    }
+    const int64_t warm_start_us = SteadyNowMicros();
+    StatusOr<std::unique_ptr<ModelServable>> servable = ModelServable::Create(entry, version, servable_options_);
+    if (!servable.ok()) {
+      served.state = ModelState::kUnavailable;
+      served.reason = (version.model_path.empty() ? entry.config_path : version.model_path) + ": " +
+                      servable.status().message();
+      spdlog::error("model {} version {}: UNAVAILABLE: {}", entry.name, version.version, served.reason);
+      continue;
+    }
+    spdlog::info(
+        "model {} version {}: READY, platform {}, input {}, {} classes, batch sizes {} (max {}), {} instance(s) "
+        "x {} thread(s); loaded in {:.1f} ms, warmed up in {:.1f} ms",
+        entry.name, version.version, entry.config.platform(), DimsToString(version.item_input_dims),
+        version.num_classes, JoinSizes((*servable)->plan_sizes()), (*servable)->info().max_batch_size,
+        (*servable)->num_instances(), entry.config.instance_group().threads(),
+        static_cast<double>(version.load_time_us) / kMicrosPerMilli,
+        static_cast<double>(SteadyNowMicros() - warm_start_us) / kMicrosPerMilli);
+    served.servable = std::shared_ptr<Servable>(*std::move(servable));
+  }
+  return slot;
+}
+
+void InferenceServiceImpl::LoadAll(const ModelRepository& repository) {
+  std::vector<std::shared_ptr<const ModelEntry>> ensembles;
+  for (const ModelEntry& entry : repository.models()) {
+    ModelEntry relative = entry;
+    MakePathsRelative(root_prefix_, &relative);
+    if (!relative.config_ok) spdlog::error("model {}: UNAVAILABLE: {}", relative.name, relative.config_error);
+    auto shared = std::make_shared<const ModelEntry>(std::move(relative));
+    if (entry.config_ok && entry.config.platform() == kPlatformEnsemble) {
+      ensembles.push_back(std::move(shared));
+      continue;
+    }
+    Publish(BuildSlot(std::move(shared)));
+  }
+  for (std::shared_ptr<const ModelEntry>& entry : ensembles) Publish(BuildSlot(std::move(entry)));
+  int ready_versions = 0;
+  int unavailable_versions = 0;
+  size_t count = 0;
+  {
+    std::shared_lock lock(mu_);
+    count = models_.size();
+    for (const auto& [name, model] : models_) {
+      for (const VersionSlot& v : model->versions) {
+        (v.state == ModelState::kReady ? ready_versions : unavailable_versions)++;
+      }
+    }
+  }
+  spdlog::info("model repository {}: {} model(s), {} version(s) ready, {} unavailable", root_, count,
+               ready_versions, unavailable_versions);
+  ready_.store(true);
+}
+
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::FindSlot(const std::string& name) const {
+  std::shared_lock lock(mu_);
+  const auto it = models_.find(name);
+  return it == models_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::Unpublish(const std::string& name) {
+  std::unique_lock lock(mu_);
+  const auto it = models_.find(name);
+  if (it == models_.end()) return nullptr;
+  std::shared_ptr<const ModelSlot> old = std::move(it->second);
+  models_.erase(it);
+  return old;
+}
+
+std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<const ModelSlot> slot) {
+  std::unique_lock lock(mu_);
+  std::shared_ptr<const ModelSlot>& place = models_[slot->entry->name];
+  std::swap(place, slot);
+  return slot;
+}
+
+void InferenceServiceImpl::Retire(std::shared_ptr<const ModelSlot> slot, const std::string& why) const {
+  if (slot == nullptr) return;
+  const int64_t deadline_us = SteadyNowMicros() + options_.retire_drain_timeout_us;
+  const std::vector<std::shared_ptr<Servable>> servables = slot->Servables();
+  slot.reset();
+  // A request that found a servable just before the swap calls Run on it a moment later: stopping admission
+  // now would fail it with UNAVAILABLE. Requests hold their servable until `done`, so once `servables` holds
+  // the only references, nothing can reach them any more and nothing is in flight.
+  const auto held = [&servables] {
+    return std::any_of(servables.begin(), servables.end(),
+                       [](const std::shared_ptr<Servable>& s) { return s.use_count() > 1; });
+  };
+  while (held() && SteadyNowMicros() < deadline_us && !shutting_down_.load()) {
+    std::this_thread::sleep_for(kRetirePollInterval);
+  }
+  for (const std::shared_ptr<Servable>& servable : servables) {
+    if (Status status = servable->Shutdown(deadline_us); !status.ok()) {
+      spdlog::warn("model {} version {} ({}): {}", servable->info().name, servable->info().version, why,
+                   status.ToString());
+    }
+  }
+}
+
+StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::Find(const std::string& name, int64_t version) const {
+  if (name.empty()) return InvalidArgumentError("field model is empty: name a model (see ListModels)");
+  const std::shared_ptr<const ModelSlot> slot = FindSlot(name);
+  if (slot == nullptr) return NotFoundError("model " + QuotedModelName(name) + " not found");
+  if (version < 0) {
+    return InvalidArgumentError("field version: " + std::to_string(version) +
+                                " must be >= 0 (0: the newest ready version)");
+  }
+  if (version == 0) {
+    const VersionSlot* served = slot->DefaultVersion();
+    if (served == nullptr) return UnavailableError("model " + QuotedModelName(name) + " is unavailable: " + slot->Reason());
+    return served->servable;
+  }
+  const VersionSlot* served = slot->FindVersion(version);
+  if (served == nullptr) {
+    std::vector<int64_t> versions;
+    for (const VersionSlot& v : slot->versions) {
+      if (v.version > 0) versions.push_back(v.version);
+    }
+    return NotFoundError("version " + std::to_string(version) + " of model " + QuotedModelName(name) +
+                         " not found (versions: " + (versions.empty() ? "none" : JoinSizes(versions)) + ")");
+  }
+  if (served->state != ModelState::kReady) {
+    return UnavailableError("version " + std::to_string(version) + " of model " + QuotedModelName(name) +
+                            " is unavailable: " + served->reason);
+  }
+  return served->servable;
+}
+
+void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
+                                 std::function<void(Status)> done) {
+  outcome->start_us = SteadyNowMicros();
+  outcome->request_id = request.request_id.empty()
+                            ? request_id_prefix_ + std::to_string(next_request_.fetch_add(1) + 1)
+                            : std::move(request.request_id);
+  const auto fail = [&](const Status& status) {
+    LogRequestError(outcome->request_id, request.model, status);
+    done(status);
+  };
+  if (shutting_down_.load()) return fail(UnavailableError("shutting down: not accepting new requests"));
+  StatusOr<std::shared_ptr<Servable>> found = Find(request.model, request.version);
+  if (!found.ok()) return fail(found.status());
+  outcome->servable = *std::move(found);
+  if (request.deadline_us > 0 && outcome->start_us >= request.deadline_us) {
+    return fail(DeadlineExceededError("the deadline passed before the request was scheduled"));
+  }
+  if (request.cancelled && request.cancelled()) return fail(CancelledError("the request was cancelled"));
+
+  auto run = std::make_shared<RunRequest>();
+  if (!request.build_items) return fail(InternalError("Infer: the front end gave no build_items"));
+  if (Status status = request.build_items(outcome->servable->info(), run.get()); !status.ok()) {
+    return fail(status);
+  }
+  run->deadline_us = request.deadline_us;
+  run->cancelled = std::move(request.cancelled);
+  run->want_member_results = request.want_member_results;
+  run->request_id = outcome->request_id;
+  Servable* const servable = outcome->servable.get();
+  RunResult* const result = &outcome->result;
+  servable->Run(std::move(run), result,
+                [outcome, model = std::move(request.model), done = std::move(done)](Status status) {
+                  if (!status.ok()) LogRequestError(outcome->request_id, model, status);
+                  done(std::move(status));
+                });
+}
+
+std::vector<InferenceService::VersionRow> InferenceServiceImpl::Index() const {
+  std::vector<VersionRow> rows;
+  std::shared_lock lock(mu_);
+  for (const auto& [name, slot] : models_) {
+    if (slot->versions.empty()) {
+      rows.push_back({name, 0, std::string(ModelStateName(ModelState::kUnavailable)), slot->Reason()});
+      continue;
+    }
+    for (const VersionSlot& v : slot->versions) {
+      std::string reason = v.reason.empty() ? slot->Reason() : v.reason;
+      if (v.state == ModelState::kReady) {
+        reason = slot->load_error.empty() ? std::string()
+                                          : "serving the previous load; the last load failed: " + slot->load_error;
+      }
+      rows.push_back({name, v.version, std::string(ModelStateName(v.state)), std::move(reason)});
+    }
+  }
+  return rows;
+}
+
+StatusOr<std::vector<ServableStats>> InferenceServiceImpl::Statistics(const std::string& name,
+                                                                      int64_t version) const {
+  std::vector<std::shared_ptr<const ModelSlot>> slots;
+  {
+    std::shared_lock lock(mu_);
+    if (name.empty()) {
+      for (const auto& [n, slot] : models_) slots.push_back(slot);
+    } else {
+      const auto it = models_.find(name);
+      if (it == models_.end()) return NotFoundError("model " + QuotedModelName(name) + " not found");
+      slots.push_back(it->second);
+    }
+  }
+  if (version < 0) return InvalidArgumentError("version " + std::to_string(version) + " must be >= 0");
+  std::vector<ServableStats> out;
+  for (const std::shared_ptr<const ModelSlot>& slot : slots) {
+    if (version > 0 && !name.empty() && slot->FindVersion(version) == nullptr) {
+      return NotFoundError("version " + std::to_string(version) + " of model " + QuotedModelName(name) + " not found");
+    }
+    for (const VersionSlot& v : slot->versions) {
+      if (v.servable == nullptr || (version > 0 && v.version != version)) continue;
+      out.push_back(v.servable->Stats());
+    }
+  }
+  return out;
+}
+
+Status InferenceServiceImpl::LoadModel(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelControlAllowed(options_.model_control_mode, "load"));
+  return LoadModelNow(name);
+}
+
+Status InferenceServiceImpl::UnloadModel(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelControlAllowed(options_.model_control_mode, "unload"));
+  return UnloadModelNow(name);
+}
+
+Status InferenceServiceImpl::LoadModelNow(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelName(name));
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  if (shutting_down_.load()) return UnavailableError("shutting down: not loading models");
+  StatusOr<ModelEntry> loaded = LoadModelFolder(root_, name, repository_options_);
+  if (!loaded.ok()) {
+    if (loaded.status().code() == StatusCode::kNotFound) {
+      return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+    }
+    return InvalidArgumentError("model " + QuotedModelName(name) + " cannot be loaded");
+  }
+  ModelEntry entry = *std::move(loaded);
+  MakePathsRelative(root_prefix_, &entry);
+  const bool config_ok = entry.config_ok;
+  const std::string config_error = entry.config_error;
+  std::shared_ptr<ModelSlot> slot = BuildSlot(std::make_shared<const ModelEntry>(std::move(entry)));
+  if (!config_ok) {
+    PublishFailedLoad(name, std::move(slot), config_error);
+    return InvalidArgumentError(config_error);
+  }
+  if (slot->DefaultVersion() == nullptr) {
+    for (const std::shared_ptr<Servable>& s : slot->Servables()) (void)s->Shutdown(SteadyNowMicros());
+    const std::string reason = slot->Reason();
+    PublishFailedLoad(name, std::move(slot), reason);
+    return UnavailableError("model " + QuotedModelName(name) + " could not be loaded: " + reason);
+  }
+  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
+  spdlog::info("model {}: loaded", name);
+  Retire(std::move(old), "replaced by a new load");
+  return OkStatus();
+}
+
+void InferenceServiceImpl::PublishFailedLoad(const std::string& name, std::shared_ptr<ModelSlot> failed,
+                                             const std::string& why) {
+  const std::shared_ptr<const ModelSlot> current = FindSlot(name);
+  if (current != nullptr && current->DefaultVersion() != nullptr) {
+    auto kept = std::make_shared<ModelSlot>(*current);  // the same servables: nothing to retire
+    kept->load_error = why;
+    Publish(std::move(kept));
+    spdlog::error("model {}: the load failed, the previous load keeps serving: {}", name, why);
+    return;
+  }
+  Publish(std::move(failed));
+  spdlog::error("model {}: UNAVAILABLE: {}", name, why);
+}
+
+Status InferenceServiceImpl::UnloadModelNow(const std::string& name) {
+  CNN_RETURN_IF_ERROR(CheckModelName(name));
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  std::shared_ptr<const ModelSlot> current = FindSlot(name);
+  if (current == nullptr) {
+    return NotFoundError("model " + QuotedModelName(name) + " is not in the model repository");
+  }
+  const bool unloaded = current->DefaultVersion() == nullptr && current->unavailable_reason == kUnloaded;
+  current.reset();  // Retire waits for every other holder of the old servables
+  std::error_code ec;
+  if (!std::filesystem::is_directory(std::filesystem::path(root_) / name, ec)) {
+    spdlog::info("model {}: unloaded; its folder is gone, so it leaves the index", name);
+    Retire(Unpublish(name), "its folder was removed");
+    return OkStatus();
+  }
+  if (unloaded) return OkStatus();
+  auto slot = std::make_shared<ModelSlot>();
+  {
+    const std::shared_ptr<const ModelSlot> serving = FindSlot(name);  // load_mu_ held: still the one above
+    slot->entry = serving->entry;
+    for (const VersionSlot& v : serving->versions)
+      slot->versions.push_back({v.version, ModelState::kUnavailable, kUnloaded, nullptr});
+  }
+  slot->unavailable_reason = kUnloaded;
+  std::shared_ptr<const ModelSlot> old = Publish(std::move(slot));
+  spdlog::info("model {}: unloaded", name);
+  Retire(std::move(old), kUnloaded);
+  return OkStatus();
+}
+
+Status InferenceServiceImpl::RemoveModel(const std::string& name) {
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  std::shared_ptr<const ModelSlot> old = Unpublish(name);
+  if (old == nullptr) return OkStatus();
+  spdlog::info("model {}: its folder was removed: draining and unloading it", name);
+  Retire(std::move(old), "its folder was removed");
+  return OkStatus();
+}
+
+InferenceService::ModelSummary InferenceServiceImpl::Summarize(const ModelSlot& model) const {
+  const ModelEntry& entry = *model.entry;
+  ModelSummary summary;
+  summary.name = entry.name;
+  for (const VersionSlot& v : model.versions) {
+    summary.versions.push_back({entry.name, v.version, std::string(ModelStateName(v.state)), v.reason});
+  }
+  if (model.versions.empty()) {
+    const bool ready = model.DefaultVersion() != nullptr;
+    summary.versions.push_back(
+        {entry.name, 0, std::string(ModelStateName(ready ? ModelState::kReady : ModelState::kUnavailable)),
+         model.Reason()});
+  }
+  summary.input_dims = entry.InputDims();
+  summary.num_classes = entry.NumClasses();
+  if (const VersionSlot* ready = model.DefaultVersion(); ready != nullptr) {
+    summary.input_dims = ready->servable->info().item_input_dims;
+    summary.num_classes = ready->servable->info().num_classes;
+  }
+  if (entry.config_ok) summary.platform = entry.config.platform();
+  return summary;
+}
+
+std::vector<InferenceService::ModelSummary> InferenceServiceImpl::Models() const {
+  std::vector<ModelSummary> models;
+  std::shared_lock lock(mu_);
+  for (const auto& [name, model] : models_) models.push_back(Summarize(*model));
+  return models;
+}
+
+StatusOr<InferenceService::ModelDescription> InferenceServiceImpl::Describe(const std::string& name,
+                                                                            int64_t version) const {
+  if (name.empty()) return InvalidArgumentError("field model is empty: name a model (see ListModels)");
+  if (version < 0) {
+    return InvalidArgumentError("field version: " + std::to_string(version) +
+                                " must be >= 0 (0: the newest ready version)");
+  }
+  const std::shared_ptr<const ModelSlot> slot = FindSlot(name);
+  if (slot == nullptr) return NotFoundError("model " + QuotedModelName(name) + " not found");
+  const ModelEntry& entry = *slot->entry;
+  const VersionEntry* described = nullptr;
+  if (version == 0) {
+    const VersionSlot* ready = slot->DefaultVersion();
+    if (ready != nullptr) described = entry.FindVersion(ready->version);
+    for (auto v = entry.versions.rbegin(); described == nullptr && v != entry.versions.rend(); ++v) {
+      if (v->graph != nullptr) described = &*v;
+    }
+  } else {
+    described = entry.FindVersion(version);
+    if (described == nullptr) {
+      return NotFoundError("version " + std::to_string(version) + " of model " + QuotedModelName(name) +
+                           " not found");
+    }
+  }
+  ModelDescription description;
+  description.summary = Summarize(*slot);
+  if (entry.config_ok) description.config = entry.config;
+  if (described != nullptr && described->graph != nullptr) {
+    description.stats = ComputeGraphStats(*described->graph);
+    description.layer_table = FormatStatsTable(*description.stats);
+  }
+  if (const VersionSlot* ready = slot->DefaultVersion(); ready != nullptr) {
+    description.labels = ready->servable->info().labels;
+  }
+  return description;
+}
+
+bool InferenceServiceImpl::Ready() const {
+  if (!ready_.load() || shutting_down_.load()) return false;
+  if (!options_.strict_readiness) return true;
+  std::shared_lock lock(mu_);
+  return std::all_of(models_.begin(), models_.end(),
+                     [](const auto& named) { return named.second->DefaultVersion() != nullptr; });
+}
+
+std::vector<std::string> InferenceServiceImpl::ReadyModels() const {
+  std::vector<std::string> names;
+  if (!ready_.load() || shutting_down_.load()) return names;
+  std::shared_lock lock(mu_);
+  for (const auto& [name, model] : models_) {
+    if (model->DefaultVersion() != nullptr) names.push_back(name);
+  }
+  return names;
+}
+
+Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
+  std::lock_guard<std::mutex> lock(shutdown_mu_);
+  if (shutdown_done_) return shutdown_result_;
+  shutting_down_.store(true);
+  // After the load in progress (it sees shutting_down_ and publishes nothing more): then the map is final.
+  if (poller_ != nullptr) poller_->Stop();
+  spdlog::info("inference: draining every model's queue");
+  // Every servable drains at once; each Shutdown blocks until its queue is empty or the deadline passes.
+  // Ensembles first (they stop admitting), then the models that do the work.
+  std::vector<std::shared_ptr<Servable>> servables;
+  {
+    std::shared_lock map_lock(mu_);
+    for (const auto& [name, model] : models_) {
+      for (std::shared_ptr<Servable>& s : model->Servables()) servables.push_back(std::move(s));
+    }
+  }
+  std::stable_partition(servables.begin(), servables.end(), [](const std::shared_ptr<Servable>& s) {
+    return s->info().platform == kPlatformEnsemble;
+  });
+  std::vector<Status> results(servables.size());
+  std::vector<std::thread> threads;
+  threads.reserve(servables.size());
+  for (size_t i = 0; i < servables.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = servables[i]->Shutdown(drain_deadline_us); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].ok()) {
+      const std::string name =
+          servables[i]->info().name + " version " + std::to_string(servables[i]->info().version);
+      spdlog::warn("model {}: {}", name, results[i].ToString());
+      if (shutdown_result_.ok()) shutdown_result_ = results[i].WithContext("model " + name);
+    }
+  }
+  shutdown_done_ = true;
+  return shutdown_result_;
+}
+
+Status InferenceServiceImpl::StartPoller(RepositorySnapshot initial) {
+  RepositoryPollerOptions poller_options;
+  poller_options.root = root_;
+  poller_options.poll_interval_ms = options_.repository_poll_interval_ms;
+  RepositoryPoller::Callbacks callbacks;
+  callbacks.load = [this](const std::string& name) { return LoadModelNow(name); };
+  callbacks.remove = [this](const std::string& name) { return RemoveModel(name); };
+  CNN_ASSIGN_OR_RETURN(poller_,
+                       RepositoryPoller::Create(poller_options, std::move(initial), std::move(callbacks)));
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const InferenceServiceOptions& options) {
+  if (options.total_threads < 0) {
+    return InvalidArgumentError("total_threads " + std::to_string(options.total_threads) + " must be >= 0");
+  }
+  for (const auto& [field, value] :
+       {std::pair{"max_images_per_request", options.max_images_per_request},
+        std::pair{"max_pixels", options.max_pixels}, std::pair{"max_image_bytes", options.max_image_bytes},
+        std::pair{"max_decoded_image_bytes", options.max_decoded_image_bytes},
+        std::pair{"max_decode_memory_bytes", options.max_decode_memory_bytes},
+        std::pair{"default_max_queue_size", options.default_max_queue_size}}) {
+    if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
+  }
+  if (options.repository_poll_interval_ms < 1) {
+    return InvalidArgumentError("repository_poll_interval_ms " +
+                                std::to_string(options.repository_poll_interval_ms) + " must be >= 1");
+  }
+  // Poll mode: the scan the poller compares its first scan with, taken before loading (a change made while the
+  // models load is seen by the first scan).
+  RepositorySnapshot initial;
+  if (options.model_control_mode == ModelControlMode::kPoll) {
+    StatusOr<RepositorySnapshot> scanned = ScanRepository(options.model_repository);
+    if (scanned.ok()) initial = *std::move(scanned);
+  }
+  ModelRepositoryOptions repository_options;
+  repository_options.total_threads = options.total_threads;
+  repository_options.default_max_queue_size = options.default_max_queue_size;
+  CNN_ASSIGN_OR_RETURN(std::unique_ptr<ModelRepository> repository,
+                       ModelRepository::Load(options.model_repository, repository_options));
+  auto service = std::make_unique<InferenceServiceImpl>(options, options.model_repository, repository_options);
+  service->LoadAll(*repository);
+  if (options.model_control_mode == ModelControlMode::kPoll) {
+    CNN_RETURN_IF_ERROR(service->StartPoller(std::move(initial)));
+  }
+  return std::unique_ptr<InferenceService>(std::move(service));
+}
+
+}  // namespace cnnserve
