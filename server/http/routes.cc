@@ -3,14 +3,16 @@
 #include <iterator>
 
 #include "server/http/kserve_routes.h"
+#include "server/http/native_routes.h"
 #include "server/http/static_files.h"
 
 namespace cnnserve::http {
 
 std::vector<Route> AllRoutes(InferenceService* service) {
   std::vector<Route> routes = KServeRoutes(service);
-  std::vector<Route> files = StaticRoutes();
-  routes.insert(routes.end(), std::make_move_iterator(files.begin()), std::make_move_iterator(files.end()));
+  for (std::vector<Route> more : {NativeRoutes(service), StaticRoutes()}) {
+    routes.insert(routes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+  }
   return routes;
 }
 

@@ -10,8 +10,8 @@
 #include <utility>
 
 #include "server/transport/grpc_status.h"
-#include "server/transport/native_metadata.h"
-#include "server/transport/native_request.h"
+#include "server/native/native_metadata.h"
+#include "server/native/native_request.h"
 
 namespace cnnserve {
 namespace {

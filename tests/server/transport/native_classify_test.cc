@@ -2,7 +2,7 @@
 // PNG/JPEG files from the fixture, real engine sessions and batchers. Accuracy, equality with the engine run
 // directly on the training input, request splitting and order, the error catalogue, queue-full, broken models,
 // versions, concurrency and draining on shutdown.
-#include "server/transport/native_request.h"
+#include "server/native/native_request.h"
 
 #include <gtest/gtest.h>
 
@@ -19,7 +19,7 @@
 #include "models/repository/model_repository.h"
 #include "server/servables/classification.h"
 #include "server/service/inference_service.h"
-#include "server/transport/native_metadata.h"
+#include "server/native/native_metadata.h"
 #include "tests/models/repository/test_repository.h"
 #include "tests/server/servables/fashion_testdata.h"
 
