@@ -8,7 +8,8 @@
 //   2. its layer table: one row per layer, the conv rows' output volume and parameters, the total parameters;
 //   3. the timings;
 //   4. fashion_ensemble: each member's vote (top-1 and probability, or its error) and the agreement;
-//   5. a file that is not an image: the server's 400 message shown in the page's alert.
+//   5. a file that is not an image: the server's 400 message shown in the page's alert;
+//   6. the controls are reachable with the keyboard.
 // Then saves a full-page screenshot of the lenet5_fashion view. Exit 0 when all pass, 1 otherwise. Every wait is
 // bounded; the server is killed on every exit path.
 import {spawn, spawnSync} from 'node:child_process';
@@ -139,6 +140,18 @@ async function waitForResult(page, model) {
                              model, {timeout: PAGE_TIMEOUT_MS});
 }
 
+// The controls are reachable with Tab alone, in reading order.
+async function checkKeyboard(page) {
+  const order = [];
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await page.evaluate(() => document.activeElement.id || document.activeElement.tagName));
+  }
+  const at = (id) => order.indexOf(id);
+  check(at('model') >= 0 && at('model') < at('file') && at('file') < at('SUMMARY'),
+        'Tab reaches the model, the file chooser and the token field in order', order.join(' '));
+}
+
 async function checkSingleModel(page, base, image, labels) {
   await page.selectOption('#model', SINGLE_MODEL);
   await page.setInputFiles('#file', image.file);
@@ -248,6 +261,7 @@ async function main() {
     check(response.ok() && (response.headers()['content-type'] || '').startsWith('text/html'), 'GET / serves the page',
           response.status() + ' ' + response.headers()['content-type']);
     await page.waitForSelector('#model:not([disabled])');
+    await checkKeyboard(page);
     await checkSingleModel(page, base, image, labels);
     await checkLayers(page, base);
     fs.mkdirSync(path.dirname(path.resolve(args.screenshot)), {recursive: true});
