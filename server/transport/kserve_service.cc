@@ -13,8 +13,8 @@
 #include "server/inference/model_control.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_status.h"
-#include "server/transport/kserve_metadata.h"
-#include "server/transport/kserve_tensors.h"
+#include "server/kserve/kserve_metadata.h"
+#include "server/kserve/kserve_tensors.h"
 
 #ifndef CNNSERVE_VERSION
 #define CNNSERVE_VERSION "0.0.0"

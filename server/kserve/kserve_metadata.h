@@ -13,8 +13,8 @@
 //   ModelStatistics: ServableStats as Triton reports them (durations in ns, last_inference in ms).
 //
 // Thread-safety: pure functions.
-#ifndef CNNSERVE_SERVER_TRANSPORT_KSERVE_METADATA_H_
-#define CNNSERVE_SERVER_TRANSPORT_KSERVE_METADATA_H_
+#ifndef CNNSERVE_SERVER_KSERVE_KSERVE_METADATA_H_
+#define CNNSERVE_SERVER_KSERVE_KSERVE_METADATA_H_
 
 #include <cstdint>
 #include <string>
@@ -38,4 +38,4 @@ void FillModelStatistics(const ServableStats& stats, inference::ModelStatistics*
 
 }  // namespace cnnserve
 
-#endif  // CNNSERVE_SERVER_TRANSPORT_KSERVE_METADATA_H_
+#endif  // CNNSERVE_SERVER_KSERVE_KSERVE_METADATA_H_

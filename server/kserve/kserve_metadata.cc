@@ -1,9 +1,9 @@
-#include "server/transport/kserve_metadata.h"
+#include "server/kserve/kserve_metadata.h"
 
 #include <algorithm>
 
 #include "inference/model_config.pb.h"
-#include "server/transport/kserve_tensors.h"
+#include "server/kserve/kserve_tensors.h"
 
 namespace cnnserve {
 namespace {
