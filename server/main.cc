@@ -74,8 +74,9 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
   --model-repository DIR        model repository in Triton's layout (default: the project's models/repository)
   --address HOST:PORT           where to listen (default 127.0.0.1:8001; port 0 picks a free port)
   --http-address HOST:PORT      HTTP/1.1: KServe v2 REST, /v1 JSON and the playground at / (default
-                                127.0.0.1:8000; port 0 picks a free port; "none" disables). Same limits, tokens
-                                and TLS files as gRPC
+                                127.0.0.1:8000; port 0 picks a free port; "none" disables). When the default
+                                address is taken the server runs without HTTP (a warning); an address given here
+                                must bind. Same limits, tokens and TLS files as gRPC
   --metrics-address HOST:PORT   Prometheus metrics at http://HOST:PORT/metrics (default 127.0.0.1:8002; port 0
                                 picks a free port; "none" disables). When the default address is taken the
                                 server runs without metrics (a warning); an address given here must bind
@@ -115,6 +116,7 @@ struct Flags {
   std::string model_repository;
   std::string address = "127.0.0.1:8001";
   std::string http_address = "127.0.0.1:8000";     // empty: no HTTP front end
+  bool http_address_given = false;
   std::string metrics_address = "127.0.0.1:8002";  // empty: no metrics endpoint
   bool metrics_address_given = false;
   int threads = 0;
@@ -255,6 +257,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
         if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT or none");
         flags->http_address = std::string(v);
       }
+      flags->http_address_given = true;
     } else if (name == "--metrics-address") {
       if (v.empty() || v == "none") {
         flags->metrics_address.clear();
@@ -530,11 +533,14 @@ int Serve(const Flags& flags) {
   std::unique_ptr<http::HttpServer> http_server;
   if (!flags.http_address.empty()) {
     StatusOr<std::unique_ptr<http::HttpServer>> started = StartHttp(flags, inference->get(), shared_authorizer);
-    if (!started.ok()) {
+    if (started.ok()) {
+      http_server = std::move(*started);
+    } else if (flags.http_address_given || started.status().code() != StatusCode::kUnavailable) {
       spdlog::critical("cannot start: {}", started.status().ToString());
       return kExitFailure;
+    } else {
+      spdlog::warn("serving without HTTP: {} (choose another --http-address, or none)", started.status().ToString());
     }
-    http_server = std::move(*started);
   }
   bool ready = (*server)->UpdateHealth();
   spdlog::info("listening on {}; health {}{}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING",
