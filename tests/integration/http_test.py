@@ -9,6 +9,8 @@ import http.client
 import json
 import os
 import socket
+import ssl
+import subprocess
 import tempfile
 import time
 import unittest
@@ -418,6 +420,58 @@ class HttpAuthTest(unittest.TestCase):
         self.assertEqual(reader.call("GET", "/v2/models/%s/stats" % MODEL)[0], 403)
         self.assertEqual(reader.call("POST", "/v2/repository/models/%s/unload" % MODEL, {})[0], 403)
         self.assertEqual(Http(url, "infer-token").call("POST", "/v2/models/%s/infer" % MODEL, body)[0], 200)
+
+
+class HttpTlsTest(unittest.TestCase):
+    """--tls-cert/--tls-key (and --tls-client-ca) serve the HTTP port over TLS only, with gRPC's files."""
+
+    def start(self, extra):
+        certs = tempfile.mkdtemp(prefix="cnnserve_http_tls_")
+        subprocess.run(["bash", os.path.join(os.path.dirname(os.path.abspath(__file__)), "make_test_certs.sh"),
+                        certs], check=True, capture_output=True, timeout=60)
+        out = open(os.path.join(certs, "stdout.txt"), "wb")
+        argv = [os.path.join(ks.env("CNNSERVE_BIN_DIR"), "cnnserve"), "--address", "127.0.0.1:0",
+                "--http-address", "127.0.0.1:0", "--metrics-address", "none",
+                "--tls-cert", os.path.join(certs, "server.pem"), "--tls-key", os.path.join(certs, "server.key")]
+        proc = subprocess.Popen(argv + [a.replace("CERTS", certs) for a in extra], stdout=out,
+                                stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (proc.kill(), proc.wait(), out.close()))
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            with open(out.name) as f:
+                lines = [l for l in f.read().splitlines() if l.startswith(ks.Server.HTTP)]
+            if lines:
+                return certs, urllib.parse.urlparse(lines[0][len(ks.Server.HTTP):])
+            time.sleep(0.05)
+        self.fail("cnnserve with TLS did not start")
+
+    def test_https_only(self):
+        certs, url = self.start([])
+        self.assertEqual(url.scheme, "https")
+        context = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+        conn = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=60)
+        conn.request("GET", "/v2/health/live")
+        response = conn.getresponse()
+        self.assertEqual((response.status, json.loads(response.read())), (200, {"live": True}))
+        conn.close()
+        plain = http.client.HTTPConnection(url.hostname, url.port, timeout=CLOSE_WAIT_S)
+        with self.assertRaises((http.client.HTTPException, ConnectionError, OSError)):
+            plain.request("GET", "/v2/health/live")
+            plain.getresponse().read()
+        plain.close()
+
+    def test_client_certificates_required_with_client_ca(self):
+        certs, url = self.start(["--tls-client-ca", "CERTS/ca.pem"])
+        context = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+        anonymous = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=60)
+        with self.assertRaises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
+            anonymous.request("GET", "/v2/health/live")
+            anonymous.getresponse().read()
+        context.load_cert_chain(os.path.join(certs, "client.pem"), os.path.join(certs, "client.key"))
+        conn = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=60)
+        conn.request("GET", "/v2/health/live")
+        self.assertEqual(conn.getresponse().status, 200)
+        conn.close()
 
 
 if __name__ == "__main__":
