@@ -424,9 +424,11 @@ std::string UnreadyModels(const InferenceService& inference) {
   return out;
 }
 
-// The HTTP front end on --http-address with gRPC's limits, tokens and TLS files.
+// The HTTP front end on --http-address with gRPC's limits, tokens and TLS files; null when disabled, or when the
+// default address is taken (a warning; an address given on the command line must bind).
 StatusOr<std::unique_ptr<http::HttpServer>> StartHttp(const Flags& flags, InferenceService* inference,
                                                       std::shared_ptr<const auth::Authorizer> authorizer) {
+  if (flags.http_address.empty()) return std::unique_ptr<http::HttpServer>();
   http::HttpServerOptions options;
   options.address = flags.http_address;
   options.max_request_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
@@ -435,7 +437,12 @@ StatusOr<std::unique_ptr<http::HttpServer>> StartHttp(const Flags& flags, Infere
   options.tls_client_ca_file = flags.tls.client_ca_file;
   StatusOr<std::unique_ptr<http::HttpServer>> server =
       http::HttpServer::Create(options, http::AllRoutes(inference), std::move(authorizer));
-  if (server.ok()) spdlog::info("HTTP on {}{}", (*server)->address(), flags.tls.enabled() ? " (TLS)" : "");
+  if (server.ok()) {
+    spdlog::info("HTTP on {}{}", (*server)->address(), flags.tls.enabled() ? " (TLS)" : "");
+  } else if (!flags.http_address_given && server.status().code() == StatusCode::kUnavailable) {
+    spdlog::warn("serving without HTTP: {} (choose another --http-address, or none)", server.status().ToString());
+    return std::unique_ptr<http::HttpServer>();
+  }
   return server;
 }
 
@@ -530,25 +537,18 @@ int Serve(const Flags& flags) {
     spdlog::critical("cannot start: {}", server.status().ToString());
     return kExitFailure;
   }
-  std::unique_ptr<http::HttpServer> http_server;
-  if (!flags.http_address.empty()) {
-    StatusOr<std::unique_ptr<http::HttpServer>> started = StartHttp(flags, inference->get(), shared_authorizer);
-    if (started.ok()) {
-      http_server = std::move(*started);
-    } else if (flags.http_address_given || started.status().code() != StatusCode::kUnavailable) {
-      spdlog::critical("cannot start: {}", started.status().ToString());
-      return kExitFailure;
-    } else {
-      spdlog::warn("serving without HTTP: {} (choose another --http-address, or none)", started.status().ToString());
-    }
+  StatusOr<std::unique_ptr<http::HttpServer>> http_server = StartHttp(flags, inference->get(), shared_authorizer);
+  if (!http_server.ok()) {
+    spdlog::critical("cannot start: {}", http_server.status().ToString());
+    return kExitFailure;
   }
   bool ready = (*server)->UpdateHealth();
   spdlog::info("listening on {}; health {}{}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING",
                ready ? "" : UnreadyModels(**inference));
 
   if (metrics != nullptr) std::printf("cnnserve metrics on %s\n", metrics->url().c_str());
-  if (http_server != nullptr) {
-    std::printf("cnnserve http on %s://%s\n", flags.tls.enabled() ? "https" : "http", http_server->address().c_str());
+  if (*http_server != nullptr) {
+    std::printf("cnnserve http on %s://%s\n", flags.tls.enabled() ? "https" : "http", (*http_server)->address().c_str());
   }
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
@@ -572,7 +572,7 @@ int Serve(const Flags& flags) {
   const int64_t drain_deadline_us =
       SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * 1e6));
   // HTTP first: it stops accepting and finishes the requests it is serving (the drain below covers them).
-  if (http_server != nullptr) http_server->Shutdown();
+  if (*http_server != nullptr) (*http_server)->Shutdown();
   (void)(*server)->Shutdown(drain_deadline_us);  // logs a drain that ran out of time
   server->reset();
   metrics.reset();  // before the InferenceService its provider reads
