@@ -43,6 +43,8 @@
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/auth/authorizer.h"
+#include "server/http/http_server.h"
+#include "server/http/routes.h"
 #include "server/service/inference_service.h"
 #include "server/metrics/metrics_server.h"
 #include "server/transport/grpc_server.h"
@@ -71,6 +73,10 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
 
   --model-repository DIR        model repository in Triton's layout (default: the project's models/repository)
   --address HOST:PORT           where to listen (default 127.0.0.1:8001; port 0 picks a free port)
+  --http-address HOST:PORT      HTTP/1.1: KServe v2 REST, /v1 JSON and the playground at / (default
+                                127.0.0.1:8000; port 0 picks a free port; "none" disables). When the default
+                                address is taken the server runs without HTTP (a warning); an address given here
+                                must bind. Same limits, tokens and TLS files as gRPC
   --metrics-address HOST:PORT   Prometheus metrics at http://HOST:PORT/metrics (default 127.0.0.1:8002; port 0
                                 picks a free port; "none" disables). When the default address is taken the
                                 server runs without metrics (a warning); an address given here must bind
@@ -88,7 +94,7 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
                                 1024; 0: no limit); one more gets UNAVAILABLE "server busy" before any work
   --default-timeout-s SECONDS   the deadline of a request that comes without one (default 60; 0: none)
   --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
-  --tls-cert FILE               serve gRPC over TLS with this PEM certificate chain (needs --tls-key)
+  --tls-cert FILE               serve gRPC and HTTP over TLS with this PEM certificate chain (needs --tls-key)
   --tls-key FILE                the PEM private key of --tls-cert (unencrypted)
   --tls-client-ca FILE          require client certificates signed by this PEM CA (mTLS; needs --tls-cert)
   --auth-token-file FILE        require 'authorization: Bearer TOKEN' with a token of FILE that has the RPC's
@@ -112,6 +118,8 @@ constexpr char kUsage[] = R"(usage: cnnserve [flags]
 struct Flags {
   std::string model_repository;
   std::string address = "127.0.0.1:8001";
+  std::string http_address = "127.0.0.1:8000";     // empty: no HTTP front end
+  bool http_address_given = false;
   std::string metrics_address = "127.0.0.1:8002";  // empty: no metrics endpoint
   bool metrics_address_given = false;
   int threads = 0;
@@ -213,6 +221,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     static constexpr std::string_view kKnown[] = {"--model-repository",
                                                   "--address",
                                                   "--metrics-address",
+                                                  "--http-address",
                                                   "--threads",
                                                   "--log-level",
                                                   "--max-receive-message-mb",
@@ -248,6 +257,14 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     } else if (name == "--address") {
       if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
       flags->address = std::string(v);
+    } else if (name == "--http-address") {
+      if (v == "none") {
+        flags->http_address.clear();
+      } else {
+        if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT or none");
+        flags->http_address = std::string(v);
+      }
+      flags->http_address_given = true;
     } else if (name == "--metrics-address") {
       if (v.empty() || v == "none") {
         flags->metrics_address.clear();
@@ -422,6 +439,28 @@ std::string UnreadyModels(const InferenceService& inference) {
   return out;
 }
 
+// The HTTP front end on --http-address with gRPC's limits, tokens and TLS files; null when disabled, or when the
+// default address is taken (a warning; an address given on the command line must bind).
+StatusOr<std::unique_ptr<http::HttpServer>> StartHttp(const Flags& flags, InferenceService* inference,
+                                                      std::shared_ptr<const auth::Authorizer> authorizer) {
+  if (flags.http_address.empty()) return std::unique_ptr<http::HttpServer>();
+  http::HttpServerOptions options;
+  options.address = flags.http_address;
+  options.max_request_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
+  options.tls_cert_file = flags.tls.cert_file;
+  options.tls_key_file = flags.tls.key_file;
+  options.tls_client_ca_file = flags.tls.client_ca_file;
+  StatusOr<std::unique_ptr<http::HttpServer>> server =
+      http::HttpServer::Create(options, http::AllRoutes(inference), std::move(authorizer));
+  if (server.ok()) {
+    spdlog::info("HTTP on {}{}", (*server)->address(), flags.tls.enabled() ? " (TLS)" : "");
+  } else if (!flags.http_address_given && server.status().code() == StatusCode::kUnavailable) {
+    spdlog::warn("serving without HTTP: {} (choose another --http-address, or none)", server.status().ToString());
+    return std::unique_ptr<http::HttpServer>();
+  }
+  return server;
+}
+
 int Serve(const Flags& flags) {
   // Before any thread exists, so that every thread inherits the mask and only sigtimedwait below sees them.
   sigset_t signals;
@@ -505,7 +544,8 @@ int Serve(const Flags& flags) {
   GrpcServerOptions server_options;
   server_options.address = flags.address;
   server_options.tls = flags.tls;
-  server_options.authorizer = std::move(*authorizer);
+  const std::shared_ptr<const auth::Authorizer> shared_authorizer = std::move(*authorizer);
+  server_options.authorizer = shared_authorizer;
   server_options.max_receive_message_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
   server_options.classifier.max_in_flight_per_stream = flags.max_in_flight_per_stream;
   server_options.kserve.max_in_flight_per_stream = flags.max_in_flight_per_stream;
@@ -514,11 +554,19 @@ int Serve(const Flags& flags) {
     spdlog::critical("cannot start: {}", server.status().ToString());
     return kExitFailure;
   }
+  StatusOr<std::unique_ptr<http::HttpServer>> http_server = StartHttp(flags, inference->get(), shared_authorizer);
+  if (!http_server.ok()) {
+    spdlog::critical("cannot start: {}", http_server.status().ToString());
+    return kExitFailure;
+  }
   bool ready = (*server)->UpdateHealth();
   spdlog::info("listening on {}; health {}{}", (*server)->address(), ready ? "SERVING" : "NOT_SERVING",
                ready ? "" : UnreadyModels(**inference));
 
   if (metrics != nullptr) std::printf("cnnserve metrics on %s\n", metrics->url().c_str());
+  if (*http_server != nullptr) {
+    std::printf("cnnserve http on %s://%s\n", flags.tls.enabled() ? "https" : "http", (*http_server)->address().c_str());
+  }
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
 
@@ -540,6 +588,8 @@ int Serve(const Flags& flags) {
   spdlog::info("received {}: draining for up to {} s", strsignal(signal_number), flags.drain_timeout_s);
   const int64_t drain_deadline_us =
       SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * 1e6));
+  // HTTP first: it stops accepting and finishes the requests it is serving (the drain below covers them).
+  if (*http_server != nullptr) (*http_server)->Shutdown();
   (void)(*server)->Shutdown(drain_deadline_us);  // logs a drain that ran out of time
   server->reset();
   metrics.reset();  // before the InferenceService its provider reads

@@ -8,9 +8,9 @@
 #include <mutex>
 #include <utility>
 
+#include "server/native/native_metadata.h"
+#include "server/native/native_request.h"
 #include "server/transport/grpc_status.h"
-#include "server/transport/native_metadata.h"
-#include "server/transport/native_request.h"
 #include "server/transport/stream_reactor.h"
 
 namespace cnnserve {

@@ -10,10 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "server/kserve/kserve_infer.h"
+#include "server/kserve/kserve_metadata.h"
+#include "server/kserve/kserve_tensors.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_status.h"
-#include "server/transport/kserve_metadata.h"
-#include "server/transport/kserve_tensors.h"
 #include "server/transport/stream_reactor.h"
 
 #ifndef CNNSERVE_VERSION
@@ -35,30 +36,11 @@ StatusOr<std::shared_ptr<Servable>> FindServable(const InferenceService& inferen
   return inference.Find(name, *number);
 }
 
-// The ready versions of `name`, ascending.
-std::vector<int64_t> ReadyVersions(const InferenceService& inference, const std::string& name) {
-  std::vector<int64_t> versions;
-  for (const InferenceService::VersionRow& row : inference.Index()) {
-    if (row.name == name && row.state == "READY" && row.version > 0) versions.push_back(row.version);
-  }
-  std::sort(versions.begin(), versions.end());
-  return versions;
-}
-
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
-
-// Everything one inference needs until Infer's `done`: the parsed input (its items point into the request and
-// into its storage), the outputs to return, and the service's outcome (the servable, kept alive across unloads,
-// and the result).
-struct InferCall {
-  ParsedInferInput input;
-  std::vector<RequestedOutput> outputs;
-  std::shared_ptr<InferOutcome> outcome = std::make_shared<InferOutcome>();
-};
 
 }  // namespace
 
@@ -117,40 +99,7 @@ KServeService::~KServeService() = default;
 
 void KServeService::Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
                           int64_t deadline_us, std::function<bool()> cancelled, std::function<void(Status)> done) {
-  if (request.model_name().empty()) return done(InvalidArgumentError("model_name is empty"));
-  const StatusOr<int64_t> version = ParseModelVersion(request.model_version(), "model_version");
-  if (!version.ok()) return done(version.status());
-  auto call = std::make_shared<InferCall>();
-  InferRequest infer;
-  infer.model = request.model_name();
-  infer.version = *version;
-  infer.request_id = request.id();
-  infer.deadline_us = deadline_us;
-  infer.cancelled = std::move(cancelled);
-  KServeInputLimits limits;
-  limits.max_items = inference_->options().max_images_per_request;
-  limits.max_pixels = inference_->options().max_pixels;
-  infer.build_items = [&request, call, limits](const ServableInfo& info, RunRequest* run) {
-    StatusOr<std::vector<RequestedOutput>> outputs = ParseRequestedOutputs(request, info);
-    if (!outputs.ok()) return outputs.status();
-    call->outputs = std::move(*outputs);
-    StatusOr<ParsedInferInput> input = ParseInferInput(request, info, limits);
-    if (!input.ok()) return input.status();
-    call->input = std::move(*input);
-    run->items = call->input.items;
-    run->item_name = [name = call->input.name](int64_t item) {
-      return "input '" + name + "'[" + std::to_string(item) + "]";
-    };
-    return OkStatus();
-  };
-  inference_->Infer(
-      std::move(infer), call->outcome, [call, response, id = request.id(), done = std::move(done)](Status status) {
-        if (status.ok()) {
-          FillInferOutputs(call->outcome->result, call->outcome->servable->info(), call->outputs, response);
-          response->set_id(id);
-        }
-        done(std::move(status));
-      });
+  RunKServeInfer(inference_, request, response, deadline_us, std::move(cancelled), std::move(done));
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,

@@ -6,8 +6,8 @@
 //   ServerLive (true while the process serves gRPC), ServerReady (InferenceService::Ready()), ModelReady (the
 //   version resolves to a ready servable; unknown or unavailable models are simply not ready), ServerMetadata
 //   (name "cnnserve", version, the implemented extensions: classification, model_configuration,
-//   model_repository, statistics), ModelMetadata and ModelConfig (kserve_metadata.h), ModelInfer and
-//   ModelStreamInfer (kserve_tensors.h: FP32 / UINT8 / BYTES inputs, FP32 or classification outputs),
+//   model_repository, statistics), ModelMetadata and ModelConfig (server/kserve/kserve_metadata.h), ModelInfer and
+//   ModelStreamInfer (server/kserve/kserve_tensors.h: FP32 / UINT8 / BYTES inputs, FP32 or classification outputs),
 //   ModelStatistics (InferenceService::Statistics), RepositoryIndex (InferenceService::Index) and
 //   RepositoryModelLoad / RepositoryModelUnload (InferenceService::LoadModel / UnloadModel).
 // Every call is authorized first (CallAuthorizer, grpc_auth.h; a stream once, at its start; ServerLive and

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "inference/grpc_service.pb.h"
-#include "server/transport/kserve_tensors.h"
+#include "server/kserve/kserve_tensors.h"
 #include "tests/fuzz/fuzz_models.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -58,6 +58,7 @@ class Server:
 
     LISTENING = "cnnserve listening on "
     METRICS = "cnnserve metrics on "
+    HTTP = "cnnserve http on "
 
     def __init__(self, args, timeout_s=180):
         self.dir = tempfile.mkdtemp(prefix="cnnserve_kserve_")
@@ -69,6 +70,7 @@ class Server:
                                          preexec_fn=_die_with_parent)
         self.address = None
         self.metrics_url = None
+        self.http_url = None  # "http://127.0.0.1:PORT" when the HTTP front end runs
         self.channel = None
         deadline = time.monotonic() + timeout_s
         while self.address is None:
@@ -76,6 +78,8 @@ class Server:
             for line in text.splitlines(keepends=True):
                 if line.startswith(self.METRICS) and line.endswith("\n"):
                     self.metrics_url = line[len(self.METRICS):].strip()
+                if line.startswith(self.HTTP) and line.endswith("\n"):
+                    self.http_url = line[len(self.HTTP):].strip()
                 if line.startswith(self.LISTENING) and line.endswith("\n"):
                     self.address = line[len(self.LISTENING):].strip()
             if self.address is not None:

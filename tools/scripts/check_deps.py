@@ -45,8 +45,9 @@ LAYERS = {
     "server/service": ["server/ensemble", "server/auth"],
     "server/metrics": ["server/service"],
     "server/kserve": ["server/service"],  # KServe v2 translation over protobuf messages, no gRPC
-    "server/transport": ["server/kserve", "server/metrics"],  # the gRPC front ends
-    "server/http": ["server/kserve", "server/metrics"],  # the HTTP front end
+    "server/native": ["server/service"],  # the native API's translation over protobuf messages, no gRPC
+    "server/transport": ["server/kserve", "server/native", "server/metrics"],  # the gRPC front ends
+    "server/http": ["server/kserve", "server/native", "server/metrics"],  # the HTTP front end
     "server/main.cc": ["*"],
     # Clients and benchmarks (the generated protocol headers they use are governed by LIBRARY_RULES).
     "tools": ["engine/common"],
@@ -56,6 +57,7 @@ LAYERS = {
 # (rule, header pattern, units where a matching header is allowed). A unit matches an entry that is the unit
 # itself or a folder above it ("server" matches "server/main.cc"). A header must pass every rule it matches.
 _FRONT_ENDS = ["server/transport", "server/main.cc", "tools", "bench"]
+_NATIVE = ["server/native"] + _FRONT_ENDS
 _KSERVE = ["server/kserve", "server/transport", "server/http", "tools", "bench"]
 _NOT_ENGINE = ["models", "server", "tools", "bench"]
 LIBRARY_RULES = [
@@ -63,7 +65,8 @@ LIBRARY_RULES = [
      ["engine/backend/dnnl"]),
     ("OpenCV only in server/preprocess", r"^opencv2/", ["server/preprocess"]),
     ("gRPC only in the gRPC front ends, tools and bench", r"^(grpcpp|grpc\+\+|grpc)/", _FRONT_ENDS),
-    ("native wire protocol only in its front end", r"^cnnserve/v1/classifier\.(grpc\.)?pb\.h$", _FRONT_ENDS),
+    ("native wire protocol only in its front end", r"^cnnserve/v1/classifier\.(grpc\.)?pb\.h$", _NATIVE),
+    ("cpp-httplib only in the HTTP front end and bench", r"^httplib\.h$", ["server/http", "bench"]),
     ("KServe wire protocol only in its front ends", r"^inference/", _KSERVE),
     ("model config outside the engine", r"^cnnserve/v1/model_config\.pb\.h$", _NOT_ENGINE),
     ("ONNX only in models/onnx", r"^onnx/", ["models/onnx"]),

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "models/repository/model_repository.h"
+#include "server/native/native_metadata.h"
+#include "server/native/native_request.h"
 #include "server/servables/classification.h"
 #include "server/service/inference_service.h"
-#include "server/transport/native_metadata.h"
-#include "server/transport/native_request.h"
 #include "tests/models/repository/test_repository.h"
 #include "tests/server/servables/fashion_testdata.h"
 

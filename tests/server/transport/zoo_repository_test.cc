@@ -17,8 +17,8 @@
 
 #include "engine/tensor/npy.h"
 #include "server/service/inference_service.h"
-#include "server/transport/native_metadata.h"
-#include "server/transport/native_request.h"
+#include "server/native/native_metadata.h"
+#include "server/native/native_request.h"
 #include "tests/models/repository/test_repository.h"
 
 namespace cnnserve {

@@ -1,4 +1,4 @@
-#include "server/transport/kserve_metadata.h"
+#include "server/kserve/kserve_metadata.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,6 @@
-// KServe v2 tensors <-> cnnserve's servable API: the validation and conversion behind ModelInfer, kept free of
-// any gRPC service code so that it is tested as plain functions (tests/server/transport/kserve_tensors/).
+// KServe v2 tensors <-> cnnserve's servable API: the validation and conversion behind ModelInfer (gRPC) and the
+// REST infer route (server/http), free of any transport code so that both share it; tested as plain functions
+// (tests/server/kserve/).
 //
 // Inputs. A model takes exactly one input tensor, named as ModelMetadata declares it (ServableInfo::input_name),
 // in one of three forms, with the batch dimension first:
@@ -20,8 +21,8 @@
 //
 // Thread-safety: pure functions. Ownership: a ParsedInferInput's items point into the request's bytes and into
 // its own `storage`; the request and the ParsedInferInput must outlive every use of the items.
-#ifndef CNNSERVE_SERVER_TRANSPORT_KSERVE_TENSORS_H_
-#define CNNSERVE_SERVER_TRANSPORT_KSERVE_TENSORS_H_
+#ifndef CNNSERVE_SERVER_KSERVE_KSERVE_TENSORS_H_
+#define CNNSERVE_SERVER_KSERVE_KSERVE_TENSORS_H_
 
 #include <cstdint>
 #include <memory>
@@ -92,4 +93,4 @@ void AppendBytesElement(std::string_view element, std::string* out);
 
 }  // namespace cnnserve
 
-#endif  // CNNSERVE_SERVER_TRANSPORT_KSERVE_TENSORS_H_
+#endif  // CNNSERVE_SERVER_KSERVE_KSERVE_TENSORS_H_

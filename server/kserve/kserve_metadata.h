@@ -13,8 +13,8 @@
 //   ModelStatistics: ServableStats as Triton reports them (durations in ns, last_inference in ms).
 //
 // Thread-safety: pure functions.
-#ifndef CNNSERVE_SERVER_TRANSPORT_KSERVE_METADATA_H_
-#define CNNSERVE_SERVER_TRANSPORT_KSERVE_METADATA_H_
+#ifndef CNNSERVE_SERVER_KSERVE_KSERVE_METADATA_H_
+#define CNNSERVE_SERVER_KSERVE_KSERVE_METADATA_H_
 
 #include <cstdint>
 #include <string>
@@ -22,11 +22,15 @@
 
 #include "inference/grpc_service.pb.h"
 #include "server/servables/servable.h"
+#include "server/service/inference_service.h"
 
 namespace cnnserve {
 
 // The protocol extensions cnnserve implements, as ServerMetadata advertises them.
 std::vector<std::string> KServeExtensions();
+
+// The ready versions of model `name` (InferenceService::Index), ascending.
+std::vector<int64_t> ReadyVersions(const InferenceService& service, const std::string& name);
 
 // `versions`: the model's ready versions, ascending.
 void FillModelMetadata(const ServableInfo& info, const std::vector<int64_t>& versions,
@@ -38,4 +42,4 @@ void FillModelStatistics(const ServableStats& stats, inference::ModelStatistics*
 
 }  // namespace cnnserve
 
-#endif  // CNNSERVE_SERVER_TRANSPORT_KSERVE_METADATA_H_
+#endif  // CNNSERVE_SERVER_KSERVE_KSERVE_METADATA_H_

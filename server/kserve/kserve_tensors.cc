@@ -1,4 +1,4 @@
-#include "server/transport/kserve_tensors.h"
+#include "server/kserve/kserve_tensors.h"
 
 #include <algorithm>
 #include <bit>

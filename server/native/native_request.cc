@@ -1,4 +1,4 @@
-#include "server/transport/native_request.h"
+#include "server/native/native_request.h"
 
 #include <algorithm>
 #include <memory>

@@ -4,8 +4,8 @@
 // service layer's one request path (InferenceService::Infer).
 // Thread-safety: BuildNativeItems and FillClassifyResponse are pure functions; ClassifyNative may be called from
 // any thread. Ownership: the items view the request's bytes; keep the request alive while the RunRequest is used.
-#ifndef CNNSERVE_SERVER_TRANSPORT_NATIVE_REQUEST_H_
-#define CNNSERVE_SERVER_TRANSPORT_NATIVE_REQUEST_H_
+#ifndef CNNSERVE_SERVER_NATIVE_NATIVE_REQUEST_H_
+#define CNNSERVE_SERVER_NATIVE_NATIVE_REQUEST_H_
 
 #include <cstdint>
 #include <functional>
@@ -41,4 +41,4 @@ void ClassifyNative(InferenceService& service, const v1::ClassifyRequest& reques
 
 }  // namespace cnnserve
 
-#endif  // CNNSERVE_SERVER_TRANSPORT_NATIVE_REQUEST_H_
+#endif  // CNNSERVE_SERVER_NATIVE_NATIVE_REQUEST_H_

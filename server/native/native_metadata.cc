@@ -1,4 +1,4 @@
-#include "server/transport/native_metadata.h"
+#include "server/native/native_metadata.h"
 
 #include <algorithm>
 
@@ -24,15 +24,13 @@ void ListModelsNative(const InferenceService& service, v1::ListModelsResponse* r
   }
 }
 
-Status DescribeModelNative(const InferenceService& service, const v1::DescribeModelRequest& request,
-                           v1::DescribeModelResponse* response) {
-  StatusOr<InferenceService::ModelDescription> described = service.Describe(request.model(), request.version());
-  if (!described.ok()) return described.status();
+void FillDescribeModelResponse(const InferenceService::ModelDescription& described,
+                               v1::DescribeModelResponse* response) {
   response->Clear();
-  FillModelSummary(described->summary, response->mutable_summary());
-  if (described->config.has_value()) *response->mutable_config() = *described->config;
-  if (!described->stats.has_value()) return OkStatus();
-  for (const LayerStats& layer : described->stats->layers) {
+  FillModelSummary(described.summary, response->mutable_summary());
+  if (described.config.has_value()) *response->mutable_config() = *described.config;
+  if (!described.stats.has_value()) return;
+  for (const LayerStats& layer : described.stats->layers) {
     v1::LayerInfo* info = response->add_layers();
     info->set_name(layer.name);
     info->set_op(layer.op);
@@ -41,9 +39,16 @@ Status DescribeModelNative(const InferenceService& service, const v1::DescribeMo
     info->set_macs(layer.macs);
     info->set_receptive_field(layer.global_receptive_field ? 0 : std::max(layer.receptive_h, layer.receptive_w));
   }
-  response->set_total_params(described->stats->total_params);
-  response->set_total_macs(described->stats->total_macs);
-  response->set_layer_table(described->layer_table);
+  response->set_total_params(described.stats->total_params);
+  response->set_total_macs(described.stats->total_macs);
+  response->set_layer_table(described.layer_table);
+}
+
+Status DescribeModelNative(const InferenceService& service, const v1::DescribeModelRequest& request,
+                           v1::DescribeModelResponse* response) {
+  StatusOr<InferenceService::ModelDescription> described = service.Describe(request.model(), request.version());
+  if (!described.ok()) return described.status();
+  FillDescribeModelResponse(*described, response);
   return OkStatus();
 }
 

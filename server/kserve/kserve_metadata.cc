@@ -1,9 +1,9 @@
-#include "server/transport/kserve_metadata.h"
+#include "server/kserve/kserve_metadata.h"
 
 #include <algorithm>
 
 #include "inference/model_config.pb.h"
-#include "server/transport/kserve_tensors.h"
+#include "server/kserve/kserve_tensors.h"
 
 namespace cnnserve {
 namespace {
@@ -19,6 +19,15 @@ void SetDuration(const DurationStat& src, inference::StatisticDuration* dst) {
 }
 
 }  // namespace
+
+std::vector<int64_t> ReadyVersions(const InferenceService& service, const std::string& name) {
+  std::vector<int64_t> versions;
+  for (const InferenceService::VersionRow& row : service.Index()) {
+    if (row.name == name && row.state == "READY" && row.version > 0) versions.push_back(row.version);
+  }
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
 
 std::vector<std::string> KServeExtensions() {
   return {"classification", "model_configuration", "model_repository", "statistics"};

@@ -1,0 +1,217 @@
+#include "server/http/http_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <exception>
+#include <optional>
+#include <utility>
+
+namespace cnnserve::http {
+namespace {
+
+constexpr int64_t kMillisPerSecond = 1000;
+constexpr int64_t kMicrosPerMilli = 1000;
+constexpr char kAuthorization[] = "Authorization";
+constexpr char kBearerChallenge[] = "Bearer realm=\"cnnserve\"";
+
+void Apply(const Reply& reply, httplib::Response* res) {
+  res->status = reply.status;
+  for (const auto& [name, value] : reply.headers) res->set_header(name, value);
+  res->set_content(reply.body, reply.content_type.c_str());
+}
+
+Status CheckOptions(const HttpServerOptions& o) {
+  if (o.worker_threads < 1) return InvalidArgumentError("HTTP worker_threads must be >= 1");
+  if (o.max_request_bytes < 1) return InvalidArgumentError("HTTP max_request_bytes must be >= 1");
+  if (o.read_timeout_ms < 1 || o.write_timeout_ms < 1 || o.keep_alive_timeout_ms < 1) {
+    return InvalidArgumentError("HTTP timeouts must be >= 1 ms");
+  }
+  if (o.keep_alive_max_requests < 1) return InvalidArgumentError("HTTP keep_alive_max_requests must be >= 1");
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty() || (!o.tls_client_ca_file.empty() && o.tls_cert_file.empty())) {
+    return InvalidArgumentError("HTTP TLS needs both a certificate and a key file");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status SplitHostPort(const std::string& address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  const Status bad = InvalidArgumentError("'" + address.substr(0, kMaxErrorMessageBytes) + "' is not HOST:PORT");
+  if (colon == std::string::npos || colon == 0) return bad;
+  std::string h = address.substr(0, colon);
+  if (h.front() == '[') {
+    if (h.size() < 3 || h.back() != ']') return bad;
+    h = h.substr(1, h.size() - 2);
+  }
+  const std::string_view p = std::string_view(address).substr(colon + 1);
+  int value = -1;
+  const auto [end, error] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (p.empty() || error != std::errc() || end != p.data() + p.size() || value < 0 || value > 65535) return bad;
+  *host = std::move(h);
+  *port = value;
+  return OkStatus();
+}
+
+// Finds the route of a request, checks its token and runs it. Shared by every worker thread (immutable).
+class HttpServer::Dispatcher {
+ public:
+  Dispatcher(std::vector<Route> routes, std::shared_ptr<const auth::Authorizer> authorizer)
+      : routes_(std::move(routes)), authorizer_(std::move(authorizer)) {}
+
+  void Serve(const httplib::Request& req, httplib::Response& res) const {
+    Reply reply;
+    Handle(req, &reply);
+    Apply(reply, &res);
+  }
+
+ private:
+  void Handle(const httplib::Request& req, Reply* reply) const {
+    const std::string method = req.method == "HEAD" ? "GET" : req.method;
+    std::string allowed;
+    std::smatch match;
+    for (const Route& route : routes_) {
+      if (!std::regex_match(req.path, match, route.path)) continue;
+      if (route.method != method) {
+        if (allowed.find(route.method) == std::string::npos) allowed += (allowed.empty() ? "" : ", ") + route.method;
+        continue;
+      }
+      if (!Authorized(req, route, reply)) return;
+      std::vector<std::string> captures;
+      for (size_t i = 1; i < match.size(); ++i) captures.push_back(match[i].str());
+      route.handler(req, captures, reply);
+      return;
+    }
+    if (!allowed.empty()) {
+      reply->status = 405;
+      reply->body = ErrorBody("method " + req.method + " is not allowed on " + req.path + "; allowed: " + allowed);
+      reply->headers.emplace_back("Allow", allowed);
+      return;
+    }
+    reply->status = 404;
+    reply->body = ErrorBody("no route for " + req.method + " " + req.path);
+  }
+
+  bool Authorized(const httplib::Request& req, const Route& route, Reply* reply) const {
+    if (route.operation.empty() || authorizer_ == nullptr) return true;
+    std::optional<std::string_view> header;
+    const std::string value = req.get_header_value(kAuthorization);
+    if (req.has_header(kAuthorization)) header = value;
+    const Status status = authorizer_->CheckMethod(header, route.operation);
+    if (status.ok()) return true;
+    SetError(status, reply);
+    if (status.code() == StatusCode::kUnauthenticated) {
+      reply->headers.emplace_back("WWW-Authenticate", kBearerChallenge);
+    } else if (status.code() == StatusCode::kPermissionDenied) {
+      reply->headers.emplace_back("WWW-Authenticate", std::string(kBearerChallenge) + ", error=\"insufficient_scope\"");
+    }
+    spdlog::debug("HTTP {} {} from {}: {}", req.method, route.operation, req.remote_addr, status.ToString());
+    return false;
+  }
+
+  const std::vector<Route> routes_;
+  const std::shared_ptr<const auth::Authorizer> authorizer_;
+};
+
+namespace {
+
+// The message of an answer cpp-httplib gives itself, before any route runs.
+std::string LibraryErrorMessage(int status, int64_t max_request_bytes) {
+  switch (status) {
+    case 413:
+      return "the request body exceeds the limit of " + std::to_string(max_request_bytes) + " bytes";
+    case 414:
+      return "the request line is too long";
+    case 400:
+      return "malformed HTTP request";
+    default:
+      return "HTTP status " + std::to_string(status);
+  }
+}
+
+std::unique_ptr<httplib::Server> NewServer(const HttpServerOptions& options) {
+  if (options.tls_cert_file.empty()) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(
+      options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
+      options.tls_client_ca_file.empty() ? nullptr : options.tls_client_ca_file.c_str());
+}
+
+void Configure(const HttpServerOptions& options, httplib::Server* server) {
+  const int workers = options.worker_threads;
+  server->new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
+  server->set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_max_requests));
+  server->set_keep_alive_timeout((options.keep_alive_timeout_ms + kMillisPerSecond - 1) / kMillisPerSecond);
+  server->set_read_timeout(options.read_timeout_ms / kMillisPerSecond,
+                           (options.read_timeout_ms % kMillisPerSecond) * kMicrosPerMilli);
+  server->set_write_timeout(options.write_timeout_ms / kMillisPerSecond,
+                            (options.write_timeout_ms % kMillisPerSecond) * kMicrosPerMilli);
+  server->set_payload_max_length(static_cast<size_t>(options.max_request_bytes));
+  server->set_tcp_nodelay(true);
+  // Answers the library makes itself (413, 400 for a malformed request) get a JSON body too; a route's own error
+  // already has one.
+  const httplib::Server::HandlerWithResponse on_error = [limit = options.max_request_bytes](
+                                                              const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_content(ErrorBody(LibraryErrorMessage(res.status, limit)), kJsonContentType);
+    return httplib::Server::HandlerResponse::Handled;
+  };
+  server->set_error_handler(on_error);
+  server->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("HTTP {} {}: {}", req.method, req.path.substr(0, kMaxErrorMessageBytes), what);
+    res.status = 500;
+    res.set_content(ErrorBody("internal error"), kJsonContentType);
+  });
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options, std::vector<Route> routes,
+                                                         std::shared_ptr<const auth::Authorizer> authorizer) {
+  if (Status s = CheckOptions(options); !s.ok()) return s;
+  std::string host;
+  int port = 0;
+  if (Status s = SplitHostPort(options.address, &host, &port); !s.ok()) return s;
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  server->server_ = NewServer(options);
+  if (!server->server_->is_valid()) {
+    return FailedPreconditionError("HTTP: cannot load the TLS certificate '" + options.tls_cert_file +
+                                   "' and key '" + options.tls_key_file + "'");
+  }
+  Configure(options, server->server_.get());
+  server->dispatcher_ = std::make_shared<Dispatcher>(std::move(routes), std::move(authorizer));
+  const auto serve = [dispatcher = server->dispatcher_](const httplib::Request& req, httplib::Response& res) {
+    dispatcher->Serve(req, res);
+  };
+  constexpr char kAnyPath[] = ".*";
+  server->server_->Get(kAnyPath, serve).Post(kAnyPath, serve).Put(kAnyPath, serve).Delete(kAnyPath, serve);
+  server->server_->Patch(kAnyPath, serve).Options(kAnyPath, serve);
+  if (host.find(':') != std::string::npos) server->server_->set_address_family(AF_INET6);
+  if (port == 0) {
+    port = server->server_->bind_to_any_port(host);
+    if (port < 0) return UnavailableError("HTTP: cannot bind " + options.address);
+  } else if (!server->server_->bind_to_port(host, port)) {
+    return UnavailableError("HTTP: cannot bind " + options.address + " (in use or not a local address)");
+  }
+  server->port_ = port;
+  server->address_ = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  server->thread_ = std::thread([s = server->server_.get()] { s->listen_after_bind(); });
+  return server;
+}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+void HttpServer::Shutdown() {
+  if (!thread_.joinable()) return;
+  server_->stop();
+  thread_.join();
+}
+
+}  // namespace cnnserve::http

@@ -1,0 +1,221 @@
+// HttpServer on 127.0.0.1 (an ephemeral port) with small routes of its own: routing, tokens, limits, timeouts and
+// the shared error format, through cpp-httplib's client and raw sockets. The real routes: tests/integration.
+#include "server/http/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "server/auth/token_file.h"
+#include "server/http/static_files.h"
+
+namespace cnnserve::http {
+namespace {
+
+constexpr int kStalledReadTimeoutMs = 200;
+// Bound on how long a test waits for the server to close a connection (far above kStalledReadTimeoutMs).
+constexpr int kSocketWaitSeconds = 20;
+
+std::vector<Route> TestRoutes() {
+  std::vector<Route> routes;
+  routes.push_back({"GET", std::regex("/open"), "", [](const httplib::Request&, const std::vector<std::string>&,
+                                                       Reply* r) { r->body = R"({"open":true})"; }});
+  routes.push_back({"GET", std::regex("/models/([^/]+)"), "/cnnserve.v1.Classifier/DescribeModel",
+                    [](const httplib::Request&, const std::vector<std::string>& c, Reply* r) {
+                      r->body = nlohmann::json({{"model", c[0]}}).dump();
+                    }});
+  routes.push_back({"POST", std::regex("/models/([^/]+)/infer"), "/inference.GRPCInferenceService/ModelInfer",
+                    [](const httplib::Request& q, const std::vector<std::string>&, Reply* r) {
+                      r->body = nlohmann::json({{"bytes", q.body.size()}}).dump();
+                    }});
+  routes.push_back({"POST", std::regex("/fail"), "", [](const httplib::Request&, const std::vector<std::string>&,
+                                                        Reply* r) { SetError(NotFoundError("no \"x\"\n"), r); }});
+  return routes;
+}
+
+std::unique_ptr<HttpServer> StartServer(std::shared_ptr<const auth::Authorizer> authorizer = nullptr) {
+  HttpServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.worker_threads = 4;
+  options.max_request_bytes = 1024;
+  options.read_timeout_ms = kStalledReadTimeoutMs;
+  StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(options, TestRoutes(), std::move(authorizer));
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  return server.ok() ? std::move(*server) : nullptr;
+}
+
+std::string ErrorMessage(const httplib::Result& result) {
+  return nlohmann::json::parse(result->body)["error"].get<std::string>();
+}
+
+// A connected TCP socket to the server, with a receive timeout.
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  timeval timeout{kSocketWaitSeconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  return fd;
+}
+
+// Everything received until the server closes (or the receive timeout, which fails the caller's checks).
+std::string ReadUntilClosed(int fd, bool* closed) {
+  std::string data;
+  char buffer[4096];
+  while (true) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) {
+      *closed = n == 0;
+      return data;
+    }
+    data.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+TEST(HttpServer, RoutesCapturesAndErrors) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  httplib::Client client("127.0.0.1", server->port());
+  auto open = client.Get("/open");
+  ASSERT_TRUE(open);
+  EXPECT_EQ(open->status, 200);
+  EXPECT_EQ(open->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(client.Get("/models/lenet")->body, R"({"model":"lenet"})");
+  auto missing = client.Get("/nothing/here");
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(ErrorMessage(missing), "no route for GET /nothing/here");
+  auto wrong_method = client.Delete("/open");
+  EXPECT_EQ(wrong_method->status, 405);
+  EXPECT_EQ(wrong_method->get_header_value("Allow"), "GET");
+  auto failed = client.Post("/fail", "", "application/json");
+  EXPECT_EQ(failed->status, 404);
+  EXPECT_EQ(failed->body, R"({"error":"no \"x\"\n"})");
+}
+
+TEST(HttpServer, KeepAliveServesManyRequestsOnOneConnection) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  httplib::Client client("127.0.0.1", server->port());
+  client.set_keep_alive(true);
+  int sockets_opened = 0;
+  client.set_socket_options([&sockets_opened](int) { ++sockets_opened; });
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(client.Get("/open")->status, 200);
+  EXPECT_EQ(sockets_opened, 1);
+}
+
+TEST(HttpServer, TokensAndScopes) {
+  StatusOr<std::vector<auth::TokenEntry>> entries =
+      auth::ParseTokenFile("reader metadata\ninferer infer\n", "tokens.txt");
+  ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+  auto server = StartServer(auth::Authorizer::FromEntries(std::move(*entries)));
+  ASSERT_NE(server, nullptr);
+  httplib::Client client("127.0.0.1", server->port());
+  EXPECT_EQ(client.Get("/open")->status, 200);  // no operation: open
+  auto anonymous = client.Get("/models/m");
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_EQ(anonymous->get_header_value("WWW-Authenticate"), "Bearer realm=\"cnnserve\"");
+  auto unknown = client.Get("/models/m", {{"Authorization", "Bearer nobody"}});
+  EXPECT_EQ(unknown->status, 401);
+  EXPECT_EQ(unknown->body.find("nobody"), std::string::npos);  // the token is never repeated
+  EXPECT_EQ(client.Get("/models/m", {{"Authorization", "Bearer reader"}})->status, 200);
+  auto denied = client.Post("/models/m/infer", {{"Authorization", "Bearer reader"}}, "x", "text/plain");
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_NE(denied->get_header_value("WWW-Authenticate").find("insufficient_scope"), std::string::npos);
+  EXPECT_EQ(client.Post("/models/m/infer", {{"Authorization", "Bearer inferer"}}, "x", "text/plain")->status, 200);
+}
+
+TEST(HttpServer, BodyOverTheLimitIsRefusedBeforeItIsRead) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  httplib::Client client("127.0.0.1", server->port());
+  EXPECT_EQ(client.Post("/models/m/infer", std::string(1024, 'x'), "text/plain")->body, R"({"bytes":1024})");
+  // Only the headers are sent: the answer comes without the body.
+  const int fd = Connect(server->port());
+  const std::string head =
+      "POST /models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  bool closed = false;
+  const std::string answer = ReadUntilClosed(fd, &closed);
+  close(fd);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
+  EXPECT_NE(answer.find("exceeds the limit of 1024 bytes"), std::string::npos) << answer;
+}
+
+TEST(HttpServer, StalledAndHalfClosedClientsAreClosed) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  for (const bool half_close : {false, true}) {
+    const int fd = Connect(server->port());
+    const std::string partial = "POST /models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc";
+    ASSERT_EQ(send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+    if (half_close) shutdown(fd, SHUT_WR);
+    bool closed = false;
+    const std::string answer = ReadUntilClosed(fd, &closed);
+    close(fd);
+    EXPECT_TRUE(closed) << "half_close " << half_close;
+    EXPECT_EQ(answer.find("200 OK"), std::string::npos) << answer;
+  }
+  // Every worker is free again.
+  httplib::Client client("127.0.0.1", server->port());
+  EXPECT_EQ(client.Get("/open")->status, 200);
+}
+
+TEST(HttpServer, BadOptionsAndAddresses) {
+  HttpServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.worker_threads = 0;
+  EXPECT_EQ(HttpServer::Create(options, {}, nullptr).status().code(), StatusCode::kInvalidArgument);
+  options.worker_threads = 1;
+  options.tls_cert_file = "/nonexistent/cert.pem";
+  EXPECT_EQ(HttpServer::Create(options, {}, nullptr).status().code(), StatusCode::kInvalidArgument);  // no key
+  options.tls_key_file = "/nonexistent/key.pem";
+  EXPECT_EQ(HttpServer::Create(options, {}, nullptr).status().code(), StatusCode::kFailedPrecondition);
+  std::string host;
+  int port = 0;
+  EXPECT_TRUE(SplitHostPort("[::1]:80", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 80);
+  for (const char* bad : {"nohost", ":80", "h:", "h:65536", "h:8x", "[::1:80"}) {
+    EXPECT_FALSE(SplitHostPort(bad, &host, &port).ok()) << bad;
+  }
+}
+
+TEST(HttpRoute, StatusCodesAndErrorBodies) {
+  EXPECT_EQ(HttpStatusOf(StatusCode::kInvalidArgument), 400);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kFailedPrecondition), 400);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kUnauthenticated), 401);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kPermissionDenied), 403);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kNotFound), 404);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kResourceExhausted), 413);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kUnavailable), 503);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kDeadlineExceeded), 504);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kInternal), 500);
+  const std::string long_message(5000, 'a');
+  const nlohmann::json body = nlohmann::json::parse(ErrorBody(long_message));
+  EXPECT_EQ(body["error"].get<std::string>(), std::string(kMaxErrorMessageBytes, 'a') + "...");
+  EXPECT_EQ(ErrorBody("bad \xff byte \"q\""), "{\"error\":\"bad \xef\xbf\xbd byte \\\"q\\\"\"}");
+}
+
+TEST(StaticFiles, EmbeddedFilesAndContentTypes) {
+  ASSERT_TRUE(FindEmbeddedFile("index.html").has_value());
+  EXPECT_NE(FindEmbeddedFile("index.html")->data.find("<html"), std::string_view::npos);
+  EXPECT_FALSE(FindEmbeddedFile("../CMakeLists.txt").has_value());
+  EXPECT_EQ(ContentTypeFor("index.html"), "text/html; charset=utf-8");
+  EXPECT_EQ(ContentTypeFor("app.js"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(ContentTypeFor("favicon.svg"), "image/svg+xml");
+  EXPECT_EQ(ContentTypeFor("x.bin"), "application/octet-stream");
+}
+
+}  // namespace
+}  // namespace cnnserve::http
