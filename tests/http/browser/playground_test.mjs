@@ -9,10 +9,12 @@
 //   3. the timings;
 //   4. fashion_ensemble: each member's vote (top-1 and probability, or its error) and the agreement;
 //   5. a file that is not an image: the server's 400 message shown in the page's alert;
-//   6. the controls are reachable with the keyboard.
+//   6. the controls are reachable with the keyboard;
+//   7. a server that needs a token (--auth-token-file, lenet5_fashion only): 401 shown, token field, sessionStorage.
 // Then saves a full-page screenshot of the lenet5_fashion view. Exit 0 when all pass, 1 otherwise. Every wait is
 // bounded; the server is killed on every exit path.
 import {spawn, spawnSync} from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -83,18 +85,27 @@ function writeTestImage(dir) {
   return {file: path.join(dir, stem), label: Number(row.split(',')[1])};
 }
 
-function startServer(httpPort, dir) {
-  const log = fs.openSync(path.join(dir, 'cnnserve.log'), 'w');
-  const child = spawn(args.cnnserve, ['--model-repository', args.repository, '--address', '127.0.0.1:0',
-                                      '--metrics-address', 'none', '--http-address', '127.0.0.1:' + httpPort],
+// A cnnserve child on 127.0.0.1:httpPort (gRPC on a free port, no metrics); its output goes to child.logFile.
+function startServer(httpPort, dir, repository, extraArgs = []) {
+  const logFile = path.join(dir, 'cnnserve-' + httpPort + '.log');
+  const log = fs.openSync(logFile, 'w');
+  const child = spawn(args.cnnserve, ['--model-repository', repository, '--address', '127.0.0.1:0',
+                                      '--metrics-address', 'none', '--http-address', '127.0.0.1:' + httpPort,
+                                      ...extraArgs],
                       {stdio: ['ignore', log, log]});
+  child.logFile = logFile;
   child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
   return child;
 }
 
-function serverLog(dir) {
+async function stopServer(child) {
+  child.kill('SIGKILL');
+  await child.exited;
+}
+
+function serverLog(child) {
   try {
-    return fs.readFileSync(path.join(dir, 'cnnserve.log'), 'utf8').slice(-4000);
+    return fs.readFileSync(child.logFile, 'utf8').slice(-4000);
   } catch {
     return '(no log)';
   }
@@ -107,26 +118,26 @@ async function getJson(base, route, init) {
   return body;
 }
 
-// Waits until the HTTP front end answers GET /v1/models with both models READY.
-async function waitForModels(base, child, dir) {
+// Waits until the HTTP front end answers GET /v1/models with every one of `names` READY.
+async function waitForModels(base, child, names, headers = {}) {
   const deadline = Date.now() + SERVER_START_TIMEOUT_MS;
   let last = '';
   while (Date.now() < deadline) {
     const exited = await Promise.race([child.exited, delay(POLL_INTERVAL_MS).then(() => undefined)]);
     if (exited !== undefined) {
-      throw new Error('cnnserve exited (' + exited + ') before serving; its log:\n' + serverLog(dir));
+      throw new Error('cnnserve exited (' + exited + ') before serving; its log:\n' + serverLog(child));
     }
     try {
-      const {models} = await getJson(base, '/v1/models');
+      const {models} = await getJson(base, '/v1/models', {headers});
       const ready = (name) => models.some((m) => m.name === name && m.versions.some((v) => v.state === 'READY'));
-      if (ready(SINGLE_MODEL) && ready(ENSEMBLE)) return;
+      if (names.every(ready)) return;
       last = 'models not ready yet';
     } catch (e) {
       last = e.message;
     }
   }
-  throw new Error('no READY ' + SINGLE_MODEL + ' and ' + ENSEMBLE + ' over HTTP within ' + SERVER_START_TIMEOUT_MS +
-                  ' ms (' + last + '); log:\n' + serverLog(dir));
+  throw new Error('no READY ' + names.join(', ') + ' over HTTP within ' + SERVER_START_TIMEOUT_MS + ' ms (' + last +
+                  '); log:\n' + serverLog(child));
 }
 
 function classifyApi(base, model, image) {
@@ -240,16 +251,52 @@ async function checkBadImage(page, dir) {
         'a bad image shows the server\'s 400 message in an alert', text);
 }
 
+// A server with --auth-token-file: the page shows the 401 and opens the token field; with the token typed in, the
+// models load and an image is classified; after a reload the token comes back from sessionStorage.
+async function checkToken(browser, dir, image, labels) {
+  const repository = path.join(dir, 'token-repository');
+  fs.cpSync(path.join(args.repository, SINGLE_MODEL), path.join(repository, SINGLE_MODEL), {recursive: true});
+  const token = crypto.randomBytes(16).toString('hex');
+  fs.writeFileSync(path.join(dir, 'tokens'), token + ' infer,metadata\n');
+  const port = await freePort();
+  const base = 'http://127.0.0.1:' + port;
+  const server = startServer(port, dir, repository, ['--auth-token-file', path.join(dir, 'tokens')]);
+  const context = await browser.newContext({viewport: VIEWPORT});
+  try {
+    await waitForModels(base, server, [SINGLE_MODEL], {Authorization: 'Bearer ' + token});
+    const page = await context.newPage();
+    page.setDefaultTimeout(PAGE_TIMEOUT_MS);
+    await page.goto(base + '/');
+    await page.waitForSelector('#error:not([hidden])');
+    const text = await page.textContent('#error');
+    check(text.includes('HTTP 401') && await page.getAttribute('#auth', 'open') !== null,
+          'without a token: the 401 in the alert and the token field opened', text);
+    await page.fill('#token', token);
+    await page.press('#token', 'Tab');
+    await page.waitForSelector('#model:not([disabled])');
+    await page.setInputFiles('#file', image.file);
+    await waitForResult(page, SINGLE_MODEL);
+    check((await page.textContent('#summary')).includes(labels[image.label]) && await page.isHidden('#error'),
+          'with the token: the models load and the image is classified', await page.textContent('#summary'));
+    await page.reload();
+    await page.waitForSelector('#model:not([disabled])');
+    check(await page.inputValue('#token') === token, 'after a reload the token comes from sessionStorage');
+  } finally {
+    await context.close();
+    await stopServer(server);
+  }
+}
+
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cnnserve-playground-'));
   const image = writeTestImage(path.join(dir, 'images'));
   const labels = fs.readFileSync(path.join(args.repository, SINGLE_MODEL, 'labels.txt'), 'utf8').trim().split('\n');
   const httpPort = await freePort();
   const base = 'http://127.0.0.1:' + httpPort;
-  const server = startServer(httpPort, dir);
+  const server = startServer(httpPort, dir, args.repository);
   let browser;
   try {
-    await waitForModels(base, server, dir);
+    await waitForModels(base, server, [SINGLE_MODEL, ENSEMBLE]);
     browser = await chromium.launch({executablePath: args.chromium, headless: true,
                                      args: ['--no-sandbox', '--disable-gpu']});
     const page = await browser.newPage({viewport: VIEWPORT});
@@ -271,10 +318,11 @@ async function main() {
     await checkBadImage(page, dir);
     // The one console error allowed: Chromium's own line for the bad image's 400 response.
     check(pageErrors.every((e) => e.includes('status of 400')), 'no script errors in the page', pageErrors.join('; '));
+    await stopServer(server);
+    await checkToken(browser, dir, image, labels);
   } finally {
     if (browser) await browser.close();
-    server.kill('SIGKILL');
-    await server.exited;
+    await stopServer(server);
     fs.rmSync(dir, {recursive: true, force: true});
   }
   console.log(failures === 0 ? 'PASS' : failures + ' check(s) failed');
