@@ -32,7 +32,7 @@ RUN apt-get update -q \
 
 # The unit tests run here: every GoogleTest binary that needs neither the model zoo (make zoo, PyTorch) nor
 # Fashion-MNIST test images written by PyTorch nor ONNX's test data nor a live server: about 10 s on 2 cores.
-# Left out: inference_test (Fashion-MNIST fixture), onnx_node_test and ops_onnx_node_test (libonnx-testdata),
+# Left out: inference_test (Fashion-MNIST fixture), onnx_node_test (libonnx-testdata),
 # integration_* (live servers, Python clients), dnnl_bench_test (timings), the cnnbench parity tests (the zoo).
 # `make test` runs all of them.
 ARG UNIT_TESTS="batching_test preprocess_test transport_test auth_test repository_test onnx_importer_test graph_test \
