@@ -8,7 +8,7 @@ ZOO_DIR ?= $(HOME)/.cache/cnnserve/zoo
 ZOO_MODELS ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build zoo zoo-repository run test test-sanitize test-tsan fuzz bench clean format
+.PHONY: all deps configure build zoo zoo-repository run test test-sanitize test-tsan fuzz bench clean format check
 
 all: build
 
@@ -93,6 +93,12 @@ test-container: deps build
 # some of peers, curves, overhead, security, plots).
 bench: deps build zoo
 	BUILD=$(BUILD) ZOO_DIR=$(ZOO_DIR) bench/run_all.sh $(SUITES)
+
+# The source-tree checks alone, in seconds (`make test` runs them too, CTest label checks): the dependency table
+# of DESIGN.md section 1 over every #include, and the file (800) and function (120) line limits.
+check:
+	@status=0; $(PYTHON) tools/scripts/check_deps.py || status=1; \
+	  $(PYTHON) tools/scripts/check_sizes.py || status=1; exit $$status
 
 clean:
 	rm -rf $(BUILD)

@@ -25,9 +25,10 @@ namespace cnnserve {
 struct ModelOptions {
   std::string backend = "dnnl";  // "dnnl" or "reference"
   int num_threads = 0;           // threads inside one run (0: all cores)
-  // Winograd for eligible 3x3 convolutions (see BackendOptions). On by default at this level: on VGG it is
-  // 2.2-2.4x faster than direct convolution and matches PyTorch within the parity tolerance with a wide margin;
-  // it costs memory (transformed weights, per plan size class). Turn it off for the smallest footprint.
+  // Winograd for eligible 3x3 convolutions (see BackendOptions). On by default at this level: it is the faster
+  // algorithm for VGG's convolutions (bench/RESULTS.md, "Engine vs ONNX Runtime and PyTorch") and matches PyTorch
+  // within the parity tolerance with a wide margin; it costs memory (transformed weights, per plan size class:
+  // bench/RESULTS.md, "Memory"). Turn it off for the smallest footprint.
   bool allow_winograd = true;
   int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
   bool optimize = true;          // run OptimizeForInference before compiling

@@ -17,10 +17,10 @@
 #include "models/repository/model_repository.h"
 #include "server/batching/dynamic_batcher.h"
 #include "server/ensemble/ensemble_servable.h"
+#include "server/preprocess/preprocess.h"
 #include "server/servables/classification.h"
 #include "server/servables/model_servable.h"
 #include "server/service/repository_poller.h"
-#include "server/preprocess/preprocess.h"
 
 namespace cnnserve {
 namespace {
@@ -29,7 +29,6 @@ constexpr int64_t kMicrosPerMilli = 1000;
 // How often a retiring version checks whether requests still hold it.
 constexpr auto kRetirePollInterval = std::chrono::milliseconds(1);
 constexpr char kUnloaded[] = "unloaded";
-
 
 // Removes every occurrence of `prefix` (the repository root and a '/') from `text`.
 void StripPrefix(const std::string& prefix, std::string* text) {
@@ -133,7 +132,8 @@ class InferenceServiceImpl final : public InferenceService {
   // Poll mode: starts the poller from `initial`, the scan taken before the repository was loaded.
   Status StartPoller(RepositorySnapshot initial);
 
-  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome, std::function<void(Status)> done) override;
+  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
+             std::function<void(Status)> done) override;
   StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const override;
   std::vector<VersionRow> Index() const override;
   StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const override;
@@ -343,7 +343,8 @@ StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::Find(const std::string
   }
   if (version == 0) {
     const VersionSlot* served = slot->DefaultVersion();
-    if (served == nullptr) return UnavailableError("model " + QuotedModelName(name) + " is unavailable: " + slot->Reason());
+    if (served == nullptr)
+      return UnavailableError("model " + QuotedModelName(name) + " is unavailable: " + slot->Reason());
     return served->servable;
   }
   const VersionSlot* served = slot->FindVersion(version);
@@ -436,7 +437,8 @@ StatusOr<std::vector<ServableStats>> InferenceServiceImpl::Statistics(const std:
   std::vector<ServableStats> out;
   for (const std::shared_ptr<const ModelSlot>& slot : slots) {
     if (version > 0 && !name.empty() && slot->FindVersion(version) == nullptr) {
-      return NotFoundError("version " + std::to_string(version) + " of model " + QuotedModelName(name) + " not found");
+      return NotFoundError("version " + std::to_string(version) + " of model " + QuotedModelName(name) +
+                           " not found");
     }
     for (const VersionSlot& v : slot->versions) {
       if (v.servable == nullptr || (version > 0 && v.version != version)) continue;
@@ -550,9 +552,9 @@ InferenceService::ModelSummary InferenceServiceImpl::Summarize(const ModelSlot& 
   }
   if (model.versions.empty()) {
     const bool ready = model.DefaultVersion() != nullptr;
-    summary.versions.push_back(
-        {entry.name, 0, std::string(ModelStateName(ready ? ModelState::kReady : ModelState::kUnavailable)),
-         model.Reason()});
+    summary.versions.push_back({entry.name, 0,
+                                std::string(ModelStateName(ready ? ModelState::kReady : ModelState::kUnavailable)),
+                                model.Reason()});
   }
   summary.input_dims = entry.InputDims();
   summary.num_classes = entry.NumClasses();

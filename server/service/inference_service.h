@@ -42,10 +42,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
-
-#include <optional>
 
 #include "cnnserve/v1/model_config.pb.h"
 #include "engine/common/status.h"
@@ -56,10 +55,10 @@
 namespace cnnserve {
 
 struct InferenceServiceOptions {
-  std::string model_repository;         // root folder in Triton's layout
-  int total_threads = 0;                // cores to divide between model instances (0: all)
+  std::string model_repository;  // root folder in Triton's layout
+  int total_threads = 0;         // cores to divide between model instances (0: all)
   int64_t max_images_per_request = 256;
-  int64_t max_pixels = 40'000'000;      // per image, checked from the header before decoding
+  int64_t max_pixels = 40'000'000;  // per image, checked from the header before decoding
   int64_t max_image_bytes = 64 << 20;
   // Most memory one image may take to decode (DecodedBytes in server/preprocess/preprocess.h).
   int64_t max_decoded_image_bytes = int64_t{256} << 20;
@@ -80,10 +79,10 @@ struct InferenceServiceOptions {
 // One inference in the project's own terms; every front end builds one from its wire request.
 struct InferRequest {
   std::string model;
-  int64_t version = 0;              // 0: the newest ready version
-  std::string request_id;           // empty: the service assigns one
-  int64_t deadline_us = 0;          // absolute, steady clock (SteadyNowMicros); 0: none
-  std::function<bool()> cancelled;  // optional; cheap and non-blocking
+  int64_t version = 0;               // 0: the newest ready version
+  std::string request_id;            // empty: the service assigns one
+  int64_t deadline_us = 0;           // absolute, steady clock (SteadyNowMicros); 0: none
+  std::function<bool()> cancelled;   // optional; cheap and non-blocking
   bool want_member_results = false;  // ensembles: fill the members' probability rows
   // Turns the wire request into run->items (and run->item_name) once the servable is known: its info (input
   // dims, classes, max_batch_size, preprocessing) validates raw tensors. Its error is the request's error.

@@ -1,5 +1,7 @@
 #include "server/transport/grpc_status.h"
 
+#include <spdlog/spdlog.h>
+
 #include <string>
 
 namespace cnnserve {
@@ -34,6 +36,12 @@ grpc::Status ToGrpcStatus(const Status& status) {
                         "status code " + std::to_string(code) + ": " + status.message());
   }
   return grpc::Status(static_cast<grpc::StatusCode>(code), status.message());
+}
+
+void LogCallFailure(const char* method, const grpc::CallbackServerContext* context, const std::string& request_id,
+                    const Status& status) {
+  if (status.ok()) return;
+  spdlog::debug("{} from {} (request id '{}'): {}", method, context->peer(), request_id, status.ToString());
 }
 
 }  // namespace cnnserve

@@ -14,6 +14,7 @@
 #include "server/transport/grpc_status.h"
 #include "server/transport/kserve_metadata.h"
 #include "server/transport/kserve_tensors.h"
+#include "server/transport/stream_reactor.h"
 
 #ifndef CNNSERVE_VERSION
 #define CNNSERVE_VERSION "0.0.0"
@@ -44,12 +45,6 @@ std::vector<int64_t> ReadyVersions(const InferenceService& inference, const std:
   return versions;
 }
 
-void LogFailure(const char* method, const grpc::CallbackServerContext* context, const std::string& id,
-                const Status& status) {
-  if (status.ok()) return;
-  spdlog::debug("{} from {} (id '{}'): {}", method, context->peer(), id, status.ToString());
-}
-
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
@@ -63,157 +58,6 @@ struct InferCall {
   ParsedInferInput input;
   std::vector<RequestedOutput> outputs;
   std::shared_ptr<InferOutcome> outcome = std::make_shared<InferOutcome>();
-};
-
-// The reactor of one ModelStreamInfer call. Requests start as soon as they are read; each response is written as
-// soon as it is ready (in completion order). All decisions are taken under `mu_`; the gRPC operations they lead
-// to (StartRead, StartWrite, Finish) are started after `mu_` is released, because gRPC may run OnReadDone /
-// OnWriteDone inline on the thread that starts an operation. Lifetime: gRPC calls OnDone once the call is over and
-// no operation is outstanding; the reactor is finished only when no inference of it is outstanding either, so it
-// is deleted only when nothing can reach it any more.
-class StreamInferReactor final
-    : public grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse> {
- public:
-  StreamInferReactor(grpc::CallbackServerContext* context, KServeService* service, int max_in_flight)
-      : context_(context), service_(service), max_in_flight_(std::max(1, max_in_flight)) {
-    reading_ = true;
-    StartRead(&incoming_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // the client half-closed, or the call is over
-      Actions actions;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        reading_ = false;
-        reads_done_ = true;
-        actions = NextActionsLocked();
-      }
-      Run(actions);
-      return;
-    }
-    auto slot = std::make_shared<Slot>();
-    slot->request.Swap(&incoming_);
-    bool start = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      reading_ = false;
-      if (!failed_) {
-        ++in_flight_;
-        start = true;
-      }
-    }
-    if (start) {
-      service_->Infer(
-          slot->request, slot->response.mutable_infer_response(), DeadlineToSteadyMicros(context_->deadline()),
-          [context = context_] { return context->IsCancelled(); },
-          [this, slot](Status status) { OnInferred(slot, std::move(status)); });
-    }
-    Actions actions;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      actions = NextActionsLocked();
-    }
-    Run(actions);
-  }
-
-  void OnWriteDone(bool ok) override {
-    Actions actions;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      writing_ = false;
-      if (ok) {
-        ready_.pop_front();
-      } else {  // the client went away; finish once the outstanding inferences return
-        failed_ = true;
-      }
-      actions = NextActionsLocked();
-    }
-    Run(actions);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  struct Slot {
-    inference::ModelInferRequest request;
-    inference::ModelStreamInferResponse response;
-  };
-
-  // What to do after the lock is released; `finish` comes last because the reactor may be gone after it.
-  struct Actions {
-    const inference::ModelStreamInferResponse* write = nullptr;
-    bool read = false;
-    bool finish = false;
-    grpc::Status finish_status;
-  };
-
-  void OnInferred(const std::shared_ptr<Slot>& slot, Status status) {
-    if (!status.ok()) {
-      LogFailure("ModelStreamInfer", context_, slot->request.id(), status);
-      // The error travels in the stream; the response still says which request it answers.
-      inference::ModelInferResponse* response = slot->response.mutable_infer_response();
-      response->Clear();
-      response->set_model_name(slot->request.model_name());
-      response->set_model_version(slot->request.model_version());
-      response->set_id(slot->request.id());
-      slot->response.set_error_message(std::string(StatusCodeName(status.code())) + ": " + status.message());
-    }
-    Actions actions;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --in_flight_;
-      if (!failed_) ready_.push_back(slot);
-      actions = NextActionsLocked();
-    }
-    Run(actions);
-  }
-
-  Actions NextActionsLocked() {
-    Actions actions;
-    if (finished_) return actions;
-    if (!failed_ && !writing_ && !ready_.empty()) {
-      writing_ = true;
-      actions.write = &ready_.front()->response;
-    }
-    const int unanswered = in_flight_ + static_cast<int>(ready_.size());
-    if (!failed_ && !reads_done_ && !reading_ && unanswered < max_in_flight_) {
-      reading_ = true;
-      actions.read = true;
-    }
-    // Finish once nothing of ours is outstanding. After a failure an outstanding read is allowed: the client may
-    // keep its side open, and Finish makes that read complete.
-    const bool answered_all = failed_ || (reads_done_ && ready_.empty());
-    if (answered_all && in_flight_ == 0 && !writing_ && (failed_ || !reading_)) {
-      finished_ = true;
-      actions.finish = true;
-      actions.finish_status =
-          failed_ ? grpc::Status(grpc::StatusCode::CANCELLED, "ModelStreamInfer: writing a response failed")
-                  : grpc::Status::OK;
-    }
-    return actions;
-  }
-
-  void Run(const Actions& actions) {
-    if (actions.write != nullptr) StartWrite(actions.write);
-    if (actions.read) StartRead(&incoming_);
-    if (actions.finish) Finish(actions.finish_status);  // last: `this` may be deleted from here on
-  }
-
-  grpc::CallbackServerContext* const context_;
-  KServeService* const service_;
-  const int max_in_flight_;
-
-  inference::ModelInferRequest incoming_;  // the target of the outstanding read
-
-  std::mutex mu_;
-  std::deque<std::shared_ptr<Slot>> ready_;  // answered and not yet written, in completion order
-  int in_flight_ = 0;                        // Infer calls whose `done` is pending
-  bool reading_ = false;
-  bool reads_done_ = false;
-  bool writing_ = false;  // a write of ready_.front() is outstanding
-  bool failed_ = false;   // a write failed: answer nothing more
-  bool finished_ = false;
 };
 
 }  // namespace
@@ -299,15 +143,14 @@ void KServeService::Infer(const inference::ModelInferRequest& request, inference
     };
     return OkStatus();
   };
-  inference_->Infer(std::move(infer), call->outcome,
-                    [call, response, id = request.id(), done = std::move(done)](Status status) {
-                      if (status.ok()) {
-                        FillInferOutputs(call->outcome->result, call->outcome->servable->info(), call->outputs,
-                                         response);
-                        response->set_id(id);
-                      }
-                      done(std::move(status));
-                    });
+  inference_->Infer(
+      std::move(infer), call->outcome, [call, response, id = request.id(), done = std::move(done)](Status status) {
+        if (status.ok()) {
+          FillInferOutputs(call->outcome->result, call->outcome->servable->info(), call->outputs, response);
+          response->set_id(id);
+        }
+        done(std::move(status));
+      });
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,
@@ -369,7 +212,7 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
       *request, response, DeadlineToSteadyMicros(context->deadline()),
       [context] { return context->IsCancelled(); },
       [reactor, context, request](Status status) {
-        LogFailure("ModelInfer", context, request->id(), status);
+        LogCallFailure("ModelInfer", context, request->id(), status);
         reactor->Finish(ToGrpcStatus(status));
       });
   return reactor;
@@ -381,7 +224,29 @@ KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
           context, "/inference.GRPCInferenceService/ModelStreamInfer")) {
     return refused;
   }
-  return new StreamInferReactor(context, this, options_.max_in_flight_per_stream);
+  using Response = inference::ModelStreamInferResponse;
+  StreamHandler<inference::ModelInferRequest, Response> handler;
+  handler.method = "ModelStreamInfer";
+  handler.order = StreamOrder::kCompletionOrder;
+  handler.start = [this, context](const inference::ModelInferRequest& request, Response* response,
+                                  std::function<void(Status)> done) {
+    Infer(
+        request, response->mutable_infer_response(), DeadlineToSteadyMicros(context->deadline()),
+        [context] { return context->IsCancelled(); }, std::move(done));
+  };
+  handler.request_id = [](const inference::ModelInferRequest& request) { return request.id(); };
+  // The error travels in the stream; the response still says which request it answers.
+  handler.error_response = [](const inference::ModelInferRequest& request, const Status& status,
+                              Response* response) {
+    inference::ModelInferResponse* answer = response->mutable_infer_response();
+    answer->Clear();
+    answer->set_model_name(request.model_name());
+    answer->set_model_version(request.model_version());
+    answer->set_id(request.id());
+    response->set_error_message(std::string(StatusCodeName(status.code())) + ": " + status.message());
+  };
+  return new StreamReactor<inference::ModelInferRequest, Response>(context, std::move(handler),
+                                                                   options_.max_in_flight_per_stream);
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,

@@ -158,21 +158,21 @@ void ClassifyNative(InferenceService& service, const v1::ClassifyRequest& reques
   const bool timings = request.include_timings();
   service.Infer(std::move(infer), outcome,
                 [response, outcome, top_k, members, timings, done = std::move(done)](Status status) {
-    if (!status.ok()) return done(std::move(status));
-    const RunResult& r = outcome->result;
-    response->set_model(r.model);
-    response->set_version(r.version);
-    response->set_request_id(outcome->request_id);
-    FillClassifyResponse(r, outcome->servable->info(), top_k, members, response);
-    if (timings) {
-      v1::Timings* out = response->mutable_timings();
-      out->set_decode_us(r.preprocess_us);
-      out->set_queue_us(r.queue_us);
-      out->set_inference_us(r.compute_us);
-      out->set_total_us(SteadyNowMicros() - outcome->start_us);
-    }
-    done(OkStatus());
-  });
+                  if (!status.ok()) return done(std::move(status));
+                  const RunResult& r = outcome->result;
+                  response->set_model(r.model);
+                  response->set_version(r.version);
+                  response->set_request_id(outcome->request_id);
+                  FillClassifyResponse(r, outcome->servable->info(), top_k, members, response);
+                  if (timings) {
+                    v1::Timings* out = response->mutable_timings();
+                    out->set_decode_us(r.preprocess_us);
+                    out->set_queue_us(r.queue_us);
+                    out->set_inference_us(r.compute_us);
+                    out->set_total_us(SteadyNowMicros() - outcome->start_us);
+                  }
+                  done(OkStatus());
+                });
 }
 
 }  // namespace cnnserve

@@ -44,8 +44,8 @@ Answer InferTensors(InferenceService& service, InferRequest request, int items =
   std::promise<Status> done;
   service.Infer(std::move(request), answer.outcome, [&done](Status status) { done.set_value(std::move(status)); });
   std::future<Status> future = done.get_future();
-  answer.status = future.wait_for(kWaitLimit) == std::future_status::ready ? future.get()
-                                                                           : InternalError("test: no answer");
+  answer.status =
+      future.wait_for(kWaitLimit) == std::future_status::ready ? future.get() : InternalError("test: no answer");
   return answer;
 }
 

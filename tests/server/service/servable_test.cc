@@ -8,14 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <thread>
 
-#include "server/service/inference_service.h"
-#include "server/servables/model_servable.h"
 #include "server/preprocess/preprocess.h"
+#include "server/servables/model_servable.h"
+#include "server/service/inference_service.h"
 #include "tests/models/repository/test_repository.h"
 #include "tests/server/servables/fashion_testdata.h"
 
@@ -327,9 +327,8 @@ TEST_F(ServableTest, NonFiniteTensorValuesAreInvalidArgument) {
     RunResult result;
     const Status status = RunSync(*lenet, request, &result);
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(status.message(),
-              std::string("items[1]: value 17 of the tensor is ") + (std::isnan(bad) ? "NaN" : "infinite") +
-                  ": tensor values must be finite");
+    EXPECT_EQ(status.message(), std::string("items[1]: value 17 of the tensor is ") +
+                                    (std::isnan(bad) ? "NaN" : "infinite") + ": tensor values must be finite");
   }
   EXPECT_EQ(lenet->Stats().execution_count, 0u);
 }

@@ -1,9 +1,7 @@
-// The native Classify path (ClassifyNative, native metadata) over the real InferenceService, without gRPC: the real default repository (the trained LeNet-5), real Fashion-MNIST
-// PNG/JPEG files from the fixture, real engine sessions and batchers. Accuracy, equality with the engine run
-// directly on the training input, request splitting and order, the error catalogue, queue-full, broken models,
-// versions, concurrency and draining on shutdown.
-#include "server/transport/native_request.h"
-
+// The native Classify path (ClassifyNative, native metadata) over the real InferenceService, without gRPC: the
+// real default repository (the trained LeNet-5), real Fashion-MNIST PNG/JPEG files from the fixture, real engine
+// sessions and batchers. Accuracy, equality with the engine run directly on the training input, request splitting
+// and order, the error catalogue, queue-full, broken models, versions, concurrency and draining on shutdown.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,6 +18,7 @@
 #include "server/servables/classification.h"
 #include "server/service/inference_service.h"
 #include "server/transport/native_metadata.h"
+#include "server/transport/native_request.h"
 #include "tests/models/repository/test_repository.h"
 #include "tests/server/servables/fashion_testdata.h"
 

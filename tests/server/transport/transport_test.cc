@@ -106,10 +106,11 @@ class FakeInferenceService final : public InferenceService {
     }
     const int delay_ms = model.rfind("delay:", 0) == 0 ? std::stoi(model.substr(6)) : 0;
     std::lock_guard<std::mutex> lock(mu_);
-    threads_.emplace_back([delay_ms, cancelled = std::move(request.cancelled), finish = std::move(finish)]() mutable {
-      std::this_thread::sleep_for(milliseconds(delay_ms));
-      finish(cancelled && cancelled() ? CancelledError("cancelled") : OkStatus());
-    });
+    threads_.emplace_back(
+        [delay_ms, cancelled = std::move(request.cancelled), finish = std::move(finish)]() mutable {
+          std::this_thread::sleep_for(milliseconds(delay_ms));
+          finish(cancelled && cancelled() ? CancelledError("cancelled") : OkStatus());
+        });
   }
 
   std::vector<ModelSummary> Models() const override {
