@@ -27,13 +27,13 @@ RUN apt-get update -q \
       build-essential cmake ninja-build pkg-config ccache ca-certificates \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev openssl \
       libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libgmock-dev libonnx-dev \
-      ocl-icd-opencl-dev opencl-headers prometheus-cpp-dev \
+      ocl-icd-opencl-dev opencl-headers prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/*
 
 # The unit tests run here: every GoogleTest binary that needs neither the model zoo (make zoo, PyTorch) nor
 # Fashion-MNIST test images written by PyTorch nor ONNX's test data nor a live server: about 10 s on 2 cores.
-# Left out: inference_test (Fashion-MNIST fixture), onnx_node_test and ops_onnx_node_test (libonnx-testdata),
-# integration_* (live servers, Python clients), the cnnbench parity tests (the zoo).
+# Left out: servables_test, service_test and native_classify_test (Fashion-MNIST fixture), onnx_node_test
+# (libonnx-testdata), integration_* (live servers, Python clients), the cnnbench parity tests (the zoo).
 # `make test` runs all of them.
 ARG UNIT_TESTS="batching_test preprocess_test transport_test auth_test repository_test onnx_importer_test graph_test \
 ops_shape_inference_test ops_reference_kernel_test ops_registry_test ops_robustness_test \
@@ -94,12 +94,12 @@ COPY deploy/container/healthcheck.sh /usr/local/bin/cnnserve-healthcheck
 COPY --from=builder /out/models/ /models/
 
 LABEL org.opencontainers.image.title="cnnserve" \
-      org.opencontainers.image.description="gRPC image-classification inference server (oneDNN, OpenCV)"
+      org.opencontainers.image.description="gRPC and HTTP image-classification inference server (oneDNN, OpenCV)"
 # OpenCV reads its decoder cap only from the start-up environment: the same as cnnserve's --max-pixels default
 # (cnnserve checks the declared size itself before decoding; this is the second line).
 ENV OPENCV_IO_MAX_IMAGE_PIXELS=40000000 \
     CNNSERVE_MODEL_REPOSITORY=/models
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 USER 10001:10001
 WORKDIR /
 # Kept with `--format docker` (OCI images have no HEALTHCHECK). `cnnserve --health-probe 127.0.0.1:8001`, with
