@@ -3,6 +3,7 @@
 # (cnnserve keeps the last occurrence of a flag, so e.g. `--address 0.0.0.0:9001` overrides the default):
 #   --model-repository $CNNSERVE_MODEL_REPOSITORY (/models; mount another repository there)
 #   --address $CNNSERVE_ADDRESS (0.0.0.0:8001)   --metrics-address $CNNSERVE_METRICS_ADDRESS (0.0.0.0:8002)
+#   --http-address $CNNSERVE_HTTP_ADDRESS (0.0.0.0:8000; KServe v2 REST, /v1 JSON and the playground)
 # and, when the variable is set and not empty (files mounted into the container, e.g. compose/podman secrets):
 #   --tls-cert $CNNSERVE_TLS_CERT  --tls-key $CNNSERVE_TLS_KEY  --tls-client-ca $CNNSERVE_TLS_CLIENT_CA
 #   --auth-token-file $CNNSERVE_AUTH_TOKEN_FILE  --model-control-mode $CNNSERVE_MODEL_CONTROL_MODE
@@ -22,4 +23,5 @@ fi
 [ -z "${CNNSERVE_MODEL_CONTROL_MODE:-}" ] || set -- --model-control-mode "$CNNSERVE_MODEL_CONTROL_MODE" "$@"
 exec cnnserve --model-repository "${CNNSERVE_MODEL_REPOSITORY:-/models}" \
   --address "${CNNSERVE_ADDRESS:-0.0.0.0:8001}" \
-  --metrics-address "${CNNSERVE_METRICS_ADDRESS:-0.0.0.0:8002}" "$@"
+  --metrics-address "${CNNSERVE_METRICS_ADDRESS:-0.0.0.0:8002}" \
+  --http-address "${CNNSERVE_HTTP_ADDRESS:-0.0.0.0:8000}" "$@"

@@ -79,6 +79,7 @@ user = re.findall(r"^USER (\S+)", runtime_stage, re.M)
 image_uid = int(user[-1].split(":")[0]) if user else 0
 grpc_port = int(re.search(r'CNNSERVE_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
 metrics_port = int(re.search(r'CNNSERVE_METRICS_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
+http_port = int(re.search(r'CNNSERVE_HTTP_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
 known_flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", usage))  # listed, or named in the text (--tls-ca)
 default_drain_s = float(re.search(r"--drain-timeout-s SECONDS .*\(default ([0-9.]+)\)", usage).group(1))
 healthcheck_sh = read("deploy/container/healthcheck.sh")
@@ -86,9 +87,9 @@ expected_image = "%s:%s" % (IMAGE_REPOSITORY, version)
 
 group("Dockerfile/entrypoint")
 check(image_uid != 0, "Dockerfile: the runtime stage must end with USER <non-zero uid> (found %s)" % user)
-check(grpc_port in exposed and metrics_port in exposed,
-      "Dockerfile EXPOSE %s must include the entrypoint's gRPC port %d and metrics port %d"
-      % (sorted(exposed), grpc_port, metrics_port))
+check(grpc_port in exposed and metrics_port in exposed and http_port in exposed,
+      "Dockerfile EXPOSE %s must include the entrypoint's gRPC port %d, metrics port %d and HTTP port %d"
+      % (sorted(exposed), grpc_port, metrics_port, http_port))
 check(re.search(r'^HEALTHCHECK .*\n?.*CMD \["cnnserve-healthcheck"\]', runtime_stage, re.M) and
       "COPY deploy/container/healthcheck.sh /usr/local/bin/cnnserve-healthcheck" in runtime_stage,
       "Dockerfile HEALTHCHECK must run deploy/container/healthcheck.sh as cnnserve-healthcheck")
@@ -283,6 +284,8 @@ if server:
           % (grpc_port, ports.get("grpc")))
     check(ports.get("metrics") == metrics_port, "container port metrics must be %d, is %s"
           % (metrics_port, ports.get("metrics")))
+    check(ports.get("http") in (None, http_port), "container port http must be %d (the image's --http-address), is %s"
+          % (http_port, ports.get("http")))
     check(set(ports.values()) <= exposed, "container ports %s not all EXPOSEd by the Dockerfile %s"
           % (sorted(ports.values()), sorted(exposed)))
     args = server.get("args", [])
@@ -420,7 +423,8 @@ if check(len(policies) == 1, "need one NetworkPolicy selecting the cnnserve pods
     admitted = admitted_ports(policy)
     check(grpc_port in admitted, "the NetworkPolicy must admit the gRPC port %d" % grpc_port)
     for port in admitted:
-        check(port in (grpc_port, metrics_port), "the NetworkPolicy admits port %s, which clients do not need" % port)
+        check(port in (grpc_port, http_port, metrics_port),
+              "the NetworkPolicy admits port %s, which clients do not need" % port)
     for rule in admitted.get(metrics_port, []):
         check(only_from_namespace(rule, options.monitoring_namespace),
               "the NetworkPolicy must admit the metrics port %d only from the namespace %s (namespaceSelector "
