@@ -19,6 +19,8 @@ namespace cnnserve {
 
 // How many bytes of a quoted text a message shows by default.
 inline constexpr size_t kDefaultQuotedMaxBytes = 64;
+// For a file path, which is longer than a name but still bounded.
+inline constexpr size_t kMaxQuotedPathBytes = 1024;
 
 // `text` quoted for a message, as described above.
 std::string Quoted(std::string_view text, size_t max_bytes = kDefaultQuotedMaxBytes);

@@ -59,7 +59,6 @@ constexpr int kReconnectBackoffMs = 50;
 constexpr double kMinTimeoutSeconds = 0.001;
 constexpr double kMaxTimeoutSeconds = kSecondsPerDay;
 constexpr int kMaxBatch = 1 << 20;
-constexpr size_t kMaxPathBytes = 1024;  // of a file name quoted in a message
 constexpr int64_t kMaxVersion = std::numeric_limits<int64_t>::max();
 
 constexpr char kSynopsis[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] [security flags] COMMAND [ARGS]
@@ -197,7 +196,7 @@ int Classify(Client& client, std::span<const std::string> args) {
   if (files.empty()) return UsageError("classify: no FILE given");
   std::vector<std::string> contents(files.size());
   for (size_t i = 0; i < files.size(); ++i) {
-    if (!ReadFile(files[i], &contents[i])) return UsageError("cannot read " + Quoted(files[i], kMaxPathBytes));
+    if (!ReadFile(files[i], &contents[i])) return UsageError("cannot read " + Quoted(files[i], kMaxQuotedPathBytes));
   }
   if (!client.Connect()) return kExitRpcFailed;
 

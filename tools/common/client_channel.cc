@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/common/units.h"
+
 namespace cnnserve::tools {
 namespace {
 
@@ -18,7 +20,7 @@ constexpr char kAuthorizationKey[] = "authorization";
 constexpr char kBearerPrefix[] = "Bearer ";
 constexpr char kPemBegin[] = "-----BEGIN ";
 // Larger "PEM files" are not certificates or keys (a CA bundle is a few hundred KiB).
-constexpr std::streamsize kMaxPemFileBytes = 16 << 20;
+constexpr std::streamsize kMaxPemFileBytes = 16 * kBytesPerMiB;
 // The open, always-present method asked when a connection fails, to learn why.
 constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 constexpr auto kFailureReasonTimeout = std::chrono::seconds(1);
