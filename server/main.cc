@@ -22,14 +22,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <optional>
 #include <set>
@@ -41,6 +39,9 @@
 #include <vector>
 
 #include "engine/backend/dnnl/dnnl_backend.h"
+#include "engine/common/flags.h"
+#include "engine/common/strings.h"
+#include "engine/common/units.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/auth/authorizer.h"
 #include "server/http/http_server.h"
@@ -60,59 +61,22 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
-constexpr int64_t kBytesPerMiB = int64_t{1} << 20;
 constexpr int kMaxReceiveMessageMiB = 2047;  // gRPC takes an int number of bytes
 constexpr auto kHealthProbeTimeout = std::chrono::seconds(2);
 constexpr int kProbeReconnectBackoffMs = 50;
 constexpr int kHealthPollMillis = 200;  // how often readiness is copied to the health service
 constexpr int kMaxRepositoryPollSecs = 3600;
-constexpr int64_t kMillisPerSecond = 1000;
+constexpr int kMaxThreads = 4096;
+constexpr int64_t kMaxImagesPerRequest = 1'000'000;
+constexpr int64_t kMaxPixels = int64_t{1} << 40;
+constexpr int64_t kMaxDecodeMiB = int64_t{1} << 20;
+constexpr int kMaxInFlightPerStream = 65536;
+constexpr int64_t kMaxInFlight = 1'000'000;
+constexpr double kMaxDrainTimeoutSeconds = kSecondsPerDay;
+constexpr int kMaxPort = 65535;
 
-constexpr char kUsage[] = R"(usage: cnnserve [flags]
+constexpr char kSynopsis[] = R"(usage: cnnserve [flags]
        cnnserve --health-probe HOST:PORT [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
-
-  --model-repository DIR        model repository in Triton's layout (default: the project's models/repository)
-  --address HOST:PORT           where to listen (default 127.0.0.1:8001; port 0 picks a free port)
-  --http-address HOST:PORT      HTTP/1.1: KServe v2 REST, /v1 JSON and the playground at / (default
-                                127.0.0.1:8000; port 0 picks a free port; "none" disables). When the default
-                                address is taken the server runs without HTTP (a warning); an address given here
-                                must bind. Same limits, tokens and TLS files as gRPC
-  --metrics-address HOST:PORT   Prometheus metrics at http://HOST:PORT/metrics (default 127.0.0.1:8002; port 0
-                                picks a free port; "none" disables). When the default address is taken the
-                                server runs without metrics (a warning); an address given here must bind
-  --threads N                   cores shared by the model instances (default 0: all)
-  --log-level LEVEL             trace, debug, info, warn, error, critical or off (default info)
-  --max-receive-message-mb N    larger gRPC messages get RESOURCE_EXHAUSTED (default 64)
-  --max-images-per-request N    more inputs in one request get INVALID_ARGUMENT (default 256)
-  --max-pixels N                largest declared width*height of an image (default 40000000)
-  --max-decoded-image-mb N      most memory one image may take to decode: pixels x channels x bytes per sample,
-                                plus the copy without alpha (default 256); larger images get INVALID_ARGUMENT
-  --max-decode-memory-mb N      most memory all images being decoded may hold at once (default 512); an image
-                                that does not fit now gets UNAVAILABLE (retry)
-  --max-in-flight-per-stream N  requests of one ClassifyStream / ModelStreamInfer running at once (default 16)
-  --max-in-flight N             requests the server works on at once, every client and model together (default
-                                1024; 0: no limit); one more gets UNAVAILABLE "server busy" before any work
-  --default-timeout-s SECONDS   the deadline of a request that comes without one (default 60; 0: none)
-  --drain-timeout-s SECONDS     on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)
-  --tls-cert FILE               serve gRPC and HTTP over TLS with this PEM certificate chain (needs --tls-key)
-  --tls-key FILE                the PEM private key of --tls-cert (unencrypted)
-  --tls-client-ca FILE          require client certificates signed by this PEM CA (mTLS; needs --tls-cert)
-  --auth-token-file FILE        require 'authorization: Bearer TOKEN' with a token of FILE that has the RPC's
-                                scope; lines 'TOKEN SCOPE[,SCOPE...]' or 'sha256:HEX SCOPE...', scopes infer,
-                                metadata, statistics, model-control, all (health, ServerLive, ServerReady open)
-  --model-control-mode MODE     none: serve the models found at start-up, refuse load/unload RPCs (default);
-                                explicit: load/unload RPCs change the served models; poll: follow the repository
-                                folder (new, changed, removed models and versions), refuse load/unload RPCs
-  --repository-poll-secs N      poll mode: seconds between scans of the repository (default 5, 1 to 3600)
-  --strict-readiness BOOL       true: ready (health SERVING, ServerReady) only while every model of the
-                                repository is ready; false: ready once started (default true)
-  --health-probe HOST:PORT      client mode: exit 0 when that server's overall health is SERVING, else 1.
-                                Plaintext unless a TLS flag is given: --tls-ca FILE verifies the server against
-                                that PEM CA (default: the system's roots), --tls-cert/--tls-key are then the
-                                client certificate (for a server with --tls-client-ca), --tls-server-name NAME the
-                                name the server's certificate must carry when HOST is not in it. No token: the
-                                health service is always open
-  --help                        this text
 )";
 
 struct Flags {
@@ -142,29 +106,24 @@ struct Flags {
   bool strict_readiness = true;
 };
 
-// Parses all of `text` as an integer in [min, max].
-template <typename T>
-std::optional<T> ParseInt(std::string_view text, T min, T max) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) return std::nullopt;
-  return value;
-}
-
-std::optional<double> ParseSeconds(std::string_view text) {
-  double value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) || value < 0 ||
-      value > 24 * 3600) {
-    return std::nullopt;
-  }
-  return value;
-}
-
 bool IsHostPort(std::string_view address) {
   const size_t colon = address.rfind(':');
   return colon != std::string_view::npos && colon > 0 &&
-         ParseInt<int>(address.substr(colon + 1), 0, 65535).has_value();
+         ParseInteger<int>(address.substr(colon + 1), 0, kMaxPort).ok();
+}
+
+// A setter of a HOST:PORT flag; `none_clears`: "" and "none" store "" (no address).
+FlagSet::Setter HostPortSetter(std::string* out, bool none_clears) {
+  return [out, none_clears](std::string_view text) {
+    if (none_clears && (text.empty() || text == "none")) {
+      out->clear();
+    } else if (!IsHostPort(text)) {
+      return InvalidArgumentError(Quoted(text) + " is not HOST:PORT" + (none_clears ? " (or none)" : ""));
+    } else {
+      *out = std::string(text);
+    }
+    return OkStatus();
+  };
 }
 
 // The project's models/repository: beside the build tree's bin/ (build/bin/../../models/repository) when it
@@ -198,152 +157,123 @@ std::optional<int> CheckProbeFlags(Flags* flags) {
   return std::nullopt;
 }
 
+void AddServingFlags(FlagSet& flags, Flags* f) {
+  flags.NonEmptyString("--model-repository", &f->model_repository, "DIR",
+                       "model repository in Triton's layout (default: the project's models/repository)");
+  flags.Value("--address", "HOST:PORT", "where to listen (default 127.0.0.1:8001; port 0 picks a free port)",
+              HostPortSetter(&f->address, false));
+  flags.Value("--http-address", "HOST:PORT",
+              "HTTP/1.1: KServe v2 REST, /v1 JSON and the playground at / (default\n"
+              "127.0.0.1:8000; port 0 picks a free port; \"none\" disables). When the default\n"
+              "address is taken the server runs without HTTP (a warning); an address given here\n"
+              "must bind. Same limits, tokens and TLS files as gRPC",
+              [f, set = HostPortSetter(&f->http_address, true)](std::string_view text) {
+                f->http_address_given = true;
+                return set(text);
+              });
+  flags.Value("--metrics-address", "HOST:PORT",
+              "Prometheus metrics at http://HOST:PORT/metrics (default 127.0.0.1:8002; port 0\n"
+              "picks a free port; \"none\" disables). When the default address is taken the\n"
+              "server runs without metrics (a warning); an address given here must bind",
+              [f, set = HostPortSetter(&f->metrics_address, true)](std::string_view text) {
+                f->metrics_address_given = true;
+                return set(text);
+              });
+  flags.Integer<int>("--threads", &f->threads, 0, kMaxThreads, "N",
+                     "cores shared by the model instances (default 0: all)");
+  flags.Value("--log-level", "LEVEL", "trace, debug, info, warn, error, critical or off (default info)",
+              [f](std::string_view text) {
+                const spdlog::level::level_enum level = spdlog::level::from_str(std::string(text));
+                // from_str maps anything unknown to off: accept "off" only when spelled so.
+                if (level == spdlog::level::off && text != "off") {
+                  return InvalidArgumentError(Quoted(text) +
+                                              " is not one of trace, debug, info, warn, error, critical, off");
+                }
+                f->log_level = level;
+                return OkStatus();
+              });
+  flags.Value("--model-control-mode", "MODE",
+              "none: serve the models found at start-up, refuse load/unload RPCs (default);\n"
+              "explicit: load/unload RPCs change the served models; poll: follow the repository\n"
+              "folder (new, changed, removed models and versions), refuse load/unload RPCs",
+              [f](std::string_view text) {
+                const std::optional<ModelControlMode> mode = ParseModelControlMode(text);
+                if (!mode) return InvalidArgumentError(Quoted(text) + " is not one of none, explicit, poll");
+                f->model_control_mode = *mode;
+                return OkStatus();
+              });
+  flags.Integer<int>("--repository-poll-secs", &f->repository_poll_secs, 1, kMaxRepositoryPollSecs, "N",
+                     "poll mode: seconds between scans of the repository (default 5, 1 to 3600)");
+  flags.Bool("--strict-readiness", &f->strict_readiness, "BOOL",
+             "true: ready (health SERVING, ServerReady) only while every model of the\n"
+             "repository is ready; false: ready once started (default true)");
+}
+
+void AddLimitFlags(FlagSet& flags, Flags* f) {
+  flags.Integer<int>("--max-receive-message-mb", &f->max_receive_message_mb, 1, kMaxReceiveMessageMiB, "N",
+                     "larger gRPC messages get RESOURCE_EXHAUSTED (default 64)");
+  flags.Integer<int64_t>("--max-images-per-request", &f->max_images_per_request, 1, kMaxImagesPerRequest, "N",
+                         "more inputs in one request get INVALID_ARGUMENT (default 256)");
+  flags.Integer<int64_t>("--max-pixels", &f->max_pixels, 1, kMaxPixels, "N",
+                         "largest declared width*height of an image (default 40000000)");
+  flags.Integer<int64_t>("--max-decoded-image-mb", &f->max_decoded_image_mb, 1, kMaxDecodeMiB, "N",
+                         "most memory one image may take to decode: pixels x channels x bytes per sample,\n"
+                         "plus the copy without alpha (default 256); larger images get INVALID_ARGUMENT");
+  flags.Integer<int64_t>("--max-decode-memory-mb", &f->max_decode_memory_mb, 1, kMaxDecodeMiB, "N",
+                         "most memory all images being decoded may hold at once (default 512); an image\n"
+                         "that does not fit now gets UNAVAILABLE (retry)");
+  flags.Integer<int>("--max-in-flight-per-stream", &f->max_in_flight_per_stream, 1, kMaxInFlightPerStream, "N",
+                     "requests of one ClassifyStream / ModelStreamInfer running at once (default 16)");
+  flags.Integer<int64_t>("--max-in-flight", &f->max_in_flight, 0, kMaxInFlight, "N",
+                         "requests the server works on at once, every client and model together (default\n"
+                         "1024; 0: no limit); one more gets UNAVAILABLE \"server busy\" before any work");
+  flags.Double("--default-timeout-s", &f->default_timeout_s, 0, kMaxDrainTimeoutSeconds, "SECONDS",
+               "the deadline of a request that comes without one (default 60; 0: none)");
+  flags.Double("--drain-timeout-s", &f->drain_timeout_s, 0, kMaxDrainTimeoutSeconds, "SECONDS",
+               "on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)");
+}
+
+void AddSecurityFlags(FlagSet& flags, Flags* f) {
+  flags.NonEmptyString("--tls-cert", &f->tls.cert_file, "FILE",
+                       "serve gRPC and HTTP over TLS with this PEM certificate chain (needs --tls-key)");
+  flags.NonEmptyString("--tls-key", &f->tls.key_file, "FILE", "the PEM private key of --tls-cert (unencrypted)");
+  flags.NonEmptyString("--tls-client-ca", &f->tls.client_ca_file, "FILE",
+                       "require client certificates signed by this PEM CA (mTLS; needs --tls-cert)");
+  flags.NonEmptyString("--auth-token-file", &f->auth_token_file, "FILE",
+                       "require 'authorization: Bearer TOKEN' with a token of FILE that has the RPC's\n"
+                       "scope; lines 'TOKEN SCOPE[,SCOPE...]' or 'sha256:HEX SCOPE...', scopes infer,\n"
+                       "metadata, statistics, model-control, all (health, ServerLive, ServerReady open)");
+  flags.Value("--health-probe", "HOST:PORT",
+              "client mode: exit 0 when that server's overall health is SERVING, else 1.\n"
+              "Plaintext unless a TLS flag is given: --tls-ca FILE verifies the server against\n"
+              "that PEM CA (default: the system's roots), --tls-cert/--tls-key are then the\n"
+              "client certificate (for a server with --tls-client-ca), --tls-server-name NAME the\n"
+              "name the server's certificate must carry when HOST is not in it. No token: the\n"
+              "health service is always open",
+              HostPortSetter(&f->health_probe, false));
+  // The probe's client flags, described by --health-probe.
+  for (const std::string_view name : {"--tls-ca", "--tls-server-name"}) {
+    flags.Value(std::string(name), "", "", [name, f](std::string_view text) {
+      if (text.empty()) return InvalidArgumentError("must not be empty");
+      return tools::SetClientSecurityFlag(name, text, &f->probe_security);
+    });
+  }
+}
+
 // Returns the exit code to use when parsing must stop (help or an error), nullopt to go on.
 std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return kExitOk;
-    }
-    std::string_view name = arg;
-    std::optional<std::string_view> value;
-    if (const size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    auto fail = [&](std::string_view why) {
-      std::fprintf(stderr, "cnnserve: %.*s: %.*s\n%s", static_cast<int>(name.size()), name.data(),
-                   static_cast<int>(why.size()), why.data(), "run 'cnnserve --help' for the flags\n");
-      return kExitUsage;
-    };
-    static constexpr std::string_view kKnown[] = {"--model-repository",
-                                                  "--address",
-                                                  "--metrics-address",
-                                                  "--http-address",
-                                                  "--threads",
-                                                  "--log-level",
-                                                  "--max-receive-message-mb",
-                                                  "--max-images-per-request",
-                                                  "--max-pixels",
-                                                  "--max-decoded-image-mb",
-                                                  "--max-decode-memory-mb",
-                                                  "--max-in-flight-per-stream",
-                                                  "--max-in-flight",
-                                                  "--default-timeout-s",
-                                                  "--drain-timeout-s",
-                                                  "--health-probe",
-                                                  "--tls-ca",
-                                                  "--tls-server-name",
-                                                  "--tls-cert",
-                                                  "--tls-key",
-                                                  "--tls-client-ca",
-                                                  "--auth-token-file",
-                                                  "--model-control-mode",
-                                                  "--repository-poll-secs",
-                                                  "--strict-readiness"};
-    bool known = false;
-    for (std::string_view k : kKnown) known = known || name == k;
-    if (!known) return fail("unknown flag");
-    if (!value) {
-      if (i + 1 >= args.size()) return fail("needs a value");
-      value = args[++i];
-    }
-    const std::string_view v = *value;
-    if (name == "--model-repository") {
-      if (v.empty()) return fail("must not be empty");
-      flags->model_repository = std::string(v);
-    } else if (name == "--address") {
-      if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
-      flags->address = std::string(v);
-    } else if (name == "--http-address") {
-      if (v == "none") {
-        flags->http_address.clear();
-      } else {
-        if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT or none");
-        flags->http_address = std::string(v);
-      }
-      flags->http_address_given = true;
-    } else if (name == "--metrics-address") {
-      if (v.empty() || v == "none") {
-        flags->metrics_address.clear();
-      } else if (!IsHostPort(v)) {
-        return fail("'" + std::string(v) + "' is not HOST:PORT (or none)");
-      } else {
-        flags->metrics_address = std::string(v);
-      }
-      flags->metrics_address_given = true;
-    } else if (name == "--health-probe") {
-      if (!IsHostPort(v)) return fail("'" + std::string(v) + "' is not HOST:PORT");
-      flags->health_probe = std::string(v);
-    } else if (name == "--threads") {
-      const auto n = ParseInt<int>(v, 0, 4096);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [0, 4096]");
-      flags->threads = *n;
-    } else if (name == "--log-level") {
-      const spdlog::level::level_enum level = spdlog::level::from_str(std::string(v));
-      // from_str maps anything unknown to off: accept "off" only when spelled so.
-      if (level == spdlog::level::off && v != "off") {
-        return fail("'" + std::string(v) + "' is not one of trace, debug, info, warn, error, critical, off");
-      }
-      flags->log_level = level;
-    } else if (name == "--max-receive-message-mb") {
-      const auto n = ParseInt<int>(v, 1, kMaxReceiveMessageMiB);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 2047]");
-      flags->max_receive_message_mb = *n;
-    } else if (name == "--max-images-per-request") {
-      const auto n = ParseInt<int64_t>(v, 1, 1'000'000);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 1000000]");
-      flags->max_images_per_request = *n;
-    } else if (name == "--max-pixels") {
-      const auto n = ParseInt<int64_t>(v, 1, int64_t{1} << 40);
-      if (!n) return fail("'" + std::string(v) + "' is not a positive integer");
-      flags->max_pixels = *n;
-    } else if (name == "--max-decoded-image-mb" || name == "--max-decode-memory-mb") {
-      const auto n = ParseInt<int64_t>(v, 1, int64_t{1} << 20);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 1048576]");
-      (name == "--max-decoded-image-mb" ? flags->max_decoded_image_mb : flags->max_decode_memory_mb) = *n;
-    } else if (name == "--max-in-flight-per-stream") {
-      const auto n = ParseInt<int>(v, 1, 65536);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 65536]");
-      flags->max_in_flight_per_stream = *n;
-    } else if (name == "--max-in-flight") {
-      const auto n = ParseInt<int64_t>(v, 0, 1'000'000);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [0, 1000000]");
-      flags->max_in_flight = *n;
-    } else if (name == "--default-timeout-s") {
-      const auto s = ParseSeconds(v);
-      if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
-      flags->default_timeout_s = *s;
-    } else if (name == "--drain-timeout-s") {
-      const auto s = ParseSeconds(v);
-      if (!s) return fail("'" + std::string(v) + "' is not a number of seconds in [0, 86400]");
-      flags->drain_timeout_s = *s;
-    } else if (name == "--model-control-mode") {
-      const std::optional<ModelControlMode> mode = ParseModelControlMode(v);
-      if (!mode) return fail("'" + std::string(v) + "' is not one of none, explicit, poll");
-      flags->model_control_mode = *mode;
-    } else if (name == "--repository-poll-secs") {
-      const auto n = ParseInt<int>(v, 1, kMaxRepositoryPollSecs);
-      if (!n) return fail("'" + std::string(v) + "' is not an integer in [1, 3600]");
-      flags->repository_poll_secs = *n;
-    } else if (name == "--strict-readiness") {
-      if (v != "true" && v != "false") return fail("'" + std::string(v) + "' is not true or false");
-      flags->strict_readiness = v == "true";
-    } else if (v.empty()) {  // the file flags below
-      return fail("must not be empty");
-    } else if (name == "--tls-cert") {
-      flags->tls.cert_file = std::string(v);
-    } else if (name == "--tls-key") {
-      flags->tls.key_file = std::string(v);
-    } else if (name == "--tls-client-ca") {
-      flags->tls.client_ca_file = std::string(v);
-    } else if (name == "--tls-ca" || name == "--tls-server-name") {
-      (void)tools::SetClientSecurityFlag(name, v, &flags->probe_security);  // v is not empty: cannot fail
-    } else if (name == "--auth-token-file") {
-      flags->auth_token_file = std::string(v);
-    }
+  FlagSet flag_set(kSynopsis);
+  AddServingFlags(flag_set, flags);
+  AddLimitFlags(flag_set, flags);
+  AddSecurityFlags(flag_set, flags);
+  const Status status = flag_set.Parse(argc, argv);
+  if (flag_set.help_requested()) {
+    std::fputs(flag_set.Usage().c_str(), stdout);
+    return kExitOk;
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "cnnserve: %s\nrun 'cnnserve --help' for the flags\n", status.message().c_str());
+    return kExitUsage;
   }
   if (const std::optional<int> exit_code = CheckProbeFlags(flags)) return *exit_code;
   if (flags->tls.enabled() && (flags->tls.cert_file.empty() || flags->tls.key_file.empty())) {
@@ -506,7 +436,7 @@ int Serve(const Flags& flags) {
   options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
   options.strict_readiness = flags.strict_readiness;
   options.max_in_flight = flags.max_in_flight;
-  options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * 1e6));
+  options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * kMicrosPerSecond));
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {
     spdlog::critical("cannot start: {}", inference.status().ToString());
@@ -570,7 +500,7 @@ int Serve(const Flags& flags) {
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
 
-  const timespec poll = {0, kHealthPollMillis * 1'000'000L};
+  const timespec poll = {0, kHealthPollMillis * kNanosPerMilli};
   int signal_number = -1;
   while (signal_number < 0) {
     siginfo_t info;
@@ -587,7 +517,7 @@ int Serve(const Flags& flags) {
   }
   spdlog::info("received {}: draining for up to {} s", strsignal(signal_number), flags.drain_timeout_s);
   const int64_t drain_deadline_us =
-      SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * 1e6));
+      SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * kMicrosPerSecond));
   // HTTP first: it stops accepting and finishes the requests it is serving (the drain below covers them).
   if (*http_server != nullptr) (*http_server)->Shutdown();
   (void)(*server)->Shutdown(drain_deadline_us);  // logs a drain that ran out of time

@@ -12,10 +12,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "engine/common/flags.h"
+#include "engine/common/strings.h"
+#include "engine/common/units.h"
 #include "engine/graph/inspect.h"
 #include "engine/runtime/model.h"
 #include "engine/tensor/npy.h"
@@ -24,7 +29,7 @@
 namespace cnnserve {
 namespace {
 
-constexpr char kUsage[] =
+constexpr char kSynopsis[] =
     "usage:\n"
     "  cnnbench inspect MODEL.onnx [--json]\n"
     "  cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R] [--warmup-runs 3]\n"
@@ -32,6 +37,18 @@ constexpr char kUsage[] =
     "  cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol 1e-4] [--atol 1e-5]\n"
     "                          [--backend dnnl|reference] [--threads N] [--no-winograd]\n"
     "Winograd convolutions are allowed by default (--winograd is accepted and changes nothing).\n";
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;  // run: an error; verify: the outputs differ
+constexpr int kExitUsage = 2;   // bad command line (verify: also any error)
+constexpr int kMaxThreads = 1024;
+constexpr int64_t kMaxBatch = 4096;
+constexpr int64_t kMaxRepeats = 1000;
+constexpr int64_t kMaxFcBlockedMinBatch = int64_t{1} << 30;
+constexpr double kMaxSeconds = kSecondsPerDay;
+constexpr double kMaxTolerance = 1e6;
+constexpr double kMinWarmupMillis = 500;  // warm-up lasts at least this long
+constexpr size_t kTopK = 5;
 
 using Clock = std::chrono::steady_clock;
 
@@ -42,84 +59,55 @@ double MsSince(Clock::time_point t0) {
 double PeakRssMb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+  return static_cast<double>(usage.ru_maxrss) / kKiBPerMiB;  // ru_maxrss is in KiB on Linux
 }
 
-// Parsed command line: positional arguments and --flag [value] pairs.
+// The command line: the command and the model (positional), and every command's flags.
 struct Args {
   std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;
+  std::set<std::string, std::less<>> given;  // the flags given
+  ModelOptions model;                        // --backend, --threads, --no-winograd, --fc-blocked-min-batch
+  std::vector<int64_t> batches = {1, 8, 32};
+  double seconds = 3;
+  int64_t repeats = 5;
+  int64_t warmup_runs = 3;
+  std::string input;
+  std::string expect;
+  double rtol = 1e-4;
+  double atol = 1e-5;
+  bool json = false;
 
-  bool Has(const std::string& f) const { return flags.count(f) != 0; }
-  std::string Get(const std::string& f, const std::string& def) const {
-    auto it = flags.find(f);
-    return it == flags.end() ? def : it->second;
-  }
+  bool Has(std::string_view flag) const { return given.count(flag) != 0; }
 };
 
-const std::vector<std::string> kBoolFlags = {"--json", "--winograd", "--no-winograd", "--help"};
-
-StatusOr<Args> ParseArgs(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) == 0) {
-      if (std::find(kBoolFlags.begin(), kBoolFlags.end(), a) != kBoolFlags.end()) {
-        args.flags[a] = "1";
-      } else if (i + 1 < argc) {
-        args.flags[a] = argv[++i];
-      } else {
-        return InvalidArgumentError("flag " + a + " needs a value");
-      }
-    } else {
-      args.positional.push_back(a);
-    }
-  }
-  return args;
-}
-
-StatusOr<double> ParseDouble(const std::string& flag, const std::string& text) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || !std::isfinite(v)) {
-    return InvalidArgumentError(flag + ": '" + text + "' is not a number");
-  }
-  return v;
-}
-
-StatusOr<int64_t> ParseInt(const std::string& flag, const std::string& text, int64_t min, int64_t max) {
-  char* end = nullptr;
-  long long v = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < min || v > max) {
-    return InvalidArgumentError(flag + ": '" + text + "' is not an integer in [" + std::to_string(min) + ", " +
-                                std::to_string(max) + "]");
-  }
-  return static_cast<int64_t>(v);
-}
-
-StatusOr<std::vector<int64_t>> ParseIntList(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    CNN_ASSIGN_OR_RETURN(int64_t v, ParseInt(flag, item, 1, 4096));
-    out.push_back(v);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-StatusOr<ModelOptions> ModelOptionsFrom(const Args& args) {
-  ModelOptions options;
-  options.backend = args.Get("--backend", "dnnl");
-  CNN_ASSIGN_OR_RETURN(int64_t threads, ParseInt("--threads", args.Get("--threads", "0"), 0, 1024));
-  options.num_threads = static_cast<int>(threads);
-  options.allow_winograd = !args.Has("--no-winograd");
-  CNN_ASSIGN_OR_RETURN(options.fc_blocked_weights_min_batch,
-                       ParseInt("--fc-blocked-min-batch", args.Get("--fc-blocked-min-batch", "8"), 1, 1 << 30));
-  return options;
+// The flags of all commands (Main checks which a command takes).
+void AddFlags(FlagSet& flags, Args* args) {
+  ModelOptions& model = args->model;
+  flags.String("--backend", &model.backend, "NAME", "dnnl (default) or reference");
+  flags.Integer<int>("--threads", &model.num_threads, 0, kMaxThreads, "N", "threads of one run (default 0: all)");
+  flags.Switch(
+      "--winograd", [] {}, "allow Winograd convolutions (the default)");
+  flags.Switch(
+      "--no-winograd", [&model] { model.allow_winograd = false; }, "direct convolutions only");
+  flags.Integer<int64_t>("--fc-blocked-min-batch", &model.fc_blocked_weights_min_batch, 1, kMaxFcBlockedMinBatch,
+                         "B", "smallest batch whose FC layers get blocked weights (default 8)");
+  flags.Value("--batch", "1,8,32", "run: the batch sizes, one row each", [args](std::string_view text) {
+    StatusOr<std::vector<int64_t>> batches = ParseIntegerList<int64_t>(text, 1, kMaxBatch);
+    if (!batches.ok()) return batches.status();
+    args->batches = std::move(*batches);
+    return OkStatus();
+  });
+  flags.Double("--seconds", &args->seconds, 0, kMaxSeconds, "S", "run: measured seconds per batch (default 3)");
+  flags.Integer<int64_t>("--repeats", &args->repeats, 1, kMaxRepeats, "R",
+                         "run: throughput is the median of R slices of the runs (default 5)");
+  flags.Integer<int64_t>("--warmup-runs", &args->warmup_runs, 1, kMaxRepeats, "W",
+                         "run: unmeasured runs first (default 3, and at least 0.5 s)");
+  flags.String("--input", &args->input, "X.npy", "verify: the input tensor");
+  flags.String("--expect", &args->expect, "Y.npy", "verify: the expected output");
+  flags.Double("--rtol", &args->rtol, 0, kMaxTolerance, "R", "verify: relative tolerance (default 1e-4)");
+  flags.Double("--atol", &args->atol, 0, kMaxTolerance, "A", "verify: absolute tolerance (default 1e-5)");
+  flags.Switch("--json", &args->json, "inspect, run: print JSON");
+  flags.Positionals(&args->positional);
 }
 
 std::string ModelName(const std::string& path) { return std::filesystem::path(path).stem().string(); }
@@ -139,27 +127,25 @@ int Inspect(const Args& args) {
   auto graph = LoadOnnxGraph(args.positional[1]);
   if (!graph.ok()) {
     std::fprintf(stderr, "cnnbench: %s\n", graph.status().ToString().c_str());
-    return 1;
+    return kExitFailed;
   }
   GraphStats stats = ComputeGraphStats(**graph);
   if (stats.name.empty()) stats.name = ModelName(args.positional[1]);
-  if (args.Has("--json")) {
+  if (args.json) {
     std::printf("%s\n", FormatStatsJson(stats).c_str());
   } else {
     std::printf("%s", FormatStatsTable(stats).c_str());
   }
-  return 0;
+  return kExitOk;
 }
 
 Status Run(const Args& args) {
   const std::string path = args.positional[1];
-  CNN_ASSIGN_OR_RETURN(ModelOptions options, ModelOptionsFrom(args));
-  CNN_ASSIGN_OR_RETURN(std::vector<int64_t> batches, ParseIntList("--batch", args.Get("--batch", "1,8,32")));
-  CNN_ASSIGN_OR_RETURN(double seconds, ParseDouble("--seconds", args.Get("--seconds", "3")));
-  CNN_ASSIGN_OR_RETURN(int64_t repeats, ParseInt("--repeats", args.Get("--repeats", "5"), 1, 1000));
-  CNN_ASSIGN_OR_RETURN(int64_t warmup_runs, ParseInt("--warmup-runs", args.Get("--warmup-runs", "3"), 1, 1000));
-  if (seconds <= 0) return InvalidArgumentError("--seconds must be positive");
-  const bool json = args.Has("--json");
+  const ModelOptions& options = args.model;
+  const std::vector<int64_t>& batches = args.batches;
+  const int64_t repeats = args.repeats;
+  if (args.seconds <= 0) return InvalidArgumentError("--seconds must be positive");
+  const bool json = args.json;
 
   const auto t_load = Clock::now();
   CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Graph> graph, LoadOnnxGraph(path));
@@ -185,12 +171,13 @@ Status Run(const Args& args) {
 
     // Warm-up: at least --warmup-runs runs and 0.5 s (caches, page faults, OpenMP thread start).
     const auto t_warm = Clock::now();
-    for (int64_t i = 0; i < warmup_runs || MsSince(t_warm) < 500.0; ++i) {
+    for (int64_t i = 0; i < args.warmup_runs || MsSince(t_warm) < kMinWarmupMillis; ++i) {
       CNN_RETURN_IF_ERROR(session->Run(src.data(), batch, dst.data()));
     }
     std::vector<double> latencies;
     const auto t_measure = Clock::now();
-    while (MsSince(t_measure) < seconds * 1000.0 || static_cast<int64_t>(latencies.size()) < repeats) {
+    while (MsSince(t_measure) < args.seconds * kMillisPerSecond ||
+           static_cast<int64_t>(latencies.size()) < repeats) {
       const auto t = Clock::now();
       CNN_RETURN_IF_ERROR(session->Run(src.data(), batch, dst.data()));
       latencies.push_back(MsSince(t));
@@ -201,7 +188,7 @@ Status Run(const Args& args) {
     for (int64_t r = 0; r < repeats; ++r) {
       double ms = 0;
       for (size_t i = r * per_slice; i < (r + 1) * per_slice; ++i) ms += latencies[i];
-      rates.push_back(static_cast<double>(per_slice * batch) / (ms / 1000.0));
+      rates.push_back(static_cast<double>(per_slice * batch) / (ms / kMillisPerSecond));
     }
     const double ips = Median(rates);
     const double p50 = Percentile(latencies, 50), p90 = Percentile(latencies, 90), p99 = Percentile(latencies, 99);
@@ -237,23 +224,17 @@ std::vector<int64_t> TopK(const float* row, int64_t n, int64_t k) {
 int Verify(const Args& args) {
   auto fail = [](const Status& s) {
     std::fprintf(stderr, "cnnbench: %s\n", s.ToString().c_str());
-    return 2;
+    return kExitUsage;
   };
   if (!args.Has("--input") || !args.Has("--expect"))
     return fail(InvalidArgumentError("verify needs --input and --expect"));
-  auto options = ModelOptionsFrom(args);
-  if (!options.ok()) return fail(options.status());
-  auto rtol = ParseDouble("--rtol", args.Get("--rtol", "1e-4"));
-  auto atol = ParseDouble("--atol", args.Get("--atol", "1e-5"));
-  if (!rtol.ok()) return fail(rtol.status());
-  if (!atol.ok()) return fail(atol.status());
-  auto input = ReadNpy(args.Get("--input", ""));
+  auto input = ReadNpy(args.input);
   if (!input.ok()) return fail(input.status());
-  auto expect = ReadNpy(args.Get("--expect", ""));
+  auto expect = ReadNpy(args.expect);
   if (!expect.ok()) return fail(expect.status());
   auto graph = LoadOnnxGraph(args.positional[1]);
   if (!graph.ok()) return fail(graph.status());
-  auto model = Model::Create(*graph, *options);
+  auto model = Model::Create(*graph, args.model);
   if (!model.ok()) return fail(model.status());
   auto session = (*model)->NewSession();
   auto got = session->Run(*input);
@@ -267,32 +248,23 @@ int Verify(const Args& args) {
     max_diff = std::max(max_diff, static_cast<double>(std::fabs((*got)[i] - (*expect)[i])));
     max_ref = std::max(max_ref, static_cast<double>(std::fabs((*expect)[i])));
   }
-  const double tol = *rtol * max_ref + *atol;
+  const double tol = args.rtol * max_ref + args.atol;
   int64_t rows = expect->dims()[0];
   int64_t cols = expect->size() / rows;
   int64_t top5_same = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    top5_same += TopK(got->data() + r * cols, cols, 5) == TopK(expect->data() + r * cols, cols, 5);
+    top5_same += TopK(got->data() + r * cols, cols, kTopK) == TopK(expect->data() + r * cols, cols, kTopK);
   }
   const bool pass = max_diff <= tol && top5_same == rows;
   std::printf("%s: max_abs_diff=%.3g max_abs_ref=%.3g tolerance=%.3g top5_identical=%lld/%lld %s\n",
               ModelName(args.positional[1]).c_str(), max_diff, max_ref, tol, static_cast<long long>(top5_same),
               static_cast<long long>(rows), pass ? "PASS" : "FAIL");
-  return pass ? 0 : 1;
+  return pass ? kExitOk : kExitFailed;
 }
 
-int Main(int argc, char** argv) {
-  auto args = ParseArgs(argc, argv);
-  if (!args.ok()) {
-    std::fprintf(stderr, "cnnbench: %s\n%s", args.status().message().c_str(), kUsage);
-    return 2;
-  }
-  if (args->Has("--help") || args->positional.size() != 2) {
-    std::fprintf(args->Has("--help") ? stdout : stderr, "%s", kUsage);
-    return args->Has("--help") ? 0 : 2;
-  }
-  const std::string& command = args->positional[0];
-  const std::map<std::string, std::vector<std::string>> allowed = {
+// The flags each command takes.
+const std::map<std::string, std::vector<std::string>, std::less<>>& CommandFlags() {
+  static const auto* const kFlags = new std::map<std::string, std::vector<std::string>, std::less<>>{
       {"inspect", {"--json"}},
       {"run",
        {"--batch", "--threads", "--seconds", "--repeats", "--warmup-runs", "--backend", "--winograd",
@@ -301,26 +273,47 @@ int Main(int argc, char** argv) {
        {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd", "--no-winograd",
         "--fc-blocked-min-batch"}},
   };
-  if (auto it = allowed.find(command); it != allowed.end()) {
-    for (const auto& [flag, value] : args->flags) {
-      if (std::find(it->second.begin(), it->second.end(), flag) == it->second.end()) {
-        std::fprintf(stderr, "cnnbench: unknown flag %s for '%s'\n%s", flag.c_str(), command.c_str(), kUsage);
-        return 2;
-      }
+  return *kFlags;
+}
+
+// Parses argv into `args`; nullopt to go on, else the exit code (usage or the error printed).
+std::optional<int> ParseCommandLine(int argc, char** argv, Args* args) {
+  FlagSet flags(kSynopsis);
+  AddFlags(flags, args);
+  const Status status = flags.Parse(argc, argv);
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return kExitOk;
+  }
+  auto usage_error = [&](const std::string& message) {
+    std::fprintf(stderr, "cnnbench: %s\n%s", message.c_str(), flags.Usage().c_str());
+    return kExitUsage;
+  };
+  if (!status.ok()) return usage_error(status.message());
+  if (args->positional.size() != 2) return usage_error("expected COMMAND MODEL.onnx");
+  const std::string& command = args->positional[0];
+  const auto allowed = CommandFlags().find(command);
+  if (allowed == CommandFlags().end()) return usage_error("unknown command " + Quoted(command));
+  for (const std::string& flag : flags.given()) {
+    if (std::find(allowed->second.begin(), allowed->second.end(), flag) == allowed->second.end()) {
+      return usage_error(command + " does not take " + flag);
     }
   }
-  if (command == "inspect") return Inspect(*args);
-  if (command == "verify") return Verify(*args);
-  if (command == "run") {
-    Status s = Run(*args);
-    if (!s.ok()) {
-      std::fprintf(stderr, "cnnbench: %s\n", s.ToString().c_str());
-      return 1;
-    }
-    return 0;
+  args->given = flags.given();
+  return std::nullopt;
+}
+
+int Main(int argc, char** argv) {
+  Args args;
+  if (const std::optional<int> exit_code = ParseCommandLine(argc, argv, &args)) return *exit_code;
+  const std::string& command = args.positional[0];
+  if (command == "inspect") return Inspect(args);
+  if (command == "verify") return Verify(args);
+  if (const Status status = Run(args); !status.ok()) {
+    std::fprintf(stderr, "cnnbench: %s\n", status.ToString().c_str());
+    return kExitFailed;
   }
-  std::fprintf(stderr, "cnnbench: unknown command '%s'\n%s", command.c_str(), kUsage);
-  return 2;
+  return kExitOk;
 }
 
 }  // namespace

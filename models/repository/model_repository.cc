@@ -17,6 +17,7 @@
 #include <thread>
 #include <utility>
 
+#include "engine/common/strings.h"
 #include "models/onnx/onnx_importer.h"
 
 namespace cnnserve {
@@ -55,8 +56,6 @@ class ConfigErrorCollector final : public google::protobuf::io::ErrorCollector {
   std::string errors_;
   int count_ = 0;
 };
-
-std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 std::string FloatString(float v) {
   std::ostringstream out;
@@ -101,7 +100,6 @@ StatusOr<std::string> ReadSmallFile(const std::string& path, int64_t max_bytes) 
   if (static_cast<uintmax_t>(in.gcount()) != size) return InvalidArgumentError(path + ": short read");
   return bytes;
 }
-
 
 std::vector<int64_t> FindVersionFolders(const fs::path& directory) {
   std::vector<int64_t> versions;

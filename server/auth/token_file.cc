@@ -10,12 +10,14 @@
 #include <optional>
 #include <system_error>
 
+#include "engine/common/units.h"
+
 namespace cnnserve::auth {
 namespace {
 
 constexpr std::string_view kSha256Prefix = "sha256:";
 constexpr size_t kMaxTokenChars = 4096;
-constexpr std::streamsize kMaxFileBytes = std::streamsize{1} << 20;
+constexpr std::streamsize kMaxFileBytes = kBytesPerMiB;
 constexpr std::string_view kWhitespace = " \t";
 
 bool IsVisibleAscii(char c) { return c > ' ' && c < 0x7f; }

@@ -2,12 +2,14 @@
 
 #include <chrono>
 
+#include "engine/common/units.h"
+
 namespace cnnserve {
 namespace {
 
 // Waits longer than this are split (the caller loops), which keeps the conversion to the condition variable's
 // nanosecond clock far from overflow.
-constexpr int64_t kMaxSingleWaitUs = int64_t{3600} * 1000 * 1000;
+constexpr int64_t kMaxSingleWaitUs = kSecondsPerHour * kMicrosPerSecond;
 
 class RealClock final : public Clock {
  public:

@@ -7,6 +7,7 @@
 #include <exception>
 #include <utility>
 
+#include "engine/common/strings.h"
 #include "server/metrics/metric_families.h"
 
 namespace cnnserve {
@@ -36,10 +37,10 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const MetricsServ
   if (!provider) return InvalidArgumentError("MetricsServer: the statistics provider is null");
   const size_t colon = options.address.rfind(':');
   if (options.address.empty() || colon == std::string::npos || colon == 0 || colon + 1 == options.address.size()) {
-    return InvalidArgumentError("MetricsServer: address '" + options.address + "' is not HOST:PORT");
+    return InvalidArgumentError("MetricsServer: address " + Quoted(options.address) + " is not HOST:PORT");
   }
   if (options.path.empty() || options.path.front() != '/') {
-    return InvalidArgumentError("MetricsServer: path '" + options.path + "' does not start with '/'");
+    return InvalidArgumentError("MetricsServer: path " + Quoted(options.path) + " does not start with '/'");
   }
   if (options.num_threads < 1) {
     return InvalidArgumentError("MetricsServer: num_threads " + std::to_string(options.num_threads) +
@@ -59,11 +60,11 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const MetricsServ
         "listening_ports", options.address, "num_threads", std::to_string(options.num_threads),
         "request_timeout_ms", std::to_string(options.request_timeout_ms), "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
-    return UnavailableError("MetricsServer: cannot listen on '" + options.address + "': " + e.what());
+    return UnavailableError("MetricsServer: cannot listen on " + Quoted(options.address) + ": " + e.what());
   }
   const std::vector<int> ports = server->exposer_->GetListeningPorts();
   if (ports.empty() || ports.front() <= 0) {
-    return UnavailableError("MetricsServer: listening on '" + options.address + "' reported no port");
+    return UnavailableError("MetricsServer: listening on " + Quoted(options.address) + " reported no port");
   }
   server->port_ = ports.front();
   server->address_ = WithPort(options.address, server->port_);

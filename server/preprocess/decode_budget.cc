@@ -4,10 +4,10 @@
 #include <string>
 #include <utility>
 
+#include "engine/common/units.h"
+
 namespace cnnserve {
 namespace {
-
-constexpr int64_t kBytesPerMiB = int64_t{1} << 20;
 
 std::string MiB(int64_t bytes) { return std::to_string((bytes + kBytesPerMiB - 1) / kBytesPerMiB) + " MiB"; }
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "engine/common/strings.h"
+
 namespace cnnserve {
 namespace {
 
@@ -16,13 +18,8 @@ using google::protobuf::FileDescriptor;
 using grpc::reflection::v1alpha::ServerReflectionRequest;
 using grpc::reflection::v1alpha::ServerReflectionResponse;
 
-constexpr size_t kMaxQuotedChars = 200;
-
-// 'name' for a message, cut to a bounded length (names come from the client).
-std::string Quoted(const std::string& name) {
-  if (name.size() <= kMaxQuotedChars) return "'" + name + "'";
-  return "'" + name.substr(0, kMaxQuotedChars) + "...'";
-}
+// Names come from the client: a message quotes at most this many bytes of one (engine/common/strings.h).
+constexpr size_t kMaxQuotedNameBytes = 200;
 
 void SetError(grpc::StatusCode code, const std::string& message, ServerReflectionResponse* response) {
   response->mutable_error_response()->set_error_code(static_cast<int32_t>(code));
@@ -103,12 +100,12 @@ ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest
       }
       break;
     case ServerReflectionRequest::kFileByFilename:
-      AnswerFile(pool->FindFileByName(request.file_by_filename()), "file " + Quoted(request.file_by_filename()),
-                 sent_files, &response);
+      AnswerFile(pool->FindFileByName(request.file_by_filename()),
+                 "file " + Quoted(request.file_by_filename(), kMaxQuotedNameBytes), sent_files, &response);
       break;
     case ServerReflectionRequest::kFileContainingSymbol:
       AnswerFile(pool->FindFileContainingSymbol(request.file_containing_symbol()),
-                 "symbol " + Quoted(request.file_containing_symbol()), sent_files, &response);
+                 "symbol " + Quoted(request.file_containing_symbol(), kMaxQuotedNameBytes), sent_files, &response);
       break;
     case ServerReflectionRequest::kFileContainingExtension: {
       const std::string& type = request.file_containing_extension().containing_type();
@@ -117,14 +114,16 @@ ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest
       const FieldDescriptor* extension =
           message == nullptr ? nullptr : pool->FindExtensionByNumber(message, number);
       AnswerFile(extension == nullptr ? nullptr : extension->file(),
-                 "extension " + std::to_string(number) + " of " + Quoted(type), sent_files, &response);
+                 "extension " + std::to_string(number) + " of " + Quoted(type, kMaxQuotedNameBytes), sent_files,
+                 &response);
       break;
     }
     case ServerReflectionRequest::kAllExtensionNumbersOfType: {
       const Descriptor* message = pool->FindMessageTypeByName(request.all_extension_numbers_of_type());
       if (message == nullptr) {
         SetError(grpc::StatusCode::NOT_FOUND,
-                 "type " + Quoted(request.all_extension_numbers_of_type()) + " not found", &response);
+                 "type " + Quoted(request.all_extension_numbers_of_type(), kMaxQuotedNameBytes) + " not found",
+                 &response);
         break;
       }
       std::vector<const FieldDescriptor*> extensions;

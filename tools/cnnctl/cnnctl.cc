@@ -16,22 +16,23 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <memory>
-#include <optional>
-#include <sstream>
+#include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <vector>
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
+#include "engine/common/flags.h"
+#include "engine/common/strings.h"
+#include "engine/common/units.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tools/common/client_channel.h"
 #include "tools/common/tool_text.h"
@@ -49,15 +50,18 @@ constexpr int kExitRpcFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kDefaultBatch = 32;
 // Responses such as DescribeModel of a large model may exceed gRPC's default 4 MiB receive limit.
-constexpr int kMaxReceiveMessageBytes = 256 << 20;
+constexpr int kMaxReceiveMessageBytes = 256 * kBytesPerMiB;
 // How long to wait for the connection (at most; never longer than --timeout-s).
 constexpr double kConnectTimeoutSeconds = 5;
-constexpr double kMillisPerSecond = 1000;
 // Reconnect quickly: gRPC 1.51's TCP client now and then reports a successful loopback connect as failed (it reads
 // errno after other calls), and the default backoff would turn that into a 1 s pause.
 constexpr int kReconnectBackoffMs = 50;
+constexpr double kMinTimeoutSeconds = 0.001;
+constexpr double kMaxTimeoutSeconds = kSecondsPerDay;
+constexpr int kMaxBatch = 1 << 20;
+constexpr int64_t kMaxVersion = std::numeric_limits<int64_t>::max();
 
-constexpr char kUsage[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] [security flags] COMMAND [ARGS]
+constexpr char kSynopsis[] = R"(usage: cnnctl [--server HOST:PORT] [--timeout-s S] [security flags] COMMAND [ARGS]
 
 commands:
   classify --model M [--version V] [--top-k K] [--batch N] [--members] [--json] FILE...
@@ -68,19 +72,6 @@ commands:
                       a model's summary, config and per-layer table
   health [--service NAME]
                       the server's health ("" = overall); exit 0 only when SERVING
-
-global flags:
-  --server HOST:PORT  default 127.0.0.1:8001
-  --timeout-s S       deadline of each call in seconds (default 30)
-
-security flags (any --tls-* flag means TLS; without them the connection is plaintext):
-  --tls-ca FILE       verify the server's certificate against this PEM CA (default: the system's roots)
-  --tls-cert FILE --tls-key FILE
-                      present this PEM client certificate and its key (for servers with --tls-client-ca)
-  --tls-server-name NAME
-                      the name the server's certificate must carry when it is not the one in --server
-  --token T           send 'authorization: Bearer T' (servers with --auth-token-file); default: the
-                      environment variable CNNSERVE_TOKEN (never printed)
 )";
 
 struct Global {
@@ -95,72 +86,27 @@ int UsageError(const std::string& message) {
   return kExitUsage;
 }
 
-// A tiny argument cursor: flags may be written "--name value" or "--name=value". The first problem found is kept
-// in error().
-class Args {
- public:
-  Args(int argc, char** argv) : args_(argv + 1, argv + argc) {}
-  bool done() const { return next_ >= args_.size(); }
-  std::string_view peek() const { return done() ? std::string_view() : args_[next_]; }
-  std::string_view take() { return done() ? std::string_view() : args_[next_++]; }
-  // If the next argument is flag `name`, consumes it and returns its value.
-  std::optional<std::string> TakeFlag(std::string_view name) {
-    if (done()) return std::nullopt;
-    std::string_view arg = peek();
-    if (arg == name) {
-      ++next_;
-      if (done()) {
-        Fail(std::string(name) + " needs a value");
-        return std::nullopt;
-      }
-      return std::string(take());
-    }
-    if (arg.size() > name.size() && arg.starts_with(name) && arg[name.size()] == '=') {
-      ++next_;
-      return std::string(arg.substr(name.size() + 1));
-    }
-    return std::nullopt;
-  }
-  bool TakeSwitch(std::string_view name) {
-    if (done() || peek() != name) return false;
-    ++next_;
-    return true;
-  }
-  // Parses `text` (the value of `flag`) as a number in [min, max]; on failure records the error and returns min.
-  template <typename T>
-  T Number(std::string_view flag, std::string_view text, T min, T max) {
-    T value{};
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-      Fail(std::string(flag) + ": '" + std::string(text) + "' is not a valid value");
-      return min;
-    }
-    return value;
-  }
-  void Fail(std::string message) {
-    if (error_.empty()) error_ = std::move(message);
-    next_ = args_.size();  // stop parsing
-  }
-  const std::string& error() const { return error_; }
+// The global flags (before the command) on `flags`, stored in `global`.
+void AddGlobalFlags(FlagSet& flags, Global* global) {
+  flags.Section("global flags:");
+  flags.String("--server", &global->server, "HOST:PORT", "default 127.0.0.1:8001");
+  flags.Double("--timeout-s", &global->timeout_s, kMinTimeoutSeconds, kMaxTimeoutSeconds, "S",
+               "deadline of each call in seconds (default 30)");
+  flags.Section("security flags (any --tls-* flag means TLS; without them the connection is plaintext):");
+  tools::AddClientSecurityFlags(&flags, &global->security);
+  flags.StopAtFirstPositional();
+}
 
- private:
-  std::vector<std::string_view> args_;
-  size_t next_ = 0;
-  std::string error_;
-};
-
-// If the next argument is one of the client security flags, stores it in `options` (a bad value is recorded in
-// `args`) and returns true.
-bool TakeSecurityFlag(Args& args, ClientSecurityOptions* options) {
-  for (const std::string_view name : tools::kClientSecurityFlags) {
-    if (const std::optional<std::string> value = args.TakeFlag(name)) {
-      if (const Status status = tools::SetClientSecurityFlag(name, *value, options); !status.ok()) {
-        args.Fail(status.message());
-      }
-      return true;
-    }
+// Parses the arguments after `command` with `flags`; nullopt to go on, else the exit code (usage printed for
+// --help, the error otherwise).
+std::optional<int> ParseCommandFlags(FlagSet& flags, std::span<const std::string> args, std::string_view command) {
+  const Status status = flags.Parse(args);
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return kExitOk;
   }
-  return false;
+  if (!status.ok()) return UsageError(std::string(command) + ": " + status.message());
+  return std::nullopt;
 }
 
 int ReportRpcError(std::string_view what, const grpc::Status& status) {
@@ -200,7 +146,7 @@ class Client {
   }
   void SetDeadline(grpc::ClientContext* context) const {
     context->set_deadline(std::chrono::system_clock::now() +
-                          std::chrono::microseconds(static_cast<int64_t>(global_.timeout_s * 1e6)));
+                          std::chrono::microseconds(static_cast<int64_t>(global_.timeout_s * kMicrosPerSecond)));
   }
 
  private:
@@ -226,7 +172,7 @@ void PrintClassesJson(const google::protobuf::RepeatedPtrField<v1::Class>& class
   }
 }
 
-int Classify(Client& client, Args& args) {
+int Classify(Client& client, std::span<const std::string> args) {
   std::string model;
   int64_t version = 0;
   int top_k = 0;
@@ -234,31 +180,23 @@ int Classify(Client& client, Args& args) {
   bool json = false;
   bool members = false;
   std::vector<std::string> files;
-  while (!args.done()) {
-    if (auto v = args.TakeFlag("--model")) {
-      model = *v;
-    } else if (auto v = args.TakeFlag("--version")) {
-      version = args.Number<int64_t>("--version", *v, 0, INT64_MAX);
-    } else if (auto v = args.TakeFlag("--top-k")) {
-      top_k = args.Number<int>("--top-k", *v, INT32_MIN, INT32_MAX);  // the server judges the value
-    } else if (auto v = args.TakeFlag("--batch")) {
-      batch = args.Number<int>("--batch", *v, 1, 1 << 20);
-    } else if (args.TakeSwitch("--json")) {
-      json = true;
-    } else if (args.TakeSwitch("--members")) {
-      members = true;
-    } else if (args.peek().starts_with("--")) {
-      args.Fail("classify: unknown flag " + std::string(args.peek()));
-    } else {
-      files.emplace_back(args.take());
-    }
-  }
-  if (!args.error().empty()) return UsageError(args.error());
+  FlagSet flags(kSynopsis);
+  flags.String("--model", &model, "M", "the model (required)");
+  flags.Integer<int64_t>("--version", &version, 0, kMaxVersion, "V",
+                         "its version (default 0: the server's choice)");
+  // The server judges the value of --top-k.
+  flags.Integer<int>("--top-k", &top_k, std::numeric_limits<int>::min(), std::numeric_limits<int>::max(), "K",
+                     "classes per file (default 0: the server's default)");
+  flags.Integer<int>("--batch", &batch, 1, kMaxBatch, "N", "files per request (default 32)");
+  flags.Switch("--json", &json, "print JSON");
+  flags.Switch("--members", &members, "an ensemble's members' top-k too");
+  flags.Positionals(&files);
+  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "classify")) return *exit_code;
   if (model.empty()) return UsageError("classify: --model is required");
   if (files.empty()) return UsageError("classify: no FILE given");
   std::vector<std::string> contents(files.size());
   for (size_t i = 0; i < files.size(); ++i) {
-    if (!ReadFile(files[i], &contents[i])) return UsageError("cannot read '" + files[i] + "'");
+    if (!ReadFile(files[i], &contents[i])) return UsageError("cannot read " + Quoted(files[i], kMaxQuotedPathBytes));
   }
   if (!client.Connect()) return kExitRpcFailed;
 
@@ -330,7 +268,8 @@ int Classify(Client& client, Args& args) {
                       result.agreement(), result.margin(), response.members_answered(), response.members_total());
           for (const v1::MemberClassification& member : result.members()) {
             if (!member.error().empty()) {
-              std::printf("%-*s   member %s: %s\n", file_width, "", member.model().c_str(), member.error().c_str());
+              std::printf("%-*s   member %s: %s\n", file_width, "", member.model().c_str(),
+                          member.error().c_str());
             } else if (member.classes_size() > 0) {
               const v1::Class& c = member.classes(0);
               std::printf("%-*s   member %-24s top-1 %-20s %11.6f\n", file_width, "", member.model().c_str(),
@@ -373,9 +312,11 @@ int PrintJson(const google::protobuf::Message& message) {
   return kExitOk;
 }
 
-int List(Client& client, Args& args) {
-  const bool json = args.TakeSwitch("--json");
-  if (!args.done()) return UsageError("list: unexpected argument " + std::string(args.peek()));
+int List(Client& client, std::span<const std::string> args) {
+  bool json = false;
+  FlagSet flags(kSynopsis);
+  flags.Switch("--json", &json, "print JSON");
+  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "list")) return *exit_code;
   if (!client.Connect()) return kExitRpcFailed;
   v1::ListModelsResponse response;
   grpc::ClientContext context;
@@ -394,22 +335,21 @@ int List(Client& client, Args& args) {
   return kExitOk;
 }
 
-int Describe(Client& client, Args& args) {
+int Describe(Client& client, std::span<const std::string> args) {
   v1::DescribeModelRequest request;
+  int64_t version = 0;
   bool json = false;
-  while (!args.done()) {
-    if (auto v = args.TakeFlag("--version")) {
-      request.set_version(args.Number<int64_t>("--version", *v, 0, INT64_MAX));
-    } else if (args.TakeSwitch("--json")) {
-      json = true;
-    } else if (args.peek().starts_with("--") || !request.model().empty()) {
-      args.Fail("describe: unexpected argument " + std::string(args.peek()));
-    } else {
-      request.set_model(std::string(args.take()));
-    }
-  }
-  if (!args.error().empty()) return UsageError(args.error());
-  if (request.model().empty()) return UsageError("describe: MODEL is required");
+  std::vector<std::string> models;
+  FlagSet flags(kSynopsis);
+  flags.Integer<int64_t>("--version", &version, 0, kMaxVersion, "V",
+                         "the version (default 0: the server's choice)");
+  flags.Switch("--json", &json, "print JSON");
+  flags.Positionals(&models);
+  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "describe")) return *exit_code;
+  if (models.empty()) return UsageError("describe: MODEL is required");
+  if (models.size() > 1) return UsageError("describe: unexpected argument " + Quoted(models[1]));
+  request.set_model(models[0]);
+  request.set_version(version);
   if (!client.Connect()) return kExitRpcFailed;
   v1::DescribeModelResponse response;
   grpc::ClientContext context;
@@ -431,16 +371,13 @@ int Describe(Client& client, Args& args) {
   return kExitOk;
 }
 
-int Health(Client& client, Args& args) {
+int Health(Client& client, std::span<const std::string> args) {
   grpc::health::v1::HealthCheckRequest request;
-  while (!args.done()) {
-    if (auto v = args.TakeFlag("--service")) {
-      request.set_service(*v);
-    } else {
-      args.Fail("health: unexpected argument " + std::string(args.peek()));
-    }
-  }
-  if (!args.error().empty()) return UsageError(args.error());
+  std::string service;
+  FlagSet flags(kSynopsis);
+  flags.String("--service", &service, "NAME", "the service (default \"\": the server overall)");
+  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "health")) return *exit_code;
+  request.set_service(service);
   if (!client.Connect()) return kExitRpcFailed;
   grpc::health::v1::HealthCheckResponse response;
   grpc::ClientContext context;
@@ -452,33 +389,27 @@ int Health(Client& client, Args& args) {
 }
 
 int Run(int argc, char** argv) {
-  Args args(argc, argv);
   Global global;
-  while (!args.done() && args.peek().starts_with("-")) {
-    if (auto v = args.TakeFlag("--server")) {
-      global.server = *v;
-    } else if (auto v = args.TakeFlag("--timeout-s")) {
-      global.timeout_s = args.Number<double>("--timeout-s", *v, 0.001, 86400);
-    } else if (TakeSecurityFlag(args, &global.security)) {  // stored in global.security
-    } else if (args.TakeSwitch("--help") || args.TakeSwitch("-h")) {
-      std::fputs(kUsage, stdout);
-      return kExitOk;
-    } else {
-      args.Fail("unknown flag " + std::string(args.peek()));
-    }
+  FlagSet flags(kSynopsis);
+  AddGlobalFlags(flags, &global);
+  const Status parsed = flags.Parse(argc, argv);
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return kExitOk;
   }
-  if (!args.error().empty()) return UsageError(args.error());
+  if (!parsed.ok()) return UsageError(parsed.message());
   if (const Status status = tools::FinishClientSecurityOptions(&global.security); !status.ok()) {
     return UsageError(status.message());
   }
-  if (args.done()) return UsageError("no command given");
-  const std::string_view command = args.take();
+  if (flags.rest().empty()) return UsageError("no command given");
+  const std::string& command = flags.rest()[0];
+  const std::span<const std::string> args = std::span(flags.rest()).subspan(1);
   if (command == "help") {
-    std::fputs(kUsage, stdout);
+    std::fputs(flags.Usage().c_str(), stdout);
     return kExitOk;
   }
   if (command != "classify" && command != "list" && command != "describe" && command != "health") {
-    return UsageError("unknown command '" + std::string(command) + "'");
+    return UsageError("unknown command " + Quoted(command));
   }
   StatusOr<std::unique_ptr<ClientSecurity>> security = ClientSecurity::Create(global.security);
   if (!security.ok()) return UsageError(security.status().message());

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/units.h"
 #include "tools/cnnload/load_driver.h"
 #include "tools/cnnload/options.h"
 #include "tools/cnnload/report.h"
@@ -29,7 +30,7 @@ constexpr int kExitUsage = 2;
 // Above this share of its worker threads, the client may be what limits the throughput.
 constexpr double kBusyClientFraction = 0.8;
 // An open-loop p99 send lag above this gets a warning.
-constexpr int64_t kLateSendWarningNs = 1'000'000;
+constexpr int64_t kLateSendWarningNs = kNanosPerMilli;
 
 void PrintStderr(const std::string& line) {
   std::fprintf(stderr, "%s\n", line.c_str());
@@ -132,7 +133,7 @@ int Run(int argc, char** argv) {
                    "cnnload: warning: at %.6g requests/s, 1%% of the calls left more than %.1f ms after their "
                    "scheduled time (the delay is part of their latency): the client did not keep the schedule "
                    "(a busy machine, or more than its --threads can send)\n",
-                   row.target_rate, static_cast<double>(row.send_lag_ns.ValueAtQuantile(0.99)) / 1e6);
+                   row.target_rate, static_cast<double>(row.send_lag_ns.ValueAtQuantile(0.99)) / kNanosPerMilli);
     }
     rows.push_back(std::move(row));
   }

@@ -13,6 +13,7 @@
 #include <map>
 #include <thread>
 
+#include "engine/common/units.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "tools/cnnload/histogram.h"
 #include "tools/cnnload/pacing.h"
@@ -21,10 +22,7 @@ namespace cnnserve::cnnload {
 namespace {
 
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-constexpr int64_t kNanosPerSecond = 1'000'000'000;
-constexpr int64_t kNanosPerMilli = 1'000'000;
-constexpr double kMillisPerSecond = 1000;
-constexpr int kMaxReceiveMessageBytes = 256 << 20;
+constexpr int kMaxReceiveMessageBytes = 256 * kBytesPerMiB;
 constexpr int kReconnectBackoffMs = 50;
 // Workers start their first calls this long after the row is set up (threads must exist first).
 constexpr int64_t kStartDelayNs = 2 * kNanosPerMilli;
@@ -50,7 +48,7 @@ double ProcessCpuSeconds() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6;
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / kMicrosPerSecond;
 }
 
 }  // namespace
@@ -295,7 +293,7 @@ RowResult LoadDriver::RunOpenLoop(double rate_per_s) { return Run(0, rate_per_s)
 RowResult LoadDriver::Run(int concurrency, double rate_per_s) {
   const bool open_loop = concurrency == 0;
   const int num_workers = static_cast<int>(channels_.size());
-  const int64_t warmup_ns = static_cast<int64_t>(options_.warmup_s * 1e9);
+  const int64_t warmup_ns = static_cast<int64_t>(options_.warmup_s * kNanosPerSecond);
   // Open loop with --requests N: a window of N / rate seconds (N arrivals expected).
   const bool by_count = options_.requests > 0 && !open_loop;
   const double window_s = open_loop && options_.requests > 0 ? static_cast<double>(options_.requests) / rate_per_s
@@ -306,12 +304,12 @@ RowResult LoadDriver::Run(int concurrency, double rate_per_s) {
   row.measure_start_ns = row.start_ns + warmup_ns;
   if (by_count) {
     row.requests_target = options_.requests;
-    row.issue_end_ns = row.measure_start_ns + static_cast<int64_t>(options_.max_row_s * 1e9);
+    row.issue_end_ns = row.measure_start_ns + static_cast<int64_t>(options_.max_row_s * kNanosPerSecond);
   } else {
-    row.measure_end_ns.store(row.measure_start_ns + static_cast<int64_t>(window_s * 1e9));
+    row.measure_end_ns.store(row.measure_start_ns + static_cast<int64_t>(window_s * kNanosPerSecond));
     row.issue_end_ns = row.measure_end_ns.load();
   }
-  row.drain_end_ns = row.issue_end_ns + static_cast<int64_t>(options_.drain_timeout_s * 1e9);
+  row.drain_end_ns = row.issue_end_ns + static_cast<int64_t>(options_.drain_timeout_s * kNanosPerSecond);
 
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;
@@ -364,12 +362,13 @@ RowResult LoadDriver::Run(int concurrency, double rate_per_s) {
     if (cpu_end >= 0 && by_count) break;
     if (progress_ && now >= next_progress) {
       const int64_t ok = row.ok_total.load(std::memory_order_relaxed);
-      const double rps = static_cast<double>(ok - last_ok) * 1e9 / static_cast<double>(now - last_progress_time);
+      const double rps =
+          static_cast<double>(ok - last_ok) * kNanosPerSecond / static_cast<double>(now - last_progress_time);
       last_ok = ok;
       last_progress_time = now;
       const bool warming = now < row.measure_start_ns;
       const double phase_elapsed =
-          static_cast<double>(now - (warming ? row.start_ns : row.measure_start_ns)) / 1e9;
+          static_cast<double>(now - (warming ? row.start_ns : row.measure_start_ns)) / kNanosPerSecond;
       const double phase_length = warming ? options_.warmup_s : (by_count ? 0 : window_s);
       progress_(FormatProgress(level, warming ? "warm-up" : "measure", phase_elapsed, phase_length, rps,
                                workload_->images_per_request(), row.errors_total.load(std::memory_order_relaxed),
@@ -388,7 +387,7 @@ RowResult LoadDriver::Run(int concurrency, double rate_per_s) {
   result.concurrency = concurrency;
   result.target_rate = rate_per_s;
   result.images_per_request = workload_->images_per_request();
-  result.window_s = static_cast<double>(row.measure_end_ns.load() - row.measure_start_ns) / 1e9;
+  result.window_s = static_cast<double>(row.measure_end_ns.load() - row.measure_start_ns) / kNanosPerSecond;
   result.client_cpu_cores = result.window_s > 0 ? (cpu_end - cpu_start) / result.window_s : 0;
   result.ended_by_time_cap = capped;
   double send_ns = 0;
@@ -404,7 +403,7 @@ RowResult LoadDriver::Run(int concurrency, double rate_per_s) {
     send_ns += w->send_ns_sum;
     sends += w->send_count;
   }
-  result.client_send_us = sends > 0 ? send_ns / static_cast<double>(sends) / 1e3 : 0;
+  result.client_send_us = sends > 0 ? send_ns / static_cast<double>(sends) / kNanosPerMicro : 0;
   return result;
 }
 

@@ -61,12 +61,12 @@ struct ParsedCommandLine {
   std::string text;
 };
 
-// Parses argv (flags "--name value" or "--name=value"). Errors (exit code 2) name the flag and the value (never
+// Parses argv (flags "--name value" or "--name=value"; engine/common/flags.h). Errors (exit code 2) name the flag and the value (never
 // the token's). Reads $CNNSERVE_TOKEN when --token is not given.
 ParsedCommandLine ParseCommandLine(const std::vector<std::string>& args);
 
-// The usage text.
-const char* Usage();
+// The usage text (generated from the flags).
+std::string Usage();
 
 }  // namespace cnnserve::cnnload
 

@@ -2,10 +2,10 @@
 
 #include <cmath>
 
+#include "engine/common/units.h"
+
 namespace cnnserve::cnnload {
 namespace {
-
-constexpr double kNanosPerSecond = 1e9;
 
 uint64_t SplitMix64(uint64_t* state) {
   uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);

@@ -5,11 +5,10 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "engine/common/units.h"
+
 namespace cnnserve::cnnload {
 namespace {
-
-constexpr double kNanosPerMicro = 1e3;
-constexpr double kNanosPerMilli = 1e6;
 
 struct Quantile {
   const char* json_key;

@@ -9,6 +9,8 @@
 #include <system_error>
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
+#include "engine/common/strings.h"
+#include "engine/common/units.h"
 #ifdef CNNLOAD_HAVE_KSERVE
 #include "inference/grpc_service.grpc.pb.h"
 #endif
@@ -20,9 +22,8 @@ namespace {
 constexpr char kClassifyMethod[] = "/cnnserve.v1.Classifier/Classify";
 constexpr char kModelInferMethod[] = "/inference.GRPCInferenceService/ModelInfer";
 // The request pool: distinct requests cycle through the images; bounded in count and bytes.
-constexpr double kMillisPerSecond = 1000;
 constexpr size_t kMaxPoolRequests = 1024;
-constexpr int64_t kMaxPoolBytes = int64_t{256} << 20;
+constexpr int64_t kMaxPoolBytes = 256 * kBytesPerMiB;
 constexpr unsigned char kJpegMagic[] = {0xFF, 0xD8, 0xFF};
 constexpr unsigned char kPngMagic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 
@@ -43,11 +44,12 @@ bool HasImageExtension(const std::filesystem::path& path) {
 
 StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read '" + path.string() + "'");
+  if (!in) return NotFoundError("cannot read " + Quoted(path.string(), kMaxQuotedPathBytes));
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return DataLossError("error reading '" + path.string() + "'");
+  if (in.bad()) return DataLossError("error reading " + Quoted(path.string(), kMaxQuotedPathBytes));
   if (!StartsWith(bytes, kJpegMagic) && !StartsWith(bytes, kPngMagic)) {
-    return InvalidArgumentError("'" + path.string() + "' is neither a JPEG nor a PNG file (magic bytes)");
+    return InvalidArgumentError(Quoted(path.string(), kMaxQuotedPathBytes) +
+                                " is neither a JPEG nor a PNG file (magic bytes)");
   }
   return bytes;
 }
@@ -60,7 +62,7 @@ std::string ShapeText(const std::vector<int64_t>& dims) {
 
 void SetDeadline(grpc::ClientContext* context, double seconds) {
   context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6)));
+                        std::chrono::microseconds(static_cast<int64_t>(seconds * kMicrosPerSecond)));
 }
 
 // "200 PNG files", "1000 JPEG + 1000 PNG files".
@@ -153,8 +155,8 @@ class NativeWorkload : public Workload {
       int64_t elements = 1;
       for (const int64_t d : dims) elements *= d;
       if (dims.size() != 3 || elements <= 0) {
-        return FailedPreconditionError("model \"" + options.model + "\" reports input shape '" + ShapeText(dims) +
-                                       "'; --synthetic needs C, H, W");
+        return FailedPreconditionError("model " + Quoted(options.model) + " reports input shape '" +
+                                       ShapeText(dims) + "'; --synthetic needs C, H, W");
       }
       v1::RawTensor* tensor = base.add_inputs()->mutable_tensor();
       if (options.batch > 1) tensor->add_shape(options.batch);
@@ -317,8 +319,9 @@ StatusOr<std::vector<std::string>> ReadImages(const std::vector<std::string>& pa
       for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
         if (entry.is_regular_file() && HasImageExtension(entry.path())) files.push_back(entry.path());
       }
-      if (ec) return NotFoundError("cannot list '" + arg + "': " + ec.message());
-      if (files.empty()) return NotFoundError("no *.jpg, *.jpeg or *.png file in '" + arg + "'");
+      if (ec) return NotFoundError("cannot list " + Quoted(arg, kMaxQuotedPathBytes) + ": " + ec.message());
+      if (files.empty())
+        return NotFoundError("no *.jpg, *.jpeg or *.png file in " + Quoted(arg, kMaxQuotedPathBytes));
       std::sort(files.begin(), files.end());
       for (const auto& file : files) {
         CNN_ASSIGN_OR_RETURN(std::string bytes, ReadFile(file));

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/common/units.h"
+
 namespace cnnserve::tools {
 namespace {
 
@@ -18,7 +20,7 @@ constexpr char kAuthorizationKey[] = "authorization";
 constexpr char kBearerPrefix[] = "Bearer ";
 constexpr char kPemBegin[] = "-----BEGIN ";
 // Larger "PEM files" are not certificates or keys (a CA bundle is a few hundred KiB).
-constexpr std::streamsize kMaxPemFileBytes = 16 << 20;
+constexpr std::streamsize kMaxPemFileBytes = 16 * kBytesPerMiB;
 // The open, always-present method asked when a connection fails, to learn why.
 constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 constexpr auto kFailureReasonTimeout = std::chrono::seconds(1);
@@ -109,6 +111,26 @@ Status SetClientSecurityFlag(std::string_view name, std::string_view value, Clie
     options->token = std::string(value);
   }
   return OkStatus();
+}
+
+void AddClientSecurityFlags(FlagSet* flags, ClientSecurityOptions* options) {
+  static constexpr std::string_view kValueNames[] = {"FILE", "FILE", "FILE", "NAME", "T"};
+  static constexpr std::string_view kHelp[] = {
+      "verify the server's certificate against this PEM CA (default: the system's roots)",
+      "present this PEM client certificate (servers with --tls-client-ca); needs --tls-key",
+      "the unencrypted PEM private key of --tls-cert",
+      "the name the server's certificate must carry when it is not the one in the address",
+      "send 'authorization: Bearer T' on every call (servers with --auth-token-file);\n"
+      "default: the environment variable CNNSERVE_TOKEN (never printed)"};
+  static_assert(std::size(kValueNames) == std::size(kClientSecurityFlags));
+  for (size_t i = 0; i < std::size(kClientSecurityFlags); ++i) {
+    const std::string_view name = kClientSecurityFlags[i];
+    flags->Value(std::string(name), std::string(kValueNames[i]), std::string(kHelp[i]),
+                 [name, options](std::string_view value) {
+                   if (value.empty()) return InvalidArgumentError("must not be empty");
+                   return SetClientSecurityFlag(name, value, options);
+                 });
+  }
 }
 
 Status FinishClientSecurityOptions(ClientSecurityOptions* options) {

@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 
+#include "engine/common/flags.h"
 #include "engine/common/status.h"
 
 namespace cnnserve::tools {
@@ -62,6 +63,10 @@ bool IsClientSecurityFlag(std::string_view name);
 // Stores `value` of flag `name` (one of kClientSecurityFlags) in `options`. INVALID_ARGUMENT naming the flag when
 // the value is empty or `name` is not a security flag.
 Status SetClientSecurityFlag(std::string_view name, std::string_view value, ClientSecurityOptions* options);
+
+// Registers the flags of kClientSecurityFlags on `flags`, with their usage text, storing their values in
+// `options` (which must outlive the parse); an empty value is an error naming the flag.
+void AddClientSecurityFlags(FlagSet* flags, ClientSecurityOptions* options);
 
 // After parsing: takes the token from $CNNSERVE_TOKEN unless --token was given, then checks that --tls-cert and
 // --tls-key come together and that the token can travel in an HTTP/2 header (visible ASCII, no spaces).

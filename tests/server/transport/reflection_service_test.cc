@@ -89,7 +89,7 @@ TEST_F(ReflectionServiceTest, UnknownNamesAndEmptyRequestsAreErrorsInTheStream) 
   request.set_file_containing_symbol("no.such.Symbol");
   ServerReflectionResponse response = service_.Answer(request, &sent_);
   EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(response.error_response().error_message(), "symbol 'no.such.Symbol' not found");
+  EXPECT_EQ(response.error_response().error_message(), "symbol \"no.such.Symbol\" not found");
 
   request.set_file_by_filename(std::string(5000, 'x'));
   response = service_.Answer(request, &sent_);
