@@ -117,9 +117,9 @@ class [[nodiscard]] StatusOr {
 #define CNN_STATUS_CONCAT_(a, b) CNN_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` yields a non-OK Status.
-#define CNN_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::cnnserve::Status cnn_status_tmp_ = (expr);   \
+#define CNN_RETURN_IF_ERROR(expr)                      \
+  do {                                                 \
+    ::cnnserve::Status cnn_status_tmp_ = (expr);       \
     if (!cnn_status_tmp_.ok()) return cnn_status_tmp_; \
   } while (false)
 
