@@ -8,10 +8,12 @@
 #include <span>
 #include <utility>
 
+#include "engine/common/strings.h"
+#include "engine/common/units.h"
 #include "models/repository/model_repository.h"
 #include "server/ensemble/deadline_timer.h"
 #include "server/servables/classification.h"
-#include "server/servables/image_input.h"
+#include "server/preprocess/image_input.h"
 
 namespace cnnserve {
 namespace {
@@ -19,11 +21,10 @@ namespace {
 using Config = v1::EnsembleConfig;
 
 // member_timeout_ms above a day is a typo, not a timeout.
-constexpr int64_t kMaxMemberTimeoutMs = int64_t{24} * 3600 * 1000;
-constexpr int64_t kMicrosPerMilli = 1000;
-constexpr uint64_t kNanosPerMicro = 1000;
+constexpr int64_t kMaxMemberTimeoutMs = kSecondsPerDay * kMillisPerSecond;
 
-std::string Quoted(const std::string& s) { return "\"" + s + "\""; }
+// A duration in microseconds (negative: 0) as the nanoseconds DurationStat counts.
+uint64_t MicrosToNanos(int64_t us) { return static_cast<uint64_t>(std::max<int64_t>(0, us) * kNanosPerMicro); }
 
 std::string FormatFloat(float value) {
   char buffer[32];
@@ -77,6 +78,7 @@ struct EnsembleServable::RunState {
   // The members' inputs, alive until the last member is done: per preprocessing group, num_items x item size
   // floats (rows of non-image items unused); per kTensor item, a copy of its bytes.
   std::vector<std::vector<float>> group_inputs;
+  std::vector<int> member_group;  // per member: its preprocessing group, -1 when it has none (or no image came)
   std::vector<std::string> tensor_copies;
   std::vector<Member> members;
 
@@ -233,39 +235,32 @@ StatusOr<std::shared_ptr<Servable>> EnsembleServable::ResolveMember(const Member
   return resolved;
 }
 
-void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult* result,
-                           std::function<void(Status)> done) {
-  const int64_t start_us = SteadyNowMicros();
-  const auto fail = [&](const Status& status) {
-    {
-      std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.fail.Add(static_cast<uint64_t>(std::max<int64_t>(0, SteadyNowMicros() - start_us)) * kNanosPerMicro);
-    }
-    done(status);
-  };
-  if (request == nullptr || result == nullptr) return fail(InvalidArgumentError("Run: request or result is null"));
-  const int64_t num_items = static_cast<int64_t>(request->items.size());
-  if (num_items == 0) return fail(InvalidArgumentError("the request has no images"));
+void EnsembleServable::FailRun(int64_t start_us, const Status& status, const std::function<void(Status)>& done) {
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.fail.Add(MicrosToNanos(SteadyNowMicros() - start_us));
+  }
+  done(status);
+}
+
+Status EnsembleServable::CheckRun(const RunRequest* request, const RunResult* result, int64_t now_us) const {
+  if (request == nullptr || result == nullptr) return InvalidArgumentError("Run: request or result is null");
+  if (request->items.empty()) return InvalidArgumentError("the request has no images");
   {
     std::lock_guard<std::mutex> lock(runs_mu_);
-    if (shutting_down_) return fail(UnavailableError("ensemble " + Quoted(info_.name) + " is shutting down"));
+    if (shutting_down_) return UnavailableError("ensemble " + Quoted(info_.name) + " is shutting down");
   }
-  const int64_t now_us = clock_->NowMicros();
   if (request->deadline_us > 0 && now_us >= request->deadline_us) {
-    return fail(DeadlineExceededError("the deadline passed before the request was scheduled"));
+    return DeadlineExceededError("the deadline passed before the request was scheduled");
   }
-  if (request->cancelled && request->cancelled()) return fail(CancelledError("the request was cancelled"));
+  if (request->cancelled && request->cancelled()) return CancelledError("the request was cancelled");
+  return OkStatus();
+}
 
-  auto state = std::make_shared<RunState>();
-  state->request = request;
-  state->result = result;
-  state->start_us = start_us;
-  const size_t total = members_.size();
-  state->members.resize(total);
-
-  // 1. Members, resolved now so that a reloaded member is picked up.
-  for (size_t m = 0; m < total; ++m) {
-    RunState::Member& member = state->members[m];
+void EnsembleServable::ResolveMembers(RunState& state, int64_t now_us) const {
+  state.members.resize(members_.size());
+  for (size_t m = 0; m < members_.size(); ++m) {
+    RunState::Member& member = state.members[m];
     member.version = members_[m].version;
     StatusOr<std::shared_ptr<Servable>> resolved = ResolveMember(members_[m]);
     if (resolved.ok()) {
@@ -276,95 +271,90 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
       member.settled = true;
     }
   }
-
-  // 2. The members' deadline: the request's, or member_timeout_ms from now if that comes first.
-  if (member_timeout_us_ > 0) state->member_deadline_us = AddMicros(now_us, member_timeout_us_);
-  if (request->deadline_us > 0 && request->deadline_us <= state->member_deadline_us) {
-    state->member_deadline_us = request->deadline_us;
-    state->deadline_is_request_deadline = true;
+  if (member_timeout_us_ > 0) state.member_deadline_us = AddMicros(now_us, member_timeout_us_);
+  const int64_t request_deadline_us = state.request->deadline_us;
+  if (request_deadline_us > 0 && request_deadline_us <= state.member_deadline_us) {
+    state.member_deadline_us = request_deadline_us;
+    state.deadline_is_request_deadline = true;
   }
+}
 
-  // 3. Admission: refuse at once, before decoding, when too few members can take the request now.
-  if (Status refused = AdmitMembers(*state, num_items); !refused.ok()) return fail(refused);
+std::vector<PreprocessOptions> EnsembleServable::GroupMembers(RunState& state, int64_t first_image) const {
+  std::vector<PreprocessOptions> groups;
+  state.member_group.assign(members_.size(), -1);
+  if (first_image < 0) return groups;
+  for (size_t m = 0; m < members_.size(); ++m) {
+    RunState::Member& member = state.members[m];
+    if (member.settled) continue;
+    const std::optional<PreprocessOptions>& preprocess = member.servable->info().preprocess;
+    if (!preprocess.has_value()) {
+      member.status = InItem(*state.request, first_image,
+                             InvalidArgumentError("model " + Quoted(members_[m].model) +
+                                                  " has no image preprocessing (its input is not C x H x W)"));
+      member.settled = true;
+      continue;
+    }
+    const auto same = std::find(groups.begin(), groups.end(), *preprocess);
+    state.member_group[m] = static_cast<int>(same - groups.begin());
+    if (same == groups.end()) groups.push_back(*preprocess);
+  }
+  return groups;
+}
 
-  // 4. Decode every image once; copy every tensor once.
-  std::vector<DecodedImage> images(static_cast<size_t>(num_items));
-  state->tensor_copies.resize(static_cast<size_t>(num_items));
-  int64_t first_image = -1;
+Status EnsembleServable::PrepareInputs(RunState& state) const {
+  const RunRequest& request = *state.request;
+  const int64_t num_items = static_cast<int64_t>(request.items.size());
+  const auto image_item = [](const ImageItem& item) { return item.kind != ImageItem::Kind::kTensor; };
+  const auto first = std::find_if(request.items.begin(), request.items.end(), image_item);
+  const int64_t first_image = first == request.items.end() ? -1 : first - request.items.begin();
+  const std::vector<PreprocessOptions> groups = GroupMembers(state, first_image);
+  std::vector<int64_t> group_item_size(groups.size());
+  state.group_inputs.resize(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    group_item_size[g] = NumElements(PreprocessedDims(groups[g]));
+    state.group_inputs[g].resize(static_cast<size_t>(num_items * group_item_size[g]));
+  }
+  state.tensor_copies.resize(static_cast<size_t>(num_items));
+  std::vector<Status> group_status(groups.size());  // the first failure of each group
+  std::vector<ItemTarget> targets(groups.size());
+  std::vector<Status> target_status(groups.size());
   for (int64_t i = 0; i < num_items; ++i) {
-    const ImageItem& item = request->items[static_cast<size_t>(i)];
-    switch (item.kind) {
-      case ImageItem::Kind::kTensor:
-        if (Status status = CheckFiniteFloats(item.data); !status.ok()) return fail(InItem(*request, i, status));
-        state->tensor_copies[static_cast<size_t>(i)] = std::string(item.data);
-        continue;
-      case ImageItem::Kind::kEncoded:
-      case ImageItem::Kind::kPixels: {
-        StatusOr<DecodedImage> image =
-            item.kind == ImageItem::Kind::kEncoded
-                ? DecodeImage(item.data, options_.decode_limits)
-                : ImageFromPixels(item.data, item.height, item.width, item.channels, options_.decode_limits);
-        if (!image.ok()) return fail(InItem(*request, i, image.status()));
-        images[static_cast<size_t>(i)] = *std::move(image);
-        if (first_image < 0) first_image = i;
-        continue;
-      }
+    const ImageItem& item = request.items[static_cast<size_t>(i)];
+    const bool image = image_item(item);
+    for (size_t g = 0; g < groups.size(); ++g) {  // a group that has failed is not written again
+      targets[g].preprocess = &groups[g];
+      targets[g].dst = image && group_status[g].ok() ? state.group_inputs[g].data() + i * group_item_size[g] : nullptr;
     }
-    return fail(InItem(*request, i, InvalidArgumentError("unknown item kind")));
-  }
-
-  // 5. Preprocess each image once per distinct preprocessing among the members.
-  std::vector<int> member_group(total, -1);
-  std::vector<PreprocessOptions> group_options;
-  if (first_image >= 0) {
-    for (size_t m = 0; m < total; ++m) {
-      RunState::Member& member = state->members[m];
-      if (member.settled) continue;
-      const std::optional<PreprocessOptions>& preprocess = member.servable->info().preprocess;
-      if (!preprocess.has_value()) {
-        member.status = InItem(*request, first_image,
-                               InvalidArgumentError("model " + Quoted(members_[m].model) +
-                                                    " has no image preprocessing (its input is not C x H x W)"));
-        member.settled = true;
-        continue;
-      }
-      const auto same = std::find(group_options.begin(), group_options.end(), *preprocess);
-      member_group[m] = static_cast<int>(same - group_options.begin());
-      if (same == group_options.end()) group_options.push_back(*preprocess);
-    }
-    state->group_inputs.resize(group_options.size());
-    for (size_t g = 0; g < group_options.size(); ++g) {
-      const Dims dims = PreprocessedDims(group_options[g]);
-      int64_t item_size = 1;
-      for (int64_t d : dims) item_size *= d;
-      std::vector<float>& inputs = state->group_inputs[g];
-      inputs.resize(static_cast<size_t>(num_items * item_size));
-      Status status;
-      for (int64_t i = first_image; i < num_items && status.ok(); ++i) {
-        if (images[static_cast<size_t>(i)].empty()) continue;
-        status = PreprocessImage(images[static_cast<size_t>(i)], group_options[g], inputs.data() + i * item_size);
-        if (!status.ok()) status = InItem(*request, i, status);
-      }
-      if (status.ok()) continue;
-      inputs.clear();
-      for (size_t m = 0; m < total; ++m) {
-        if (member_group[m] != static_cast<int>(g)) continue;
-        state->members[m].status = status;
-        state->members[m].settled = true;
-      }
+    const size_t count = image ? targets.size() : 0;  // tensors are only checked: each member sizes its own
+    const Status status = PrepareItem(item, options_.decode_limits, std::span<const ItemTarget>(targets.data(), count),
+                                      std::span<Status>(target_status.data(), count));
+    if (!status.ok()) return InItem(request, i, status);
+    if (!image) state.tensor_copies[static_cast<size_t>(i)] = std::string(item.data);
+    for (size_t g = 0; g < count; ++g) {
+      if (group_status[g].ok() && !target_status[g].ok()) group_status[g] = InItem(request, i, target_status[g]);
     }
   }
-  images.clear();
-  state->preprocess_us = SteadyNowMicros() - start_us;
+  for (size_t m = 0; m < members_.size(); ++m) {  // a failed group's members do not answer
+    const int g = state.member_group[m];
+    if (g < 0 || group_status[static_cast<size_t>(g)].ok()) continue;
+    state.members[m].status = group_status[static_cast<size_t>(g)];
+    state.members[m].settled = true;
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (!group_status[g].ok()) state.group_inputs[g] = {};
+  }
+  return OkStatus();
+}
 
+Status EnsembleServable::Admit(const std::shared_ptr<RunState>& state, std::function<void(Status)>& done) {
   {
     std::lock_guard<std::mutex> lock(runs_mu_);
-    if (shutting_down_) return fail(UnavailableError("ensemble " + Quoted(info_.name) + " is shutting down"));
+    if (shutting_down_) return UnavailableError("ensemble " + Quoted(info_.name) + " is shutting down");
     runs_.emplace(state.get(), state);
   }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.preprocess.Add(static_cast<uint64_t>(state->preprocess_us) * kNanosPerMicro);
+    stats_.preprocess.Add(MicrosToNanos(state->preprocess_us));
     ++stats_.execution_count;
   }
   state->done = std::move(done);
@@ -372,7 +362,7 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
   for (const RunState::Member& member : state->members) launch += member.settled ? 0 : 1;
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    state->unsettled = launch + 1;  // + 1: the launch below
+    state->unsettled = launch + 1;  // + 1: FanOut, until it has launched every member
   }
   if (state->member_deadline_us != Clock::kInfiniteFuture) {
     const Status timeout = state->deadline_is_request_deadline
@@ -384,53 +374,60 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
       if (std::shared_ptr<RunState> s = weak.lock()) GiveUp(s, timeout);
     });
   }
+  return OkStatus();
+}
 
-  // 6. Fan out. Every member gets kTensor items pointing into the state's buffers.
+std::shared_ptr<RunRequest> EnsembleServable::MemberRequest(const std::shared_ptr<RunState>& state, size_t m) const {
+  const RunRequest& request = *state->request;
+  const int64_t num_items = static_cast<int64_t>(request.items.size());
+  auto member_request = std::make_shared<RunRequest>();
+  member_request->items.resize(static_cast<size_t>(num_items));
+  const int group = state->member_group[m];
+  const int64_t group_item_size =
+      group >= 0 ? static_cast<int64_t>(state->group_inputs[static_cast<size_t>(group)].size()) / num_items : 0;
+  for (int64_t i = 0; i < num_items; ++i) {
+    ImageItem& item = member_request->items[static_cast<size_t>(i)];
+    item.kind = ImageItem::Kind::kTensor;
+    if (request.items[static_cast<size_t>(i)].kind == ImageItem::Kind::kTensor) {
+      item.data = state->tensor_copies[static_cast<size_t>(i)];
+    } else {
+      const float* row = state->group_inputs[static_cast<size_t>(group)].data() + i * group_item_size;
+      item.data = std::string_view(reinterpret_cast<const char*>(row),
+                                   static_cast<size_t>(group_item_size) * sizeof(float));
+    }
+  }
+  member_request->deadline_us = state->member_deadline_us == Clock::kInfiniteFuture ? 0 : state->member_deadline_us;
+  member_request->request_id = request.request_id;
   const std::weak_ptr<RunState> weak = state;
-  for (size_t m = 0; m < total; ++m) {
+  // Cancelled once the ensemble has given up on this member or answered; the client's check is never called
+  // after the ensemble's `done`.
+  member_request->cancelled = [weak, m] {
+    const std::shared_ptr<RunState> s = weak.lock();
+    if (s == nullptr) return true;
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->answered || s->members[m].settled) return true;
+    return s->request->cancelled && s->request->cancelled();
+  };
+  member_request->item_name = [weak](int64_t i) {
+    if (const std::shared_ptr<RunState> s = weak.lock()) {
+      std::lock_guard<std::mutex> lock(s->mu);
+      if (!s->answered) return s->request->ItemName(i);
+    }
+    return "items[" + std::to_string(i) + "]";
+  };
+  return member_request;
+}
+
+void EnsembleServable::FanOut(const std::shared_ptr<RunState>& state) {
+  for (size_t m = 0; m < state->members.size(); ++m) {
     std::shared_ptr<Servable> servable;
     {
       std::lock_guard<std::mutex> lock(state->mu);
-      if (state->members[m].settled) continue;  // failed above, or already given up
+      if (state->members[m].settled) continue;  // failed before the fan-out, or already given up
       servable = state->members[m].servable;
     }
-    auto member_request = std::make_shared<RunRequest>();
-    member_request->items.resize(static_cast<size_t>(num_items));
-    const int group = member_group[m];
-    const int64_t group_item_size =
-        group >= 0 ? static_cast<int64_t>(state->group_inputs[static_cast<size_t>(group)].size()) / num_items : 0;
-    for (int64_t i = 0; i < num_items; ++i) {
-      ImageItem& item = member_request->items[static_cast<size_t>(i)];
-      item.kind = ImageItem::Kind::kTensor;
-      if (request->items[static_cast<size_t>(i)].kind == ImageItem::Kind::kTensor) {
-        item.data = state->tensor_copies[static_cast<size_t>(i)];
-      } else {
-        const float* row = state->group_inputs[static_cast<size_t>(group)].data() + i * group_item_size;
-        item.data = std::string_view(reinterpret_cast<const char*>(row),
-                                     static_cast<size_t>(group_item_size) * sizeof(float));
-      }
-    }
-    member_request->deadline_us =
-        state->member_deadline_us == Clock::kInfiniteFuture ? 0 : state->member_deadline_us;
-    member_request->request_id = request->request_id;
-    // Cancelled once the ensemble has given up on this member or answered; the client's check is never called
-    // after the ensemble's `done`.
-    member_request->cancelled = [weak, m] {
-      const std::shared_ptr<RunState> s = weak.lock();
-      if (s == nullptr) return true;
-      std::lock_guard<std::mutex> lock(s->mu);
-      if (s->answered || s->members[m].settled) return true;
-      return s->request->cancelled && s->request->cancelled();
-    };
-    member_request->item_name = [weak](int64_t i) {
-      if (const std::shared_ptr<RunState> s = weak.lock()) {
-        std::lock_guard<std::mutex> lock(s->mu);
-        if (!s->answered) return s->request->ItemName(i);
-      }
-      return "items[" + std::to_string(i) + "]";
-    };
     RunResult* member_result = &state->members[m].result;
-    servable->Run(std::move(member_request), member_result, [self = this, state, m](Status status) {
+    servable->Run(MemberRequest(state, m), member_result, [self = this, state, m](Status status) {
       bool claim = false;
       {
         std::lock_guard<std::mutex> lock(state->mu);
@@ -451,6 +448,31 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
     if (claim) state->answered = true;
   }
   if (claim) Finish(state);
+}
+
+void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult* result,
+                           std::function<void(Status)> done) {
+  const int64_t start_us = SteadyNowMicros();
+  const int64_t now_us = clock_->NowMicros();
+  if (Status status = CheckRun(request.get(), result, now_us); !status.ok()) return FailRun(start_us, status, done);
+  auto state = std::make_shared<RunState>();
+  state->request = request;
+  state->result = result;
+  state->start_us = start_us;
+  // 1. Members, resolved now so that a reloaded member is picked up. 2. Their deadline: the request's, or
+  // member_timeout_ms from now if that comes first.
+  ResolveMembers(*state, now_us);
+  // 3. Admission: refuse at once, before decoding, when too few members can take the request now.
+  const int64_t num_items = static_cast<int64_t>(request->items.size());
+  if (Status refused = AdmitMembers(*state, num_items); !refused.ok()) return FailRun(start_us, refused, done);
+  // 4. Decode every image once and preprocess it once per distinct preprocessing among the members; check and
+  // copy every tensor once.
+  if (Status status = PrepareInputs(*state); !status.ok()) return FailRun(start_us, status, done);
+  state->preprocess_us = SteadyNowMicros() - start_us;
+  // 5. In flight: listed for Shutdown, the member deadline armed.
+  if (Status status = Admit(state, done); !status.ok()) return FailRun(start_us, status, done);
+  // 6. Fan out. Every member gets kTensor items pointing into the state's buffers.
+  FanOut(state);
 }
 
 Status EnsembleServable::AdmitMembers(RunState& state, int64_t num_items) const {
@@ -515,22 +537,13 @@ int64_t EnsembleServable::GiveUpAll(const Status& status) {
   return cut_short;
 }
 
-void EnsembleServable::Finish(const std::shared_ptr<RunState>& state) {
-  if (state->timer_id != 0) timer_->Cancel(state->timer_id);
-  const RunRequest& request = *state->request;
-  RunResult& out = *state->result;
-  const int64_t num_items = static_cast<int64_t>(request.items.size());
+int32_t EnsembleServable::CheckAnswers(RunState& state) const {
+  const int64_t num_items = static_cast<int64_t>(state.request->items.size());
   const int64_t num_classes = info_.num_classes;
   const size_t row_size = static_cast<size_t>(num_classes);
   const size_t rows_size = static_cast<size_t>(num_items) * row_size;
-  const int32_t total = static_cast<int32_t>(members_.size());
-
-  // Every member is settled and no longer written to, except the results of members given up on (not read).
-  // Check the answers' shape and values.
   int32_t answered = 0;
-  int64_t queue_us = 0;
-  int64_t compute_us = 0;
-  for (RunState::Member& member : state->members) {
+  for (RunState::Member& member : state.members) {
     if (!member.status.ok()) continue;
     RunResult& r = member.result;
     if (r.probabilities.size() != rows_size && r.scores.size() == rows_size) {
@@ -548,28 +561,34 @@ void EnsembleServable::Finish(const std::shared_ptr<RunState>& state) {
     }
     for (int64_t i = 0; i < num_items; ++i) {
       if (!UsableRow(std::span<const float>(r.probabilities.data() + i * num_classes, row_size))) {
-        member.status = InternalError(
-            request.ItemName(i) + ": it returned unusable probabilities (NaN, infinite, negative or all zero)");
+        member.status = InternalError(state.request->ItemName(i) +
+                                      ": it returned unusable probabilities (NaN, infinite, negative or all zero)");
         break;
       }
     }
-    if (!member.status.ok()) continue;
-    ++answered;
-    queue_us = std::max(queue_us, r.queue_us);
-    compute_us += r.compute_us;
+    answered += member.status.ok() ? 1 : 0;
   }
+  return answered;
+}
 
+void EnsembleServable::FillResultHeader(const RunState& state, int32_t answered) const {
+  RunResult& out = *state.result;
   out.model = info_.name;
   out.version = info_.version;
-  out.num_classes = num_classes;
-  out.num_items = num_items;
+  out.num_classes = info_.num_classes;
+  out.num_items = static_cast<int64_t>(state.request->items.size());
   out.members.clear();
   out.members.resize(members_.size());
   out.members_answered = answered;
-  out.members_total = total;
-  out.preprocess_us = state->preprocess_us;
-  out.queue_us = queue_us;
-  out.compute_us = compute_us;
+  out.members_total = static_cast<int32_t>(members_.size());
+  out.preprocess_us = state.preprocess_us;
+  out.queue_us = 0;
+  out.compute_us = 0;
+  for (const RunState::Member& member : state.members) {
+    if (!member.status.ok()) continue;
+    out.queue_us = std::max(out.queue_us, member.result.queue_us);
+    out.compute_us += member.result.compute_us;
+  }
   out.scores.clear();
   out.probabilities.clear();
   out.tie_break.clear();
@@ -577,84 +596,103 @@ void EnsembleServable::Finish(const std::shared_ptr<RunState>& state) {
   for (size_t m = 0; m < members_.size(); ++m) {
     MemberResult& member = out.members[m];
     member.model = members_[m].model;
-    member.version = state->members[m].version;
+    member.version = state.members[m].version;
     member.weight = members_[m].weight;
-    member.status = state->members[m].status;
+    member.status = state.members[m].status;
     member.probabilities.clear();
   }
+}
 
-  Status status;
+Status EnsembleServable::QuorumFailure(const RunState& state, int32_t answered) const {
+  const RunRequest& request = *state.request;
+  const int32_t total = static_cast<int32_t>(members_.size());
   const int32_t needed = quorum_ == 0 ? total : quorum_;
-  if (answered < needed) {
-    int32_t invalid = 0;
-    for (const RunState::Member& member : state->members) {
-      invalid += member.status.code() == StatusCode::kInvalidArgument ? 1 : 0;
+  int32_t invalid = 0;
+  for (const RunState::Member& member : state.members) {
+    invalid += member.status.code() == StatusCode::kInvalidArgument ? 1 : 0;
+  }
+  std::string message = QuorumMessage(state, answered, "answered");
+  if (request.cancelled && request.cancelled()) return CancelledError(std::move(message));
+  if (request.deadline_us > 0 && clock_->NowMicros() >= request.deadline_us) {
+    return DeadlineExceededError(std::move(message));
+  }
+  if (total - invalid < needed) return InvalidArgumentError(std::move(message));  // no retry can reach the quorum
+  return UnavailableError(std::move(message));
+}
+
+Status EnsembleServable::CombineMembers(RunState& state) const {
+  const RunRequest& request = *state.request;
+  RunResult& out = *state.result;
+  const int64_t num_items = static_cast<int64_t>(request.items.size());
+  const int64_t num_classes = info_.num_classes;
+  const size_t row_size = static_cast<size_t>(num_classes);
+  const size_t rows_size = static_cast<size_t>(num_items) * row_size;
+  out.scores.resize(rows_size);
+  out.probabilities.resize(rows_size);
+  out.tie_break.resize(rows_size);
+  out.agreement.resize(static_cast<size_t>(num_items));
+  std::vector<MemberVote> votes(members_.size());
+  for (int64_t i = 0; i < num_items; ++i) {
+    for (size_t m = 0; m < members_.size(); ++m) {
+      const RunState::Member& member = state.members[m];
+      votes[m].answered = member.status.ok();
+      votes[m].weight = members_[m].weight;
+      votes[m].probabilities =
+          member.status.ok() ? std::span<const float>(member.result.probabilities.data() + i * num_classes, row_size)
+                             : std::span<const float>();
     }
-    std::string message = QuorumMessage(*state, answered, "answered");
-    if (request.cancelled && request.cancelled()) {
-      status = CancelledError(std::move(message));
-    } else if (request.deadline_us > 0 && clock_->NowMicros() >= request.deadline_us) {
-      status = DeadlineExceededError(std::move(message));
-    } else if (total - invalid < needed) {
-      status = InvalidArgumentError(std::move(message));  // no retry can reach the quorum
-    } else {
-      status = UnavailableError(std::move(message));
-    }
-  } else {
-    out.scores.resize(rows_size);
-    out.probabilities.resize(rows_size);
-    out.tie_break.resize(rows_size);
-    out.agreement.resize(static_cast<size_t>(num_items));
-    std::vector<MemberVote> votes(members_.size());
-    for (int64_t i = 0; i < num_items && status.ok(); ++i) {
-      for (size_t m = 0; m < members_.size(); ++m) {
-        const RunState::Member& member = state->members[m];
-        votes[m].answered = member.status.ok();
-        votes[m].weight = members_[m].weight;
-        votes[m].probabilities =
-            member.status.ok()
-                ? std::span<const float>(member.result.probabilities.data() + i * num_classes, row_size)
-                : std::span<const float>();
-      }
-      StatusOr<Vote> vote = CombineVotes(strategy_, votes, num_classes, quorum_);
-      if (!vote.ok()) {
-        status = vote.status().WithContext("ensemble " + Quoted(info_.name) + ": " + request.ItemName(i));
-        break;
-      }
-      const size_t row = static_cast<size_t>(i) * row_size;
-      std::copy(vote->scores.begin(), vote->scores.end(), out.scores.begin() + row);
-      std::copy(vote->probabilities.begin(), vote->probabilities.end(), out.probabilities.begin() + row);
-      std::copy(vote->tie_break.begin(), vote->tie_break.end(), out.tie_break.begin() + row);
-      out.agreement[static_cast<size_t>(i)] = vote->agreement;
-    }
-    if (status.ok() && request.want_member_results) {
-      for (size_t m = 0; m < members_.size(); ++m) {
-        if (state->members[m].status.ok()) {
-          out.members[m].probabilities = std::move(state->members[m].result.probabilities);
-        }
-      }
+    StatusOr<Vote> vote = CombineVotes(strategy_, votes, num_classes, quorum_);
+    if (!vote.ok()) return vote.status().WithContext("ensemble " + Quoted(info_.name) + ": " + request.ItemName(i));
+    const size_t row = static_cast<size_t>(i) * row_size;
+    std::copy(vote->scores.begin(), vote->scores.end(), out.scores.begin() + row);
+    std::copy(vote->probabilities.begin(), vote->probabilities.end(), out.probabilities.begin() + row);
+    std::copy(vote->tie_break.begin(), vote->tie_break.end(), out.tie_break.begin() + row);
+    out.agreement[static_cast<size_t>(i)] = vote->agreement;
+  }
+  if (request.want_member_results) {
+    for (size_t m = 0; m < members_.size(); ++m) {
+      if (state.members[m].status.ok()) out.members[m].probabilities = std::move(state.members[m].result.probabilities);
     }
   }
+  return OkStatus();
+}
 
-  {
-    const uint64_t ns =
-        static_cast<uint64_t>(std::max<int64_t>(0, SteadyNowMicros() - state->start_us)) * kNanosPerMicro;
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    if (status.ok()) {
-      stats_.success.Add(ns);
-      stats_.inference_count += static_cast<uint64_t>(num_items);
-      stats_.queue.Add(static_cast<uint64_t>(std::max<int64_t>(0, queue_us)) * kNanosPerMicro);
-      stats_.last_inference_ms = WallNowMillis();
-      for (float agreement : out.agreement) {
-        ++stats_.agreement_buckets[AgreementBucket(agreement)];
-        stats_.agreement_sum += agreement;
-        ++stats_.agreement_count;
-      }
-    } else {
-      stats_.fail.Add(ns);
-    }
+void EnsembleServable::RecordFinish(const RunState& state, const Status& status) {
+  const uint64_t ns = MicrosToNanos(SteadyNowMicros() - state.start_us);
+  const RunResult& out = *state.result;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  if (!status.ok()) {
+    stats_.fail.Add(ns);
+    return;
   }
+  stats_.success.Add(ns);
+  stats_.inference_count += static_cast<uint64_t>(out.num_items);
+  stats_.queue.Add(MicrosToNanos(out.queue_us));
+  stats_.last_inference_ms = WallNowMillis();
+  for (float agreement : out.agreement) {
+    ++stats_.agreement_buckets[AgreementBucket(agreement)];
+    stats_.agreement_sum += agreement;
+    ++stats_.agreement_count;
+  }
+}
 
+void EnsembleServable::Finish(const std::shared_ptr<RunState>& state) {
+  if (state->timer_id != 0) timer_->Cancel(state->timer_id);
+  // Every member is settled and no longer written to, except the results of members given up on (not read).
+  // 1. Check the answers' shape and values. 2. The result's header and members. 3. The quorum, then the vote.
+  const int32_t answered = CheckAnswers(*state);
+  FillResultHeader(*state, answered);
+  const int32_t total = static_cast<int32_t>(members_.size());
+  Status status = answered < (quorum_ == 0 ? total : quorum_) ? QuorumFailure(*state, answered)
+                                                               : CombineMembers(*state);
+  if (!status.ok()) {  // a failed vote leaves no half-filled rows
+    state->result->scores.clear();
+    state->result->probabilities.clear();
+    state->result->tie_break.clear();
+    state->result->agreement.clear();
+  }
+  // 4. Statistics, then the answer.
+  RecordFinish(*state, status);
   std::function<void(Status)> done = std::move(state->done);
   {
     std::lock_guard<std::mutex> lock(runs_mu_);

@@ -7,12 +7,13 @@
 //   1. Resolve every member (model, version; 0 = newest ready) through the resolver, at every Run, so that a
 //      reloaded or newly loaded member version is picked up. A member that cannot be resolved, is itself an
 //      ensemble or now has a different class count does not answer (its status says why).
-//   2. Decode each kEncoded item once (DecodeImage) and build each kPixels item once (ImageFromPixels). An item
-//      that cannot be decoded fails the whole Run at once with INVALID_ARGUMENT "<item name>: ..." (no member
-//      runs). Then preprocess each image once per distinct preprocessing among the members (PreprocessOptions
-//      ==; PreprocessImage, the training-exact path) into a float buffer per group. A group whose preprocessing
-//      fails (e.g. an extreme aspect ratio for a centre crop) makes only its members not answer. kTensor items
-//      are copied once and go to every member unchanged (each member checks the size).
+//   2. Prepare every item once with PrepareItem (server/preprocess/image_input.h, the path a model servable
+//      takes too): each image is decoded (kEncoded) or built (kPixels) once and preprocessed once per distinct
+//      preprocessing among the members (PreprocessOptions ==) into a float buffer per group. An item that cannot
+//      be decoded fails the whole Run at once with INVALID_ARGUMENT "<item name>: ..." (no member runs). A group
+//      whose preprocessing fails (e.g. an extreme aspect ratio for a centre crop) makes only its members not
+//      answer. kTensor items are checked for finite values, copied once and go to every member unchanged (each
+//      member checks the size).
 //   3. Run every member concurrently (Servable::Run is asynchronous) with kTensor items pointing into those
 //      buffers, which live until the last member is done, so members batch ensemble traffic like any other.
 //      Member deadline: min(request deadline, now + member_timeout_ms) (0: none). A member that has not answered
@@ -55,8 +56,8 @@
 #include "engine/common/status.h"
 #include "server/batching/clock.h"
 #include "server/ensemble/voting.h"
-#include "server/servables/servable.h"
 #include "server/preprocess/preprocess.h"
+#include "server/servables/servable.h"
 
 namespace cnnserve {
 
@@ -129,8 +130,40 @@ class EnsembleServable final : public Servable {
 
   // The answer of one member: the resolved servable, or why it cannot take part in this Run.
   StatusOr<std::shared_ptr<Servable>> ResolveMember(const MemberSpec& member) const;
-  // Answers `state` if every member has settled and it has not been answered yet. Called without state->mu held.
+  // Run's steps (the numbers of the header comment), in order.
+  // Records a Run that failed before its fan-out and calls `done`.
+  void FailRun(int64_t start_us, const Status& status, const std::function<void(Status)>& done);
+  // The checks before any work: a request with items, not shutting down, deadline not passed, not cancelled.
+  Status CheckRun(const RunRequest* request, const RunResult* result, int64_t now_us) const;
+  // Step 1: resolves every member into state.members (a failure settles the member) and sets the members'
+  // deadline.
+  void ResolveMembers(RunState& state, int64_t now_us) const;
+  // Step 2: decodes every image item once and preprocesses it once per group (GroupMembers) into
+  // state.group_inputs with PrepareItem; checks and copies tensor items. The error of an item that cannot be
+  // decoded (the whole Run fails); a group whose preprocessing fails settles its members.
+  Status PrepareInputs(RunState& state) const;
+  // The distinct preprocessings of the unsettled members (state.member_group maps members to them); a member
+  // without preprocessing is settled with an error naming item `first_image`. None when first_image < 0.
+  std::vector<PreprocessOptions> GroupMembers(RunState& state, int64_t first_image) const;
+  // Lists the Run in flight, counts it, takes `done` (moved from only on success) and arms the member deadline.
+  // UNAVAILABLE when shutting down.
+  Status Admit(const std::shared_ptr<RunState>& state, std::function<void(Status)>& done);
+  // Step 3: runs every unsettled member on its MemberRequest (kTensor items into the state's buffers).
+  void FanOut(const std::shared_ptr<RunState>& state);
+  std::shared_ptr<RunRequest> MemberRequest(const std::shared_ptr<RunState>& state, size_t member) const;
+
+  // Finish's steps (step 4). Answers `state` if every member has settled and it has not been answered yet.
+  // Called without state->mu held.
   void Finish(const std::shared_ptr<RunState>& state);
+  // Turns members whose rows are missing or unusable into failures; returns how many answered.
+  int32_t CheckAnswers(RunState& state) const;
+  // The result's model, counts, timings and members (their status), with no rows.
+  void FillResultHeader(const RunState& state, int32_t answered) const;
+  // The error of a Run whose members did not reach the quorum (code as the header comment says).
+  Status QuorumFailure(const RunState& state, int32_t answered) const;
+  // Votes every item (CombineVotes) into the result's rows; moves member rows when want_member_results.
+  Status CombineMembers(RunState& state) const;
+  void RecordFinish(const RunState& state, const Status& status);
   // Asks every resolved member whether it would admit the run now (Servable::CheckAdmission) and settles those
   // that would not, with their refusal. UNAVAILABLE naming every refused or unresolved member when the quorum can
   // no longer be reached, so the request is refused before anything is decoded.

@@ -112,9 +112,10 @@ std::vector<int32_t> RankVote(const Vote& vote, int k) {
   return order;
 }
 
-StatusOr<Vote> CombineVotes(EnsembleStrategy strategy, std::span<const MemberVote> members, int64_t num_classes,
-                            int32_t quorum) {
-  // --- Arguments.
+namespace {
+
+Status CheckVoteArguments(EnsembleStrategy strategy, std::span<const MemberVote> members, int64_t num_classes,
+                          int32_t quorum) {
   if (!IsKnownStrategy(strategy)) {
     return InvalidArgumentError("ensemble: strategy " + EnsembleStrategyName(strategy) +
                                 " is not one of HARD_MAJORITY, SOFT_MEAN, WEIGHTED_SOFT, GEOMETRIC_MEAN, BORDA, "
@@ -141,14 +142,25 @@ StatusOr<Vote> CombineVotes(EnsembleStrategy strategy, std::span<const MemberVot
                                   " probabilities, expected num_classes " + std::to_string(num_classes));
     }
   }
+  return OkStatus();
+}
 
-  // --- Usable rows, scaled to sum 1.
-  const size_t classes = static_cast<size_t>(num_classes);
-  Vote vote;
+// The rows a vote combines: the usable answered rows, each scaled to sum 1.
+struct Ballot {
+  size_t classes = 0;
+  std::vector<int32_t> usable;             // member indices, in member order
+  std::vector<std::vector<double>> rows;   // per member; empty unless usable
+};
+
+// Fills `ballot` and vote.members_total / member_top1 / invalid_members / members_answered. UNAVAILABLE when
+// fewer usable rows than the quorum remain.
+Status CollectBallot(std::span<const MemberVote> members, int64_t num_classes, int32_t quorum, Ballot& ballot,
+                     Vote& vote) {
+  const int32_t total = static_cast<int32_t>(members.size());
+  ballot.classes = static_cast<size_t>(num_classes);
+  ballot.rows.resize(members.size());
   vote.members_total = total;
   vote.member_top1.assign(members.size(), -1);
-  std::vector<int32_t> usable;
-  std::vector<std::vector<double>> rows(members.size());
   for (int32_t m = 0; m < total; ++m) {
     if (!members[m].answered) continue;
     const double sum = UsableRowSum(members[m].probabilities);
@@ -156,110 +168,144 @@ StatusOr<Vote> CombineVotes(EnsembleStrategy strategy, std::span<const MemberVot
       vote.invalid_members.push_back(m);
       continue;
     }
-    rows[m].resize(classes);
-    for (size_t c = 0; c < classes; ++c) rows[m][c] = static_cast<double>(members[m].probabilities[c]) / sum;
-    vote.member_top1[m] = MemberTop1(rows[m]);
-    usable.push_back(m);
+    std::vector<double>& row = ballot.rows[m];
+    row.resize(ballot.classes);
+    for (size_t c = 0; c < ballot.classes; ++c) row[c] = static_cast<double>(members[m].probabilities[c]) / sum;
+    vote.member_top1[m] = MemberTop1(row);
+    ballot.usable.push_back(m);
   }
-  const int32_t n = static_cast<int32_t>(usable.size());
+  const int32_t n = static_cast<int32_t>(ballot.usable.size());
   vote.members_answered = n;
   const int32_t needed = quorum == 0 ? total : quorum;
-  if (n < needed) {
-    std::string message = "ensemble: " + std::to_string(n) + " of " + std::to_string(total) +
-                          " members answered, quorum is " + std::to_string(needed);
-    if (!vote.invalid_members.empty()) {
-      message += " (unusable probabilities, non-finite, negative or all zero, from members";
-      for (int32_t m : vote.invalid_members) message += " [" + std::to_string(m) + "]";
-      message += ")";
-    }
-    return UnavailableError(std::move(message));
+  if (n >= needed) return OkStatus();
+  std::string message = "ensemble: " + std::to_string(n) + " of " + std::to_string(total) +
+                        " members answered, quorum is " + std::to_string(needed);
+  if (!vote.invalid_members.empty()) {
+    message += " (unusable probabilities, non-finite, negative or all zero, from members";
+    for (int32_t m : vote.invalid_members) message += " [" + std::to_string(m) + "]";
+    message += ")";
   }
+  return UnavailableError(std::move(message));
+}
 
-  // --- Combine.
-  std::vector<double> score(classes, 0.0);
-  std::vector<double> tie_break(classes, 0.0);
-  for (int32_t m : usable) {
-    for (size_t c = 0; c < classes; ++c) tie_break[c] += rows[m][c];
+// One function per strategy: each fills vote.scores and vote.probabilities from the ballot.
+
+void VoteHardMajority(const Ballot& ballot, Vote& vote) {
+  std::vector<double> score(ballot.classes, 0.0);
+  for (int32_t m : ballot.usable) score[vote.member_top1[m]] += 1.0;
+  vote.scores = ToFloat(score);
+  Normalise(score, vote.probabilities);
+}
+
+// SOFT_MEAN (every weight 1) or WEIGHTED_SOFT (the members' weights, 0 meaning 1).
+void VoteSoftMean(const Ballot& ballot, std::span<const MemberVote> members, bool weighted, Vote& vote) {
+  std::vector<double> score(ballot.classes, 0.0);
+  double weight_sum = 0.0;
+  for (int32_t m : ballot.usable) {
+    const double w = weighted && members[m].weight > 0.0f ? members[m].weight : 1.0;
+    weight_sum += w;
+    for (size_t c = 0; c < ballot.classes; ++c) score[c] += w * ballot.rows[m][c];
   }
+  for (double& s : score) s /= weight_sum;
+  vote.scores = ToFloat(score);
+  Normalise(score, vote.probabilities);
+}
+
+void VoteGeometricMean(const Ballot& ballot, Vote& vote) {
+  std::vector<double> score(ballot.classes, 0.0);
+  for (int32_t m : ballot.usable) {
+    for (size_t c = 0; c < ballot.classes; ++c) score[c] += std::log(std::max(ballot.rows[m][c], kProbabilityFloor));
+  }
+  for (double& s : score) s /= static_cast<double>(ballot.usable.size());
+  vote.scores = ToFloat(score);
+  const double max_score = *std::max_element(score.begin(), score.end());
+  std::vector<double> geometric(ballot.classes);
+  for (size_t c = 0; c < ballot.classes; ++c) geometric[c] = std::exp(score[c] - max_score);
+  Normalise(geometric, vote.probabilities);
+}
+
+void VoteBorda(const Ballot& ballot, Vote& vote) {
+  const size_t classes = ballot.classes;
+  std::vector<double> score(classes, 0.0);
+  for (int32_t m : ballot.usable) {
+    const std::vector<double>& row = ballot.rows[m];
+    const std::vector<int32_t> order = MemberOrder(row);
+    for (size_t first = 0; first < classes;) {
+      size_t last = first + 1;  // [first, last): places holding an equal value
+      while (last < classes && row[order[last]] == row[order[first]]) ++last;
+      // Places first..last-1 are worth C-1-first .. C-last points; each class there gets their mean.
+      const double points = static_cast<double>(classes - 1) - (static_cast<double>(first + last - 1) / 2.0);
+      for (size_t place = first; place < last; ++place) score[order[place]] += points;
+      first = last;
+    }
+  }
+  vote.scores = ToFloat(score);
+  if (classes == 1) {
+    vote.probabilities = {1.0f};
+  } else {
+    Normalise(score, vote.probabilities);
+  }
+}
+
+void VoteMaxConfidence(const Ballot& ballot, Vote& vote) {
+  int32_t chosen = ballot.usable.front();
+  double chosen_max = ballot.rows[chosen][vote.member_top1[chosen]];
+  for (int32_t m : ballot.usable) {
+    const double max = ballot.rows[m][vote.member_top1[m]];
+    if (max > chosen_max) {
+      chosen = m;
+      chosen_max = max;
+    }
+  }
+  vote.chosen_member = chosen;
+  vote.scores = ToFloat(ballot.rows[chosen]);
+  Normalise(ballot.rows[chosen], vote.probabilities);
+}
+
+Status VoteWithStrategy(EnsembleStrategy strategy, const Ballot& ballot, std::span<const MemberVote> members,
+                        Vote& vote) {
   switch (strategy) {
-    case Config::HARD_MAJORITY: {
-      for (int32_t m : usable) score[vote.member_top1[m]] += 1.0;
-      vote.scores = ToFloat(score);
-      Normalise(score, vote.probabilities);
-      break;
-    }
+    case Config::HARD_MAJORITY:
+      VoteHardMajority(ballot, vote);
+      return OkStatus();
     case Config::SOFT_MEAN:
-    case Config::WEIGHTED_SOFT: {
-      double weight_sum = 0.0;
-      for (int32_t m : usable) {
-        double w = 1.0;
-        if (strategy == Config::WEIGHTED_SOFT && members[m].weight > 0.0f) w = members[m].weight;
-        weight_sum += w;
-        for (size_t c = 0; c < classes; ++c) score[c] += w * rows[m][c];
-      }
-      for (double& s : score) s /= weight_sum;
-      vote.scores = ToFloat(score);
-      Normalise(score, vote.probabilities);
-      break;
-    }
-    case Config::GEOMETRIC_MEAN: {
-      for (int32_t m : usable) {
-        for (size_t c = 0; c < classes; ++c) score[c] += std::log(std::max(rows[m][c], kProbabilityFloor));
-      }
-      for (double& s : score) s /= n;
-      vote.scores = ToFloat(score);
-      const double max_score = *std::max_element(score.begin(), score.end());
-      std::vector<double> geometric(classes);
-      for (size_t c = 0; c < classes; ++c) geometric[c] = std::exp(score[c] - max_score);
-      Normalise(geometric, vote.probabilities);
-      break;
-    }
-    case Config::BORDA: {
-      for (int32_t m : usable) {
-        const std::vector<double>& row = rows[m];
-        const std::vector<int32_t> order = MemberOrder(row);
-        for (size_t first = 0; first < classes;) {
-          size_t last = first + 1;  // [first, last): places holding an equal value
-          while (last < classes && row[order[last]] == row[order[first]]) ++last;
-          // Places first..last-1 are worth C-1-first .. C-last points; each class there gets their mean.
-          const double points = static_cast<double>(classes - 1) - (static_cast<double>(first + last - 1) / 2.0);
-          for (size_t place = first; place < last; ++place) score[order[place]] += points;
-          first = last;
-        }
-      }
-      vote.scores = ToFloat(score);
-      if (classes == 1) {
-        vote.probabilities = {1.0f};
-      } else {
-        Normalise(score, vote.probabilities);
-      }
-      break;
-    }
-    case Config::MAX_CONFIDENCE: {
-      int32_t chosen = usable.front();
-      double chosen_max = rows[chosen][vote.member_top1[chosen]];
-      for (int32_t m : usable) {
-        const double max = rows[m][vote.member_top1[m]];
-        if (max > chosen_max) {
-          chosen = m;
-          chosen_max = max;
-        }
-      }
-      vote.chosen_member = chosen;
-      vote.scores = ToFloat(rows[chosen]);
-      Normalise(rows[chosen], vote.probabilities);
-      break;
-    }
+    case Config::WEIGHTED_SOFT:
+      VoteSoftMean(ballot, members, /*weighted=*/strategy == Config::WEIGHTED_SOFT, vote);
+      return OkStatus();
+    case Config::GEOMETRIC_MEAN:
+      VoteGeometricMean(ballot, vote);
+      return OkStatus();
+    case Config::BORDA:
+      VoteBorda(ballot, vote);
+      return OkStatus();
+    case Config::MAX_CONFIDENCE:
+      VoteMaxConfidence(ballot, vote);
+      return OkStatus();
     default:
       return InternalError("ensemble: unhandled strategy " + EnsembleStrategyName(strategy));
   }
-  vote.tie_break = ToFloat(tie_break);
+}
 
-  // --- The ensemble's top-1 and the members' agreement with it.
+}  // namespace
+
+StatusOr<Vote> CombineVotes(EnsembleStrategy strategy, std::span<const MemberVote> members, int64_t num_classes,
+                            int32_t quorum) {
+  CNN_RETURN_IF_ERROR(CheckVoteArguments(strategy, members, num_classes, quorum));
+  Vote vote;
+  Ballot ballot;
+  CNN_RETURN_IF_ERROR(CollectBallot(members, num_classes, quorum, ballot, vote));
+  CNN_RETURN_IF_ERROR(VoteWithStrategy(strategy, ballot, members, vote));
+  // The tie-break: the members' summed probability per class.
+  std::vector<double> tie_break(ballot.classes, 0.0);
+  for (int32_t m : ballot.usable) {
+    for (size_t c = 0; c < ballot.classes; ++c) tie_break[c] += ballot.rows[m][c];
+  }
+  vote.tie_break = ToFloat(tie_break);
+  // The ensemble's top-1 and the members' agreement with it.
   vote.top1 = RankVote(vote, 1).front();
   int32_t agreeing = 0;
-  for (int32_t m : usable) agreeing += vote.member_top1[m] == vote.top1 ? 1 : 0;
-  vote.agreement = static_cast<float>(static_cast<double>(agreeing) / n);
+  for (int32_t m : ballot.usable) agreeing += vote.member_top1[m] == vote.top1 ? 1 : 0;
+  vote.agreement = static_cast<float>(static_cast<double>(agreeing) / static_cast<double>(ballot.usable.size()));
   return vote;
 }
 

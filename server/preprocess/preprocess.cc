@@ -421,16 +421,6 @@ Status Preprocess(const DecodedImage& image, const PreprocessOptions& options, f
   return OkStatus();
 }
 
-StatusOr<Tensor> DecodeAndPreprocess(std::string_view bytes, const PreprocessOptions& options) {
-  CNN_RETURN_IF_ERROR(ValidatePreprocessOptions(options));
-  CNN_ASSIGN_OR_RETURN(const DecodedImage image, DecodeImage(bytes, options.decode_limits));
-  Dims dims = PreprocessedDims(options);
-  dims.insert(dims.begin(), 1);
-  Tensor tensor(std::move(dims));
-  CNN_RETURN_IF_ERROR(Preprocess(image, options, tensor.data()));
-  return tensor;
-}
-
 Status CheckFiniteFloats(std::string_view float32_bytes) {
   constexpr uint32_t kExponentMask = 0x7f800000u;  // all-ones exponent: infinity or NaN
   const size_t count = float32_bytes.size() / sizeof(float);

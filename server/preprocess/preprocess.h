@@ -1,10 +1,14 @@
 // Image preprocessing: client image bytes -> the model's NCHW float input. The only component that uses OpenCV
 // (DESIGN.md section 1 rule 3); no OpenCV type appears in this header.
 //
-// Two steps, so that one upload can feed several models (an ensemble) without decoding twice:
+// The steps of the image-input path. Servables do not call them one by one: they call PrepareItem
+// (image_input.h), which decodes an item once and preprocesses it for one or more models.
 //   DecodeImage(bytes, limits) -> DecodedImage      checks the bytes (image_header.h), then decodes with OpenCV
-//   Preprocess(image, options, dst)                 colour -> resize (-> centre crop) -> scale/mean/std -> planar
-// DecodeAndPreprocess does both and returns a 1xCxHxW tensor.
+//   ImageFromPixels(hwc, ...) -> DecodedImage       raw 8-bit samples
+//   Preprocess(image, options, dst)                 colour -> resize (-> centre crop) -> scale/mean/std -> planar,
+//                                                   resizing the 8-bit samples (PreprocessImage in image_input.h
+//                                                   resizes in float, as training does, and uses Preprocess for
+//                                                   colour conversion and as its fallback for huge images)
 //
 // Decoding, and why it is safe to expose to clients (image decoding is the server's main attack surface):
 //   - Only JPEG and PNG, identified by their magic bytes; everything else is rejected before any decoder runs.
@@ -26,9 +30,14 @@
 //   replicates the channel. Resize is skipped when the size already matches, so PNG input of the target size is
 //   bit-exact. OpenCV's bilinear filter does not antialias when shrinking by more than 2x; choose kArea for that.
 //
+// Threads: OpenCV runs its parallel loops (colour conversion, resize) on its own pool (TBB in Debian's build),
+// by default as wide as the machine. The server decides: InferenceService gives it the cores of --threads, the
+// same ones as its compute lanes (SetPreprocessThreads(ComputeLanes::cpus()) where it creates them), so that
+// preprocessing does not spread over cores the operator kept for something else.
+//
 // Thread-safety: all functions are reentrant and may run concurrently. A DecodedImage is immutable; copies share
 // its pixels, and several threads may Preprocess the same DecodedImage at once. SetPreprocessThreads changes a
-// process-wide OpenCV setting: call it once at start-up.
+// process-wide OpenCV setting: call it at start-up (the last call wins).
 #ifndef CNNSERVE_SERVER_PREPROCESS_PREPROCESS_H_
 #define CNNSERVE_SERVER_PREPROCESS_PREPROCESS_H_
 
@@ -93,7 +102,7 @@ struct PreprocessOptions {
   // 1 entry (used for every channel) or one entry per output channel. stddev entries must be finite and non-zero.
   std::vector<float> mean;
   std::vector<float> stddev;
-  // Used by DecodeAndPreprocess.
+  // The caps of the model's decoding; Preprocess reads max_pixels (the kShorterSideCrop intermediate image).
   DecodeLimits decode_limits;
 
   // Field-wise; two models with equal options get bit-identical inputs from one image.
@@ -183,9 +192,6 @@ StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int
 // INTERNAL if OpenCV fails unexpectedly.
 Status Preprocess(const DecodedImage& image, const PreprocessOptions& options, float* dst);
 
-// DecodeImage(bytes, options.decode_limits) then Preprocess into a new 1xCxHxW tensor.
-StatusOr<Tensor> DecodeAndPreprocess(std::string_view bytes, const PreprocessOptions& options);
-
 // Checks a raw float32 tensor sent instead of an image. `declared` is the client's shape: C x H x W, or N x C x H
 // x W with N >= 1; `byte_count` the size of its data; `expected_chw` the model's per-image input (rank 3).
 // Errors: INVALID_ARGUMENT "raw tensor shape ... does not match the model input ..." for a wrong rank or extent,
@@ -200,8 +206,8 @@ Status CheckFiniteFloats(std::string_view float32_bytes);
 
 // Sets how many threads OpenCV may use for its parallel loops (resize, colour conversion), process-wide, via
 // cv::setNumThreads: n > 1 up to n threads; 0 or 1 sequentially on the calling thread; negative OpenCV's default
-// (all cores). Call once at start-up, before serving: the server decides how the cores are split between OpenCV
-// and the engine. Never fails (an OpenCV error is ignored and leaves the setting unchanged).
+// (all cores). Called by InferenceService where it creates its compute lanes, with their core count (--threads,
+// 0: all); see "Threads" above. Never fails (an OpenCV error is ignored and leaves the setting unchanged).
 void SetPreprocessThreads(int n);
 
 }  // namespace cnnserve

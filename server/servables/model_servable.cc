@@ -4,12 +4,12 @@
 #include <cstring>
 #include <utility>
 
-#include "server/servables/image_input.h"
+#include "engine/common/strings.h"
+#include "engine/common/units.h"
+#include "server/servables/preprocess_config.h"
 
 namespace cnnserve {
 namespace {
-
-std::string Quoted(const std::string& s) { return "\"" + s + "\""; }
 
 // Everything about one Run that its tasks' callbacks need to answer it.
 struct PendingRun {
@@ -96,39 +96,14 @@ ModelServable::~ModelServable() {
 }
 
 Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* dst) const {
-  const ImageItem& item = request.items[static_cast<size_t>(i)];
-  const auto in_item = [&](const Status& status) {
-    return Status(status.code(), request.ItemName(i) + ": " + status.message());
-  };
-  switch (item.kind) {
-    case ImageItem::Kind::kTensor: {
-      const size_t bytes = static_cast<size_t>(item_input_size_) * sizeof(float);
-      if (item.data.size() != bytes) {
-        return in_item(InvalidArgumentError("a tensor of " + std::to_string(item.data.size()) + " bytes; model " +
-                                            Quoted(info_.name) + " takes " + DimsToString(info_.item_input_dims) +
-                                            " float32 = " + std::to_string(bytes) + " bytes per image"));
-      }
-      if (Status status = CheckFiniteFloats(item.data); !status.ok()) return in_item(status);
-      if (dst != nullptr) std::memcpy(dst, item.data.data(), bytes);  // little-endian float32, as the host
-      return OkStatus();
-    }
-    case ImageItem::Kind::kEncoded:
-    case ImageItem::Kind::kPixels: {
-      if (!info_.preprocess.has_value()) {
-        return in_item(
-            InvalidArgumentError("model " + Quoted(info_.name) +
-                                 " has no image preprocessing (its input is not C x H x W): send tensors"));
-      }
-      StatusOr<DecodedImage> image =
-          item.kind == ImageItem::Kind::kEncoded
-              ? DecodeImage(item.data, options_.decode_limits)
-              : ImageFromPixels(item.data, item.height, item.width, item.channels, options_.decode_limits);
-      if (!image.ok()) return in_item(image.status());
-      if (Status status = PreprocessImage(*image, *info_.preprocess, dst); !status.ok()) return in_item(status);
-      return OkStatus();
-    }
-  }
-  return in_item(InvalidArgumentError("unknown item kind"));
+  ItemTarget target;
+  target.model = info_.name;
+  target.preprocess = info_.preprocess.has_value() ? &*info_.preprocess : nullptr;
+  target.input_dims = info_.item_input_dims;
+  target.dst = dst;
+  const Status status = cnnserve::PrepareItem(request.items[static_cast<size_t>(i)], options_.decode_limits, target);
+  if (status.ok()) return status;
+  return Status(status.code(), request.ItemName(i) + ": " + status.message());
 }
 
 const float* ContiguousTensorItems(const RunRequest& request, int64_t item_floats) {
@@ -147,12 +122,12 @@ const float* ContiguousTensorItems(const RunRequest& request, int64_t item_float
 }
 
 void ModelServable::RecordFinish(const Status& status, int64_t start_us, int64_t items, int64_t queue_us) {
-  const uint64_t ns = static_cast<uint64_t>(std::max<int64_t>(0, SteadyNowMicros() - start_us)) * 1000;
+  const uint64_t ns = static_cast<uint64_t>(std::max<int64_t>(0, SteadyNowMicros() - start_us)) * kNanosPerMicro;
   std::lock_guard<std::mutex> lock(stats_mu_);
   if (status.ok()) {
     stats_.success.Add(ns);
     stats_.inference_count += static_cast<uint64_t>(items);
-    stats_.queue.Add(static_cast<uint64_t>(std::max<int64_t>(0, queue_us)) * 1000);
+    stats_.queue.Add(static_cast<uint64_t>(std::max<int64_t>(0, queue_us)) * kNanosPerMicro);
     stats_.last_inference_ms = WallNowMillis();
   } else {
     stats_.fail.Add(ns);
@@ -198,7 +173,7 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
   result->preprocess_us = preprocess_us;
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.preprocess.Add(static_cast<uint64_t>(preprocess_us) * 1000);
+    stats_.preprocess.Add(static_cast<uint64_t>(preprocess_us) * kNanosPerMicro);
   }
 
   auto pending = std::make_shared<PendingRun>();

@@ -7,8 +7,8 @@
 // DynamicBatcher with N engine sessions), the null model (same batcher, zeros instead of an engine), and the
 // ensemble (server/ensemble: fan-out to member Servables + voting).
 //
-// A request is a list of images (ImageItem), each in one of three forms: encoded JPEG/PNG bytes, raw 8-bit
-// pixels (HWC), or an already preprocessed float32 tensor of the model's per-image input shape (C x H x W). The
+// A request is a list of images (ImageItem, server/preprocess/image_input.h), each in one of three forms:
+// encoded JPEG/PNG bytes, raw 8-bit pixels (HWC), or an already preprocessed float32 tensor of the model's per-image input shape (C x H x W). The
 // result is one row of num_classes floats per image (scores and probabilities) plus, for ensembles, the members'
 // rows and agreement.
 //
@@ -31,26 +31,11 @@
 #include "cnnserve/v1/model_config.pb.h"
 #include "engine/common/status.h"
 #include "engine/tensor/tensor.h"
-#include "server/servables/classification.h"
+#include "server/preprocess/image_input.h"  // ImageItem
 #include "server/preprocess/preprocess.h"
+#include "server/servables/classification.h"
 
 namespace cnnserve {
-
-// One image of a request, in the form it arrived. `data` is a view: the caller keeps the bytes alive until the
-// Run's `done` has been called.
-struct ImageItem {
-  enum class Kind {
-    kEncoded,  // data: JPEG or PNG bytes; decoded and preprocessed with the model's preprocessing
-    kPixels,   // data: height * width * channels uint8 samples, row-major HWC; channels 1 (gray) or 3 (RGB);
-               // preprocessed with the model's preprocessing
-    kTensor,   // data: the model's per-image input, C*H*W little-endian float32 (alignment not required); used as is
-  };
-  Kind kind = Kind::kEncoded;
-  std::string_view data;
-  int32_t height = 0;    // kPixels only
-  int32_t width = 0;     // kPixels only
-  int32_t channels = 0;  // kPixels only
-};
 
 struct RunRequest {
   std::vector<ImageItem> items;       // >= 1

@@ -13,6 +13,7 @@
 #include <thread>
 #include <utility>
 
+#include "engine/common/units.h"
 #include "engine/graph/inspect.h"
 #include "models/repository/model_repository.h"
 #include "server/batching/dynamic_batcher.h"
@@ -26,7 +27,6 @@
 namespace cnnserve {
 namespace {
 
-constexpr int64_t kMicrosPerMilli = 1000;
 // How often a retiring version checks whether requests still hold it.
 constexpr auto kRetirePollInterval = std::chrono::milliseconds(1);
 constexpr char kUnloaded[] = "unloaded";
@@ -121,6 +121,8 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.decode_limits.budget = *DecodeBudget::Create(options.max_decode_memory_bytes);  // checked
     servable_options_.default_max_queue_size = options.default_max_queue_size;
     servable_options_.lanes = &lanes_;
+    // OpenCV's parallel loops (colour conversion, 8-bit resize) get the engine's cores, not every core.
+    SetPreprocessThreads(lanes_.cpus());
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
     while (root_prefix_.size() > 1 && root_prefix_.back() == '/') root_prefix_.pop_back();
     root_prefix_ += '/';

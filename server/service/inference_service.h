@@ -56,7 +56,9 @@ namespace cnnserve {
 
 struct InferenceServiceOptions {
   std::string model_repository;  // root folder in Triton's layout
-  int total_threads = 0;         // cores to divide between model instances (0: all)
+  // Cores to divide between model instances (0: all): the compute lanes, and OpenCV's pool for preprocessing
+  // (SetPreprocessThreads, server/preprocess/preprocess.h), which the service sets to the same count.
+  int total_threads = 0;
   int64_t max_images_per_request = 256;
   int64_t max_pixels = 40'000'000;  // per image, checked from the header before decoding
   int64_t max_image_bytes = 64 << 20;

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "cnnserve/v1/classifier.pb.h"
-#include "server/servables/image_input.h"
 #include "server/native/native_request.h"
 #include "server/preprocess/preprocess.h"
 #include "tests/fuzz/fuzz_models.h"

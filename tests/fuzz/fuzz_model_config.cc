@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "models/repository/model_repository.h"
-#include "server/servables/image_input.h"
+#include "server/servables/preprocess_config.h"
 #include "tests/fuzz/fuzz_models.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -21,9 +21,10 @@ DecodeLimits FuzzDecodeLimits();
 // or validate (a bug in the fuzz target, not a finding).
 const std::vector<ServableInfo>& FuzzModels();
 
-// Prepares every item as ModelServable::PrepareItem does for `model`: encoded images decoded and pixels copied
-// (FuzzDecodeLimits), then preprocessed into its input; tensors checked for size and finite values. Traps when a
-// tensor item has the wrong size (the request parsers promise the model's size).
+// Prepares every item with PrepareItem (server/preprocess/image_input.h), as ModelServable does for `model`:
+// encoded images decoded and pixels copied (FuzzDecodeLimits), then preprocessed into its input; tensors checked
+// for size and finite values. Traps when a tensor item has the wrong size (the request parsers promise the
+// model's size).
 void PrepareItems(const std::vector<ImageItem>& items, const ServableInfo& model);
 
 }  // namespace cnnserve::fuzz

@@ -87,7 +87,7 @@ void ExpectConsistentRow(const Value& row, int batch) {
   }
   EXPECT_GE(l.at("mean").number_value(), l.at("min").number_value());
   EXPECT_LE(l.at("mean").number_value(), l.at("max").number_value());
-  EXPECT_GE(r.at("client_cpu_cores").number_value(), 0);
+  EXPECT_GT(r.at("client_cpu_cores").number_value(), 0);  // the client worked to send and receive
   EXPECT_GT(r.at("client_send_us").number_value(), 0);
 }
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "server/batching/fake_clock.h"
-#include "server/servables/image_input.h"
+#include "server/preprocess/image_input.h"
 #include "server/preprocess/preprocess.h"
 #include "tests/server/preprocess/test_images.h"
 

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/preprocess/image_input.h"
 #include "tests/server/preprocess/test_images.h"
 
 namespace cnnserve {
@@ -36,15 +37,39 @@ PreprocessOptions MakeOptions(ColorFormat color, int64_t height, int64_t width) 
   return options;
 }
 
-// Runs DecodeAndPreprocess and returns the values (asserting success).
+// The server's path for one encoded image (PrepareItem, image_input.h): the C x H x W input, or its error.
+StatusOr<std::vector<float>> Prepare(const std::string& bytes, const PreprocessOptions& options) {
+  ImageItem item;
+  item.kind = ImageItem::Kind::kEncoded;
+  item.data = bytes;
+  ItemTarget target;
+  target.preprocess = &options;
+  if (ValidatePreprocessOptions(options).ok()) target.input_dims = PreprocessedDims(options);
+  std::vector<float> values(static_cast<size_t>(target.input_dims.empty() ? 0 : NumElements(target.input_dims)));
+  target.dst = values.data();
+  CNN_RETURN_IF_ERROR(PrepareItem(item, options.decode_limits, target));
+  return values;
+}
+
+// Runs Prepare and returns the values (asserting success).
 std::vector<float> RunPipeline(const std::string& bytes, const PreprocessOptions& options) {
-  const StatusOr<Tensor> tensor = DecodeAndPreprocess(bytes, options);
-  EXPECT_TRUE(tensor.ok()) << tensor.status().ToString();
-  if (!tensor.ok()) return {};
-  Dims expected_dims = PreprocessedDims(options);
-  expected_dims.insert(expected_dims.begin(), 1);
-  EXPECT_EQ(tensor->dims(), expected_dims);
-  return std::vector<float>(tensor->data(), tensor->data() + tensor->size());
+  StatusOr<std::vector<float>> values = Prepare(bytes, options);
+  EXPECT_TRUE(values.ok()) << values.status().ToString();
+  if (!values.ok()) return {};
+  EXPECT_EQ(static_cast<int64_t>(values->size()), NumElements(PreprocessedDims(options)));
+  return *std::move(values);
+}
+
+// The 8-bit step alone (DecodeImage, then Preprocess), for the tests of Preprocess itself: its interpolation
+// modes and integer resize are what the served path falls back to for huge images.
+std::vector<float> RunPreprocessStep(const std::string& bytes, const PreprocessOptions& options) {
+  const StatusOr<DecodedImage> image = DecodeImage(bytes, options.decode_limits);
+  EXPECT_TRUE(image.ok()) << image.status().ToString();
+  if (!image.ok()) return {};
+  std::vector<float> values(static_cast<size_t>(NumElements(PreprocessedDims(options))));
+  const Status status = Preprocess(*image, options, values.data());
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  return values;
 }
 
 // Output value at (c, y, x) of a C x H x W buffer.
@@ -61,7 +86,7 @@ void ExpectInvalid(const Status& status, const std::vector<std::string>& parts) 
 }
 
 void ExpectDecodeInvalid(const std::string& bytes, const std::vector<std::string>& parts) {
-  const StatusOr<Tensor> result = DecodeAndPreprocess(bytes, MakeOptions(ColorFormat::kRgb, 8, 8));
+  const StatusOr<std::vector<float>> result = Prepare(bytes, MakeOptions(ColorFormat::kRgb, 8, 8));
   ASSERT_FALSE(result.ok());
   ExpectInvalid(result.status(), parts);
 }
@@ -80,9 +105,10 @@ TEST(PreprocessTest, PngRoundTripGivesExactNormalisedValues) {
   for (int c = 0; c < 3; ++c) {
     for (int y = 0; y < 4; ++y) {
       for (int x = 0; x < 5; ++x) {
-        const double v = image.at<cv::Vec3b>(y, x)[2 - c];  // R, G, B from BGR
-        const float expected = static_cast<float>((v * kScale - kImageNetMean[c]) / kImageNetStddev[c]);
-        EXPECT_FLOAT_EQ(At(values, 4, 5, c, y, x), expected) << c << "," << y << "," << x;
+        // R, G, B from BGR, normalised in float32 operation by operation, as NumPy does in training.
+        const float v = image.at<cv::Vec3b>(y, x)[2 - c];
+        const float expected = (v * kScale - kImageNetMean[c]) / kImageNetStddev[c];
+        EXPECT_EQ(At(values, 4, 5, c, y, x), expected) << c << "," << y << "," << x;
       }
     }
   }
@@ -323,13 +349,16 @@ TEST(PreprocessGeometryTest, ShorterSideCropMatchesResizeThenCentreCrop) {
     options.scale = 1.0f;
     options.color = ColorFormat::kBgr;
     const std::vector<float> values = RunPipeline(EncodePng(image), options);
+    // The served path resizes the float image, as training does.
+    cv::Mat image_float;
+    image.convertTo(image_float, CV_32F);
     cv::Mat resized;
-    cv::resize(image, resized, landscape ? cv::Size(192, 128) : cv::Size(128, 192), 0, 0, cv::INTER_LINEAR);
+    cv::resize(image_float, resized, landscape ? cv::Size(192, 128) : cv::Size(128, 192), 0, 0, cv::INTER_LINEAR);
     const cv::Mat crop = resized(landscape ? cv::Rect(46, 14, 100, 100) : cv::Rect(14, 46, 100, 100));
     for (int c = 0; c < 3; ++c) {
       for (int y = 0; y < 100; ++y) {
         for (int x = 0; x < 100; ++x) {
-          ASSERT_EQ(At(values, 100, 100, c, y, x), crop.at<cv::Vec3b>(y, x)[c]) << c << "," << y << "," << x;
+          ASSERT_EQ(At(values, 100, 100, c, y, x), crop.at<cv::Vec3f>(y, x)[c]) << c << "," << y << "," << x;
         }
       }
     }
@@ -366,13 +395,15 @@ TEST(PreprocessGeometryTest, HandlesImagesOfManySizes) {
         options.interpolation = interpolation;
         for (const std::string& bytes :
              {EncodePng(PatternBgr(size.width, size.height)), EncodeJpeg(PatternBgr(size.width, size.height))}) {
-          const std::vector<float> values = RunPipeline(bytes, options);
-          ASSERT_EQ(values.size(), 3u * 24 * 32) << size;
-          for (size_t i = 0; i < values.size(); ++i) {
-            const int c = static_cast<int>(i / (24 * 32));
-            const float low = (0.0f - kImageNetMean[c]) / kImageNetStddev[c];
-            const float high = (1.0f - kImageNetMean[c]) / kImageNetStddev[c];
-            ASSERT_TRUE(values[i] >= low - 1e-5f && values[i] <= high + 1e-5f) << size << " " << values[i];
+          // The served path (float bilinear resize) and the 8-bit step in every interpolation mode.
+          for (const std::vector<float>& values : {RunPipeline(bytes, options), RunPreprocessStep(bytes, options)}) {
+            ASSERT_EQ(values.size(), 3u * 24 * 32) << size;
+            for (size_t i = 0; i < values.size(); ++i) {
+              const int c = static_cast<int>(i / (24 * 32));
+              const float low = (0.0f - kImageNetMean[c]) / kImageNetStddev[c];
+              const float high = (1.0f - kImageNetMean[c]) / kImageNetStddev[c];
+              ASSERT_TRUE(values[i] >= low - 1e-5f && values[i] <= high + 1e-5f) << size << " " << values[i];
+            }
           }
         }
       }
@@ -384,12 +415,12 @@ TEST(PreprocessGeometryTest, ExtremeAspectRatioIsRejectedForCropOnly) {
   const std::string bytes = EncodePng(cv::Mat(1, 4000, CV_8UC3, kRed));
   PreprocessOptions options = UnitOptions(ResizeMode::kShorterSideCrop, 224, 224);
   options.decode_limits.max_pixels = 1'000'000;
-  const StatusOr<Tensor> result = DecodeAndPreprocess(bytes, options);
+  const StatusOr<std::vector<float>> result = Prepare(bytes, options);
   ASSERT_FALSE(result.ok());
   ExpectInvalid(result.status(), {"4000x1 image", "gives 896000x224 pixels, over max_pixels 1000000",
                                   "aspect ratio is too extreme"});
   options.resize = ResizeMode::kExact;
-  EXPECT_TRUE(DecodeAndPreprocess(bytes, options).ok());
+  EXPECT_TRUE(Prepare(bytes, options).ok());
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -436,13 +467,13 @@ TEST(DecodedImageTest, OneDecodeFeedsSeveralModelsAndBatchSlots) {
   ASSERT_TRUE(Preprocess(*image, rgb, batch.data() + slot).ok());
   EXPECT_TRUE(std::all_of(batch.begin(), batch.begin() + slot, [](float v) { return v == -100.0f; }));
   ASSERT_TRUE(Preprocess(*image, rgb, batch.data()).ok());
-  const std::vector<float> reference = RunPipeline(bytes, rgb);
+  const std::vector<float> reference = RunPreprocessStep(bytes, rgb);
   EXPECT_EQ(std::vector<float>(batch.begin(), batch.begin() + slot), reference);
   EXPECT_EQ(std::vector<float>(batch.begin() + slot, batch.end()), reference);
 
   std::vector<float> gray_values(8 * 12);
   ASSERT_TRUE(Preprocess(*image, gray, gray_values.data()).ok());
-  EXPECT_EQ(gray_values, RunPipeline(bytes, gray));
+  EXPECT_EQ(gray_values, RunPreprocessStep(bytes, gray));
 }
 
 TEST(DecodedImageTest, ConcurrentPreprocessOfOneImage) {
@@ -531,7 +562,7 @@ TEST(PreprocessOptionsTest, RejectsBadFields) {
     c.mutate(options);
     ExpectInvalid(ValidatePreprocessOptions(options), {c.expected});
     // Every entry point checks them.
-    const StatusOr<Tensor> result = DecodeAndPreprocess(bytes, options);
+    const StatusOr<std::vector<float>> result = Prepare(bytes, options);
     ASSERT_FALSE(result.ok());
     ExpectInvalid(result.status(), {c.expected});
   }
@@ -653,7 +684,7 @@ TEST(BadImageTest, MutatedFilesNeverCrash) {
         bytes[rng.uniform(0, static_cast<int>(bytes.size()))] = static_cast<char>(rng.uniform(0, 256));
       }
       if (rng.uniform(0, 4) == 0) bytes.resize(rng.uniform(0, static_cast<int>(bytes.size())));
-      const StatusOr<Tensor> result = DecodeAndPreprocess(bytes, options);
+      const StatusOr<std::vector<float>> result = Prepare(bytes, options);
       ++total;
       if (!result.ok()) {
         ++rejected;

@@ -1,6 +1,7 @@
 // The served input must equal the training input: decode + PreprocessImage of the fixture's PNGs against the
 // training script's input.npy (bit for bit), and the float resize against OpenCV's cv::resize on CV_32F.
-#include "server/servables/image_input.h"
+#include "server/preprocess/image_input.h"
+#include "server/servables/preprocess_config.h"
 
 #include <gtest/gtest.h>
 

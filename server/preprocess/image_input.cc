@@ -1,14 +1,16 @@
-#include "server/servables/image_input.h"
+#include "server/preprocess/image_input.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
+#include <string>
 #include <vector>
+
+#include "engine/common/strings.h"
 
 namespace cnnserve {
 namespace {
-
-constexpr float kDefaultScale = 1.0f / 255.0f;
 
 // One output coordinate of OpenCV's INTER_LINEAR: value = src[i0] * w0 + src[i1] * w1, or src[i0] alone when
 // `single` (OpenCV's right-border case).
@@ -69,51 +71,41 @@ float PerChannel(const std::vector<float>& values, int c, float default_value) {
   return values.size() == 1 ? values[0] : values[static_cast<size_t>(c)];
 }
 
-}  // namespace
-
-StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const v1::ModelConfig& config,
-                                                        const DecodeLimits& limits) {
-  const auto& dims = config.input().dims();
-  if (dims.size() != 3) {
-    return InvalidArgumentError("model \"" + config.name() + "\": input.dims has " + std::to_string(dims.size()) +
-                                " values; expected C, H, W");
-  }
-  const v1::PreprocessConfig& pre = config.preprocess();
-  PreprocessOptions options;
-  switch (pre.color()) {
-    case v1::PreprocessConfig::GRAY:
-      options.color = ColorFormat::kGray;
-      break;
-    case v1::PreprocessConfig::RGB:
-      options.color = ColorFormat::kRgb;
-      break;
-    case v1::PreprocessConfig::BGR:
-      options.color = ColorFormat::kBgr;
-      break;
-    default:
-      options.color = dims[0] == 1 ? ColorFormat::kGray : ColorFormat::kRgb;
-      break;
-  }
-  options.target_height_px = dims[1];
-  options.target_width_px = dims[2];
-  options.resize =
-      pre.resize() == v1::PreprocessConfig::SHORTER_SIDE_CROP ? ResizeMode::kShorterSideCrop : ResizeMode::kExact;
-  options.resize_shorter_side_px = pre.resize_shorter_side();
-  options.interpolation = Interpolation::kBilinear;
-  options.scale = pre.scale() == 0.0f ? kDefaultScale : pre.scale();
-  options.mean.assign(pre.mean().begin(), pre.mean().end());
-  options.stddev.assign(pre.std().begin(), pre.std().end());
-  options.decode_limits = limits;
-  if (OutputChannels(options.color) != dims[0]) {
-    return InvalidArgumentError("model \"" + config.name() + "\": preprocess.color gives " +
-                                std::to_string(OutputChannels(options.color)) + " channels but the input has " +
-                                std::to_string(dims[0]));
-  }
-  if (Status status = ValidatePreprocessOptions(options); !status.ok()) {
-    return InvalidArgumentError("model \"" + config.name() + "\": preprocess: " + status.message());
-  }
-  return options;
+// The item's pixels: decoded (kEncoded) or copied from raw samples (kPixels).
+StatusOr<DecodedImage> DecodeItem(const ImageItem& item, const DecodeLimits& limits) {
+  if (item.kind == ImageItem::Kind::kEncoded) return DecodeImage(item.data, limits);
+  return ImageFromPixels(item.data, item.height, item.width, item.channels, limits);
 }
+
+std::string ModelName(const ItemTarget& target) {
+  return target.model.empty() ? "the model" : "model " + Quoted(target.model);
+}
+
+Status PreprocessTarget(const DecodedImage& image, const ItemTarget& target) {
+  if (target.preprocess == nullptr) {
+    return InvalidArgumentError(ModelName(target) +
+                                " has no image preprocessing (its input is not C x H x W): send tensors");
+  }
+  if (target.dst != nullptr) return PreprocessImage(image, *target.preprocess, target.dst);
+  // Check only: the options, and whether the image fits them (the crop of an extreme aspect ratio).
+  CNN_RETURN_IF_ERROR(ValidatePreprocessOptions(*target.preprocess));
+  return ComputeResizeGeometry(image.width_px(), image.height_px(), *target.preprocess).status();
+}
+
+// A kTensor item for one target: its size, then the copy. Its values were checked once for every target.
+Status CopyTensorTarget(std::string_view data, const ItemTarget& target) {
+  if (target.input_dims.empty()) return OkStatus();
+  const size_t bytes = static_cast<size_t>(NumElements(target.input_dims)) * sizeof(float);
+  if (data.size() != bytes) {
+    return InvalidArgumentError("a tensor of " + std::to_string(data.size()) + " bytes; " + ModelName(target) + " takes " +
+                                DimsToString(target.input_dims) + " float32 = " + std::to_string(bytes) +
+                                " bytes per image");
+  }
+  if (target.dst != nullptr) std::memcpy(target.dst, data.data(), bytes);  // little-endian float32, as the host
+  return OkStatus();
+}
+
+}  // namespace
 
 void ResizeBilinearWindow(const float* src, int64_t src_h, int64_t src_w, int64_t resized_h, int64_t resized_w,
                           int64_t crop_y, int64_t crop_x, int64_t out_h, int64_t out_w, float* dst) {
@@ -195,6 +187,40 @@ Status PreprocessImage(const DecodedImage& image, const PreprocessOptions& optio
     for (int64_t i = 0; i < plane; ++i) out[i] = (out[i] * scale - mean) / stddev;
   }
   return OkStatus();
+}
+
+Status PrepareItem(const ImageItem& item, const DecodeLimits& limits, std::span<const ItemTarget> targets,
+                   std::span<Status> target_status) {
+  if (target_status.size() != targets.size()) {
+    return InternalError("PrepareItem: " + std::to_string(targets.size()) + " targets but " +
+                         std::to_string(target_status.size()) + " statuses");
+  }
+  switch (item.kind) {
+    case ImageItem::Kind::kTensor:
+      CNN_RETURN_IF_ERROR(CheckFiniteFloats(item.data));
+      for (size_t t = 0; t < targets.size(); ++t) target_status[t] = CopyTensorTarget(item.data, targets[t]);
+      return OkStatus();
+    case ImageItem::Kind::kEncoded:
+    case ImageItem::Kind::kPixels: {
+      const bool any_preprocess = std::any_of(targets.begin(), targets.end(),
+                                              [](const ItemTarget& t) { return t.preprocess != nullptr; });
+      if (!targets.empty() && !any_preprocess) {  // no target takes images: do not decode for nothing
+        for (size_t t = 0; t < targets.size(); ++t) target_status[t] = PreprocessTarget(DecodedImage(), targets[t]);
+        return OkStatus();
+      }
+      CNN_ASSIGN_OR_RETURN(const DecodedImage image, DecodeItem(item, limits));
+      for (size_t t = 0; t < targets.size(); ++t) target_status[t] = PreprocessTarget(image, targets[t]);
+      return OkStatus();
+    }
+  }
+  return InvalidArgumentError("unknown item kind " + std::to_string(static_cast<int>(item.kind)));
+}
+
+Status PrepareItem(const ImageItem& item, const DecodeLimits& limits, const ItemTarget& target) {
+  Status target_status;
+  CNN_RETURN_IF_ERROR(PrepareItem(item, limits, std::span<const ItemTarget>(&target, 1),
+                                  std::span<Status>(&target_status, 1)));
+  return target_status;
 }
 
 }  // namespace cnnserve
