@@ -46,8 +46,8 @@
 #include "server/auth/authorizer.h"
 #include "server/http/http_server.h"
 #include "server/http/routes.h"
-#include "server/service/inference_service.h"
 #include "server/metrics/metrics_server.h"
+#include "server/service/inference_service.h"
 #include "server/transport/grpc_server.h"
 #include "tools/common/client_channel.h"
 
@@ -82,7 +82,7 @@ constexpr char kSynopsis[] = R"(usage: cnnserve [flags]
 struct Flags {
   std::string model_repository;
   std::string address = "127.0.0.1:8001";
-  std::string http_address = "127.0.0.1:8000";     // empty: no HTTP front end
+  std::string http_address = "127.0.0.1:8000";  // empty: no HTTP front end
   bool http_address_given = false;
   std::string metrics_address = "127.0.0.1:8002";  // empty: no metrics endpoint
   bool metrics_address_given = false;
@@ -391,6 +391,67 @@ StatusOr<std::unique_ptr<http::HttpServer>> StartHttp(const Flags& flags, Infere
   return server;
 }
 
+InferenceServiceOptions ServiceOptions(const Flags& flags) {
+  InferenceServiceOptions options;
+  options.model_repository = flags.model_repository;
+  options.total_threads = flags.threads;
+  options.max_images_per_request = flags.max_images_per_request;
+  options.max_pixels = flags.max_pixels;
+  options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
+  options.max_decoded_image_bytes = flags.max_decoded_image_mb * kBytesPerMiB;
+  options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
+  options.model_control_mode = flags.model_control_mode;
+  options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
+  options.strict_readiness = flags.strict_readiness;
+  options.max_in_flight = flags.max_in_flight;
+  options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * kMicrosPerSecond));
+  return options;
+}
+
+// Prometheus metrics on --metrics-address: every scrape reads the servables' statistics at that moment. Null
+// when disabled, or when the default address is taken (a warning; an address given on the command line must
+// bind).
+StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(const Flags& flags, InferenceService* service) {
+  if (flags.metrics_address.empty()) return std::unique_ptr<MetricsServer>();
+  MetricsServerOptions metrics_options;
+  metrics_options.address = flags.metrics_address;
+  StatusOr<std::unique_ptr<MetricsServer>> started =
+      MetricsServer::Create(metrics_options, [service]() -> std::vector<ServableStats> {
+        StatusOr<std::vector<ServableStats>> stats = service->Statistics("", 0);
+        if (!stats.ok()) {
+          spdlog::warn("metrics: {}", stats.status().ToString());
+          return {};
+        }
+        return std::move(*stats);
+      });
+  if (started.ok()) {
+    spdlog::info("metrics on {}", (*started)->url());
+  } else if (!flags.metrics_address_given) {
+    spdlog::warn("serving without metrics: {} (choose another --metrics-address, or none)",
+                 started.status().ToString());
+    return std::unique_ptr<MetricsServer>();
+  }
+  return started;
+}
+
+// Copies readiness to the health service every kHealthPollMillis until SIGTERM or SIGINT arrives; returns it.
+int WaitForSignal(const sigset_t& signals, GrpcServer& server, const InferenceService& inference, bool ready) {
+  const timespec poll = {0, kHealthPollMillis * kNanosPerMilli};
+  while (true) {
+    siginfo_t info;
+    const int got = sigtimedwait(&signals, &info, &poll);
+    if (got > 0) return got;
+    if (got < 0 && errno != EAGAIN && errno != EINTR) {
+      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
+      return SIGTERM;  // cannot wait for signals any more: shut down cleanly
+    }
+    if (const bool now_ready = server.UpdateHealth(); now_ready != ready) {
+      ready = now_ready;
+      spdlog::info("health {}{}", ready ? "SERVING" : "NOT_SERVING", ready ? "" : UnreadyModels(inference));
+    }
+  }
+}
+
 int Serve(const Flags& flags) {
   // Before any thread exists, so that every thread inherits the mask and only sigtimedwait below sees them.
   sigset_t signals;
@@ -424,19 +485,7 @@ int Serve(const Flags& flags) {
                          " token(s) from " + flags.auth_token_file + ")"
                    : std::string("token authorization off"));
 
-  InferenceServiceOptions options;
-  options.model_repository = flags.model_repository;
-  options.total_threads = flags.threads;
-  options.max_images_per_request = flags.max_images_per_request;
-  options.max_pixels = flags.max_pixels;
-  options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
-  options.max_decoded_image_bytes = flags.max_decoded_image_mb * kBytesPerMiB;
-  options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
-  options.model_control_mode = flags.model_control_mode;
-  options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
-  options.strict_readiness = flags.strict_readiness;
-  options.max_in_flight = flags.max_in_flight;
-  options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * kMicrosPerSecond));
+  const InferenceServiceOptions options = ServiceOptions(flags);
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {
     spdlog::critical("cannot start: {}", inference.status().ToString());
@@ -444,32 +493,12 @@ int Serve(const Flags& flags) {
   }
   LogStartupSummary(flags, **inference);
 
-  // Prometheus metrics: every scrape reads the servables' statistics at that moment.
-  std::unique_ptr<MetricsServer> metrics;
-  if (!flags.metrics_address.empty()) {
-    MetricsServerOptions metrics_options;
-    metrics_options.address = flags.metrics_address;
-    InferenceService* const service = inference->get();
-    StatusOr<std::unique_ptr<MetricsServer>> started =
-        MetricsServer::Create(metrics_options, [service]() -> std::vector<ServableStats> {
-          StatusOr<std::vector<ServableStats>> stats = service->Statistics("", 0);
-          if (!stats.ok()) {
-            spdlog::warn("metrics: {}", stats.status().ToString());
-            return {};
-          }
-          return std::move(*stats);
-        });
-    if (started.ok()) {
-      metrics = std::move(*started);
-      spdlog::info("metrics on {}", metrics->url());
-    } else if (flags.metrics_address_given) {
-      spdlog::critical("cannot start: {}", started.status().ToString());
-      return kExitFailure;
-    } else {
-      spdlog::warn("serving without metrics: {} (choose another --metrics-address, or none)",
-                   started.status().ToString());
-    }
+  StatusOr<std::unique_ptr<MetricsServer>> metrics_started = StartMetrics(flags, inference->get());
+  if (!metrics_started.ok()) {
+    spdlog::critical("cannot start: {}", metrics_started.status().ToString());
+    return kExitFailure;
   }
+  std::unique_ptr<MetricsServer> metrics = std::move(*metrics_started);
 
   GrpcServerOptions server_options;
   server_options.address = flags.address;
@@ -495,26 +524,13 @@ int Serve(const Flags& flags) {
 
   if (metrics != nullptr) std::printf("cnnserve metrics on %s\n", metrics->url().c_str());
   if (*http_server != nullptr) {
-    std::printf("cnnserve http on %s://%s\n", flags.tls.enabled() ? "https" : "http", (*http_server)->address().c_str());
+    std::printf("cnnserve http on %s://%s\n", flags.tls.enabled() ? "https" : "http",
+                (*http_server)->address().c_str());
   }
   std::printf("cnnserve listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
 
-  const timespec poll = {0, kHealthPollMillis * kNanosPerMilli};
-  int signal_number = -1;
-  while (signal_number < 0) {
-    siginfo_t info;
-    const int got = sigtimedwait(&signals, &info, &poll);
-    if (got > 0) {
-      signal_number = got;
-    } else if (got < 0 && errno != EAGAIN && errno != EINTR) {
-      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
-      signal_number = SIGTERM;  // cannot wait for signals any more: shut down cleanly
-    } else if (const bool now_ready = (*server)->UpdateHealth(); now_ready != ready) {
-      ready = now_ready;
-      spdlog::info("health {}{}", ready ? "SERVING" : "NOT_SERVING", ready ? "" : UnreadyModels(**inference));
-    }
-  }
+  const int signal_number = WaitForSignal(signals, **server, **inference, ready);
   spdlog::info("received {}: draining for up to {} s", strsignal(signal_number), flags.drain_timeout_s);
   const int64_t drain_deadline_us =
       SteadyNowMicros() + static_cast<int64_t>(std::llround(flags.drain_timeout_s * kMicrosPerSecond));
