@@ -69,9 +69,10 @@ def group(name):
 # ---- facts from the sources -----------------------------------------------------------------------------------
 dockerfile = read("Dockerfile")
 entrypoint = read("deploy/container/entrypoint.sh")
-# The server's usage text: the kUsage raw strings of server/ (server/main.cc, or wherever its flags moved).
-usage = "".join(m.group(1) for f in sorted(glob.glob(os.path.join(SRC, "server", "**", "*.cc"), recursive=True))
-                for m in re.finditer(r'kUsage\[\] = R"\((.*?)\)"', open(f).read(), re.S))
+# The server's flags and their help: the string literals of server/**/*.cc (server/main.cc registers its flags
+# with FlagSet, engine/common/flags.h: the flag name, then its help text, in one call).
+usage = "\n".join(m.group(1) for f in sorted(glob.glob(os.path.join(SRC, "server", "**", "*.cc"), recursive=True))
+                 for m in re.finditer(r'"((?:[^"\\\n]|\\.)*)"', open(f).read()))
 version = re.search(r"project\(cnnserve VERSION ([0-9.]+)", read("CMakeLists.txt")).group(1)
 runtime_stage = dockerfile[dockerfile.rindex("\nFROM "):]
 exposed = {int(p) for line in re.findall(r"^EXPOSE (.*)$", runtime_stage, re.M) for p in line.split()}
@@ -81,7 +82,7 @@ grpc_port = int(re.search(r'CNNSERVE_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(
 metrics_port = int(re.search(r'CNNSERVE_METRICS_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
 http_port = int(re.search(r'CNNSERVE_HTTP_ADDRESS:-[0-9.]+:(\d+)', entrypoint).group(1))
 known_flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", usage))  # listed, or named in the text (--tls-ca)
-default_drain_s = float(re.search(r"--drain-timeout-s SECONDS .*\(default ([0-9.]+)\)", usage).group(1))
+default_drain_s = float(re.search(r"^--drain-timeout-s$.*?\(default ([0-9.]+)\)", usage, re.M | re.S).group(1))
 healthcheck_sh = read("deploy/container/healthcheck.sh")
 expected_image = "%s:%s" % (IMAGE_REPOSITORY, version)
 

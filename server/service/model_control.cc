@@ -1,6 +1,8 @@
 #include "server/service/model_control.h"
 
-#include <cstdio>
+#include <string>
+
+#include "engine/common/strings.h"
 
 namespace cnnserve {
 namespace {
@@ -52,22 +54,7 @@ Status CheckModelControlAllowed(ModelControlMode mode, std::string_view operatio
   return FailedPreconditionError("unknown model control mode");
 }
 
-std::string QuotedModelName(std::string_view name) {
-  std::string out = "\"";
-  const std::string_view shown = name.substr(0, kMaxQuotedNameBytes);
-  for (char c : shown) {
-    if (IsControl(c)) {
-      char hex[5];
-      std::snprintf(hex, sizeof(hex), "\\x%02x", static_cast<unsigned char>(c));
-      out += hex;
-    } else {
-      out += c;
-    }
-  }
-  out += "\"";
-  if (shown.size() < name.size()) out += "... (" + std::to_string(name.size()) + " bytes)";
-  return out;
-}
+std::string QuotedModelName(std::string_view name) { return Quoted(name, kMaxQuotedNameBytes); }
 
 Status CheckModelName(std::string_view name) {
   const auto bad = [&](const std::string& why) {

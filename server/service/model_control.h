@@ -42,8 +42,8 @@ Status CheckModelControlAllowed(ModelControlMode mode, std::string_view operatio
 // OK for a plain model name (see above); INVALID_ARGUMENT with a bounded message otherwise.
 Status CheckModelName(std::string_view name);
 
-// `name` quoted for a message: at most kMaxQuotedNameBytes bytes (then "..." and the full length), bytes below
-// 0x20 and 0x7f as \xHH.
+// `name` quoted for a message: Quoted (engine/common/strings.h) with at most kMaxQuotedNameBytes bytes (then
+// "..." and the full length), quotes and backslashes escaped, bytes below 0x20 and 0x7f as \xHH.
 std::string QuotedModelName(std::string_view name);
 
 }  // namespace cnnserve

@@ -164,9 +164,10 @@ class Facts:
         def read(path):
             with open(os.path.join(src, path)) as f:
                 return f.read()
-        usage = "".join(m.group(1)
-                        for f in sorted(glob.glob(os.path.join(src, "server", "**", "*.cc"), recursive=True))
-                        for m in re.finditer(r'kUsage\[\] = R"\((.*?)\)"', read(f), re.S))
+        # The string literals of server/**/*.cc: main.cc registers each flag with FlagSet by its name.
+        usage = "\n".join(m.group(1)
+                          for f in sorted(glob.glob(os.path.join(src, "server", "**", "*.cc"), recursive=True))
+                          for m in re.finditer(r'"((?:[^"\\\n]|\\.)*)"', read(f)))
         self.flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", usage))
         version = re.search(r"project\(cnnserve VERSION ([0-9.]+)", read("CMakeLists.txt")).group(1)
         self.image = "%s:%s" % (IMAGE_REPOSITORY, version)
