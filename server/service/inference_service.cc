@@ -378,10 +378,11 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
     LogRequestError(outcome->request_id, request.model, admitted);
     return done(std::move(admitted));
   }
-  // From here on every answer leaves the gate, after the front end has had it.
+  // From here on every answer leaves the gate, before the front end has it: a client that sends its next
+  // request as soon as it has an answer finds the room that answer freed.
   done = [this, done = std::move(done)](Status status) {
-    done(status);
     gate_.Leave(status);
+    done(std::move(status));
   };
   const auto fail = [&](const Status& status) {
     LogRequestError(outcome->request_id, request.model, status);
