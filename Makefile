@@ -8,7 +8,7 @@ ZOO_DIR ?= $(HOME)/.cache/cnnserve/zoo
 ZOO_MODELS ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build zoo zoo-repository run test test-sanitize test-tsan fuzz bench clean format check
+.PHONY: all deps configure build zoo zoo-repository run test test-sanitize test-tsan fuzz soak bench clean format check
 
 all: build
 
@@ -50,7 +50,7 @@ test-sanitize: deps zoo
 	  -DCNNSERVE_ZOO_DIR=$(ZOO_DIR) $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE parity
+	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE 'parity|soak'
 
 # The concurrency-heavy suites (batcher, ensemble, inference with real oneDNN runs, preprocessing and the decode
 # budget, metrics) under ThreadSanitizer in $(TSAN_BUILD). tests/tsan.supp suppresses reports inside Debian's
@@ -80,6 +80,14 @@ fuzz: deps
 	  -DCNNSERVE_FUZZ=ON -DCNNSERVE_BUILD_TESTS=OFF $(CMAKE_FLAGS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
 	tests/fuzz/run_fuzz.sh $(FUZZ_BUILD)
+
+# Soak (issue 13): bench/soak.py for SOAK_SECONDS (default 1800) of mixed native + KServe traffic over every
+# default model and the ensemble (5% bad inputs, 5 ms deadlines, client cancellations), the server's RSS sampled
+# every 10 s; fails on an answer a call may not get, a crash, RSS growth after the warm-up, or a bad exit.
+# Writes bench/results/soak_rss.csv and soak.json. `make test` runs a 45 s version (CTest label soak).
+SOAK_SECONDS ?= 1800
+soak: deps build
+	$(PYTHON) bench/soak.py --seconds $(SOAK_SECONDS) --cnnserve $(BUILD)/bin/cnnserve --stubs $(BUILD)/python
 
 # The container image (root Dockerfile) built with podman and tested for real: deploy/tests/container_test.sh
 # (runs ../shared/container/oci-setup.sh; root; about 10-15 min cold, podman's layer cache makes reruns quick).
