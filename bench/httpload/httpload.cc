@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/flags.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -28,6 +30,9 @@ using json = nlohmann::json;
 constexpr double kMicrosPerSecond = 1e6;
 constexpr double kP50 = 0.50;
 constexpr double kP99 = 0.99;
+constexpr int kMaxConcurrency = 4096;
+constexpr double kMaxSeconds = 86400;
+constexpr double kMinDurationS = 0.001;
 
 struct Options {
   std::string url = "http://127.0.0.1:8000";
@@ -44,28 +49,23 @@ struct Body {
   std::string content_type;
 };
 
-bool ParseOptions(int argc, char** argv, Options* o) {
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string name = argv[i];
-    const std::string value = argv[i + 1];
-    if (name == "--url") {
-      o->url = value;
-    } else if (name == "--model") {
-      o->model = value;
-    } else if (name == "--mode") {
-      o->mode = value;
-    } else if (name == "--concurrency") {
-      o->concurrency = std::atoi(value.c_str());
-    } else if (name == "--warmup-s") {
-      o->warmup_s = std::atof(value.c_str());
-    } else if (name == "--duration-s") {
-      o->duration_s = std::atof(value.c_str());
-    } else {
-      return false;
-    }
-  }
-  return argc % 2 == 1 && !o->model.empty() && o->concurrency >= 1 && o->duration_s > 0 &&
-         (o->mode == "json" || o->mode == "binary");
+// FlagSet (engine/common/flags.h): INVALID_ARGUMENT naming the flag for a bad or missing value.
+cnnserve::Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
+  cnnserve::FlagSet flags(
+      "usage: httpload --model M [--url URL] [--mode json|binary] [--concurrency N] [--warmup-s S] "
+      "[--duration-s S]\nA closed-loop load driver of cnnserve's KServe v2 REST infer route.");
+  flags.String("--url", &o->url, "URL", "the server's HTTP address (default http://127.0.0.1:8000)");
+  flags.NonEmptyString("--model", &o->model, "M", "the model to load (required)");
+  flags.Choice<std::string>("--mode", &o->mode, {{"json", "json"}, {"binary", "binary"}}, "MODE",
+                            "json or binary (Triton's binary data extension; default)");
+  flags.Integer("--concurrency", &o->concurrency, 1, kMaxConcurrency, "N", "connections, one request each");
+  flags.Double("--warmup-s", &o->warmup_s, 0, kMaxSeconds, "S", "seconds before measuring (default 2)");
+  flags.Double("--duration-s", &o->duration_s, kMinDurationS, kMaxSeconds, "S", "seconds measured (default 10)");
+  cnnserve::Status status = flags.Parse(argc, argv);
+  *help = flags.help_requested();
+  if (status.ok() && !*help && o->model.empty()) status = cnnserve::InvalidArgumentError("--model is required");
+  if (*help) std::printf("%s", flags.Usage().c_str());
+  return status;
 }
 
 // The model's input as the server declares it: name and [-1, C, H, W].
@@ -134,11 +134,12 @@ int64_t Percentile(std::vector<int64_t>& sorted, double q) {
 
 int main(int argc, char** argv) {
   Options o;
-  if (!ParseOptions(argc, argv, &o)) {
-    std::fprintf(stderr, "usage: httpload --model M [--url URL] [--mode json|binary] [--concurrency N] "
-                         "[--warmup-s S] [--duration-s S]\n");
+  bool help = false;
+  if (const cnnserve::Status status = ParseOptions(argc, argv, &o, &help); !status.ok()) {
+    std::fprintf(stderr, "httpload: %s (--help lists the flags)\n", status.message().c_str());
     return 2;
   }
+  if (help) return 0;
   std::string input;
   std::vector<int64_t> shape;
   if (!InputOf(o, &input, &shape)) {

@@ -28,6 +28,7 @@
 
 #include "cnnserve/v1/model_config.pb.h"
 #include "engine/common/status.h"
+#include "engine/common/units.h"
 #include "engine/graph/graph.h"
 #include "engine/runtime/model.h"
 #include "engine/tensor/tensor.h"
@@ -45,7 +46,7 @@ inline constexpr char kPlatformNull[] = "null";
 
 // Limits checked by ValidateModelConfig (generous; they catch typos, not real models).
 inline constexpr int64_t kMaxConfigBatchSize = 4096;
-inline constexpr int64_t kMaxConfigQueueDelayUs = int64_t{60} * 1000 * 1000;  // one minute
+inline constexpr int64_t kMaxConfigQueueDelayUs = kSecondsPerMinute * kMicrosPerSecond;
 inline constexpr int64_t kMaxConfigInstances = 64;
 inline constexpr int64_t kMaxConfigThreads = 1024;
 inline constexpr int64_t kMaxConfigInputSide = 16384;

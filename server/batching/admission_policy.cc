@@ -2,12 +2,9 @@
 
 #include <algorithm>
 
+#include "engine/common/units.h"
+
 namespace cnnserve {
-namespace {
-
-constexpr int64_t kNanosPerMicro = 1000;
-
-}  // namespace
 
 AdmissionDecision DecideAdmission(const AdmissionSnapshot& queue, int64_t task_items, int64_t now_us,
                                   int64_t deadline_us) {

@@ -5,13 +5,12 @@
 #include <string>
 #include <utility>
 
+#include "engine/common/units.h"
 #include "server/batching/admission_policy.h"
 
 namespace cnnserve {
 namespace {
 
-constexpr int64_t kMicrosPerMilli = 1000;
-constexpr int64_t kNanosPerMicro = 1000;
 constexpr int64_t kServiceTimeWindow = 8;  // batches the service-time average spans (roughly)
 
 void Bump(std::atomic<int64_t>& counter, int64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }

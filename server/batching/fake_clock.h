@@ -15,6 +15,7 @@
 #include <list>
 #include <mutex>
 
+#include "engine/common/units.h"
 #include "server/batching/clock.h"
 
 namespace cnnserve {
@@ -38,7 +39,7 @@ class FakeClock final : public Clock {
 
   // The BlockUntil* functions wait in real time for other threads to reach a state; the timeout only guards a
   // broken test against hanging (they return false on timeout, true otherwise). They never move fake time.
-  static constexpr int64_t kDefaultBlockTimeoutMs = 60 * 1000;
+  static constexpr int64_t kDefaultBlockTimeoutMs = kSecondsPerMinute * kMillisPerSecond;
   // Blocks until at least `count` threads are blocked in WaitUntil.
   bool BlockUntilWaiters(int count, int64_t timeout_ms = kDefaultBlockTimeoutMs);
   // Blocks until some thread is blocked in WaitUntil with exactly this deadline.

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "engine/common/status.h"
+#include "engine/common/units.h"
 #include "engine/tensor/tensor.h"
 #include "server/preprocess/decode_budget.h"
 #include "server/preprocess/image_header.h"
@@ -57,13 +58,13 @@ namespace cnnserve {
 // Caps applied before decoding.
 struct DecodeLimits {
   // Largest accepted upload. > 0.
-  int64_t max_image_bytes = int64_t{64} << 20;
+  int64_t max_image_bytes = 64 * kBytesPerMiB;
   // Largest accepted declared width * height; also bounds the intermediate image of kShorterSideCrop. > 0.
   int64_t max_pixels = 40'000'000;
   // Largest memory one image may take to decode (DecodedBytes: samples at their bit depth and channel count,
   // plus the copy that drops alpha). > 0. 256 MiB admits a 40M-pixel 8-bit RGB JPEG or a 6000 x 4000 RGBA PNG,
   // not a 6300 x 6300 16-bit RGBA PNG (555 MB).
-  int64_t max_decoded_bytes = int64_t{256} << 20;
+  int64_t max_decoded_bytes = 256 * kBytesPerMiB;
   // Shared by every decode in the process (decode_budget.h); null: no bound on concurrent decode memory.
   std::shared_ptr<DecodeBudget> budget;
 };
