@@ -21,13 +21,14 @@
 #include <vector>
 
 #include "engine/common/flags.h"
+#include "engine/common/units.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
+using cnnserve::kMicrosPerSecond;
 
-constexpr double kMicrosPerSecond = 1e6;
 constexpr double kP50 = 0.50;
 constexpr double kP99 = 0.99;
 constexpr int kMaxConcurrency = 4096;
