@@ -74,9 +74,9 @@ v1::ClassifyRequest OneImage(const std::string& bytes) {
 TEST(DecodeWorkersTest, ACostlyImageDoesNotStallASmallRequestSentAfterIt) {
   TempDir repo;
   std::filesystem::copy(DefaultRepository() / kModel, repo.path() / kModel, std::filesystem::copy_options::recursive);
-  // 6000 x 6000 x 16-bit RGB: 216 MB to decode. The probe declares 96 MB: it fits in 300 MB only when the costly
+  // 6000 x 6000 x 16-bit RGB: 216 MB to decode. The probe declares 96 MB: it fits in 250 MiB only when the costly
   // image is not decoding.
-  auto server = ServerProcess::Start({"--model-repository", repo.path().string(), "--max-decode-memory-mb", "300",
+  auto server = ServerProcess::Start({"--model-repository", repo.path().string(), "--max-decode-memory-mb", "250",
                                       "--threads", "2"});
   ASSERT_NE(server, nullptr);
   auto stub = server->NewStub();
@@ -108,12 +108,15 @@ TEST(DecodeWorkersTest, ACostlyImageDoesNotStallASmallRequestSentAfterIt) {
   };
   // Until the server says the costly image is decoding (its memory is held), or it has been answered.
   bool decoding = false;
+  int probes = 0;
   while (!decoding && !is_done()) {
     probe_status = Classify(*stub, probe, &response);
     decoding = probe_status.error_code() == grpc::StatusCode::UNAVAILABLE;
+    ++probes;
   }
-  ASSERT_TRUE(decoding) << "the costly request was answered before the probe saw it decoding: "
-                        << costly_status.error_message();
+  ASSERT_TRUE(decoding) << "the costly request was answered (code " << costly_status.error_code() << ": "
+                        << costly_status.error_message() << ") before " << probes
+                        << " probes saw it decoding; the last probe: " << probe_status.error_message();
   EXPECT_NE(probe_status.error_message().find("decode"), std::string::npos) << probe_status.error_message();
 
   // The small request completes while the costly one is still decoding.
