@@ -3,6 +3,8 @@
 // the server itself (its decode memory budget is held while an image decodes: a probe image that only fits
 // beside it when the costly one is not decoding is refused with UNAVAILABLE while it is), never from a timer.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <zlib.h>
 
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "tests/integration/test_env.h"
@@ -133,6 +136,52 @@ TEST(DecodeWorkersTest, ACostlyImageDoesNotStallASmallRequestSentAfterIt) {
   ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(120), [&] { return costly_done; }));
   EXPECT_TRUE(costly_status.ok()) << costly_status.error_message();
   EXPECT_EQ(costly_response.results_size(), 1);
+}
+
+// SIGTERM while a request is on a decode worker: the drain counts it as being prepared, so it is decoded, run
+// and answered OK before the server stops its models, and the drain report leaves nothing unanswered.
+TEST(DecodeWorkersTest, SigtermAnswersARequestStillDecoding) {
+  TempDir repo;
+  std::filesystem::copy(DefaultRepository() / kModel, repo.path() / kModel, std::filesystem::copy_options::recursive);
+  auto server = ServerProcess::Start({"--model-repository", repo.path().string(), "--max-decode-memory-mb", "250",
+                                      "--threads", "2"});
+  ASSERT_NE(server, nullptr);
+  auto stub = server->NewStub();
+  const v1::ClassifyRequest costly = OneImage(ZeroPng16(6000, 6000));
+  const v1::ClassifyRequest probe = OneImage(StubPng16(4000, 4000));
+  grpc::ClientContext costly_context;
+  v1::ClassifyResponse costly_response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool costly_done = false;
+  grpc::Status costly_status;
+  stub->async()->Classify(&costly_context, &costly, &costly_response, [&](grpc::Status status) {
+    std::lock_guard<std::mutex> lock(mu);
+    costly_status = std::move(status);
+    costly_done = true;
+    cv.notify_all();
+  });
+  bool decoding = false;
+  v1::ClassifyResponse response;
+  while (!decoding) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ASSERT_FALSE(costly_done) << "answered before it was seen decoding: " << costly_status.error_message();
+    }
+    decoding = Classify(*stub, probe, &response).error_code() == grpc::StatusCode::UNAVAILABLE;
+  }
+  server->Signal(SIGTERM);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(120), [&] { return costly_done; }));
+  }
+  EXPECT_TRUE(costly_status.ok()) << costly_status.error_code() << ": " << costly_status.error_message();
+  const std::optional<int> exit_status = server->WaitForExit(std::chrono::milliseconds(60'000));
+  ASSERT_TRUE(exit_status.has_value()) << server->Log();
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << server->Log();
+  const std::string log = server->Log();
+  EXPECT_NE(log.find("answered OK 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("unanswered 0"), std::string::npos) << log;
 }
 
 }  // namespace
