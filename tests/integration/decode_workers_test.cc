@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -74,112 +75,127 @@ v1::ClassifyRequest OneImage(const std::string& bytes) {
   return request;
 }
 
-TEST(DecodeWorkersTest, ACostlyImageDoesNotStallASmallRequestSentAfterIt) {
-  TempDir repo;
-  std::filesystem::copy(DefaultRepository() / kModel, repo.path() / kModel, std::filesystem::copy_options::recursive);
-  // 6000 x 6000 x 16-bit RGB: 216 MB to decode. The probe declares 96 MB: it fits in 250 MiB only when the costly
-  // image is not decoding.
-  auto server = ServerProcess::Start({"--model-repository", repo.path().string(), "--max-decode-memory-mb", "250",
-                                      "--threads", "2"});
-  ASSERT_NE(server, nullptr);
-  auto stub = server->NewStub();
-  const v1::ClassifyRequest costly = OneImage(ZeroPng16(6000, 6000));
-  const v1::ClassifyRequest probe = OneImage(StubPng16(4000, 4000));
-  const std::vector<LabeledImage> images = LoadImages(".png", 1);
-  const v1::ClassifyRequest small = ImageRequest({&images[0]});
-  v1::ClassifyResponse response;
-  grpc::Status probe_status = Classify(*stub, probe, &response);
+// The costly request, sent asynchronously: a 6000 x 6000 x 16-bit RGB PNG, 216 MB to decode.
+class CostlyCall {
+ public:
+  explicit CostlyCall(v1::Classifier::Stub& stub) : request_(OneImage(ZeroPng16(6000, 6000))) {
+    stub.async()->Classify(&context_, &request_, &response_, [this](grpc::Status status) {
+      std::lock_guard<std::mutex> lock(mu_);
+      status_ = std::move(status);
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~CostlyCall() {
+    context_.TryCancel();
+    (void)Wait();
+  }
+  bool done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return done_;
+  }
+  // Waits for the answer (at most two minutes); false when there is none.
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(120), [this] { return done_; });
+  }
+  const grpc::Status& status() const { return status_; }  // after Wait
+  const v1::ClassifyResponse& response() const { return response_; }
+
+ private:
+  grpc::ClientContext context_;
+  const v1::ClassifyRequest request_;
+  v1::ClassifyResponse response_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  grpc::Status status_;
+};
+
+class DecodeWorkersTest : public ::testing::Test {
+ protected:
+  // lenet5_fashion alone; 250 MiB of decode memory: the costly image (216 MB) and the probe (96 MB) fit alone,
+  // not together.
+  void SetUp() override {
+    std::filesystem::copy(DefaultRepository() / kModel, repo_.path() / kModel,
+                          std::filesystem::copy_options::recursive);
+    server_ = ServerProcess::Start({"--model-repository", repo_.path().string(), "--max-decode-memory-mb", "250",
+                                    "--threads", "2"});
+    ASSERT_NE(server_, nullptr);
+    stub_ = server_->NewStub();
+  }
+
+  // The probe's status: UNAVAILABLE while the costly image is decoding, INVALID_ARGUMENT (its stub data) otherwise.
+  grpc::Status Probe() {
+    v1::ClassifyResponse response;
+    return Classify(*stub_, probe_, &response);
+  }
+
+  // Sends the costly request and probes until the server says it is decoding. A probe that holds its memory at
+  // the moment the costly image reserves its own gets it refused (UNAVAILABLE): then it is sent again. Null (and a
+  // test failure) when it never was seen decoding.
+  std::unique_ptr<CostlyCall> StartDecoding() {
+    constexpr int kAttempts = 10;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      auto costly = std::make_unique<CostlyCall>(*stub_);
+      while (!costly->done()) {
+        if (Probe().error_code() == grpc::StatusCode::UNAVAILABLE && !costly->done()) return costly;
+      }
+      EXPECT_EQ(costly->status().error_code(), grpc::StatusCode::UNAVAILABLE)
+          << "the costly request was answered before a probe saw it decoding: " << costly->status().error_message();
+      if (costly->status().error_code() != grpc::StatusCode::UNAVAILABLE) return nullptr;
+    }
+    ADD_FAILURE() << "the costly request was refused " << kAttempts << " times";
+    return nullptr;
+  }
+
+  TempDir repo_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<v1::Classifier::Stub> stub_;
+  const v1::ClassifyRequest probe_ = OneImage(StubPng16(4000, 4000));
+};
+
+TEST_F(DecodeWorkersTest, ACostlyImageDoesNotStallASmallRequestSentAfterIt) {
+  grpc::Status probe_status = Probe();
   ASSERT_EQ(probe_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << "alone, the probe fits the budget and fails to decode: " << probe_status.error_message();
+  const std::vector<LabeledImage> images = LoadImages(".png", 1);
+  const v1::ClassifyRequest small = ImageRequest({&images[0]});
 
-  // The costly request, asynchronously.
-  grpc::ClientContext costly_context;
-  v1::ClassifyResponse costly_response;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool costly_done = false;
-  grpc::Status costly_status;
-  stub->async()->Classify(&costly_context, &costly, &costly_response, [&](grpc::Status status) {
-    std::lock_guard<std::mutex> lock(mu);
-    costly_status = std::move(status);
-    costly_done = true;
-    cv.notify_all();
-  });
-  const auto is_done = [&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return costly_done;
-  };
-  // Until the server says the costly image is decoding (its memory is held), or it has been answered.
-  bool decoding = false;
-  int probes = 0;
-  while (!decoding && !is_done()) {
-    probe_status = Classify(*stub, probe, &response);
-    decoding = probe_status.error_code() == grpc::StatusCode::UNAVAILABLE;
-    ++probes;
-  }
-  ASSERT_TRUE(decoding) << "the costly request was answered (code " << costly_status.error_code() << ": "
-                        << costly_status.error_message() << ") before " << probes
-                        << " probes saw it decoding; the last probe: " << probe_status.error_message();
-  EXPECT_NE(probe_status.error_message().find("decode"), std::string::npos) << probe_status.error_message();
+  const std::unique_ptr<CostlyCall> started = StartDecoding();
+  ASSERT_NE(started, nullptr);
+  CostlyCall& costly = *started;
 
   // The small request completes while the costly one is still decoding.
-  grpc::Status small_status = Classify(*stub, small, &response);
+  v1::ClassifyResponse response;
+  const grpc::Status small_status = Classify(*stub_, small, &response);
   EXPECT_TRUE(small_status.ok()) << small_status.error_message();
   EXPECT_EQ(response.results_size(), 1);
-  probe_status = Classify(*stub, probe, &response);
+  probe_status = Probe();
   EXPECT_EQ(probe_status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << "the costly image should still be decoding after the small request's answer: "
       << probe_status.error_message();
-  EXPECT_FALSE(is_done());
+  EXPECT_NE(probe_status.error_message().find("decode"), std::string::npos) << probe_status.error_message();
+  EXPECT_FALSE(costly.done());
 
-  std::unique_lock<std::mutex> lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(120), [&] { return costly_done; }));
-  EXPECT_TRUE(costly_status.ok()) << costly_status.error_message();
-  EXPECT_EQ(costly_response.results_size(), 1);
+  ASSERT_TRUE(costly.Wait());
+  EXPECT_TRUE(costly.status().ok()) << costly.status().error_message();
+  EXPECT_EQ(costly.response().results_size(), 1);
 }
 
 // SIGTERM while a request is on a decode worker: the drain counts it as being prepared, so it is decoded, run
 // and answered OK before the server stops its models, and the drain report leaves nothing unanswered.
-TEST(DecodeWorkersTest, SigtermAnswersARequestStillDecoding) {
-  TempDir repo;
-  std::filesystem::copy(DefaultRepository() / kModel, repo.path() / kModel, std::filesystem::copy_options::recursive);
-  auto server = ServerProcess::Start({"--model-repository", repo.path().string(), "--max-decode-memory-mb", "250",
-                                      "--threads", "2"});
-  ASSERT_NE(server, nullptr);
-  auto stub = server->NewStub();
-  const v1::ClassifyRequest costly = OneImage(ZeroPng16(6000, 6000));
-  const v1::ClassifyRequest probe = OneImage(StubPng16(4000, 4000));
-  grpc::ClientContext costly_context;
-  v1::ClassifyResponse costly_response;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool costly_done = false;
-  grpc::Status costly_status;
-  stub->async()->Classify(&costly_context, &costly, &costly_response, [&](grpc::Status status) {
-    std::lock_guard<std::mutex> lock(mu);
-    costly_status = std::move(status);
-    costly_done = true;
-    cv.notify_all();
-  });
-  bool decoding = false;
-  v1::ClassifyResponse response;
-  while (!decoding) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ASSERT_FALSE(costly_done) << "answered before it was seen decoding: " << costly_status.error_message();
-    }
-    decoding = Classify(*stub, probe, &response).error_code() == grpc::StatusCode::UNAVAILABLE;
-  }
-  server->Signal(SIGTERM);
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(120), [&] { return costly_done; }));
-  }
-  EXPECT_TRUE(costly_status.ok()) << costly_status.error_code() << ": " << costly_status.error_message();
-  const std::optional<int> exit_status = server->WaitForExit(std::chrono::milliseconds(60'000));
-  ASSERT_TRUE(exit_status.has_value()) << server->Log();
-  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << server->Log();
-  const std::string log = server->Log();
+TEST_F(DecodeWorkersTest, SigtermAnswersARequestStillDecoding) {
+  const std::unique_ptr<CostlyCall> started = StartDecoding();
+  ASSERT_NE(started, nullptr);
+  CostlyCall& costly = *started;
+  server_->Signal(SIGTERM);
+  ASSERT_TRUE(costly.Wait());
+  EXPECT_TRUE(costly.status().ok()) << costly.status().error_code() << ": " << costly.status().error_message();
+  const std::optional<int> exit_status = server_->WaitForExit(std::chrono::milliseconds(60'000));
+  ASSERT_TRUE(exit_status.has_value()) << server_->Log();
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << server_->Log();
+  const std::string log = server_->Log();
   EXPECT_NE(log.find("answered OK 1"), std::string::npos) << log;
   EXPECT_NE(log.find("unanswered 0"), std::string::npos) << log;
 }
