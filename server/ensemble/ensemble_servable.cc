@@ -475,6 +475,20 @@ void EnsembleServable::Run(std::shared_ptr<const RunRequest> request, RunResult*
   FanOut(state);
 }
 
+Status EnsembleServable::CheckAdmission(int64_t items, int64_t deadline_us) {
+  {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    if (shutting_down_) return UnavailableError("ensemble " + Quoted(info_.name) + " is shutting down");
+  }
+  if (items < 1) return OkStatus();  // Run answers INVALID_ARGUMENT itself
+  auto request = std::make_shared<RunRequest>();
+  request->deadline_us = deadline_us;
+  RunState state;
+  state.request = request;
+  ResolveMembers(state, clock_->NowMicros());
+  return AdmitMembers(state, items);
+}
+
 Status EnsembleServable::AdmitMembers(RunState& state, int64_t num_items) const {
   const int64_t deadline_us = state.member_deadline_us == Clock::kInfiniteFuture ? 0 : state.member_deadline_us;
   int32_t admitted = 0;

@@ -108,6 +108,11 @@ class EnsembleServable final : public Servable {
 
   ServableStats Stats() const override;
 
+  // Whether a Run of `items` with this deadline would be admitted now: resolves the members and asks them as Run
+  // does before it decodes anything (AdmitMembers): UNAVAILABLE when shutting down or when fewer than quorum
+  // members could take it (naming them). Reserves nothing.
+  Status CheckAdmission(int64_t items, int64_t deadline_us) override;
+
   // Stops admitting (Run then fails with UNAVAILABLE) and waits until the Runs in flight have answered or the
   // clock reaches drain_deadline_us; Runs still waiting then are answered as if their missing members had failed
   // with UNAVAILABLE. Members are not owned and are not shut down. OK when every Run answered in time,

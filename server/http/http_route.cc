@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/servables/servable.h"  // SteadyNowMicros
+
 namespace cnnserve::http {
 
 int HttpStatusOf(StatusCode code) {
@@ -47,6 +49,14 @@ void SetError(const Status& status, Reply* reply) {
   reply->status = HttpStatusOf(status.code());
   reply->content_type = kJsonContentType;
   reply->body = ErrorBody(status.message());
+}
+
+StatusOr<int64_t> DeadlineAfter(int64_t timeout_us, std::string_view field) {
+  if (timeout_us < 1 || timeout_us > kMaxTimeoutUs) {
+    return InvalidArgumentError(std::string(field) + " " + std::to_string(timeout_us) +
+                                " must be a timeout in microseconds from 1 to " + std::to_string(kMaxTimeoutUs));
+  }
+  return SteadyNowMicros() + timeout_us;
 }
 
 }  // namespace cnnserve::http

@@ -57,6 +57,13 @@ void SetError(const Status& status, Reply* reply);
 // {"error": message}, bounded and escaped.
 std::string ErrorBody(std::string_view message);
 
+// Inference requests over HTTP may carry a timeout in microseconds, as Triton's HTTP clients send it (the
+// "timeout" parameter of a KServe request, the "timeout" query parameter of the native route): the request's
+// deadline is then that long after it arrived. The most it may be (one day), and the deadline (steady clock,
+// SteadyNowMicros) of a timeout; INVALID_ARGUMENT naming `field` unless 0 < timeout_us <= kMaxTimeoutUs.
+inline constexpr int64_t kMaxTimeoutUs = int64_t{24} * 3600 * 1'000'000;
+StatusOr<int64_t> DeadlineAfter(int64_t timeout_us, std::string_view field);
+
 }  // namespace cnnserve::http
 
 #endif  // CNNSERVE_SERVER_HTTP_HTTP_ROUTE_H_

@@ -13,6 +13,12 @@ namespace {
 constexpr int64_t kMillisPerSecond = 1000;
 constexpr int64_t kMicrosPerMilli = 1000;
 constexpr char kAuthorization[] = "Authorization";
+constexpr int kRequestHeaderFieldsTooLarge = 431;
+
+// cpp-httplib adds the connection's addresses to a request's headers; they are not the client's fields.
+bool IsConnectionPseudoHeader(const std::string& name) {
+  return name == "REMOTE_ADDR" || name == "REMOTE_PORT" || name == "LOCAL_ADDR" || name == "LOCAL_PORT";
+}
 constexpr char kBearerChallenge[] = "Bearer realm=\"cnnserve\"";
 
 void Apply(const Reply& reply, httplib::Response* res) {
@@ -28,6 +34,9 @@ Status CheckOptions(const HttpServerOptions& o) {
     return InvalidArgumentError("HTTP timeouts must be >= 1 ms");
   }
   if (o.keep_alive_max_requests < 1) return InvalidArgumentError("HTTP keep_alive_max_requests must be >= 1");
+  if (o.max_header_count < 1 || o.max_header_bytes < 1) {
+    return InvalidArgumentError("HTTP max_header_count and max_header_bytes must be >= 1");
+  }
   if (o.tls_cert_file.empty() != o.tls_key_file.empty() || (!o.tls_client_ca_file.empty() && o.tls_cert_file.empty())) {
     return InvalidArgumentError("HTTP TLS needs both a certificate and a key file");
   }
@@ -157,6 +166,25 @@ void Configure(const HttpServerOptions& options, httplib::Server* server) {
     return httplib::Server::HandlerResponse::Handled;
   };
   server->set_error_handler(on_error);
+  // Header limits, checked once the header block is read, before routing and before the body is read.
+  server->set_pre_routing_handler([count = options.max_header_count, bytes = options.max_header_bytes](
+                                      const httplib::Request& req, httplib::Response& res) {
+    int64_t total = 0;
+    int64_t fields = 0;
+    for (const auto& [name, value] : req.headers) {
+      if (IsConnectionPseudoHeader(name)) continue;
+      total += static_cast<int64_t>(name.size() + value.size());
+      ++fields;
+    }
+    if (fields <= count && total <= bytes) return httplib::Server::HandlerResponse::Unhandled;
+    res.status = kRequestHeaderFieldsTooLarge;
+    res.set_header("Connection", "close");
+    res.set_content(ErrorBody("the request has " + std::to_string(fields) + " header fields of " +
+                              std::to_string(total) + " bytes; at most " + std::to_string(count) + " fields of " +
+                              std::to_string(bytes) + " bytes are accepted"),
+                    kJsonContentType);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {

@@ -8,7 +8,17 @@
 // accepted connections wait for a worker. A read (request line, headers or body) that makes no progress for
 // read_timeout_ms, or a write for write_timeout_ms, closes the connection, which bounds what a stalled or
 // half-closed client holds. A body above max_request_bytes is refused with 413 before it is read; a request line
-// or header line above 8 KiB with 414/400.
+// or header line above 8 KiB with 414/400; more than max_header_count header fields, or more than
+// max_header_bytes of them (names and values), with 431 (and "Connection: close") before any route runs or the
+// body is read. cpp-httplib 0.11 has no limit of its own on the number of header lines: it reads the
+// whole header block before this check, so what one request can make it hold is bounded only by the read timeout
+// (a line that makes no progress) and not by these limits (measured: 2,000,000 header lines, 28 MB sent in 14 s,
+// took the server's RSS from 103 MB to 317 MB before the 431; Debian ships the library compiled, so its reading
+// cannot be hooked from here).
+//
+// Inference routes: a "timeout" in microseconds (the KServe request's parameters.timeout, the native route's
+// query parameter; what Triton's HTTP clients send) becomes the request's deadline, and a client that closes its
+// connection cancels its request (client_connection.h).
 //
 // Routing: a path no route matches gets 404, a known path with another method 405 (with Allow). A route that
 // needs a scope checks "Authorization: Bearer TOKEN" through the Authorizer first: 401 (with WWW-Authenticate:
@@ -49,6 +59,8 @@ struct HttpServerOptions {
   int64_t write_timeout_ms = 5000;
   int64_t keep_alive_timeout_ms = 5000;  // whole seconds are used (rounded up)
   int keep_alive_max_requests = 10000;
+  int max_header_count = 100;                   // header fields per request (Apache's LimitRequestFields)
+  int64_t max_header_bytes = int64_t{64} << 10;  // their names and values together
   std::string tls_cert_file;  // both set: HTTPS
   std::string tls_key_file;
   std::string tls_client_ca_file;  // set: clients must present a certificate signed by it (mTLS)

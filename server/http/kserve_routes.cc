@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "inference/model_config.pb.h"
+#include "server/http/client_connection.h"
 #include "server/http/kserve_json.h"
 #include "server/service/inference_service.h"
 #include "server/kserve/kserve_infer.h"
@@ -181,11 +182,30 @@ void RepositoryControl(InferenceService* service, bool load, const httplib::Requ
   SetJson(json::object(), reply);
 }
 
-// Runs `request` on gRPC's path (RunKServeInfer) and waits for the answer.
-Status RunInfer(InferenceService* service, const inference::ModelInferRequest& request,
+// The deadline of the request's "timeout" parameter (microseconds, as Triton's clients send it); 0: none.
+StatusOr<int64_t> TimeoutDeadline(const inference::ModelInferRequest& request) {
+  const auto found = request.parameters().find("timeout");
+  if (found == request.parameters().end()) return 0;
+  const inference::InferParameter& timeout = found->second;
+  if (timeout.parameter_choice_case() == inference::InferParameter::kInt64Param) {
+    return DeadlineAfter(timeout.int64_param(), "parameters.timeout");
+  }
+  if (timeout.parameter_choice_case() == inference::InferParameter::kUint64Param &&
+      timeout.uint64_param() <= static_cast<uint64_t>(kMaxTimeoutUs)) {
+    return DeadlineAfter(static_cast<int64_t>(timeout.uint64_param()), "parameters.timeout");
+  }
+  return InvalidArgumentError("parameters.timeout must be an integer: a timeout in microseconds from 1 to " +
+                              std::to_string(kMaxTimeoutUs));
+}
+
+// Runs `request` on gRPC's path (RunKServeInfer) and waits for the answer. A client that disconnects cancels it.
+Status RunInfer(InferenceService* service, const httplib::Request& req, const inference::ModelInferRequest& request,
                 inference::ModelInferResponse* response) {
+  const StatusOr<int64_t> deadline_us = TimeoutDeadline(request);
+  if (!deadline_us.ok()) return deadline_us.status();
   std::promise<Status> finished;
-  RunKServeInfer(service, request, response, /*deadline_us=*/0, nullptr,
+  const ClientConnection client(req);
+  RunKServeInfer(service, request, response, *deadline_us, client.Check(),
                  [&finished](Status status) { finished.set_value(std::move(status)); });
   return finished.get_future().get();
 }
@@ -199,7 +219,7 @@ void Infer(InferenceService* service, const httplib::Request& req, const std::ve
   parsed->request.set_model_name(c[0]);
   parsed->request.set_model_version(c[1]);
   inference::ModelInferResponse response;
-  if (Status s = RunInfer(service, parsed->request, &response); !s.ok()) {
+  if (Status s = RunInfer(service, req, parsed->request, &response); !s.ok()) {
     spdlog::debug("HTTP infer {} from {}: {}", QuotedModelName(c[0]), req.remote_addr, s.ToString());
     return SetError(s, reply);
   }

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "server/http/client_connection.h"
 #include "server/kserve/kserve_tensors.h"
 #include "server/native/native_metadata.h"
 #include "server/native/native_request.h"
@@ -176,9 +177,22 @@ void Classify(InferenceService* service, const httplib::Request& req, const std:
     if (s.code() == StatusCode::kUnimplemented) reply->status = 415;
     return;
   }
+  int64_t deadline_us = 0;
+  if (req.has_param("timeout")) {
+    const std::string text = req.get_param_value("timeout");
+    int64_t timeout_us = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), timeout_us);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+      return SetError(InvalidArgumentError("query parameter timeout must be an integer (microseconds)"), reply);
+    }
+    const StatusOr<int64_t> deadline = DeadlineAfter(timeout_us, "query parameter timeout");
+    if (!deadline.ok()) return SetError(deadline.status(), reply);
+    deadline_us = *deadline;
+  }
   v1::ClassifyResponse response;
   std::promise<Status> finished;
-  ClassifyNative(*service, request, &response, /*deadline_us=*/0, nullptr,
+  const ClientConnection client(req);  // a client that disconnects cancels its request
+  ClassifyNative(*service, request, &response, deadline_us, client.Check(),
                  [&finished](Status status) { finished.set_value(std::move(status)); });
   if (Status s = finished.get_future().get(); !s.ok()) return SetError(s, reply);
   SetJson(ClassifyJson(response, request.include_member_results(), request.include_timings()), reply);

@@ -148,6 +148,8 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
     return fail(DeadlineExceededError("the deadline passed before the request was scheduled"));
   }
   if (request->cancelled && request->cancelled()) return fail(CancelledError("the request was cancelled"));
+  // A request the batcher would refuse is refused before any item is decoded.
+  if (Status admitted = CheckAdmission(num_items, request->deadline_us); !admitted.ok()) return fail(admitted);
 
   auto state = std::make_shared<InferState>();
   state->item_input_size = item_input_size_;

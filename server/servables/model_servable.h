@@ -2,8 +2,10 @@
 // N instances (each an engine Session with plans for a few batch sizes, warmed up before the servable exists; or
 // the built-in null runner), and its statistics.
 //
-// Run turns every item into the model's input on the calling thread (decode + preprocess for images, a copy for
-// tensors), splits the items into tasks of at most max_batch_size, hands them to the batcher and returns; the
+// Run first asks the batcher whether it would take the request's tasks now (CheckAdmission) and refuses at once
+// when not (UNAVAILABLE queue full or overloaded, DEADLINE_EXCEEDED), before anything is decoded; then it turns
+// every item into the model's input on the calling thread (decode + preprocess for images, a copy for tensors;
+// the InferenceService calls Run from a decode worker when there are images to decode), splits the items into tasks of at most max_batch_size, hands them to the batcher and returns; the
 // last finishing task fills the result (raw output rows and their softmax) and calls `done` on a batcher thread.
 //
 // Thread-safety: as Servable. Ownership: the servable owns its batcher; it keeps the engine Model alive.

@@ -83,7 +83,7 @@ struct RunResult {
   std::vector<float> agreement;  // per item: share of answering members whose top-1 equals the ensemble's top-1
 
   // Timings of this request, microseconds.
-  int64_t preprocess_us = 0;  // decoding + preprocessing on the calling thread
+  int64_t preprocess_us = 0;  // decoding + preprocessing on the thread that called Run (a decode worker)
   int64_t queue_us = 0;       // longest wait in a batcher queue
   int64_t compute_us = 0;     // summed run time of the batches that ran its items
 

@@ -19,6 +19,7 @@
 #include "server/batching/dynamic_batcher.h"
 #include "server/ensemble/ensemble_servable.h"
 #include "server/preprocess/preprocess.h"
+#include "server/preprocess/preprocess_pool.h"
 #include "server/servables/classification.h"
 #include "server/servables/model_servable.h"
 #include "server/service/repository_poller.h"
@@ -30,6 +31,13 @@ namespace {
 // How often a retiring version checks whether requests still hold it.
 constexpr auto kRetirePollInterval = std::chrono::milliseconds(1);
 constexpr char kUnloaded[] = "unloaded";
+constexpr int kMinDecodeWorkers = 2;
+
+// Whether any item must be decoded or preprocessed (raw tensors are only checked and copied).
+bool NeedsDecode(const RunRequest& run) {
+  return std::any_of(run.items.begin(), run.items.end(),
+                     [](const ImageItem& item) { return item.kind != ImageItem::Kind::kTensor; });
+}
 
 // Removes every occurrence of `prefix` (the repository root and a '/') from `text`.
 void StripPrefix(const std::string& prefix, std::string* text) {
@@ -123,6 +131,9 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.lanes = &lanes_;
     // OpenCV's parallel loops (colour conversion, 8-bit resize) get the engine's cores, not every core.
     SetPreprocessThreads(lanes_.cpus());
+    // Two workers at least, so that one costly image does not hold every decode.
+    decode_pool_ = *PreprocessPool::Create({.threads = std::max(kMinDecodeWorkers, lanes_.cpus()),
+                                            .max_queued = options.max_decode_queue});  // checked by Create
     request_id_prefix_ = "r" + std::to_string(SteadyNowMicros() % 1'000'000'000) + "-";
     while (root_prefix_.size() > 1 && root_prefix_.back() == '/') root_prefix_.pop_back();
     root_prefix_ += '/';
@@ -151,6 +162,9 @@ class InferenceServiceImpl final : public InferenceService {
   Status Shutdown(int64_t drain_deadline_us) override;
 
  private:
+  // Runs `run` on `servable` (decodes, schedules) and marks the request prepared; `done` answers it.
+  void Launch(const std::shared_ptr<InferOutcome>& outcome, std::shared_ptr<RunRequest> run, std::string model,
+              std::function<void(Status)> done);
   // Builds the slot of one model entry (loads, warms up; ensembles resolve their members through Find, so
   // plain models must be published first). Does not touch the map.
   std::shared_ptr<ModelSlot> BuildSlot(std::shared_ptr<const ModelEntry> entry) const;
@@ -192,6 +206,8 @@ class InferenceServiceImpl final : public InferenceService {
   std::mutex shutdown_mu_;  // serialises Shutdown
   bool shutdown_done_ = false;
   Status shutdown_result_;
+  // Last: destroyed first, so the jobs it still runs find everything above alive.
+  std::unique_ptr<PreprocessPool> decode_pool_;
 };
 
 std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const ModelEntry> entry_ptr) const {
@@ -409,10 +425,42 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   run->cancelled = std::move(request.cancelled);
   run->want_member_results = request.want_member_results;
   run->request_id = outcome->request_id;
+  // Refused before any decode when its servable cannot take it now.
+  if (Status admitted = outcome->servable->CheckAdmission(static_cast<int64_t>(run->items.size()), run->deadline_us);
+      !admitted.ok()) {
+    return fail(admitted);
+  }
+  if (!NeedsDecode(*run)) return Launch(outcome, std::move(run), std::move(request.model), std::move(done));
+  // The decode runs on a decode worker. Until that worker has handed the request to its servable the gate counts
+  // it as being prepared, so a shutdown waits for it (WaitPrepared).
+  const std::shared_ptr<std::function<void(Status)>> shared_done =
+      std::make_shared<std::function<void(Status)>>(std::move(done));
+  Status queued = decode_pool_->Submit([this, outcome, run, model = request.model, shared_done]() mutable {
+    Status expired;
+    if (run->deadline_us > 0 && SteadyNowMicros() >= run->deadline_us) {
+      expired = DeadlineExceededError("the deadline passed while the request waited for a decode worker");
+    } else if (run->cancelled && run->cancelled()) {
+      expired = CancelledError("the request was cancelled while it waited for a decode worker");
+    }
+    if (!expired.ok()) {
+      LogRequestError(outcome->request_id, model, expired);
+      gate_.Prepared();
+      return (*shared_done)(expired);
+    }
+    Launch(outcome, std::move(run), std::move(model), std::move(*shared_done));
+  });
+  if (!queued.ok()) {
+    done = std::move(*shared_done);  // not taken by the pool
+    return fail(queued);
+  }
+}
+
+void InferenceServiceImpl::Launch(const std::shared_ptr<InferOutcome>& outcome, std::shared_ptr<RunRequest> run,
+                                  std::string model, std::function<void(Status)> done) {
   Servable* const servable = outcome->servable.get();
   RunResult* const result = &outcome->result;
   servable->Run(std::move(run), result,
-                [outcome, model = std::move(request.model), done = std::move(done)](Status status) {
+                [outcome, model = std::move(model), done = std::move(done)](Status status) {
                   if (!status.ok()) LogRequestError(outcome->request_id, model, status);
                   done(std::move(status));
                 });
@@ -717,7 +765,8 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
         std::pair{"max_pixels", options.max_pixels}, std::pair{"max_image_bytes", options.max_image_bytes},
         std::pair{"max_decoded_image_bytes", options.max_decoded_image_bytes},
         std::pair{"max_decode_memory_bytes", options.max_decode_memory_bytes},
-        std::pair{"default_max_queue_size", options.default_max_queue_size}}) {
+        std::pair{"default_max_queue_size", options.default_max_queue_size},
+        std::pair{"max_decode_queue", options.max_decode_queue}}) {
     if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
   }
   if (options.repository_poll_interval_ms < 1) {

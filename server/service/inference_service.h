@@ -8,9 +8,14 @@
 // server/ensemble: an ensemble over member servables).
 //
 // Request path (Infer): shutting-down check, Find(model, version), deadline and cancellation checks, the front
-// end's build_items (its wire request -> items, validated against the servable's info), then Servable::Run,
-// which decodes and preprocesses the images, hands them to the model's batcher and returns at once; a batcher
-// worker runs the batch and calls `done` from its thread. A failed request is logged here, once.
+// end's build_items (its wire request -> items, validated against the servable's info), the servable's
+// admission check (Servable::CheckAdmission: a request its queue cannot take is refused at once, before any
+// decode), then Servable::Run, which decodes and preprocesses the images, hands them to the model's batcher and
+// returns at once; a batcher worker runs the batch and calls `done` from its thread. A request with encoded or
+// raw-pixel images is run on the service's decode workers (PreprocessPool, server/preprocess/preprocess_pool.h:
+// as many as the cores of total_threads, at least 2; at most max_decode_queue requests wait for one, the next
+// gets UNAVAILABLE), which check its deadline and cancellation when they pick it up; one of only raw tensors
+// runs on the calling thread. A failed request is logged here, once.
 //
 // Model control (model_control.h): InferenceServiceOptions::model_control_mode decides whether LoadModel and
 // UnloadModel may run (explicit) or are refused with FAILED_PRECONDITION (none, poll); in poll mode a
@@ -81,6 +86,8 @@ struct InferenceServiceOptions {
   int64_t max_in_flight = 1024;
   // The deadline of a request that comes without one: this long after it arrives (--default-timeout-s; 0: none).
   int64_t default_timeout_us = 60'000'000;
+  // Most requests with images to decode that may wait for a decode worker (see the top of this file); >= 1.
+  int64_t max_decode_queue = 256;
 };
 
 // One inference in the project's own terms; every front end builds one from its wire request.
@@ -114,7 +121,7 @@ class InferenceService {
   virtual ~InferenceService() = default;
 
   // The one request path of every front end (see the top of this file). Asynchronous: `done` runs exactly once,
-  // on the calling thread (errors found before Run) or on a batcher worker thread. Errors, with DESIGN.md's
+  // on the calling thread (errors found before Run), a decode worker or a batcher worker thread. Errors, with DESIGN.md's
   // codes and messages naming field and limit: those of Find, of `build_items` (INVALID_ARGUMENT ...) and of
   // Servable::Run (INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, INTERNAL); UNAVAILABLE while
   // shutting down. `outcome` must stay alive until `done` (it is shared with the batcher's callback); on OK its

@@ -11,6 +11,7 @@
 #include "server/native/native_metadata.h"
 #include "server/native/native_request.h"
 #include "server/transport/grpc_status.h"
+#include "server/transport/raw_message.h"
 #include "server/transport/stream_reactor.h"
 
 namespace cnnserve {
@@ -37,24 +38,30 @@ ClassifierService::ClassifierService(InferenceService* inference, const Classifi
     : inference_(inference), options_(options), auth_(std::move(authorizer)) {}
 
 grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
-                                                      const v1::ClassifyRequest* request,
-                                                      v1::ClassifyResponse* response) {
+                                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/Classify")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `context`, `request` and `response` stay valid until the reactor is finished, i.e. until `done` returns.
-  ClassifyNative(
-      *inference_, *request, response, DeadlineToSteadyMicros(context->deadline()),
-      [context] { return context->IsCancelled(); },
-      [reactor, context, request](Status status) {
-        LogCallFailure("Classify", context, request->request_id(), status);
+  auto request_id = std::make_shared<std::string>();
+  RunRaw<v1::ClassifyRequest, v1::ClassifyResponse>(
+      *request, response,
+      [this, context, request_id](const v1::ClassifyRequest& parsed, v1::ClassifyResponse* answer,
+                                  std::function<void(Status)> finish) {
+        *request_id = parsed.request_id();
+        ClassifyNative(
+            *inference_, parsed, answer, DeadlineToSteadyMicros(context->deadline()),
+            [context] { return context->IsCancelled(); }, std::move(finish));
+      },
+      [reactor, context, request_id](Status status) {
+        LogCallFailure("Classify", context, *request_id, status);
         reactor->Finish(ToGrpcStatus(status));
       });
   return reactor;
 }
 
-grpc::ServerBidiReactor<v1::ClassifyRequest, v1::ClassifyResponse>* ClassifierService::ClassifyStream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ClassifierService::ClassifyStream(
     grpc::CallbackServerContext* context) {
-  if (auto* refused = auth_.RefuseStream<v1::ClassifyRequest, v1::ClassifyResponse>(
+  if (auto* refused = auth_.RefuseStream<grpc::ByteBuffer, grpc::ByteBuffer>(
           context, "/cnnserve.v1.Classifier/ClassifyStream")) {
     return refused;
   }
@@ -69,8 +76,8 @@ grpc::ServerBidiReactor<v1::ClassifyRequest, v1::ClassifyResponse>* ClassifierSe
         [context] { return context->IsCancelled(); }, std::move(done));
   };
   handler.request_id = [](const v1::ClassifyRequest& request) { return request.request_id(); };
-  return new StreamReactor<v1::ClassifyRequest, v1::ClassifyResponse>(context, std::move(handler),
-                                                                      options_.max_in_flight_per_stream);
+  return new StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>(context, RawStreamHandler(std::move(handler)),
+                                                              options_.max_in_flight_per_stream);
 }
 
 grpc::ServerUnaryReactor* ClassifierService::ListModels(grpc::CallbackServerContext* context,

@@ -15,6 +15,7 @@
 #include "server/kserve/kserve_tensors.h"
 #include "server/transport/classifier_service.h"
 #include "server/transport/grpc_status.h"
+#include "server/transport/raw_message.h"
 #include "server/transport/stream_reactor.h"
 
 #ifndef CNNSERVE_VERSION
@@ -152,24 +153,30 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerConte
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
-                                                    const inference::ModelInferRequest* request,
-                                                    inference::ModelInferResponse* response) {
+                                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelInfer")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `context`, `request` and `response` stay valid until the reactor is finished, i.e. until `done` returns.
-  Infer(
-      *request, response, DeadlineToSteadyMicros(context->deadline()),
-      [context] { return context->IsCancelled(); },
-      [reactor, context, request](Status status) {
-        LogCallFailure("ModelInfer", context, request->id(), status);
+  auto request_id = std::make_shared<std::string>();
+  RunRaw<inference::ModelInferRequest, inference::ModelInferResponse>(
+      *request, response,
+      [this, context, request_id](const inference::ModelInferRequest& parsed, inference::ModelInferResponse* answer,
+                                  std::function<void(Status)> finish) {
+        *request_id = parsed.id();
+        Infer(
+            parsed, answer, DeadlineToSteadyMicros(context->deadline()),
+            [context] { return context->IsCancelled(); }, std::move(finish));
+      },
+      [reactor, context, request_id](Status status) {
+        LogCallFailure("ModelInfer", context, *request_id, status);
         reactor->Finish(ToGrpcStatus(status));
       });
   return reactor;
 }
 
-grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
-KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
-  if (auto* refused = auth_.RefuseStream<inference::ModelInferRequest, inference::ModelStreamInferResponse>(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* KServeService::ModelStreamInfer(
+    grpc::CallbackServerContext* context) {
+  if (auto* refused = auth_.RefuseStream<grpc::ByteBuffer, grpc::ByteBuffer>(
           context, "/inference.GRPCInferenceService/ModelStreamInfer")) {
     return refused;
   }
@@ -194,8 +201,8 @@ KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
     answer->set_id(request.id());
     response->set_error_message(std::string(StatusCodeName(status.code())) + ": " + status.message());
   };
-  return new StreamReactor<inference::ModelInferRequest, Response>(context, std::move(handler),
-                                                                   options_.max_in_flight_per_stream);
+  return new StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>(context, RawStreamHandler(std::move(handler)),
+                                                              options_.max_in_flight_per_stream);
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,

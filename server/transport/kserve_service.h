@@ -49,7 +49,21 @@ struct KServeServiceOptions {
   int max_in_flight_per_stream = 16;
 };
 
-class KServeService final : public inference::GRPCInferenceService::CallbackService {
+// The generated service with ModelInfer and ModelStreamInfer taking ByteBuffers: they parse their request bytes
+// themselves, so bytes that do not parse as a ModelInferRequest get INVALID_ARGUMENT with a message, not gRPC's
+// bare UNIMPLEMENTED (server/transport/raw_message.h).
+// (GRPCInferenceService::CallbackService with those two replaced.)
+namespace kserve_base {
+using S = inference::GRPCInferenceService;
+using KServeServiceBase = S::WithCallbackMethod_ServerLive<S::WithCallbackMethod_ServerReady<
+    S::WithCallbackMethod_ModelReady<S::WithCallbackMethod_ServerMetadata<S::WithCallbackMethod_ModelMetadata<
+        S::WithRawCallbackMethod_ModelInfer<S::WithRawCallbackMethod_ModelStreamInfer<S::WithCallbackMethod_ModelConfig<
+            S::WithCallbackMethod_ModelStatistics<S::WithCallbackMethod_RepositoryIndex<
+                S::WithCallbackMethod_RepositoryModelLoad<S::WithCallbackMethod_RepositoryModelUnload<S::Service>>>>>>>>>>>>;
+}  // namespace kserve_base
+using kserve_base::KServeServiceBase;
+
+class KServeService final : public KServeServiceBase {
  public:
   // `inference` is not owned and must not be null. `authorizer` (shared; null: every call allowed) is asked
   // before each call does anything (grpc_auth.h).
@@ -75,10 +89,9 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
                                           const inference::ModelMetadataRequest* request,
                                           inference::ModelMetadataResponse* response) override;
-  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
-                                       const inference::ModelInferRequest* request,
-                                       inference::ModelInferResponse* response) override;
-  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>* ModelStreamInfer(
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
                                         const inference::ModelConfigRequest* request,

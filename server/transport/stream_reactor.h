@@ -41,7 +41,7 @@ struct StreamHandler {
   StreamOrder order = StreamOrder::kRequestOrder;
   // Starts the work of `request`, filling `response`; `done` runs exactly once. Both stay alive until then.
   std::function<void(const Request& request, Response* response, std::function<void(Status)> done)> start;
-  // The request's id for log lines.
+  // The request's id for log lines (asked only for requests that failed).
   std::function<std::string(const Request& request)> request_id;
   // Optional: turns a failure into an answer written in the stream (which then goes on).
   std::function<void(const Request& request, const Status& status, Response* response)> error_response;
@@ -119,7 +119,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<Request, Response> {
   };
 
   void OnAnswered(Slot* slot, Status status) {
-    LogCallFailure(handler_.method, context_, handler_.request_id(slot->request), status);
+    if (!status.ok()) LogCallFailure(handler_.method, context_, handler_.request_id(slot->request), status);
     if (!status.ok() && handler_.error_response) {
       handler_.error_response(slot->request, status, &slot->response);
       status = OkStatus();

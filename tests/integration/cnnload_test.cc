@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -40,18 +41,20 @@ class CnnloadTest : public ::testing::Test {
   }
   void SetUp() override { ASSERT_NE(server_, nullptr) << "cnnserve did not start"; }
 
-  // Runs cnnload against the server with `args` (plus --server and --quiet).
+  // Runs cnnload against the server (or the one at `address`) with `args` (plus --server and --quiet).
   static CommandResult Cnnload(std::vector<std::string> args,
-                               std::chrono::seconds timeout = std::chrono::seconds(120)) {
-    std::vector<std::string> argv = {(BinDir() / "cnnload").string(), "--server", server_->address(), "--quiet"};
+                               std::chrono::seconds timeout = std::chrono::seconds(120),
+                               const std::string& address = "") {
+    std::vector<std::string> argv = {(BinDir() / "cnnload").string(), "--server",
+                                     address.empty() ? server_->address() : address, "--quiet"};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv, {}, timeout);
   }
 
   // Runs cnnload with --json and parses its output.
-  static Struct RunJson(std::vector<std::string> args) {
+  static Struct RunJson(std::vector<std::string> args, const std::string& address = "") {
     args.push_back("--json");
-    const CommandResult result = Cnnload(args);
+    const CommandResult result = Cnnload(args, std::chrono::seconds(120), address);
     EXPECT_EQ(result.exit_code, 0) << result.err;
     Struct doc;
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &doc).ok()) << result.out;
@@ -64,6 +67,16 @@ class CnnloadTest : public ::testing::Test {
 ServerProcess* CnnloadTest::server_ = nullptr;
 
 const google::protobuf::Map<std::string, Value>& Fields(const Value& v) { return v.struct_value().fields(); }
+
+// One CSV line as column name -> number (empty when its cell count differs from the header's).
+std::map<std::string, double> CsvRow(const std::string& header_line, const std::string& line) {
+  const std::vector<std::string> header = Split(header_line, ',');
+  const std::vector<std::string> cells = Split(line, ',');
+  EXPECT_EQ(cells.size(), header.size()) << line;
+  std::map<std::string, double> row;
+  for (size_t c = 0; c < cells.size() && cells.size() == header.size(); ++c) row[header[c]] = std::stod(cells[c]);
+  return row;
+}
 
 // The checks every measured row must pass.
 void ExpectConsistentRow(const Value& row, int batch) {
@@ -214,6 +227,65 @@ TEST_F(CnnloadTest, OverloadedOpenLoopStillEndsAndReportsWhatItSent) {
   EXPECT_LT(r.at("achieved_rate").number_value(), r.at("offered_rate").number_value());
   EXPECT_NEAR(r.at("images_per_s").number_value(), r.at("requests_per_s").number_value() * 16,
               1e-6 * r.at("images_per_s").number_value() + 1e-9);
+}
+
+// Against a server whose queue takes one request (lenet5_fashion with max_queue_size 1), 32 clients: most calls
+// are refused at once. The refusals get their own count and latencies; the accepted latencies hold only the
+// requests the server ran.
+TEST_F(CnnloadTest, RefusalsAreReportedApartFromAcceptedRequests) {
+  TempDir repo;
+  std::filesystem::copy(DefaultRepository() / kModel, repo.path() / kModel, std::filesystem::copy_options::recursive);
+  const std::filesystem::path config = repo.path() / kModel / "config.pbtxt";
+  std::string text = ReadFileBytes(config);
+  const size_t at = text.find("dynamic_batching {");
+  ASSERT_NE(at, std::string::npos);
+  text.insert(at + std::string("dynamic_batching {").size(), "\n  max_queue_size: 1");
+  WriteFileBytes(config, text);
+  auto tiny = ServerProcess::Start({"--model-repository", repo.path().string()});
+  ASSERT_NE(tiny, nullptr);
+  TempDir dir;
+  const std::string csv_path = (dir.path() / "refusals.csv").string();
+  const std::vector<std::string> args = {"--model", kModel, "--images", TestDataDir().string(), "--batch", "8",
+                                         "--concurrency", "32", "--warmup", "0.2", "--duration", "1"};
+  std::vector<std::string> json_args = args;
+  json_args.insert(json_args.end(), {"--csv", csv_path});
+  const Struct doc = RunJson(json_args, tiny->address());
+  const auto& rows = doc.fields().at("rows").list_value();
+  ASSERT_EQ(rows.values_size(), 1);
+  const auto& r = Fields(rows.values(0));
+  const double ok = r.at("ok_requests").number_value();
+  const double refused = r.at("refused_requests").number_value();
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(refused, 0) << "a queue of one should refuse most of 32 clients";
+  const auto& errors = Fields(r.at("errors"));
+  ASSERT_EQ(errors.count("UNAVAILABLE"), 1u);
+  EXPECT_EQ(errors.at("UNAVAILABLE").number_value(), refused);
+  EXPECT_EQ(r.at("error_count").number_value(), refused);
+  EXPECT_EQ(Fields(r.at("latency_ms")).at("samples").number_value(), ok) << "accepted: OK responses only";
+  const auto& rl = Fields(r.at("refused_latency_ms"));
+  EXPECT_EQ(rl.at("samples").number_value(), refused);
+  double previous = 0;
+  for (const char* key : {"min", "p50", "p90", "p95", "p99", "p999", "max"}) {
+    EXPECT_GE(rl.at(key).number_value(), previous) << key;
+    previous = rl.at(key).number_value();
+  }
+  EXPECT_GT(rl.at("p50").number_value(), 0);
+
+  // The CSV has the same counts and latencies (microseconds).
+  const std::vector<std::string> lines = Split(ReadFileBytes(csv_path), '\n');
+  ASSERT_EQ(lines.size(), 2u);
+  std::map<std::string, double> csv = CsvRow(lines[0], lines[1]);
+  EXPECT_EQ(csv["Refused"], refused);
+  EXPECT_NEAR(csv["Refused p50 latency"], rl.at("p50").number_value() * 1000, 0.06);
+  EXPECT_NEAR(csv["Refused p99 latency"], rl.at("p99").number_value() * 1000, 0.06);
+
+  // The table has the two columns.
+  std::vector<std::string> table_args = args;
+  table_args[table_args.size() - 1] = "0.5";
+  const CommandResult table = Cnnload(table_args, std::chrono::seconds(120), tiny->address());
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("refused p50 ms"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("refused p99 ms"), std::string::npos) << table.out;
 }
 
 TEST_F(CnnloadTest, KServeModelInferRowsAreConsistentForTensorsAndImages) {

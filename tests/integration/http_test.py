@@ -220,6 +220,37 @@ class HttpTest(unittest.TestCase):
             self.assertIn(fragment, message)
         self.assertEqual(self.error("POST", "/v2/models/no_such_model/infer", {"inputs": [good]})[0], 404)
 
+    def test_infer_timeout_is_the_deadline(self):
+        # Triton's "timeout" parameter (microseconds): 1 us has passed before the request is scheduled.
+        path = "/v2/models/%s/infer" % MODEL
+        good = {"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32", "data": [0.0] * 1024}
+        code, message = self.error("POST", path, {"inputs": [good], "parameters": {"timeout": 1}})
+        self.assertEqual(code, 504, message)
+        self.assertIn("deadline", message)
+        self.assertIn("outputs", self.http.json("POST", path, {"inputs": [good], "parameters": {"timeout": 60000000}}))
+        for bad in (0, -3, "x", 1.5):
+            code, message = self.error("POST", path, {"inputs": [good], "parameters": {"timeout": bad}})
+            self.assertEqual(code, 400, (bad, message))
+            self.assertIn("parameters.timeout", message)
+        png = self.images.read(self.images.files(".png", 1)[0])
+        native = "/v1/models/%s:classify" % MODEL
+        code, message = self.error("POST", native + "?timeout=1", png, {"Content-Type": "image/png"})
+        self.assertEqual(code, 504, message)
+        code, message = self.error("POST", native + "?timeout=x", png, {"Content-Type": "image/png"})
+        self.assertEqual(code, 400, message)
+        self.assertIn("timeout", message)
+
+    def test_too_many_header_fields_get_431(self):
+        headers = "".join("X-Field-%d: v\r\n" % i for i in range(150))
+        sock = raw_socket(self.server.http_url)
+        sock.sendall(("GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n"
+                      % headers).encode())
+        answer = read_until_closed(sock)
+        sock.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431"), answer[:200])
+        self.assertIn(b"at most 100 fields", answer)
+        self.assertEqual(self.http.call("GET", "/v2/health/live")[0], 200)
+
     def test_binary_lengths_that_lie(self):
         header = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
                                          "parameters": {"binary_data_size": 4096}}]}).encode()

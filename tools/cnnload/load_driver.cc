@@ -152,7 +152,8 @@ class LoadDriver::Worker {
   void PrepareOpenLoop() { tokens_.store(1); }
 
   // Statistics (read after the worker's threads have been joined).
-  LatencyHistogram latency_ns;
+  LatencyHistogram latency_ns;          // every outcome but a refusal
+  LatencyHistogram refused_latency_ns;  // UNAVAILABLE and RESOURCE_EXHAUSTED (IsRefusal)
   LatencyHistogram send_lag_ns;  // open loop: how late each call left after its intended time (sender thread)
   std::map<std::string, int64_t> errors;
   int64_t ok_in_window = 0;
@@ -238,7 +239,7 @@ class LoadDriver::Worker {
     const std::string outcome = Outcome(call);
     Count(outcome);
     if (!Measured(now)) return;
-    latency_ns.Record(now - call->intended_ns);
+    (IsRefusal(outcome) ? refused_latency_ns : latency_ns).Record(now - call->intended_ns);
     if (outcome.empty()) {
       ++ok_in_window;
     } else {
@@ -250,7 +251,7 @@ class LoadDriver::Worker {
     const std::string outcome = Outcome(call);
     Count(outcome);
     if (call->in_window) {
-      latency_ns.Record(now - call->intended_ns);
+      (IsRefusal(outcome) ? refused_latency_ns : latency_ns).Record(now - call->intended_ns);
       if (!outcome.empty()) ++errors[outcome];
     }
     if (outcome.empty() && now >= row_->measure_start_ns && now < row_->measure_end_ns.load()) ++ok_in_window;
@@ -394,6 +395,7 @@ RowResult LoadDriver::Run(int concurrency, double rate_per_s) {
   int64_t sends = 0;
   for (const auto& w : workers) {
     result.latency_ns.Merge(w->latency_ns);
+    result.refused_latency_ns.Merge(w->refused_latency_ns);
     result.send_lag_ns.Merge(w->send_lag_ns);
     for (const auto& [code, n] : w->errors) result.errors[code] += n;
     result.ok_requests += w->ok_in_window;

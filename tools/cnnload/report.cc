@@ -59,11 +59,25 @@ std::string ErrorsText(const RowResult& row) {
   return text;
 }
 
+// {"min", "mean", p50, p90, p95, p99, p999, "max", "samples"} in milliseconds.
+std::string LatencyJson(const LatencyHistogram& h) {
+  std::string out = "{\"min\": " + JsonNumber(static_cast<double>(h.min()) / kNanosPerMilli);
+  out += ", \"mean\": " + JsonNumber(h.mean() / kNanosPerMilli);
+  for (const Quantile& q : kPerfAnalyzerQuantiles) out += Printf(", \"%s\": ", q.json_key) + JsonNumber(Ms(h, q.q));
+  out += Printf(", \"%s\": ", kExtraQuantile.json_key) + JsonNumber(Ms(h, kExtraQuantile.q));
+  out += ", \"max\": " + JsonNumber(static_cast<double>(h.max()) / kNanosPerMilli);
+  return out + Printf(", \"samples\": %" PRId64 "}", h.count());
+}
+
 std::string LevelText(const RowResult& row) {
   return row.open_loop() ? Printf("%.6g/s", row.target_rate) : std::to_string(row.concurrency);
 }
 
 }  // namespace
+
+bool IsRefusal(const std::string& outcome) {
+  return outcome == "UNAVAILABLE" || outcome == "RESOURCE_EXHAUSTED";
+}
 
 int64_t RowResult::error_count() const {
   int64_t n = 0;
@@ -79,15 +93,17 @@ std::string FormatTable(const RunInfo& info, const std::vector<RowResult>& rows)
              ? Printf("%.3g s warm-up + %" PRId64 " requests per row\n", info.warmup_s, info.requests)
              : Printf("%.3g s warm-up + %.3g s per row\n", info.warmup_s, info.duration_s);
   const bool open = !rows.empty() && rows.front().open_loop();
-  out += Printf("%11s %10s %10s %9s %9s %9s %9s %9s %9s %8s %8s  %s\n", open ? "rate" : "concurrency", "req/s",
-                "img/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms", "send us", "cpu",
-                open ? "achieved/offered, errors" : "errors");
+  out += Printf("%11s %10s %10s %9s %9s %9s %9s %9s %9s %8s %8s %8s %15s %15s  %s\n", open ? "rate" : "concurrency",
+                "req/s", "img/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms", "send us", "cpu",
+                "refused", "refused p50 ms", "refused p99 ms", open ? "achieved/offered, errors" : "errors");
   for (const RowResult& row : rows) {
     const LatencyHistogram& h = row.latency_ns;
     out += Printf("%11s %10.1f %10.1f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %8.2f  ", LevelText(row).c_str(),
                   row.requests_per_s(), row.images_per_s(), Ms(h, 0.5), Ms(h, 0.9), Ms(h, 0.95), Ms(h, 0.99),
                   Ms(h, 0.999), static_cast<double>(h.max()) / kNanosPerMilli, row.client_send_us,
                   row.client_cpu_cores);
+    const LatencyHistogram& r = row.refused_latency_ns;
+    out += Printf("%8" PRId64 " %15.3f %15.3f  ", row.refused_count(), Ms(r, 0.5), Ms(r, 0.99));
     if (row.open_loop()) out += Printf("%.1f/%.1f, ", row.achieved_rate(), row.offered_rate());
     out += ErrorsText(row);
     if (row.cancelled_after_drain > 0)
@@ -104,16 +120,19 @@ std::string FormatCsv(const std::vector<RowResult>& rows) {
   out += ",Inferences/Second,Client Send";
   for (const Quantile& q : kPerfAnalyzerQuantiles) out += std::string(",") + q.csv_name;
   out += std::string(",Avg latency,") + kExtraQuantile.csv_name +
-         ",Max latency,Requests/Second,Batch,Errors,Offered Rate,Achieved Rate,Client CPU\n";
+         ",Max latency,Requests/Second,Batch,Errors,Offered Rate,Achieved Rate,Client CPU,Refused,"
+         "Refused p50 latency,Refused p99 latency\n";
   for (const RowResult& row : rows) {
     const LatencyHistogram& h = row.latency_ns;
     out += open ? Printf("%.6g", row.target_rate) : std::to_string(row.concurrency);
     out += Printf(",%.3f,%.1f", row.images_per_s(), row.client_send_us);
     for (const Quantile& q : kPerfAnalyzerQuantiles) out += Printf(",%.1f", Us(h, q.q));
-    out += Printf(",%.1f,%.1f,%.1f,%.3f,%" PRId64 ",%" PRId64 ",%.3f,%.3f,%.3f\n", h.mean() / kNanosPerMicro,
+    out += Printf(",%.1f,%.1f,%.1f,%.3f,%" PRId64 ",%" PRId64 ",%.3f,%.3f,%.3f", h.mean() / kNanosPerMicro,
                   Us(h, kExtraQuantile.q), static_cast<double>(h.max()) / kNanosPerMicro, row.requests_per_s(),
                   row.images_per_request, row.error_count(), row.open_loop() ? row.offered_rate() : 0.0,
                   row.open_loop() ? row.achieved_rate() : 0.0, row.client_cpu_cores);
+    out += Printf(",%" PRId64 ",%.1f,%.1f\n", row.refused_count(), Us(row.refused_latency_ns, 0.5),
+                  Us(row.refused_latency_ns, 0.99));
   }
   return out;
 }
@@ -147,15 +166,9 @@ std::string FormatJson(const RunInfo& info, const std::vector<RowResult>& rows) 
     out += Printf(", \"ok_requests\": %" PRId64 ", \"batch\": %" PRId64, row.ok_requests, row.images_per_request);
     out += ", \"requests_per_s\": " + JsonNumber(row.requests_per_s(), "%.6f");
     out += ", \"images_per_s\": " + JsonNumber(row.images_per_s(), "%.6f");
-    out += ", \"latency_ms\": {";
-    out += "\"min\": " + JsonNumber(static_cast<double>(h.min()) / kNanosPerMilli);
-    out += ", \"mean\": " + JsonNumber(h.mean() / kNanosPerMilli);
-    for (const Quantile& q : kPerfAnalyzerQuantiles) {
-      out += Printf(", \"%s\": ", q.json_key) + JsonNumber(Ms(h, q.q));
-    }
-    out += Printf(", \"%s\": ", kExtraQuantile.json_key) + JsonNumber(Ms(h, kExtraQuantile.q));
-    out += ", \"max\": " + JsonNumber(static_cast<double>(h.max()) / kNanosPerMilli);
-    out += Printf(", \"samples\": %" PRId64 "}", h.count());
+    out += ", \"latency_ms\": " + LatencyJson(h);
+    out += Printf(", \"refused_requests\": %" PRId64, row.refused_count());
+    out += ", \"refused_latency_ms\": " + LatencyJson(row.refused_latency_ns);
     out += ", \"errors\": {";
     bool first = true;
     for (const auto& [code, n] : row.errors) {

@@ -9,6 +9,11 @@
 //                 window. Open loop: from the request's *intended* send time (its place in the arrival schedule)
 //                 to its completion, for every request scheduled inside the window, including those answered
 //                 after it (the row waits for them): a client that falls behind cannot hide the delay.
+//   refused       responses the server refused without running them: UNAVAILABLE (queue full, overloaded,
+//                 shutting down, --max-in-flight) and RESOURCE_EXHAUSTED. Their latencies go to a histogram of
+//                 their own (refused_latency_ns, same definition as latency), so the fast "no" of load shedding
+//                 neither flatters nor hides the latency of the requests the server accepted; `latency` holds
+//                 every other response (OK and the other errors). They still count in `errors`.
 //   errors        non-OK responses of the same requests as the latencies, by gRPC status code name; responses
 //                 that do not match the request (wrong number of results) count as BAD_RESPONSE.
 //   offered rate  open loop: arrivals scheduled inside the window / window length; achieved rate: those actually
@@ -39,7 +44,8 @@ struct RowResult {
   double window_s = 0;
   int64_t ok_requests = 0;  // OK responses received inside the window
   int64_t images_per_request = 1;
-  LatencyHistogram latency_ns;            // see the header comment
+  LatencyHistogram latency_ns;            // see the header comment: every response but refusals
+  LatencyHistogram refused_latency_ns;    // refusals (IsRefusal), see the header comment
   std::map<std::string, int64_t> errors;  // status code name -> count
   double client_send_us = 0;              // mean
   double client_cpu_cores = 0;            // process CPU seconds / window seconds
@@ -50,6 +56,7 @@ struct RowResult {
   bool ended_by_time_cap = false;         // --requests mode: --max-row-s ended the row first
 
   int64_t error_count() const;
+  int64_t refused_count() const { return refused_latency_ns.count(); }
   double requests_per_s() const { return window_s > 0 ? static_cast<double>(ok_requests) / window_s : 0; }
   double images_per_s() const { return requests_per_s() * static_cast<double>(images_per_request); }
   double offered_rate() const { return window_s > 0 ? static_cast<double>(scheduled) / window_s : 0; }
@@ -76,11 +83,16 @@ struct RunInfo {
   int threads = 1;
 };
 
+// Whether an outcome (a status code name, as in RowResult::errors) is a refusal: UNAVAILABLE or
+// RESOURCE_EXHAUSTED.
+bool IsRefusal(const std::string& outcome);
+
 // Fixed-width table, one line per row.
 std::string FormatTable(const RunInfo& info, const std::vector<RowResult>& rows);
 // CSV with a header line. Columns: Concurrency (closed loop) or Request Rate (open loop), Inferences/Second,
 // Client Send, p50/p90/p95/p99 latency, Avg latency, p99.9 latency, Max latency (latencies in usec, as
-// perf_analyzer), then Requests/Second, Batch, Errors, Offered Rate, Achieved Rate, Client CPU.
+// perf_analyzer), then Requests/Second, Batch, Errors, Offered Rate, Achieved Rate, Client CPU, Refused,
+// Refused p50 latency, Refused p99 latency (usec).
 std::string FormatCsv(const std::vector<RowResult>& rows);
 // One JSON document {"tool": "cnnload", ...info..., "rows": [...]} (latencies in milliseconds).
 std::string FormatJson(const RunInfo& info, const std::vector<RowResult>& rows);

@@ -552,9 +552,14 @@ TEST_F(EnsembleServableTest, RefusedAtOnceWhenTooFewMembersCanAdmit) {
   EXPECT_EQ(m0->runs() + m1->runs() + m2->runs(), 0);
   // Each member was asked for both items with the request's deadline.
   EXPECT_EQ(m0->admission_checks(), (std::vector<std::pair<int64_t, int64_t>>{{2, request->deadline_us}}));
+  // The ensemble's own admission check (what the service asks before it queues a decode) says the same.
+  const Status checked = servable->CheckAdmission(2, request->deadline_us);
+  EXPECT_EQ(checked.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(checked.message(), status.message());
 
   // With one member refusing, the quorum of 2 is still reachable: the other two run, the third is reported.
   m2->set_admission(OkStatus());
+  EXPECT_TRUE(servable->CheckAdmission(2, request->deadline_us).ok());
   request->items[1] = request->items[0];
   Outcome second;
   ASSERT_TRUE(RunAndWait(*servable, request, second).ok());

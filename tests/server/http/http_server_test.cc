@@ -9,11 +9,17 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/auth/token_file.h"
+#include "server/http/client_connection.h"
+#include "server/servables/servable.h"  // SteadyNowMicros
 #include "server/http/static_files.h"
 
 namespace cnnserve::http {
@@ -22,6 +28,46 @@ namespace {
 constexpr int kStalledReadTimeoutMs = 200;
 // Bound on how long a test waits for the server to close a connection (far above kStalledReadTimeoutMs).
 constexpr int kSocketWaitSeconds = 20;
+
+// What the /watch route saw of its client's connection (ClientConnection).
+struct Watched {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  bool found = false;
+  bool gone_at_start = true;
+  bool gone = false;
+  bool done = false;
+  std::function<bool()> check;  // kept past the handler's return
+};
+Watched& WatchState() {
+  static Watched watched;
+  return watched;
+}
+
+// Waits (at most kSocketWaitSeconds) until its client is gone.
+void WatchClient(const httplib::Request& request) {
+  Watched& w = WatchState();
+  const ClientConnection client(request);
+  std::function<bool()> check = client.Check();
+  {
+    std::lock_guard<std::mutex> lock(w.mu);
+    w.started = true;
+    w.found = client.found();
+    w.gone_at_start = check();
+    w.check = check;
+  }
+  w.cv.notify_all();
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(kSocketWaitSeconds);
+  bool gone = false;
+  while (!(gone = check()) && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::lock_guard<std::mutex> lock(w.mu);
+  w.gone = gone;
+  w.done = true;
+  w.cv.notify_all();
+}
 
 std::vector<Route> TestRoutes() {
   std::vector<Route> routes;
@@ -37,6 +83,8 @@ std::vector<Route> TestRoutes() {
                     }});
   routes.push_back({"POST", std::regex("/fail"), "", [](const httplib::Request&, const std::vector<std::string>&,
                                                         Reply* r) { SetError(NotFoundError("no \"x\"\n"), r); }});
+  routes.push_back({"GET", std::regex("/watch"), "", [](const httplib::Request& q, const std::vector<std::string>&,
+                                                         Reply*) { WatchClient(q); }});
   return routes;
 }
 
@@ -169,6 +217,68 @@ TEST(HttpServer, StalledAndHalfClosedClientsAreClosed) {
   // Every worker is free again.
   httplib::Client client("127.0.0.1", server->port());
   EXPECT_EQ(client.Get("/open")->status, 200);
+}
+
+TEST(HttpServer, TooManyOrTooLargeHeaderFieldsGet431) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  const auto send_headers = [&](int count, size_t value_bytes) {
+    const int fd = Connect(server->port());
+    std::string head = "GET /open HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+    for (int i = 0; i < count; ++i) head += "X-" + std::to_string(i) + ": " + std::string(value_bytes, 'v') + "\r\n";
+    head += "\r\n";
+    EXPECT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+    bool closed = false;
+    std::string answer = ReadUntilClosed(fd, &closed);
+    close(fd);
+    EXPECT_TRUE(closed);
+    return answer;
+  };
+  EXPECT_EQ(send_headers(90, 10).rfind("HTTP/1.1 200", 0), 0u);  // 92 fields with Host and Connection
+  const std::string many = send_headers(5000, 1);
+  EXPECT_EQ(many.rfind("HTTP/1.1 431", 0), 0u) << many.substr(0, 200);
+  EXPECT_NE(many.find("the request has 5002 header fields"), std::string::npos) << many;
+  EXPECT_NE(many.find("at most 100 fields of 65536 bytes"), std::string::npos) << many;
+  const std::string large = send_headers(20, 8000);  // 20 lines under the 8 KiB line limit, 160 KB together
+  EXPECT_EQ(large.rfind("HTTP/1.1 431", 0), 0u) << large.substr(0, 200);
+  EXPECT_LT(large.size(), 2048u) << "the answer is bounded";
+  // The server goes on serving.
+  httplib::Client client("127.0.0.1", server->port());
+  EXPECT_EQ(client.Get("/open")->status, 200);
+}
+
+TEST(HttpServer, AClientThatDisconnectsIsSeenGone) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  Watched& w = WatchState();
+  const int fd = Connect(server->port());
+  const std::string request = "GET /watch HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  {
+    std::unique_lock<std::mutex> lock(w.mu);
+    ASSERT_TRUE(w.cv.wait_for(lock, std::chrono::seconds(kSocketWaitSeconds), [&] { return w.started; }));
+    EXPECT_TRUE(w.found) << "the request's socket was not found";
+    EXPECT_FALSE(w.gone_at_start) << "a connected client was seen gone";
+  }
+  close(fd);
+  std::unique_lock<std::mutex> lock(w.mu);
+  ASSERT_TRUE(w.cv.wait_for(lock, std::chrono::seconds(2 * kSocketWaitSeconds), [&] { return w.done; }));
+  EXPECT_TRUE(w.gone) << "the client closed its connection; the check did not see it";
+  EXPECT_TRUE(w.check()) << "after the handler returned the check must say gone without polling";
+}
+
+TEST(HttpRoute, DeadlineAfterATimeoutInMicroseconds) {
+  const int64_t before = SteadyNowMicros();
+  const StatusOr<int64_t> deadline = DeadlineAfter(2'000'000, "parameters.timeout");
+  ASSERT_TRUE(deadline.ok());
+  EXPECT_GE(*deadline, before + 2'000'000);
+  EXPECT_LE(*deadline, SteadyNowMicros() + 2'000'000);
+  for (const int64_t bad : {int64_t{0}, int64_t{-5}, kMaxTimeoutUs + 1}) {
+    const Status status = DeadlineAfter(bad, "parameters.timeout").status();
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(status.message().rfind("parameters.timeout " + std::to_string(bad) + " must be", 0), 0u)
+        << status.message();
+  }
 }
 
 TEST(HttpServer, BadOptionsAndAddresses) {

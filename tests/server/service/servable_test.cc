@@ -24,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::cnnserve::testing::CopyLenet;
+using ::cnnserve::testing::EditConfig;
 using ::cnnserve::testing::FashionImage;
 using ::cnnserve::testing::LoadFashionImages;
 using ::cnnserve::testing::TempDir;
@@ -361,6 +362,48 @@ TEST_F(ServableTest, StatisticsCountExactly) {
   EXPECT_EQ(s.queue_depth, 0);
   EXPECT_EQ(lenet_service_->Statistics("nope", 0).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(lenet_service_->Statistics("lenet", 2).status().code(), StatusCode::kNotFound);
+}
+
+// A request its model's queue cannot take is refused before any image is decoded: through Servable::Run and
+// through InferenceService::Infer (which asks before it hands the request to a decode worker). LeNet-5 with
+// max_batch_size 1 and max_queue_size 2: three images are three tasks, more than an empty queue takes.
+TEST_F(ServableTest, ARequestTheQueueRefusesIsNotDecoded) {
+  const fs::path dir = CopyLenet(lenet_repo_.path(), "lenet");
+  EditConfig(dir, "max_batch_size: 64", "max_batch_size: 1");
+  EditConfig(dir, "preferred_batch_size: [8, 32]", "preferred_batch_size: [1]");
+  EditConfig(dir, "dynamic_batching {", "dynamic_batching {\n  max_queue_size: 2");
+  lenet_service_ = Create(lenet_repo_.path());
+  ASSERT_NE(lenet_service_, nullptr);
+  StatusOr<std::shared_ptr<Servable>> lenet = lenet_service_->Find("lenet", 0);
+  ASSERT_TRUE(lenet.ok()) << lenet.status().ToString();
+  const auto preprocess_count = [&] {
+    StatusOr<std::vector<ServableStats>> stats = lenet_service_->Statistics("lenet", 0);
+    return stats.ok() && stats->size() == 1 ? (*stats)[0].preprocess.count : ~uint64_t{0};
+  };
+
+  RunResult result;
+  const Status refused = RunSync(**lenet, ImagesRequest(png_, 3), &result);
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused.ToString();
+  EXPECT_NE(refused.message().find("queue full: max_queue_size 2"), std::string::npos) << refused.ToString();
+  EXPECT_EQ(preprocess_count(), 0u) << "the refused request was decoded";
+
+  InferRequest request;
+  request.model = "lenet";
+  request.build_items = [this](const ServableInfo&, RunRequest* run) {
+    for (size_t i = 0; i < 3; ++i) run->items.push_back({ImageItem::Kind::kEncoded, png_[i].bytes});
+    return OkStatus();
+  };
+  std::promise<Status> answer;
+  lenet_service_->Infer(std::move(request), std::make_shared<InferOutcome>(),
+                        [&answer](Status status) { answer.set_value(std::move(status)); });
+  std::future<Status> future = answer.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  EXPECT_EQ(future.get().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(preprocess_count(), 0u) << "the refused request was decoded";
+
+  // What the queue takes is decoded and run.
+  ASSERT_TRUE(RunSync(**lenet, ImagesRequest(png_, 2), &result).ok());
+  EXPECT_EQ(preprocess_count(), 1u);
 }
 
 TEST_F(ServableTest, LoadAndUnloadDoNotDisturbOtherModels) {

@@ -598,5 +598,58 @@ TEST_F(TransportTest, ReflectionListsTheServices) {
   EXPECT_NE(call.reply().find("grpc.health.v1.Health"), std::string::npos);
 }
 
+// Bytes that do not parse as the method's message get INVALID_ARGUMENT naming the message type, on both services'
+// inference methods, unary and streaming (gRPC's own answer would be UNIMPLEMENTED with no message).
+TEST_F(TransportTest, RequestBytesThatDoNotParseAreInvalidArgument) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  grpc::GenericStub stub(channel_);
+  const std::string garbage("\x0a\x64\x01\x02\xff\xff\xff", 7);  // field 1, 100 bytes announced, 5 present
+  for (const auto& [method, type] :
+       {std::pair{"/cnnserve.v1.Classifier/Classify", "cnnserve.v1.ClassifyRequest"},
+        std::pair{"/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"}}) {
+    SCOPED_TRACE(method);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Slice slice(garbage);
+    const grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                   [&done](grpc::Status status) { done.set_value(std::move(status)); });
+    const grpc::Status status = done.get_future().get();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_EQ(status.error_message(), "the request (7 bytes) does not parse as " + std::string(type));
+  }
+  {  // The native stream ends with the request's status.
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ReflectionCall call(garbage);
+    stub.PrepareBidiStreamingCall(&context, "/cnnserve.v1.Classifier/ClassifyStream", grpc::StubOptions(), &call);
+    call.Start();
+    const grpc::Status status = call.Await();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_NE(status.error_message().find("does not parse as cnnserve.v1.ClassifyRequest"), std::string::npos)
+        << status.error_message();
+  }
+  {  // KServe's stream answers the request with an error message and goes on.
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ReflectionCall call(garbage);
+    stub.PrepareBidiStreamingCall(&context, "/inference.GRPCInferenceService/ModelStreamInfer", grpc::StubOptions(),
+                                  &call);
+    call.Start();
+    const grpc::Status status = call.Await();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_NE(call.reply().find("INVALID_ARGUMENT: the request (7 bytes) does not parse as inference.ModelInferRequest"),
+              std::string::npos)
+        << call.reply();
+  }
+  // The server still serves well-formed requests.
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ListModelsResponse models;
+  EXPECT_TRUE(stub_->ListModels(&context, v1::ListModelsRequest(), &models).ok());
+}
+
 }  // namespace
 }  // namespace cnnserve

@@ -4,6 +4,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -123,6 +124,45 @@ TEST(CnnloadReportTest, JsonParsesAndCarriesEveryRow) {
   EXPECT_EQ(r1.at("errors").struct_value().fields().at("BAD_RESPONSE").number_value(), 1);
   EXPECT_EQ(r1.at("error_count").number_value(), 1);
   EXPECT_EQ(r1.at("achieved_rate").number_value(), 100);
+}
+
+TEST(CnnloadReportTest, RefusalsHaveTheirOwnCountAndLatenciesInEveryFormat) {
+  EXPECT_TRUE(IsRefusal("UNAVAILABLE"));
+  EXPECT_TRUE(IsRefusal("RESOURCE_EXHAUSTED"));
+  EXPECT_FALSE(IsRefusal("DEADLINE_EXCEEDED"));
+  EXPECT_FALSE(IsRefusal(""));
+  RowResult row = ClosedRow(4);
+  row.errors["UNAVAILABLE"] = 200;
+  for (int i = 1; i <= 200; ++i) row.refused_latency_ns.Record(i * 10'000);  // 10 us .. 2 ms
+  EXPECT_EQ(row.refused_count(), 200);
+
+  const std::string json = FormatJson(Info(), {row});
+  google::protobuf::Struct doc;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &doc).ok()) << json;
+  const auto& r = doc.fields().at("rows").list_value().values(0).struct_value().fields();
+  EXPECT_EQ(r.at("refused_requests").number_value(), 200);
+  EXPECT_EQ(r.at("ok_requests").number_value(), 1000);
+  const auto& refused = r.at("refused_latency_ms").struct_value().fields();
+  EXPECT_EQ(refused.at("samples").number_value(), 200);
+  EXPECT_NEAR(refused.at("p50").number_value(), 1.0, 1.0 * LatencyHistogram::kMaxRelativeError);
+  EXPECT_NEAR(refused.at("p99").number_value(), 1.98, 1.98 * LatencyHistogram::kMaxRelativeError);
+  EXPECT_DOUBLE_EQ(refused.at("max").number_value(), 2.0);
+  EXPECT_DOUBLE_EQ(r.at("latency_ms").struct_value().fields().at("max").number_value(), 1.0);
+
+  const std::vector<std::string> lines = Split(FormatCsv({row}), '\n');
+  ASSERT_EQ(lines.size(), 2u);
+  const std::vector<std::string> header = Split(lines[0], ',');
+  const std::vector<std::string> cells = Split(lines[1], ',');
+  ASSERT_EQ(cells.size(), header.size());
+  std::map<std::string, double> csv;
+  for (size_t i = 0; i < cells.size(); ++i) csv[header[i]] = std::stod(cells[i]);
+  EXPECT_EQ(csv["Refused"], 200);
+  EXPECT_NEAR(csv["Refused p50 latency"], 1000, 1000 * LatencyHistogram::kMaxRelativeError);  // usec
+  EXPECT_NEAR(csv["Refused p99 latency"], 1980, 1980 * LatencyHistogram::kMaxRelativeError);
+
+  const std::string table = FormatTable(Info(), {row});
+  EXPECT_NE(table.find("refused p50 ms"), std::string::npos) << table;
+  EXPECT_NE(table.find("refused p99 ms"), std::string::npos) << table;
 }
 
 TEST(CnnloadReportTest, TableHasATitleAHeaderAndOneLinePerRow) {

@@ -1,0 +1,91 @@
+#include "server/http/client_connection.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace cnnserve::http {
+namespace {
+
+// "ADDR" and port of a socket address (IPv4-mapped IPv6 addresses as IPv4, as cpp-httplib reports them).
+bool AddressOf(const sockaddr_storage& address, std::string* host, int* port) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (address.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+    if (inet_ntop(AF_INET, &in.sin_addr, text, sizeof(text)) == nullptr) return false;
+    *port = ntohs(in.sin_port);
+  } else if (address.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
+    if (inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof(text)) == nullptr) return false;
+    *port = ntohs(in6.sin6_port);
+  } else {
+    return false;
+  }
+  *host = text;
+  return true;
+}
+
+bool SameAddress(const std::string& a, const std::string& b) {
+  constexpr char kMapped[] = "::ffff:";
+  const auto plain = [&](const std::string& s) { return s.rfind(kMapped, 0) == 0 ? s.substr(sizeof(kMapped) - 1) : s; };
+  return plain(a) == plain(b);
+}
+
+// Whether `fd` is the TCP connection between the request's local and remote address.
+bool IsConnection(int fd, const httplib::Request& request) {
+  sockaddr_storage local{};
+  sockaddr_storage peer{};
+  socklen_t local_size = sizeof(local);
+  socklen_t peer_size = sizeof(peer);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_size) != 0) return false;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0) return false;
+  std::string host;
+  int port = -1;
+  if (!AddressOf(peer, &host, &port) || port != request.remote_port || !SameAddress(host, request.remote_addr)) {
+    return false;
+  }
+  return AddressOf(local, &host, &port) && port == request.local_port && SameAddress(host, request.local_addr);
+}
+
+int FindConnection(const httplib::Request& request) {
+  thread_local int last_fd = -1;  // a keep-alive connection is served by one worker thread
+  if (last_fd >= 0 && IsConnection(last_fd, request)) return last_fd;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  while (const dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    if (IsConnection(static_cast<int>(fd), request)) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(dir);
+  if (found >= 0) last_fd = found;
+  return found;
+}
+
+}  // namespace
+
+ClientConnection::ClientConnection(const httplib::Request& request) : fd_(FindConnection(request)) {}
+
+ClientConnection::~ClientConnection() { serving_->store(false); }
+
+std::function<bool()> ClientConnection::Check() const {
+  return [fd = fd_, serving = serving_] {
+    if (!serving->load()) return true;
+    if (fd < 0) return false;
+    pollfd entry{fd, POLLRDHUP, 0};
+    if (poll(&entry, 1, 0) != 1) return false;
+    return (entry.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+  };
+}
+
+}  // namespace cnnserve::http

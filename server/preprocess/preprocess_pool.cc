@@ -1,0 +1,71 @@
+#include "server/preprocess/preprocess_pool.h"
+
+#include <string>
+#include <utility>
+
+namespace cnnserve {
+
+StatusOr<std::unique_ptr<PreprocessPool>> PreprocessPool::Create(const PreprocessPoolOptions& options) {
+  if (options.threads < 1) {
+    return InvalidArgumentError("preprocess pool threads " + std::to_string(options.threads) + " must be >= 1");
+  }
+  if (options.max_queued < 1) {
+    return InvalidArgumentError("preprocess pool max_queued " + std::to_string(options.max_queued) +
+                                " must be >= 1");
+  }
+  auto pool = std::unique_ptr<PreprocessPool>(new PreprocessPool(options));
+  pool->workers_.reserve(static_cast<size_t>(options.threads));
+  for (int i = 0; i < options.threads; ++i) pool->workers_.emplace_back([p = pool.get()] { p->Work(); });
+  return pool;
+}
+
+PreprocessPool::~PreprocessPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+Status PreprocessPool::Submit(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int64_t>(queue_.size()) >= options_.max_queued) {
+      ++counters_.refused;
+      return UnavailableError("decode queue full: " + std::to_string(queue_.size()) +
+                              " requests already wait for one of the " + std::to_string(workers_.size()) +
+                              " decode workers (at most " + std::to_string(options_.max_queued) +
+                              " may wait); retry later");
+    }
+    queue_.push_back(std::move(job));
+    ++counters_.queued;
+  }
+  cv_.notify_one();
+  return OkStatus();
+}
+
+PreprocessPool::Counters PreprocessPool::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+void PreprocessPool::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and every queued job has run
+    std::function<void()> job = std::move(queue_.front());
+    queue_.pop_front();
+    --counters_.queued;
+    ++counters_.running;
+    lock.unlock();
+    job();
+    job = nullptr;  // what the job holds is released before it counts as completed
+    lock.lock();
+    --counters_.running;
+    ++counters_.completed;
+  }
+}
+
+}  // namespace cnnserve
