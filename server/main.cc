@@ -93,6 +93,7 @@ struct Flags {
   int64_t max_pixels = 40'000'000;
   int64_t max_decoded_image_mb = 256;
   int64_t max_decode_memory_mb = 512;
+  int64_t max_decode_queue = 256;
   int max_in_flight_per_stream = 16;
   int64_t max_in_flight = 1024;
   double default_timeout_s = 60;
@@ -222,6 +223,9 @@ void AddLimitFlags(FlagSet& flags, Flags* f) {
   flags.Integer<int64_t>("--max-decode-memory-mb", &f->max_decode_memory_mb, 1, kMaxDecodeMiB, "N",
                          "most memory all images being decoded may hold at once (default 512); an image\n"
                          "that does not fit now gets UNAVAILABLE (retry)");
+  flags.Integer<int64_t>("--max-decode-queue", &f->max_decode_queue, 1, kMaxInFlight, "N",
+                         "requests with images that may wait for a decode worker (default 256; the workers\n"
+                         "are as many as the --threads cores, at least 2); one more gets UNAVAILABLE");
   flags.Integer<int>("--max-in-flight-per-stream", &f->max_in_flight_per_stream, 1, kMaxInFlightPerStream, "N",
                      "requests of one ClassifyStream / ModelStreamInfer running at once (default 16)");
   flags.Integer<int64_t>("--max-in-flight", &f->max_in_flight, 0, kMaxInFlight, "N",
@@ -343,9 +347,9 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
                std::thread::hardware_concurrency());
   spdlog::info(
       "limits: {} MiB per message, {} images per request, {} pixels and {} MiB decoded per image, {} MiB of "
-      "decodes at once; {} requests in flight; default timeout {} s; drain timeout {} s",
+      "decodes at once, {} requests waiting to decode; {} requests in flight; default timeout {} s; drain timeout {} s",
       flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels, flags.max_decoded_image_mb,
-      flags.max_decode_memory_mb, flags.max_in_flight, flags.default_timeout_s, flags.drain_timeout_s);
+      flags.max_decode_memory_mb, flags.max_decode_queue, flags.max_in_flight, flags.default_timeout_s, flags.drain_timeout_s);
   spdlog::info("model control mode {}{}; strict readiness {}", ModelControlModeName(flags.model_control_mode),
                flags.model_control_mode == ModelControlMode::kPoll
                    ? " (every " + std::to_string(flags.repository_poll_secs) + " s)"
@@ -400,6 +404,7 @@ InferenceServiceOptions ServiceOptions(const Flags& flags) {
   options.max_image_bytes = int64_t{flags.max_receive_message_mb} * kBytesPerMiB;
   options.max_decoded_image_bytes = flags.max_decoded_image_mb * kBytesPerMiB;
   options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
+  options.max_decode_queue = flags.max_decode_queue;
   options.model_control_mode = flags.model_control_mode;
   options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
   options.strict_readiness = flags.strict_readiness;
