@@ -46,6 +46,18 @@ std::string JsonDims(const Dims& d) {
   return out + "]";
 }
 
+// "61.1 MB", "36.5 kB" (decimal units, as the weights' "MB").
+std::string BytesLabel(int64_t bytes) {
+  char buf[32];
+  const double b = static_cast<double>(bytes);
+  if (b >= 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f kB", b / 1e3);
+  }
+  return buf;
+}
+
 // Applies a sliding window (kernel, stride, dilation per spatial axis) to a receptive field.
 Field Slide(const Field& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
             const std::vector<int64_t>& dilations) {
@@ -199,7 +211,9 @@ std::string FormatStatsTable(const GraphStats& s) {
   for (const LayerStats& l : s.layers) {
     std::string rf = l.global_receptive_field ? "global"
                                               : std::to_string(l.receptive_h) + "x" + std::to_string(l.receptive_w);
-    const std::string act = l.activation_values ? WithCommas(l.activation_values) : "(in place)";
+    const std::string act = l.activation_values ? WithCommas(l.activation_values)
+                            : l.op == "Relu"    ? "(in place)"
+                                                : "(view)";
     std::snprintf(line, sizeof(line), row, w, l.name.c_str(), l.op.c_str(), ShapeLabel(l.output_dims).c_str(),
                   WithCommas(l.params).c_str(), WithCommas(l.macs).c_str(), rf.c_str(), act.c_str());
     out += line;
@@ -210,9 +224,9 @@ std::string FormatStatsTable(const GraphStats& s) {
                 static_cast<double>(s.weight_bytes) / 1e6);
   out += line;
   std::snprintf(line, sizeof(line),
-                "activations: %s values, %.1f MB per image in fp32 (the input and each new tensor once; ReLU in "
+                "activations: %s values, %s per image in fp32 (the input and each new tensor once; ReLU in "
                 "place, Flatten/Reshape/Dropout are views)\n",
-                WithCommas(s.total_activation_values).c_str(), static_cast<double>(s.total_activation_bytes) / 1e6);
+                WithCommas(s.total_activation_values).c_str(), BytesLabel(s.total_activation_bytes).c_str());
   out += line;
   return out;
 }

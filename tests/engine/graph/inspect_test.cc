@@ -117,8 +117,10 @@ TEST(InspectTest, LeNet5ActivationsCountTheInputAndEachNewTensorOnce) {
   EXPECT_EQ(stats.total_activation_bytes, 9118 * 4);
   EXPECT_EQ(stats.total_params, 61706);  // PyTorch's count for LeNet-5
   const std::string table = FormatStatsTable(stats);
-  EXPECT_NE(table.find("activations: 9,118 values, 0.0 MB per image"), std::string::npos) << table;
+  EXPECT_NE(table.find("activations: 9,118 values, 36.5 kB per image"), std::string::npos) << table;
+  EXPECT_NE(table.find("relu1    Relu"), std::string::npos) << table;
   EXPECT_NE(table.find("(in place)"), std::string::npos) << table;
+  EXPECT_NE(table.find("(view)"), std::string::npos) << table;
   const std::string json = FormatStatsJson(stats);
   EXPECT_NE(json.find("\"name\":\"pool2\",\"output_name\":\"pool2_out\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"total_activation_values\":9118,\"total_activation_bytes\":36472"), std::string::npos)

@@ -199,7 +199,10 @@ async function checkLayers(page, base) {
   for (const conv of convs) {
     const row = rows.find((r) => r[0] === conv.name);
     const [c, h, w] = conv.output_shape.map(Number);
-    const expected = [conv.name, 'Conv', h + '×' + w + '×' + c, integer.format(c * h * w),
+    check(Number(conv.activation_values) === c * h * w && Number(conv.activation_bytes) === 4 * c * h * w,
+          conv.name + ' activations in the API = its output volume, fp32', JSON.stringify(conv));
+    const activations = integer.format(c * h * w) + ' (' + (4 * c * h * w / 1e6).toFixed(1) + ' MB)';
+    const expected = [conv.name, 'Conv', h + '×' + w + '×' + c, activations,
                       integer.format(Number(conv.params)), integer.format(Number(conv.macs ?? 0)),
                       Number(conv.receptive_field) + '×' + Number(conv.receptive_field)];
     check(JSON.stringify(row) === JSON.stringify(expected), 'row ' + conv.name + ' = ' + expected.join(' | '),
@@ -208,6 +211,10 @@ async function checkLayers(page, base) {
   const total = await page.$$eval('#layers tfoot tr > *', (cells) => cells.map((c) => c.textContent));
   check(total[4] === integer.format(Number(model.total_params)) && Number(model.total_params) > 0,
         'total parameters ' + integer.format(Number(model.total_params)), JSON.stringify(total));
+  const totalActivations = integer.format(Number(model.total_activation_values)) + ' (' +
+                           (Number(model.total_activation_bytes) / 1e6).toFixed(1) + ' MB)';
+  check(total[3] === totalActivations && Number(model.total_activation_values) > Number(model.input_values),
+        'total activations ' + totalActivations, JSON.stringify(total));
 }
 
 async function checkEnsemble(page, base, image, labels) {
