@@ -16,7 +16,7 @@ namespace cnnserve {
 // that writes a new tensor (Conv, the pools, Gemm/MatMul, LRN, BatchNormalization, Add, Softmax), each once.
 // Relu runs in place and Flatten, Reshape, Identity and Dropout are views, so their outputs are not counted again.
 struct LayerStats {
-  std::string name;         // the ONNX node's name (as Netron shows it)
+  std::string name;         // the ONNX node's name as Netron shows it ("<op>_<index>" when the node has none)
   std::string output_name;  // the ONNX tensor the node writes (also accepted where a layer is named)
   std::string op;
   Dims output_dims;     // per image: batch dimension removed
