@@ -142,16 +142,21 @@ function shapeText(shape) {
   return dims.join('×');
 }
 
-// "3,211,264 (12.8 MB)": activation values per image and their fp32 bytes.
+// "3,211,264 (12.8 MB)", "4,704 (18.8 kB)": activation values per image and their fp32 bytes.
+function bytesText(bytes) {
+  return num(bytes) >= 1e6 ? (num(bytes) / 1e6).toFixed(1) + ' MB' : (num(bytes) / 1e3).toFixed(1) + ' kB';
+}
+
 function activationText(values, bytes) {
-  return integer.format(num(values)) + ' (' + (num(bytes) / 1e6).toFixed(1) + ' MB)';
+  return integer.format(num(values)) + ' (' + bytesText(bytes) + ')';
 }
 
 function layerRow(layer) {
   const tr = el('tr');
   const rf = num(layer.receptive_field);
   const act = num(layer.activation_values) > 0 ? activationText(layer.activation_values, layer.activation_bytes)
-                                               : 'in place';
+              : layer.op === 'Relu'                ? 'in place'
+                                                   : 'view';
   const name = el('th', layer.name);
   if (layer.output_name && layer.output_name !== layer.name) name.title = 'output tensor: ' + layer.output_name;
   tr.append(name, el('td', layer.op), el('td', shapeText(layer.output_shape), 'num'),

@@ -187,6 +187,11 @@ async function checkSingleModel(page, base, image, labels) {
         timings.join(', '));
 }
 
+// The page's byte label: decimal MB from 1e6 bytes on, kB below.
+function bytesText(bytes) {
+  return bytes >= 1e6 ? (bytes / 1e6).toFixed(1) + ' MB' : (bytes / 1e3).toFixed(1) + ' kB';
+}
+
 async function checkLayers(page, base) {
   const model = await getJson(base, '/v1/models/' + SINGLE_MODEL);
   await page.waitForSelector('#layers:not([hidden]) tbody tr', {timeout: PAGE_TIMEOUT_MS});
@@ -201,7 +206,7 @@ async function checkLayers(page, base) {
     const [c, h, w] = conv.output_shape.map(Number);
     check(Number(conv.activation_values) === c * h * w && Number(conv.activation_bytes) === 4 * c * h * w,
           conv.name + ' activations in the API = its output volume, fp32', JSON.stringify(conv));
-    const activations = integer.format(c * h * w) + ' (' + (4 * c * h * w / 1e6).toFixed(1) + ' MB)';
+    const activations = integer.format(c * h * w) + ' (' + bytesText(4 * c * h * w) + ')';
     const expected = [conv.name, 'Conv', h + '×' + w + '×' + c, activations,
                       integer.format(Number(conv.params)), integer.format(Number(conv.macs ?? 0)),
                       Number(conv.receptive_field) + '×' + Number(conv.receptive_field)];
@@ -212,7 +217,7 @@ async function checkLayers(page, base) {
   check(total[4] === integer.format(Number(model.total_params)) && Number(model.total_params) > 0,
         'total parameters ' + integer.format(Number(model.total_params)), JSON.stringify(total));
   const totalActivations = integer.format(Number(model.total_activation_values)) + ' (' +
-                           (Number(model.total_activation_bytes) / 1e6).toFixed(1) + ' MB)';
+                           bytesText(Number(model.total_activation_bytes)) + ')';
   check(total[3] === totalActivations && Number(model.total_activation_values) > Number(model.input_values),
         'total activations ' + totalActivations, JSON.stringify(total));
 }
