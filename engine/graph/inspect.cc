@@ -46,6 +46,18 @@ std::string JsonDims(const Dims& d) {
   return out + "]";
 }
 
+// "61.1 MB", "36.5 kB" (decimal units, as the weights' "MB").
+std::string BytesLabel(int64_t bytes) {
+  char buf[32];
+  const double b = static_cast<double>(bytes);
+  if (b >= 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f kB", b / 1e3);
+  }
+  return buf;
+}
+
 // Applies a sliding window (kernel, stride, dilation per spatial axis) to a receptive field.
 Field Slide(const Field& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
             const std::vector<int64_t>& dilations) {
@@ -63,6 +75,20 @@ Field Slide(const Field& in, const std::vector<int64_t>& kernel, const std::vect
   return f;
 }
 
+// Whether `type` writes a new activation tensor (see LayerStats).
+bool WritesNewActivation(OpType type) {
+  switch (type) {
+    case OpType::kRelu:
+    case OpType::kFlatten:
+    case OpType::kReshape:
+    case OpType::kIdentity:
+    case OpType::kDropout:
+      return false;
+    default:
+      return true;
+  }
+}
+
 }  // namespace
 
 std::string ShapeLabel(const Dims& d) {
@@ -78,13 +104,13 @@ GraphStats ComputeGraphStats(const Graph& graph) {
   stats.input_dims.assign(graph.input_dims().begin() + 1, graph.input_dims().end());
   std::unordered_map<std::string, Field> fields;
   fields[graph.input_name()] = Field{};
-  for (const auto& [name, t] : graph.constants()) {
-    stats.total_params += t->size();
-    stats.weight_bytes += static_cast<int64_t>(t->bytes());
-  }
+  for (const auto& [name, t] : graph.constants()) stats.weight_bytes += static_cast<int64_t>(t->bytes());
+  stats.input_values = NumElements(stats.input_dims);
+  stats.total_activation_values = stats.input_values;
   for (const Node& node : graph.nodes()) {
     LayerStats layer;
     layer.name = node.name;
+    layer.output_name = node.outputs[0];
     layer.op = std::string(OpTypeName(node.type));
     const Dims& out = graph.dims(node.outputs[0]);
     layer.output_dims.assign(out.begin() + (out.empty() ? 0 : 1), out.end());
@@ -154,37 +180,53 @@ GraphStats ComputeGraphStats(const Graph& graph) {
     layer.receptive_h = f.global ? 0 : f.rf_h;
     layer.receptive_w = f.global ? 0 : f.rf_w;
     for (const std::string& o : node.outputs) fields[o] = f;
+    if (WritesNewActivation(node.type)) layer.activation_values = out_per_image;
+    stats.total_activation_values += layer.activation_values;
+    stats.total_params += layer.params;
     stats.total_macs += layer.macs;
     stats.layers.push_back(std::move(layer));
   }
+  stats.total_activation_bytes = stats.total_activation_values * static_cast<int64_t>(sizeof(float));
   return stats;
 }
 
 std::string FormatStatsTable(const GraphStats& s) {
   std::string out;
-  char line[512];
+  char line[640];
   std::snprintf(line, sizeof(line), "model %s, input %s (C x H x W)\n", s.name.c_str(),
                 DimsToString(s.input_dims).c_str());
   out += line;
   size_t name_w = 5;
   for (const LayerStats& l : s.layers) name_w = std::max(name_w, l.name.size());
   name_w = std::min<size_t>(name_w, 48);
-  std::snprintf(line, sizeof(line), "%-*s  %-18s  %-14s  %13s  %15s  %9s\n", static_cast<int>(name_w), "layer",
-                "op", "output HxWxC", "params", "mult-adds", "receptive");
+  const int w = static_cast<int>(name_w);
+  const char* const row = "%-*s  %-18s  %-14s  %13s  %15s  %9s  %12s\n";
+  const std::string rule(name_w + 18 + 14 + 13 + 15 + 9 + 12 + 12, '-');
+  std::snprintf(line, sizeof(line), row, w, "layer", "op", "output HxWxC", "params", "mult-adds", "receptive",
+                "activations");
+  out += line + rule + "\n";
+  std::snprintf(line, sizeof(line), row, w, "(input)", "", ShapeLabel(s.input_dims).c_str(), "", "", "",
+                WithCommas(s.input_values).c_str());
   out += line;
-  out += std::string(name_w + 18 + 14 + 13 + 15 + 9 + 10, '-') + "\n";
   for (const LayerStats& l : s.layers) {
     std::string rf = l.global_receptive_field ? "global"
                                               : std::to_string(l.receptive_h) + "x" + std::to_string(l.receptive_w);
-    std::snprintf(line, sizeof(line), "%-*s  %-18s  %-14s  %13s  %15s  %9s\n", static_cast<int>(name_w),
-                  l.name.c_str(), l.op.c_str(), ShapeLabel(l.output_dims).c_str(), WithCommas(l.params).c_str(),
-                  WithCommas(l.macs).c_str(), rf.c_str());
+    const std::string act = l.activation_values ? WithCommas(l.activation_values)
+                            : l.op == "Relu"    ? "(in place)"
+                                                : "(view)";
+    std::snprintf(line, sizeof(line), row, w, l.name.c_str(), l.op.c_str(), ShapeLabel(l.output_dims).c_str(),
+                  WithCommas(l.params).c_str(), WithCommas(l.macs).c_str(), rf.c_str(), act.c_str());
     out += line;
   }
-  out += std::string(name_w + 18 + 14 + 13 + 15 + 9 + 10, '-') + "\n";
+  out += rule + "\n";
   std::snprintf(line, sizeof(line), "total: %zu layers, %s parameters, %s mult-adds per image, %.1f MB of weights\n",
                 s.layers.size(), WithCommas(s.total_params).c_str(), WithCommas(s.total_macs).c_str(),
                 static_cast<double>(s.weight_bytes) / 1e6);
+  out += line;
+  std::snprintf(line, sizeof(line),
+                "activations: %s values, %s per image in fp32 (the input and each new tensor once; ReLU in "
+                "place, Flatten/Reshape/Dropout are views)\n",
+                WithCommas(s.total_activation_values).c_str(), BytesLabel(s.total_activation_bytes).c_str());
   out += line;
   return out;
 }
@@ -194,15 +236,19 @@ std::string FormatStatsJson(const GraphStats& s) {
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const LayerStats& l = s.layers[i];
     out += i ? "," : "";
-    out += "{\"name\":\"" + JsonEscape(l.name) + "\",\"op\":\"" + l.op + "\",\"output\":" + JsonDims(l.output_dims) +
+    out += "{\"name\":\"" + JsonEscape(l.name) + "\",\"output_name\":\"" + JsonEscape(l.output_name) + "\",\"op\":\"" + l.op + "\",\"output\":" + JsonDims(l.output_dims) +
            ",\"output_hwc\":\"" + ShapeLabel(l.output_dims) + "\",\"params\":" + std::to_string(l.params) +
-           ",\"macs\":" + std::to_string(l.macs) + ",\"receptive_field\":";
+           ",\"macs\":" + std::to_string(l.macs) + ",\"activation_values\":" + std::to_string(l.activation_values) +
+           ",\"receptive_field\":";
     out += l.global_receptive_field ? std::string("null")
                                     : "[" + std::to_string(l.receptive_h) + "," + std::to_string(l.receptive_w) + "]";
     out += "}";
   }
   out += "],\"total_params\":" + std::to_string(s.total_params) + ",\"total_macs\":" + std::to_string(s.total_macs) +
-         ",\"weight_bytes\":" + std::to_string(s.weight_bytes) + "}";
+         ",\"weight_bytes\":" + std::to_string(s.weight_bytes) + ",\"input_values\":" +
+         std::to_string(s.input_values) + ",\"total_activation_values\":" +
+         std::to_string(s.total_activation_values) + ",\"total_activation_bytes\":" +
+         std::to_string(s.total_activation_bytes) + "}";
   return out;
 }
 

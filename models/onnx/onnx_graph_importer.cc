@@ -224,6 +224,7 @@ Status GraphImporter::ImportNode(int index, onnx::NodeProto* proto) {
     CNN_RETURN_IF_ERROR(ImportConstantNode(ctx, proto));
     return ctx.CheckAllUsed();
   }
+  if (FoldConstantIdentity(*proto)) return ctx.CheckAllUsed();
   const ConverterEntry* converter = FindConverter(proto->op_type());
   if (converter == nullptr) {
     return ctx.Error(StatusCode::kUnimplemented,
@@ -235,7 +236,10 @@ Status GraphImporter::ImportNode(int index, onnx::NodeProto* proto) {
   Node node;
   node.name = ctx.name();
   node.type = converter->type;
-  node.inputs.assign(proto->input().begin(), proto->input().end());
+  for (const std::string& input : proto->input()) {
+    auto alias = constant_aliases_.find(input);
+    node.inputs.push_back(alias == constant_aliases_.end() ? input : alias->second);
+  }
   // Trailing empty names are absent optional inputs: drop them.
   while (!node.inputs.empty() && node.inputs.back().empty()) node.inputs.pop_back();
   node.outputs.push_back(proto->output(0));
@@ -243,6 +247,16 @@ Status GraphImporter::ImportNode(int index, onnx::NodeProto* proto) {
   CNN_RETURN_IF_ERROR(ctx.CheckAllUsed());
   def_.nodes.push_back(std::move(node));
   return OkStatus();
+}
+
+bool GraphImporter::FoldConstantIdentity(const onnx::NodeProto& proto) {
+  if (proto.op_type() != "Identity" || proto.input_size() != 1 || proto.output_size() != 1) return false;
+  if (proto.output(0) == def_.output) return false;  // the graph needs a node that produces its output
+  std::string source = proto.input(0);
+  if (auto alias = constant_aliases_.find(source); alias != constant_aliases_.end()) source = alias->second;
+  if (!FindConstant(source)) return false;
+  constant_aliases_[proto.output(0)] = source;
+  return true;
 }
 
 Status GraphImporter::ImportConstantNode(NodeContext& ctx, onnx::NodeProto* proto) {

@@ -74,6 +74,10 @@ class GraphImporter {
   // A name for the node that is unique in the graph: the ONNX name, or "<op>_<index>" when it has none.
   std::string UniqueNodeName(const onnx::NodeProto& proto, int index);
   Status ImportNode(int index, onnx::NodeProto* proto);
+  // An Identity over a constant (torch's exporter writes one per de-duplicated initializer, e.g. the zero biases
+  // of several layers) adds no node: its readers read the constant itself, so the constant belongs to the layers
+  // that use it. True when `proto` was folded so.
+  bool FoldConstantIdentity(const onnx::NodeProto& proto);
   // A Constant node defines a constant value; it adds no node to the graph.
   Status ImportConstantNode(NodeContext& ctx, onnx::NodeProto* proto);
   // The constant behind value `name`, or nothing (a runtime value).
@@ -113,6 +117,7 @@ class GraphImporter {
   GraphDef def_;
   std::unordered_map<std::string, onnx::TensorProto*> initializers_;
   std::unordered_map<std::string, onnx::TensorProto> constant_outputs_;
+  std::unordered_map<std::string, std::string> constant_aliases_;  // output of a folded Identity -> constant
   std::unordered_set<std::string> read_;     // values read by some node or the graph output
   std::unordered_set<std::string> defined_;  // values defined so far (SSA check)
   std::unordered_set<std::string> node_names_;

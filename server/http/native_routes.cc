@@ -59,16 +59,22 @@ void DescribeModel(const InferenceService& service, const std::vector<std::strin
   json layers = json::array();
   for (const v1::LayerInfo& l : response.layers()) {
     layers.push_back({{"name", l.name()},
+                      {"output_name", l.output_name()},
                       {"op", l.op()},
                       {"output_shape", std::vector<int64_t>(l.output_shape().begin(), l.output_shape().end())},
                       {"params", l.params()},
                       {"macs", l.macs()},
-                      {"receptive_field", l.receptive_field()}});
+                      {"receptive_field", l.receptive_field()},
+                      {"activation_values", l.activation_values()},
+                      {"activation_bytes", l.activation_bytes()}});
   }
   SetJson({{"summary", SummaryJson(response.summary())},
            {"layers", std::move(layers)},
            {"total_params", response.total_params()},
            {"total_macs", response.total_macs()},
+           {"input_values", response.input_values()},
+           {"total_activation_values", response.total_activation_values()},
+           {"total_activation_bytes", response.total_activation_bytes()},
            {"layer_table", response.layer_table()},
            {"labels", described->labels}},
           reply);

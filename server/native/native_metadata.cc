@@ -38,10 +38,16 @@ void FillDescribeModelResponse(const InferenceService::ModelDescription& describ
     info->set_params(layer.params);
     info->set_macs(layer.macs);
     info->set_receptive_field(layer.global_receptive_field ? 0 : std::max(layer.receptive_h, layer.receptive_w));
+    info->set_output_name(layer.output_name);
+    info->set_activation_values(layer.activation_values);
+    info->set_activation_bytes(layer.activation_values * static_cast<int64_t>(sizeof(float)));
   }
   response->set_total_params(described.stats->total_params);
   response->set_total_macs(described.stats->total_macs);
   response->set_layer_table(described.layer_table);
+  response->set_input_values(described.stats->input_values);
+  response->set_total_activation_values(described.stats->total_activation_values);
+  response->set_total_activation_bytes(described.stats->total_activation_bytes);
 }
 
 Status DescribeModelNative(const InferenceService& service, const v1::DescribeModelRequest& request,

@@ -297,10 +297,18 @@ class HttpTest(unittest.TestCase):
                                                           timeout=10)
         self.assertEqual(described["layer_table"], grpc_described.layer_table)
         self.assertEqual(described["total_params"], grpc_described.total_params)
-        self.assertEqual([(l["name"], l["op"], l["output_shape"], l["params"], l["receptive_field"])
+        self.assertEqual([(l["name"], l["output_name"], l["op"], l["output_shape"], l["params"],
+                           l["receptive_field"], l["activation_values"], l["activation_bytes"])
                           for l in described["layers"]],
-                         [(l.name, l.op, list(l.output_shape), l.params, l.receptive_field)
+                         [(l.name, l.output_name, l.op, list(l.output_shape), l.params, l.receptive_field,
+                           l.activation_values, l.activation_bytes)
                           for l in grpc_described.layers])
+        self.assertEqual((described["input_values"], described["total_activation_values"],
+                          described["total_activation_bytes"]),
+                         (grpc_described.input_values, grpc_described.total_activation_values,
+                          grpc_described.total_activation_bytes))
+        self.assertEqual(described["total_activation_values"],
+                         described["input_values"] + sum(l["activation_values"] for l in described["layers"]))
         self.assertEqual(len(described["labels"]), NUM_CLASSES)
         self.assertEqual(self.error("GET", "/v1/models/no_such_model")[0], 404)
 

@@ -142,12 +142,25 @@ function shapeText(shape) {
   return dims.join('×');
 }
 
+// "3,211,264 (12.8 MB)", "4,704 (18.8 kB)": activation values per image and their fp32 bytes.
+function bytesText(bytes) {
+  return num(bytes) >= 1e6 ? (num(bytes) / 1e6).toFixed(1) + ' MB' : (num(bytes) / 1e3).toFixed(1) + ' kB';
+}
+
+function activationText(values, bytes) {
+  return integer.format(num(values)) + ' (' + bytesText(bytes) + ')';
+}
+
 function layerRow(layer) {
   const tr = el('tr');
-  const values = (layer.output_shape || []).map(num).reduce((a, b) => a * b, 1);
   const rf = num(layer.receptive_field);
-  tr.append(el('th', layer.name), el('td', layer.op), el('td', shapeText(layer.output_shape), 'num'),
-            el('td', integer.format(values), 'num'), el('td', integer.format(num(layer.params)), 'num'),
+  const act = num(layer.activation_values) > 0 ? activationText(layer.activation_values, layer.activation_bytes)
+              : layer.op === 'Relu'                ? 'in place'
+                                                   : 'view';
+  const name = el('th', layer.name);
+  if (layer.output_name && layer.output_name !== layer.name) name.title = 'output tensor: ' + layer.output_name;
+  tr.append(name, el('td', layer.op), el('td', shapeText(layer.output_shape), 'num'),
+            el('td', act, 'num'), el('td', integer.format(num(layer.params)), 'num'),
             el('td', integer.format(num(layer.macs)), 'num'),
             el('td', rf > 0 ? rf + '×' + rf : 'whole input', 'num'));
   tr.firstChild.scope = 'row';
@@ -168,11 +181,14 @@ function renderLayers(name, body) {
     $('layers-info').textContent = why + (info ? ' ' + info : '');
     return;
   }
-  $('layers-info').textContent = info;
+  const counted = 'Activations per image in fp32 count the input (' + integer.format(num(body.input_values)) +
+                  ' values) and each new tensor once: ReLU runs in place, Flatten and Dropout are views.';
+  $('layers-info').textContent = counted + (info ? ' ' + info : '');
   $('layers-caption').textContent = 'Layers of ' + name + ', input first';
   table.tBodies[0].replaceChildren(...layers.map(layerRow));
   const total = el('tr');
-  total.append(el('th', 'Total: ' + layers.length + ' layers'), el('td', ''), el('td', ''), el('td', ''),
+  total.append(el('th', 'Total: ' + layers.length + ' layers'), el('td', ''), el('td', ''),
+               el('td', activationText(body.total_activation_values, body.total_activation_bytes), 'num'),
                el('td', integer.format(num(body.total_params)), 'num'),
                el('td', integer.format(num(body.total_macs)), 'num'), el('td', ''));
   total.firstChild.scope = 'row';

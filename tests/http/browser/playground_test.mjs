@@ -187,6 +187,11 @@ async function checkSingleModel(page, base, image, labels) {
         timings.join(', '));
 }
 
+// The page's byte label: decimal MB from 1e6 bytes on, kB below.
+function bytesText(bytes) {
+  return bytes >= 1e6 ? (bytes / 1e6).toFixed(1) + ' MB' : (bytes / 1e3).toFixed(1) + ' kB';
+}
+
 async function checkLayers(page, base) {
   const model = await getJson(base, '/v1/models/' + SINGLE_MODEL);
   await page.waitForSelector('#layers:not([hidden]) tbody tr', {timeout: PAGE_TIMEOUT_MS});
@@ -199,7 +204,10 @@ async function checkLayers(page, base) {
   for (const conv of convs) {
     const row = rows.find((r) => r[0] === conv.name);
     const [c, h, w] = conv.output_shape.map(Number);
-    const expected = [conv.name, 'Conv', h + '×' + w + '×' + c, integer.format(c * h * w),
+    check(Number(conv.activation_values) === c * h * w && Number(conv.activation_bytes) === 4 * c * h * w,
+          conv.name + ' activations in the API = its output volume, fp32', JSON.stringify(conv));
+    const activations = integer.format(c * h * w) + ' (' + bytesText(4 * c * h * w) + ')';
+    const expected = [conv.name, 'Conv', h + '×' + w + '×' + c, activations,
                       integer.format(Number(conv.params)), integer.format(Number(conv.macs ?? 0)),
                       Number(conv.receptive_field) + '×' + Number(conv.receptive_field)];
     check(JSON.stringify(row) === JSON.stringify(expected), 'row ' + conv.name + ' = ' + expected.join(' | '),
@@ -208,6 +216,10 @@ async function checkLayers(page, base) {
   const total = await page.$$eval('#layers tfoot tr > *', (cells) => cells.map((c) => c.textContent));
   check(total[4] === integer.format(Number(model.total_params)) && Number(model.total_params) > 0,
         'total parameters ' + integer.format(Number(model.total_params)), JSON.stringify(total));
+  const totalActivations = integer.format(Number(model.total_activation_values)) + ' (' +
+                           bytesText(Number(model.total_activation_bytes)) + ')';
+  check(total[3] === totalActivations && Number(model.total_activation_values) > Number(model.input_values),
+        'total activations ' + totalActivations, JSON.stringify(total));
 }
 
 async function checkEnsemble(page, base, image, labels) {

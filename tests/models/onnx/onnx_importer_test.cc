@@ -371,6 +371,33 @@ TEST(OnnxImporterTest, ConstantNodeFloatValuesBecomeConstants) {
   ExpectError(c.Import(), StatusCode::kUnimplemented, "node \"str\" (Constant): attribute \"value_string\"");
 }
 
+// torch.onnx.export stores equal initializers once and gives each further reader an Identity over the kept one
+// (VGG's zero biases): the Identity is no layer, and the reader reads the initializer itself.
+TEST(OnnxImporterTest, IdentityOverAConstantIsFoldedIntoItsReaders) {
+  ModelBuilder b;
+  b.Input("x", {"N", "4"}).Output("y");
+  b.Weight("fc1.w", {4, 4}).Weight("fc1.b", {4}).Weight("fc2.w", {4, 4});
+  b.Node("Identity", {"fc1.b"}, {"fc2.b"}, "Identity_0");
+  b.Node("Identity", {"fc2.b"}, {"fc3.b"}, "Identity_1");  // an Identity of an Identity
+  b.Node("Gemm", {"x", "fc1.w", "fc1.b"}, {"h"}, "fc1", {IntAttr("transB", 1)});
+  b.Node("Gemm", {"h", "fc2.w", "fc3.b"}, {"y"}, "fc2", {IntAttr("transB", 1)});
+  auto def = b.Import();
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  ASSERT_EQ(def->nodes.size(), 2u);
+  EXPECT_EQ(def->nodes[0].name, "fc1");
+  ASSERT_EQ(def->nodes[1].inputs.size(), 3u);
+  EXPECT_EQ(def->nodes[1].inputs[2], "fc1.b");
+  EXPECT_EQ(def->constants.count("fc2.b"), 0u);
+
+  // An Identity over a runtime value stays a node (the graph passes remove it later).
+  ModelBuilder c;
+  c.Input("x", {"N", "4"}).Output("y");
+  c.Node("Identity", {"x"}, {"y"}, "id");
+  auto kept = c.Import();
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(kept->nodes.size(), 1u);
+}
+
 TEST(OnnxImporterTest, DropoutInferenceOnly) {
   {
     ModelBuilder b(13);

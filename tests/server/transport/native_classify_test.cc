@@ -179,6 +179,15 @@ TEST_F(InferenceServiceTest, ReadyListAndDescribe) {
                                  description.layers(0).output_shape().end()),
             (std::vector<int64_t>{6, 28, 28}));
   EXPECT_EQ(description.layers(0).receptive_field(), 5);
+  EXPECT_EQ(description.layers(0).output_name(), "conv1");
+  EXPECT_EQ(description.layers(0).activation_values(), 6 * 28 * 28);
+  EXPECT_EQ(description.layers(0).activation_bytes(), 4 * 6 * 28 * 28);
+  EXPECT_EQ(description.layers(1).activation_values(), 0);  // relu1 runs in place
+  EXPECT_EQ(description.layers(11).output_name(), "logits");
+  // 1,024 input + 4,704 conv1 + 1,176 pool1 + 1,600 conv2 + 400 pool2 + 120 + 84 + 10 (fc1..fc3)
+  EXPECT_EQ(description.input_values(), 1024);
+  EXPECT_EQ(description.total_activation_values(), 9118);
+  EXPECT_EQ(description.total_activation_bytes(), 9118 * 4);
   EXPECT_EQ(description.layers(11).name(), "fc3");
   EXPECT_EQ(description.layers(11).receptive_field(), 0);  // the whole input
   EXPECT_NE(description.layer_table().find("conv1"), std::string::npos);
