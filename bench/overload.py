@@ -13,7 +13,7 @@ overloads); otherwise the server runs at nice +5. Where cnnload cannot send the 
 below 0.95), the table says so.
 
   bench/overload.py [--build build] [--models vgg_fashion,fashion_ensemble] [--batch 4] [--multiples 4,10]
-                    [--levels 1,2,4,8,16,32] [--duration 20] [--out bench/results/overload]
+                    [--levels 1,2,4,8,16,32] [--duration 20] [--out bench/results/overload/overload]
 
 Writes OUT.json and OUT.md and prints the table. Exit 0 done, 1 a run failed.
 """
@@ -121,13 +121,11 @@ def markdown(result):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--build", default=os.path.join(sc.ROOT, "build"))
-    p.add_argument("--models", default="vgg_fashion,fashion_ensemble")
+    sc.add_shipped_model_flags(p, "overload")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--multiples", default="4,10")
     p.add_argument("--levels", default="1,2,4,8,16,32")
     p.add_argument("--duration", type=float, default=20)
-    p.add_argument("--out", default=os.path.join(sc.ROOT, "bench", "results", "overload"))
     args = p.parse_args()
     args.multiples = [float(x) for x in args.multiples.split(",")]
     start = time.time()

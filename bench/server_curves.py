@@ -298,6 +298,14 @@ class Server:
         return False
 
 
+def add_shipped_model_flags(parser, out_name):
+    """--build, --models (the shipped vgg_fashion and fashion_ensemble) and --out bench/results/OUT_NAME/OUT_NAME:
+    the flags of the benchmarks that run the shipped repository (bench/overload.py, bench/sigterm.py)."""
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--models", default="vgg_fashion,fashion_ensemble")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", out_name, out_name))
+
+
 def cnnload_args(model, inputs, levels=None, rates=None, batch=1, warmup=1.0, duration=3.0, extra=()):
     """cnnload's flags (without --server/--json/--csv), as recorded next to the results."""
     args = ["--model", model, "--batch", str(batch), "--warmup", "%g" % warmup, "--duration", "%g" % duration]

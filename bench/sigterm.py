@@ -8,7 +8,7 @@ At the middle of the measured window the server gets SIGTERM. Reported per model
 signal to its exit, and what the client saw (OK and errors by code). Unanswered must be 0 and the exit code 0.
 
   bench/sigterm.py [--build build] [--models vgg_fashion,fashion_ensemble] [--concurrency 32] [--batch 4]
-                   [--duration 10] [--out bench/results/sigterm]
+                   [--duration 10] [--out bench/results/sigterm/sigterm]
 
 Writes OUT.json and OUT.md and prints the table. Exit 0 when every run had 0 unanswered and exit code 0, else 1.
 """
@@ -84,12 +84,10 @@ def markdown(result):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--build", default=os.path.join(sc.ROOT, "build"))
-    p.add_argument("--models", default="vgg_fashion,fashion_ensemble")
+    sc.add_shipped_model_flags(p, "sigterm")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--duration", type=float, default=10)
-    p.add_argument("--out", default=os.path.join(sc.ROOT, "bench", "results", "sigterm"))
     args = p.parse_args()
     start = time.time()
     images = sc.fashion_images(os.path.join(args.build, "bench"))
