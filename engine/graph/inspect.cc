@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <unordered_map>
 
+#include "engine/common/units.h"
+
 namespace cnnserve {
 namespace {
 
@@ -50,10 +52,12 @@ std::string JsonDims(const Dims& d) {
 std::string BytesLabel(int64_t bytes) {
   char buf[32];
   const double b = static_cast<double>(bytes);
-  if (b >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
+  constexpr double kMB = static_cast<double>(kBytesPerMB);
+  constexpr double kKB = kMB / 1000;  // decimal kilobytes, as the MB
+  if (b >= kMB) {
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / kMB);
   } else {
-    std::snprintf(buf, sizeof(buf), "%.1f kB", b / 1e3);
+    std::snprintf(buf, sizeof(buf), "%.1f kB", b / kKB);
   }
   return buf;
 }
@@ -221,7 +225,7 @@ std::string FormatStatsTable(const GraphStats& s) {
   out += rule + "\n";
   std::snprintf(line, sizeof(line), "total: %zu layers, %s parameters, %s mult-adds per image, %.1f MB of weights\n",
                 s.layers.size(), WithCommas(s.total_params).c_str(), WithCommas(s.total_macs).c_str(),
-                static_cast<double>(s.weight_bytes) / 1e6);
+                static_cast<double>(s.weight_bytes) / static_cast<double>(kBytesPerMB));
   out += line;
   std::snprintf(line, sizeof(line),
                 "activations: %s values, %s per image in fp32 (the input and each new tensor once; ReLU in "

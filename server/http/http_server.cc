@@ -7,11 +7,11 @@
 #include <optional>
 #include <utility>
 
+#include "engine/common/units.h"
+
 namespace cnnserve::http {
 namespace {
 
-constexpr int64_t kMillisPerSecond = 1000;
-constexpr int64_t kMicrosPerMilli = 1000;
 constexpr char kAuthorization[] = "Authorization";
 constexpr int kRequestHeaderFieldsTooLarge = 431;
 
