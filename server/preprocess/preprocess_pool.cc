@@ -50,6 +50,11 @@ PreprocessPool::Counters PreprocessPool::counters() const {
   return counters_;
 }
 
+void PreprocessPool::WaitIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return queue_.empty() && counters_.running == 0; });
+}
+
 void PreprocessPool::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -65,6 +70,7 @@ void PreprocessPool::Work() {
     lock.lock();
     --counters_.running;
     ++counters_.completed;
+    if (queue_.empty() && counters_.running == 0) idle_cv_.notify_all();
   }
 }
 

@@ -49,6 +49,10 @@ class PreprocessPool {
     int64_t refused = 0;    // Submit calls refused because the queue was full
   };
   Counters counters() const;
+
+  // Blocks until no job is queued or running (jobs submitted meanwhile are waited for too). For a shutdown that
+  // must know every admitted request has been answered.
+  void WaitIdle();
   int threads() const { return static_cast<int>(workers_.size()); }
 
  private:
@@ -58,6 +62,7 @@ class PreprocessPool {
   const PreprocessPoolOptions options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable idle_cv_;  // notified when a job completes
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
   Counters counters_;

@@ -197,6 +197,9 @@ class InferenceServiceImpl final : public InferenceService {
   std::atomic<uint64_t> next_request_{0};
   std::atomic<bool> ready_{false};
   std::atomic<bool> shutting_down_{false};
+  // Set by Shutdown when its drain deadline passed before every request was prepared: a request still waiting
+  // for a decode worker then ends DEADLINE_EXCEEDED instead of being decoded.
+  std::atomic<bool> drain_expired_{false};
 
   mutable std::shared_mutex mu_;  // guards models_ (the map; slots are immutable)
   std::map<std::string, std::shared_ptr<const ModelSlot>, std::less<>> models_;
@@ -437,7 +440,9 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
       std::make_shared<std::function<void(Status)>>(std::move(done));
   Status queued = decode_pool_->Submit([this, outcome, run, model = request.model, shared_done]() mutable {
     Status expired;
-    if (run->deadline_us > 0 && SteadyNowMicros() >= run->deadline_us) {
+    if (drain_expired_.load()) {
+      expired = DeadlineExceededError("shutting down: the drain timeout ended before this request was decoded");
+    } else if (run->deadline_us > 0 && SteadyNowMicros() >= run->deadline_us) {
       expired = DeadlineExceededError("the deadline passed while the request waited for a decode worker");
     } else if (run->cancelled && run->cancelled()) {
       expired = CancelledError("the request was cancelled while it waited for a decode worker");
@@ -460,7 +465,13 @@ void InferenceServiceImpl::Launch(const std::shared_ptr<InferOutcome>& outcome, 
   Servable* const servable = outcome->servable.get();
   RunResult* const result = &outcome->result;
   servable->Run(std::move(run), result,
-                [outcome, model = std::move(model), done = std::move(done)](Status status) {
+                [this, outcome, model = std::move(model), done = std::move(done)](Status status) {
+                  // Decoded after the drain timeout ended: the servable has stopped admitting. The request was
+                  // admitted, so it ends as the drain's other late requests do.
+                  if (status.code() == StatusCode::kUnavailable && drain_expired_.load()) {
+                    status = DeadlineExceededError(
+                        "shutting down: the drain timeout ended before this request was decoded");
+                  }
                   if (!status.ok()) LogRequestError(outcome->request_id, model, status);
                   done(std::move(status));
                 });
@@ -706,6 +717,7 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   // Requests still being decoded or validated reach their servable before it stops admitting; then the
   // servables run what they were given without waiting for fuller batches.
   if (!gate_.WaitPrepared(drain_deadline_us)) {
+    drain_expired_.store(true);
     spdlog::warn("drain: the drain timeout ended with requests still being prepared");
   }
   spdlog::info("inference: draining every model's queue");
@@ -736,6 +748,9 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
       if (shutdown_result_.ok()) shutdown_result_ = results[i].WithContext("model " + name);
     }
   }
+  // Requests still on a decode worker or waiting for one are answered now (the servables have stopped: queued
+  // ones end DEADLINE_EXCEEDED without decoding, a decode in progress finishes and is refused the same way).
+  decode_pool_->WaitIdle();
   (void)gate_.WaitIdle(drain_deadline_us);  // the last answers of ensembles, whose members have stopped
   spdlog::info("shutdown: {}", gate_.Report().ToString());
   shutdown_done_ = true;
