@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "tests/integration/test_env.h"
 
@@ -132,14 +134,20 @@ class DecodeWorkersTest : public ::testing::Test {
   }
 
   // Sends the costly request and probes until the server says it is decoding. A probe that holds its memory at
-  // the moment the costly image reserves its own gets it refused (UNAVAILABLE): then it is sent again. Null (and a
-  // test failure) when it never was seen decoding.
+  // the moment the costly image reserves its own gets it refused (UNAVAILABLE): then it is sent again. The probes
+  // back off (1, 2, 4 ... 32 ms apart) so that they leave the costly request room to reserve its memory (probing
+  // back to back, an ASan build refused it 10 times in a row). Null (and a test failure) when it never was seen
+  // decoding.
   std::unique_ptr<CostlyCall> StartDecoding() {
-    constexpr int kAttempts = 10;
+    constexpr int kAttempts = 20;
+    constexpr auto kMaxBackoff = std::chrono::milliseconds(32);
     for (int attempt = 0; attempt < kAttempts; ++attempt) {
       auto costly = std::make_unique<CostlyCall>(*stub_);
+      auto backoff = std::chrono::milliseconds(1);
       while (!costly->done()) {
         if (Probe().error_code() == grpc::StatusCode::UNAVAILABLE && !costly->done()) return costly;
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, kMaxBackoff);
       }
       EXPECT_EQ(costly->status().error_code(), grpc::StatusCode::UNAVAILABLE)
           << "the costly request was answered before a probe saw it decoding: " << costly->status().error_message();
