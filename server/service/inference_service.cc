@@ -22,6 +22,7 @@
 #include "server/preprocess/preprocess_pool.h"
 #include "server/servables/classification.h"
 #include "server/servables/model_servable.h"
+#include "server/service/model_slot.h"
 #include "server/service/repository_poller.h"
 #include "server/service/request_gate.h"
 
@@ -61,48 +62,6 @@ std::string JoinSizes(const std::vector<int64_t>& sizes) {
   for (int64_t s : sizes) out += (out.empty() ? "" : ",") + std::to_string(s);
   return out;
 }
-
-// One version of a model as served: its state (warm-up can still fail) and its servable (non-null exactly
-// when READY).
-struct VersionSlot {
-  int64_t version = 0;
-  ModelState state = ModelState::kUnavailable;
-  std::string reason;
-  std::shared_ptr<Servable> servable;
-};
-
-// One model name. Immutable once published in the map: LoadModel/UnloadModel publish a new slot.
-struct ModelSlot {
-  std::shared_ptr<const ModelEntry> entry;
-  std::vector<VersionSlot> versions;  // ascending
-  std::string unavailable_reason;     // set when no version can exist (broken config, unloaded)
-  std::string load_error;             // the last load failed (why); these versions are the previous load's
-
-  const VersionSlot* DefaultVersion() const {
-    for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
-      if (it->state == ModelState::kReady) return &*it;
-    }
-    return nullptr;
-  }
-  const VersionSlot* FindVersion(int64_t version) const {
-    for (const VersionSlot& v : versions) {
-      if (v.version == version) return &v;
-    }
-    return nullptr;
-  }
-  std::string Reason() const {
-    if (!unavailable_reason.empty()) return unavailable_reason;
-    if (!versions.empty()) return versions.back().reason;
-    return "no versions";
-  }
-  std::vector<std::shared_ptr<Servable>> Servables() const {
-    std::vector<std::shared_ptr<Servable>> out;
-    for (const VersionSlot& v : versions) {
-      if (v.servable != nullptr) out.push_back(v.servable);
-    }
-    return out;
-  }
-};
 
 void LogRequestError(const std::string& request_id, const std::string& model, const Status& status) {
   const spdlog::level::level_enum level = status.code() == StatusCode::kInvalidArgument ||
