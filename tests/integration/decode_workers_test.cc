@@ -62,11 +62,15 @@ std::string ZeroPng16(uint32_t width, uint32_t height) {
          PngChunk("IEND", "");
 }
 
-// A PNG whose header declares width x height 16-bit RGB and whose data is a stub: it reserves its decode memory
-// and then fails to decode (INVALID_ARGUMENT) at once, or is refused (UNAVAILABLE) when that memory is not free.
+// A PNG whose header declares width x height 16-bit RGB and whose IHDR checksum is wrong: the server's own header
+// check (which does not read checksums) passes it, so it reserves its decode memory, and libpng rejects it while
+// reading the header, before any pixel memory is allocated (INVALID_ARGUMENT). So it holds the reservation for
+// microseconds, and it is refused (UNAVAILABLE) when that memory is not free.
 std::string StubPng16(uint32_t width, uint32_t height) {
   const std::string ihdr = BigEndian32(width) + BigEndian32(height) + std::string{16, 2, 0, 0, 0};
-  return std::string("\x89PNG\r\n\x1a\n", 8) + PngChunk("IHDR", ihdr) +
+  std::string header_chunk = PngChunk("IHDR", ihdr);
+  header_chunk.back() = static_cast<char>(header_chunk.back() ^ 0x5a);  // corrupt the CRC
+  return std::string("\x89PNG\r\n\x1a\n", 8) + header_chunk +
          PngChunk("IDAT", std::string("\x78\x9c\x03\x00\x00\x00\x00\x01", 8)) + PngChunk("IEND", "");
 }
 
@@ -125,22 +129,25 @@ class DecodeWorkersTest : public ::testing::Test {
                                     "--threads", "2"});
     ASSERT_NE(server_, nullptr);
     stub_ = server_->NewStub();
+    probe_stub_ = server_->NewStub();
   }
 
   // The probe's status: UNAVAILABLE while the costly image is decoding, INVALID_ARGUMENT (its stub data) otherwise.
   grpc::Status Probe() {
     v1::ClassifyResponse response;
-    return Classify(*stub_, probe_, &response);
+    return Classify(*probe_stub_, probe_, &response);
   }
 
   // Sends the costly request and probes until the server says it is decoding. A probe that holds its memory at
   // the moment the costly image reserves its own gets it refused (UNAVAILABLE): then it is sent again. The probes
-  // back off (1, 2, 4 ... 32 ms apart) so that they leave the costly request room to reserve its memory (probing
-  // back to back, an ASan build refused it 10 times in a row). Null (and a test failure) when it never was seen
-  // decoding.
+  // hold their memory only while libpng reads a header, go on their own connection and back off (1, 2, 4 ... 32
+  // ms apart), which leaves the costly request room to reserve its memory (with probes that allocated their pixels,
+  // on the costly request's connection, an ASan build refused it 20 times in a row). Null (and a test failure)
+  // when it never was seen decoding.
   std::unique_ptr<CostlyCall> StartDecoding() {
     constexpr int kAttempts = 20;
     constexpr auto kMaxBackoff = std::chrono::milliseconds(32);
+    std::string last_refusal;
     for (int attempt = 0; attempt < kAttempts; ++attempt) {
       auto costly = std::make_unique<CostlyCall>(*stub_);
       auto backoff = std::chrono::milliseconds(1);
@@ -152,14 +159,18 @@ class DecodeWorkersTest : public ::testing::Test {
       EXPECT_EQ(costly->status().error_code(), grpc::StatusCode::UNAVAILABLE)
           << "the costly request was answered before a probe saw it decoding: " << costly->status().error_message();
       if (costly->status().error_code() != grpc::StatusCode::UNAVAILABLE) return nullptr;
+      last_refusal = costly->status().error_message();
     }
-    ADD_FAILURE() << "the costly request was refused " << kAttempts << " times";
+    ADD_FAILURE() << "the costly request was refused " << kAttempts << " times, last: " << last_refusal
+                  << "\nserver log:\n" << server_->Log();
     return nullptr;
   }
 
   TempDir repo_;
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
+  // The probes go on a connection of their own, so that their arrival is not tied to the costly request's frames.
+  std::unique_ptr<v1::Classifier::Stub> probe_stub_;
   const v1::ClassifyRequest probe_ = OneImage(StubPng16(4000, 4000));
 };
 
