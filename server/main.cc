@@ -73,6 +73,7 @@ constexpr int64_t kMaxDecodeMiB = int64_t{1} << 20;
 constexpr int kMaxInFlightPerStream = 65536;
 constexpr int64_t kMaxInFlight = 1'000'000;
 constexpr double kMaxDrainTimeoutSeconds = kSecondsPerDay;
+constexpr int64_t kMaxQueueWaitMs = kSecondsPerDay * kMillisPerSecond;
 constexpr int kMaxPort = 65535;
 
 constexpr char kSynopsis[] = R"(usage: cnnserve [flags]
@@ -97,6 +98,7 @@ struct Flags {
   int max_in_flight_per_stream = 16;
   int64_t max_in_flight = 1024;
   double default_timeout_s = 60;
+  int64_t max_queue_wait_ms = 1000;
   double drain_timeout_s = 30;
   std::string health_probe;
   tools::ClientSecurityOptions probe_security;  // --health-probe: --tls-ca, --tls-server-name (+ --tls-cert/key)
@@ -233,6 +235,10 @@ void AddLimitFlags(FlagSet& flags, Flags* f) {
                          "1024; 0: no limit); one more gets UNAVAILABLE \"server busy\" before any work");
   flags.Double("--default-timeout-s", &f->default_timeout_s, 0, kMaxDrainTimeoutSeconds, "SECONDS",
                "the deadline of a request that comes without one (default 60; 0: none)");
+  flags.Integer<int64_t>("--max-queue-wait-ms", &f->max_queue_wait_ms, 0, kMaxQueueWaitMs, "MS",
+                         "a request is admitted only when the decode and model queues are expected to have\n"
+                         "run it within this long, whatever its deadline (default 1000; 0: only the\n"
+                         "deadline); others get UNAVAILABLE \"overloaded\" at once");
   flags.Double("--drain-timeout-s", &f->drain_timeout_s, 0, kMaxDrainTimeoutSeconds, "SECONDS",
                "on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)");
 }
@@ -347,9 +353,10 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
                std::thread::hardware_concurrency());
   spdlog::info(
       "limits: {} MiB per message, {} images per request, {} pixels and {} MiB decoded per image, {} MiB of "
-      "decodes at once, {} requests waiting to decode; {} requests in flight; default timeout {} s; drain timeout {} s",
+      "decodes at once, {} requests waiting to decode; {} requests in flight; default timeout {} s; queue wait at most {} ms; drain timeout {} s",
       flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels, flags.max_decoded_image_mb,
-      flags.max_decode_memory_mb, flags.max_decode_queue, flags.max_in_flight, flags.default_timeout_s, flags.drain_timeout_s);
+      flags.max_decode_memory_mb, flags.max_decode_queue, flags.max_in_flight, flags.default_timeout_s,
+      flags.max_queue_wait_ms, flags.drain_timeout_s);
   spdlog::info("model control mode {}{}; strict readiness {}", ModelControlModeName(flags.model_control_mode),
                flags.model_control_mode == ModelControlMode::kPoll
                    ? " (every " + std::to_string(flags.repository_poll_secs) + " s)"
@@ -409,6 +416,7 @@ InferenceServiceOptions ServiceOptions(const Flags& flags) {
   options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
   options.strict_readiness = flags.strict_readiness;
   options.max_in_flight = flags.max_in_flight;
+  options.max_queue_wait_us = flags.max_queue_wait_ms * kMicrosPerMilli;
   options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * kMicrosPerSecond));
   return options;
 }

@@ -94,6 +94,18 @@ Status DynamicBatcher::CheckAdmission(int64_t num_tasks, int64_t items, int64_t 
   return AdmitLocked(num_tasks, items, deadline_us, clock_->NowMicros());
 }
 
+int64_t DynamicBatcher::ExpectedWorkMicros(int64_t items) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const AdmissionSnapshot snapshot{.queued_tasks = 0,
+                                   .queued_items = queued_items_,
+                                   .running_items = running_items_,
+                                   .item_service_ns = item_service_ns(),
+                                   .num_instances = options_.num_instances,
+                                   .max_queue_size = 1};
+  constexpr int64_t kNow = 0;
+  return DecideAdmission(snapshot, items, kNow, Clock::kInfiniteFuture).expected_finish_us - kNow;
+}
+
 Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us) {
   if (shutting_down_) {
     Bump(counters_.tasks_rejected_shutdown);

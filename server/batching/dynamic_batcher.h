@@ -104,6 +104,11 @@ class DynamicBatcher final : public Scheduler {
   // batchers before scheduling on all of them, like an ensemble, can still meet a refusal later, rarely).
   Status CheckAdmission(int64_t num_tasks, int64_t items, int64_t deadline_us);
 
+  // How long from now until `items` more items would have run, by the admission estimate (DecideAdmission:
+  // the work ahead in this batcher plus their own run time); 0 before the first batch has been timed. A caller
+  // whose tasks go to several batchers that share the same cores (an ensemble's members) adds these up.
+  int64_t ExpectedWorkMicros(int64_t items) const;
+
   // Recent run time of a batch divided by its items (exponential moving average); 0 before the first batch.
   int64_t item_service_ns() const { return item_service_ns_.load(std::memory_order_relaxed); }
 
@@ -171,7 +176,7 @@ class DynamicBatcher final : public Scheduler {
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> item_service_ns_{0};
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable work_cv_;          // workers: a task arrived, the queue changed, or stop
   std::condition_variable progress_cv_;      // Shutdown: a worker finished tasks, or shutdown completed
   std::deque<std::unique_ptr<Task>> queue_;  // guarded by mu_

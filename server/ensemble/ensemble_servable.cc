@@ -499,8 +499,34 @@ Status EnsembleServable::AdmitMembers(RunState& state, int64_t num_items) const 
     admitted += member.settled ? 0 : 1;
   }
   const int32_t total = static_cast<int32_t>(members_.size());
-  if (admitted >= (quorum_ == 0 ? total : quorum_)) return OkStatus();
-  return UnavailableError(QuorumMessage(state, admitted, "could take the request now"));
+  if (admitted < (quorum_ == 0 ? total : quorum_)) {
+    return UnavailableError(QuorumMessage(state, admitted, "could take the request now"));
+  }
+  return CheckMembersWork(state, num_items, deadline_us);
+}
+
+Status EnsembleServable::CheckMembersWork(const RunState& state, int64_t num_items, int64_t deadline_us) const {
+  if (deadline_us <= 0) return OkStatus();
+  int64_t work_us = 0;
+  for (const RunState::Member& member : state.members) {
+    if (!member.settled) work_us = AddMicros(work_us, member.servable->ExpectedWorkMicros(num_items));
+  }
+  const int64_t now_us = clock_->NowMicros();
+  if (AddMicros(now_us, work_us) <= deadline_us) return OkStatus();
+  return UnavailableError("ensemble " + Quoted(info_.name) + " is overloaded: its members' queues, which share the "
+                          "compute lanes, hold about " + std::to_string(work_us / kMicrosPerMilli) +
+                          " ms of work with this request, past the deadline in " +
+                          std::to_string(std::max<int64_t>(0, deadline_us - now_us) / kMicrosPerMilli) +
+                          " ms; retry later or with a longer deadline");
+}
+
+int64_t EnsembleServable::ExpectedWorkMicros(int64_t items) const {
+  int64_t work_us = 0;
+  for (const MemberSpec& spec : members_) {
+    StatusOr<std::shared_ptr<Servable>> member = ResolveMember(spec);
+    if (member.ok()) work_us = AddMicros(work_us, (*member)->ExpectedWorkMicros(items));
+  }
+  return work_us;
 }
 
 std::string EnsembleServable::QuorumMessage(const RunState& state, int32_t answered, std::string_view verb) const {

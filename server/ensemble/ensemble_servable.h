@@ -112,6 +112,8 @@ class EnsembleServable final : public Servable {
   // does before it decodes anything (AdmitMembers): UNAVAILABLE when shutting down or when fewer than quorum
   // members could take it (naming them). Reserves nothing.
   Status CheckAdmission(int64_t items, int64_t deadline_us) override;
+  // The sum of the members' (they take turns on the same compute lanes).
+  int64_t ExpectedWorkMicros(int64_t items) const override;
 
   // Stops admitting (Run then fails with UNAVAILABLE) and waits until the Runs in flight have answered or the
   // clock reaches drain_deadline_us; Runs still waiting then are answered as if their missing members had failed
@@ -171,8 +173,12 @@ class EnsembleServable final : public Servable {
   void RecordFinish(const RunState& state, const Status& status);
   // Asks every resolved member whether it would admit the run now (Servable::CheckAdmission) and settles those
   // that would not, with their refusal. UNAVAILABLE naming every refused or unresolved member when the quorum can
-  // no longer be reached, so the request is refused before anything is decoded.
+  // no longer be reached, or when the admitted members' work together misses the deadline (CheckMembersWork), so
+  // the request is refused before anything is decoded.
   Status AdmitMembers(RunState& state, int64_t num_items) const;
+  // UNAVAILABLE "overloaded" when the admitted members' expected work, added up (they share the compute lanes),
+  // would carry the request past `deadline_us` (absolute; 0: none). Each member alone sees only its own queue.
+  Status CheckMembersWork(const RunState& state, int64_t num_items, int64_t deadline_us) const;
   // "ensemble "x": A of T members answered (quorum Q); member: status; ..." for the members that failed.
   std::string QuorumMessage(const RunState& state, int32_t answered, std::string_view verb) const;
   // Gives up on every member of `state` that has not answered, with `status`, and finishes it if that settled it.

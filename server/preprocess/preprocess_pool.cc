@@ -1,5 +1,7 @@
 #include "server/preprocess/preprocess_pool.h"
 
+#include <algorithm>
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -50,6 +52,20 @@ PreprocessPool::Counters PreprocessPool::counters() const {
   return counters_;
 }
 
+int64_t PreprocessPool::ExpectedWaitMicros() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  // The running jobs are on average half done; every worker takes jobs from the one queue.
+  const double ahead = static_cast<double>(counters_.queued) + static_cast<double>(counters_.running) / 2;
+  return static_cast<int64_t>(ahead * static_cast<double>(job_micros_) / static_cast<double>(workers_.size()));
+}
+
+void PreprocessPool::RecordJobMicros(int64_t micros) {
+  // An exponential moving average over about the last kJobTimeWindow jobs; the first job sets it.
+  constexpr int64_t kJobTimeWindow = 16;
+  job_micros_ = job_micros_ == 0 ? std::max<int64_t>(1, micros) : job_micros_ + (micros - job_micros_) / kJobTimeWindow;
+  job_micros_ = std::max<int64_t>(1, job_micros_);
+}
+
 void PreprocessPool::WaitIdle() {
   std::unique_lock<std::mutex> lock(mu_);
   idle_cv_.wait(lock, [this] { return queue_.empty() && counters_.running == 0; });
@@ -65,9 +81,13 @@ void PreprocessPool::Work() {
     --counters_.queued;
     ++counters_.running;
     lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
     job();
     job = nullptr;  // what the job holds is released before it counts as completed
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
     lock.lock();
+    RecordJobMicros(static_cast<int64_t>(micros));
     --counters_.running;
     ++counters_.completed;
     if (queue_.empty() && counters_.running == 0) idle_cv_.notify_all();

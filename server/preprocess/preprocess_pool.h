@@ -50,6 +50,11 @@ class PreprocessPool {
   };
   Counters counters() const;
 
+  // How long a job submitted now would wait for a worker, estimated from the jobs ahead of it (the running ones
+  // count as half done) and the recent time of a job (a moving average); 0 before the first job has run. The
+  // InferenceService subtracts it from a request's deadline before it asks the model's queue (admission).
+  int64_t ExpectedWaitMicros() const;
+
   // Blocks until no job is queued or running (jobs submitted meanwhile are waited for too). For a shutdown that
   // must know every admitted request has been answered.
   void WaitIdle();
@@ -58,6 +63,7 @@ class PreprocessPool {
  private:
   explicit PreprocessPool(const PreprocessPoolOptions& options) : options_(options) {}
   void Work();
+  void RecordJobMicros(int64_t micros);  // with mu_ held
 
   const PreprocessPoolOptions options_;
   mutable std::mutex mu_;
@@ -66,6 +72,7 @@ class PreprocessPool {
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
   Counters counters_;
+  int64_t job_micros_ = 0;  // recent time of a job (moving average); 0 before the first
   std::vector<std::thread> workers_;
 };
 

@@ -241,6 +241,10 @@ Status ModelServable::CheckAdmission(int64_t items, int64_t deadline_us) {
   return status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version));
 }
 
+int64_t ModelServable::ExpectedWorkMicros(int64_t items) const {
+  return batcher_ != nullptr && items > 0 ? batcher_->ExpectedWorkMicros(items) : 0;
+}
+
 ServableStats ModelServable::Stats() const {
   ServableStats stats;
   {

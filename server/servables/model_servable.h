@@ -56,6 +56,7 @@ class ModelServable final : public Servable {
   Status Shutdown(int64_t drain_deadline_us) override;
   // Asks the batcher about the tasks a Run of `items` would schedule (split by max_batch_size).
   Status CheckAdmission(int64_t items, int64_t deadline_us) override;
+  int64_t ExpectedWorkMicros(int64_t items) const override;
 
   // The batch sizes each instance compiled (PlanBatchSizes).
   const std::vector<int64_t>& plan_sizes() const { return plan_sizes_; }

@@ -175,6 +175,11 @@ class Servable {
   // Reserves nothing. An ensemble asks its members before it decodes anything, so that a request the members
   // cannot take is refused before any work is spent on it. The default admits everything.
   virtual Status CheckAdmission(int64_t items, int64_t deadline_us) { return OkStatus(); }
+
+  // How long from now a Run of `items` items would take to finish, by the same estimate admission uses (the work
+  // queued ahead of it and its own run time); 0 when unknown (nothing timed yet, or no queue). An ensemble adds
+  // up its members' (they share the compute lanes). The default knows nothing: 0.
+  virtual int64_t ExpectedWorkMicros(int64_t items) const { return 0; }
 };
 
 // How an ensemble finds its members: (model name, version or 0 for the newest ready) -> servable.

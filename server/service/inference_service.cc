@@ -23,6 +23,7 @@
 #include "server/servables/classification.h"
 #include "server/servables/model_servable.h"
 #include "server/service/model_slot.h"
+#include "server/service/request_error_log.h"
 #include "server/service/repository_poller.h"
 #include "server/service/request_gate.h"
 
@@ -61,15 +62,6 @@ std::string JoinSizes(const std::vector<int64_t>& sizes) {
   std::string out;
   for (int64_t s : sizes) out += (out.empty() ? "" : ",") + std::to_string(s);
   return out;
-}
-
-void LogRequestError(const std::string& request_id, const std::string& model, const Status& status) {
-  const spdlog::level::level_enum level = status.code() == StatusCode::kInvalidArgument ||
-                                                  status.code() == StatusCode::kNotFound ||
-                                                  status.code() == StatusCode::kCancelled
-                                              ? spdlog::level::info
-                                              : spdlog::level::warn;
-  spdlog::log(level, "request {} (model \"{}\"): {}", request_id, model, status.ToString());
 }
 
 class InferenceServiceImpl final : public InferenceService {
@@ -122,6 +114,12 @@ class InferenceServiceImpl final : public InferenceService {
 
  private:
   // Runs `run` on `servable` (decodes, schedules) and marks the request prepared; `done` answers it.
+  // Whether `servable`'s queue would take `run` now (Servable::CheckAdmission), by its deadline and at most
+  // max_queue_wait_us from now, less the expected wait for a decode worker when it has images to decode.
+  Status Admit(Servable& servable, const RunRequest& run) const;
+  void LogRequestError(const std::string& request_id, const std::string& model, const Status& status) {
+    error_log_.Log(request_id, model, status, SteadyNowMicros());
+  }
   void Launch(const std::shared_ptr<InferOutcome>& outcome, std::shared_ptr<RunRequest> run, std::string model,
               std::function<void(Status)> done);
   // Builds the slot of one model entry (loads, warms up; ensembles resolve their members through Find, so
@@ -151,6 +149,7 @@ class InferenceServiceImpl final : public InferenceService {
   const ModelRepositoryOptions repository_options_;
   ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
   RequestGate gate_;    // requests between Infer and their answer (--max-in-flight, the drain)
+  RequestErrorLog error_log_;  // every failed request's line; load errors counted per second
   ModelServableOptions servable_options_;
   std::string request_id_prefix_;
   std::atomic<uint64_t> next_request_{0};
@@ -356,6 +355,7 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
     LogRequestError(outcome->request_id, request.model, admitted);
     return done(std::move(admitted));
   }
+  error_log_.Flush(outcome->start_us);
   // From here on every answer leaves the gate, before the front end has it: a client that sends its next
   // request as soon as it has an answer finds the room that answer freed.
   done = [this, done = std::move(done)](Status status) {
@@ -388,10 +388,7 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   run->want_member_results = request.want_member_results;
   run->request_id = outcome->request_id;
   // Refused before any decode when its servable cannot take it now.
-  if (Status admitted = outcome->servable->CheckAdmission(static_cast<int64_t>(run->items.size()), run->deadline_us);
-      !admitted.ok()) {
-    return fail(admitted);
-  }
+  if (Status admitted = Admit(*outcome->servable, *run); !admitted.ok()) return fail(admitted);
   if (!NeedsDecode(*run)) return Launch(outcome, std::move(run), std::move(request.model), std::move(done));
   // The decode runs on a decode worker. Until that worker has handed the request to its servable the gate counts
   // it as being prepared, so a shutdown waits for it (WaitPrepared).
@@ -419,6 +416,30 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   }
 }
 
+Status InferenceServiceImpl::Admit(Servable& servable, const RunRequest& run) const {
+  const int64_t now_us = SteadyNowMicros();
+  // The queue's answer must come by the deadline, and within max_queue_wait_us whatever the deadline.
+  int64_t by_us = run.deadline_us;
+  const bool bounded = options_.max_queue_wait_us > 0 &&
+                       (by_us == 0 || AddMicros(now_us, options_.max_queue_wait_us) < by_us);
+  if (bounded) by_us = AddMicros(now_us, options_.max_queue_wait_us);
+  const std::string bound_name =
+      bounded ? "--max-queue-wait-ms " + std::to_string(options_.max_queue_wait_us / kMicrosPerMilli) : "deadline";
+  // A request with images first waits for a decode worker: that wait is spent before the model's queue sees it.
+  if (by_us > 0 && NeedsDecode(run)) {
+    const int64_t decode_wait_us = decode_pool_->ExpectedWaitMicros();
+    if (AddMicros(now_us, decode_wait_us) >= by_us) {
+      return UnavailableError("overloaded: the requests waiting to be decoded would take about " +
+                              std::to_string(decode_wait_us / kMicrosPerMilli) + " ms, past the " + bound_name +
+                              " (" + std::to_string((by_us - now_us) / kMicrosPerMilli) + " ms); retry later");
+    }
+    by_us -= decode_wait_us;
+  }
+  Status admitted = servable.CheckAdmission(static_cast<int64_t>(run.items.size()), by_us);
+  if (bounded && admitted.code() == StatusCode::kUnavailable) return admitted.WithContext("bound: " + bound_name);
+  return admitted;
+}
+
 void InferenceServiceImpl::Launch(const std::shared_ptr<InferOutcome>& outcome, std::shared_ptr<RunRequest> run,
                                   std::string model, std::function<void(Status)> done) {
   Servable* const servable = outcome->servable.get();
@@ -432,6 +453,7 @@ void InferenceServiceImpl::Launch(const std::shared_ptr<InferOutcome>& outcome, 
                         "shutting down: the drain timeout ended before this request was decoded");
                   }
                   if (!status.ok()) LogRequestError(outcome->request_id, model, status);
+                  error_log_.Flush(SteadyNowMicros());
                   done(std::move(status));
                 });
   gate_.Prepared();  // the request is in its servable's hands (queued, running or answered)
@@ -711,6 +733,7 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
   // ones end DEADLINE_EXCEEDED without decoding, a decode in progress finishes and is refused the same way).
   decode_pool_->WaitIdle();
   (void)gate_.WaitIdle(drain_deadline_us);  // the last answers of ensembles, whose members have stopped
+  error_log_.Flush(SteadyNowMicros(), /*force=*/true);
   spdlog::info("shutdown: {}", gate_.Report().ToString());
   shutdown_done_ = true;
   return shutdown_result_;
@@ -742,6 +765,9 @@ StatusOr<std::unique_ptr<InferenceService>> InferenceService::Create(const Infer
         std::pair{"default_max_queue_size", options.default_max_queue_size},
         std::pair{"max_decode_queue", options.max_decode_queue}}) {
     if (value < 1) return InvalidArgumentError(std::string(field) + " " + std::to_string(value) + " must be >= 1");
+  }
+  if (options.max_queue_wait_us < 0) {
+    return InvalidArgumentError("max_queue_wait_us " + std::to_string(options.max_queue_wait_us) + " must be >= 0");
   }
   if (options.repository_poll_interval_ms < 1) {
     return InvalidArgumentError("repository_poll_interval_ms " +

@@ -88,6 +88,10 @@ struct InferenceServiceOptions {
   int64_t default_timeout_us = 60'000'000;
   // Most requests with images to decode that may wait for a decode worker (see the top of this file); >= 1.
   int64_t max_decode_queue = 256;
+  // A request is admitted only when its model's queue (and the decode queue before it) is expected to have run
+  // it within this long, whatever its deadline (--max-queue-wait-ms; 0: only the deadline bounds it). Past
+  // capacity this keeps the admitted requests' latency near the bound and refuses the rest at once.
+  int64_t max_queue_wait_us = 1'000'000;
 };
 
 // One inference in the project's own terms; every front end builds one from its wire request.

@@ -165,6 +165,61 @@ TEST(OverloadTest, BurstAgainstATinyQueueGetsUnavailableQuicklyAndTheRestComplet
   EXPECT_EQ(HealthStatus(server->address()), "SERVING");
 }
 
+// 64 raw-tensor items for vgg_fashion_s1 (the input of lenet5_fashion, 1x32x32): cheap to send, slow to run.
+v1::ClassifyRequest LargeTensorRequest() {
+  v1::ClassifyRequest large;
+  large.set_model("vgg_fashion_s1");
+  StatusOr<Tensor> input = ReadNpy((TestDataDir() / "input.npy").string());
+  EXPECT_TRUE(input.ok()) << input.status().ToString();
+  if (!input.ok()) return large;
+  constexpr int64_t kItem = 32 * 32;
+  for (int i = 0; i < 64; ++i) {
+    v1::RawTensor* tensor = large.add_inputs()->mutable_tensor();
+    for (int64_t d : {1, 32, 32}) tensor->add_shape(d);
+    tensor->set_data(std::string(reinterpret_cast<const char*>(input->data() + i * kItem), kItem * sizeof(float)));
+  }
+  return large;
+}
+
+// --max-queue-wait-ms bounds the wait a request is admitted to, whatever its deadline (the burst's is 120 s):
+// past it the request is refused at once with UNAVAILABLE naming the bound, and what was admitted completes.
+TEST(OverloadTest, QueueWaitBoundRefusesWhatWouldWaitLongerThanIt) {
+  constexpr int kBurst = 200;
+  auto server = ServerProcess::Start(
+      {"--model-repository", DefaultRepository().string(), "--max-queue-wait-ms", "200"});
+  ASSERT_NE(server, nullptr);
+  const v1::ClassifyRequest large = LargeTensorRequest();
+  auto stub = server->NewStub();
+  v1::ClassifyResponse warm;
+  ASSERT_TRUE(Classify(*stub, large, &warm).ok()) << "times the model's batches for the estimate";
+  std::map<grpc::StatusCode, int> counts;
+  std::string refusal;
+  {
+    Burst burst(*stub, large, kBurst);
+    ASSERT_TRUE(burst.Wait(std::chrono::seconds(120))) << "the burst did not complete";
+    counts = burst.CountCodes();
+    for (const Burst::Call& call : burst.calls()) {
+      if (call.status.error_code() == grpc::StatusCode::UNAVAILABLE) refusal = call.status.error_message();
+    }
+  }
+  std::printf("burst of %d x %d tensors, queue wait bound 200 ms:%s; a refusal: %s\n", kBurst, large.inputs_size(),
+              Describe(counts).c_str(), refusal.c_str());
+  EXPECT_EQ(counts[grpc::StatusCode::OK] + counts[grpc::StatusCode::UNAVAILABLE], kBurst) << Describe(counts);
+  EXPECT_GE(counts[grpc::StatusCode::OK], 1) << Describe(counts);
+  // How many are refused depends on how fast the client sends against how fast the server runs (about two
+  // thirds here, fewer under ASan): at least one, since 200 x 64 images take seconds.
+  EXPECT_GE(counts[grpc::StatusCode::UNAVAILABLE], 1) << Describe(counts);
+  EXPECT_NE(refusal.find("overloaded"), std::string::npos) << refusal;
+  EXPECT_NE(refusal.find("--max-queue-wait-ms 200"), std::string::npos) << refusal;
+  v1::ClassifyResponse after;
+  EXPECT_TRUE(Classify(*stub, large, &after).ok()) << "serves normally once the burst is over";
+  // The refusals are counted in the log, not written one line each.
+  const std::string log = server->Log();
+  size_t lines = 0;
+  for (size_t at = log.find("overloaded"); at != std::string::npos; at = log.find("overloaded", at + 1)) ++lines;
+  EXPECT_LT(lines, static_cast<size_t>(counts[grpc::StatusCode::UNAVAILABLE])) << log;
+}
+
 // SIGTERM under load. Closed-loop clients keep sending, and a burst of large raw-tensor requests (cheap to admit,
 // slower to run, so that a queue builds up: vgg_fashion_s1, which is several times slower than the client can send,
 // also under ASan; with lenet5_fashion the server kept up with the client's sending and often had nothing admitted
@@ -191,22 +246,12 @@ TEST(ShutdownTest, SigtermUnderLoadFinishesAdmittedRequestsAndExitsZero) {
   constexpr int kMaxRequestsPerClient = 5000;
   constexpr int kBurst = 300;
   auto server =
-      ServerProcess::Start({"--model-repository", DefaultRepository().string(), "--drain-timeout-s", "60"});
+      ServerProcess::Start({"--model-repository", DefaultRepository().string(), "--drain-timeout-s", "60",
+                            // the burst must build a queue to drain, not be refused for its wait
+                            "--max-queue-wait-ms", "0"});
   ASSERT_NE(server, nullptr);
   const v1::ClassifyRequest small = BigRequest(LoadImages(".png", 16));
-  v1::ClassifyRequest large;
-  large.set_model("vgg_fashion_s1");  // the input of lenet5_fashion (1x32x32), several times the work per image
-  {
-    StatusOr<Tensor> input = ReadNpy((TestDataDir() / "input.npy").string());
-    ASSERT_TRUE(input.ok()) << input.status().ToString();
-    constexpr int64_t kItem = 32 * 32;
-    for (int i = 0; i < 64; ++i) {
-      v1::RawTensor* tensor = large.add_inputs()->mutable_tensor();
-      for (int64_t d : {1, 32, 32}) tensor->add_shape(d);
-      tensor->set_data(
-          std::string(reinterpret_cast<const char*>(input->data() + i * kItem), kItem * sizeof(float)));
-    }
-  }
+  const v1::ClassifyRequest large = LargeTensorRequest();
 
   std::mutex mu;
   std::map<grpc::StatusCode, int> counts;

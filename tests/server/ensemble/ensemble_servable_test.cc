@@ -132,6 +132,9 @@ class FakeMember final : public Servable {
     std::lock_guard<std::mutex> lock(mu_);
     admission_ = std::move(status);
   }
+  // What ExpectedWorkMicros answers per item asked about (the queue's estimate of a real model).
+  void set_work_per_item_us(int64_t micros) { work_per_item_us_ = micros; }
+  int64_t ExpectedWorkMicros(int64_t items) const override { return items * work_per_item_us_.load(); }
   std::vector<std::pair<int64_t, int64_t>> admission_checks() const {
     std::lock_guard<std::mutex> lock(mu_);
     return admission_checks_;
@@ -188,6 +191,7 @@ class FakeMember final : public Servable {
   int runs_ = 0;
   Status admission_;                                      // guarded by mu_
   std::vector<std::pair<int64_t, int64_t>> admission_checks_;  // guarded by mu_
+  std::atomic<int64_t> work_per_item_us_{0};
   std::vector<Call> calls_;
 };
 
@@ -568,6 +572,38 @@ TEST_F(EnsembleServableTest, RefusedAtOnceWhenTooFewMembersCanAdmit) {
   EXPECT_EQ(m2->runs(), 1);
   EXPECT_EQ(second.result.members_answered, 2);
   EXPECT_EQ(second.result.members[1].status.code(), StatusCode::kUnavailable);
+}
+
+// Members take turns on the same compute lanes, so each member's queue alone underestimates the wait: admission
+// adds up the members' expected work and refuses at once when the sum misses the deadline, though every member
+// alone would admit the request.
+TEST_F(EnsembleServableTest, RefusedAtOnceWhenTheMembersWorkTogetherMissesTheDeadline) {
+  std::shared_ptr<FakeMember> m0 = members_.Add("m0", {{0.5f, 0.25f, 0.25f}});
+  std::shared_ptr<FakeMember> m1 = members_.Add("m1", {{0.5f, 0.25f, 0.25f}});
+  std::unique_ptr<EnsembleServable> servable = Make(EnsembleConfig({"m0", "m1"}, Config::SOFT_MEAN, 0));
+  ASSERT_NE(servable, nullptr);
+  m0->set_work_per_item_us(15'000);
+  m1->set_work_per_item_us(15'000);
+  // 2 items: 30 ms per member, 60 ms together; a deadline 50 ms away is met by each alone, not by both.
+  const int64_t deadline_us = clock_.NowMicros() + 50'000;
+  EXPECT_EQ(servable->ExpectedWorkMicros(2), 60'000);
+  const Status refused = servable->CheckAdmission(2, deadline_us);
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(refused.message(),
+            "ensemble \"ens\" is overloaded: its members' queues, which share the compute lanes, hold about 60 ms of "
+            "work with this request, past the deadline in 50 ms; retry later or with a longer deadline");
+  auto request = TensorRequest(2, 16, tensor_storage_);
+  request->deadline_us = deadline_us;
+  Outcome outcome;
+  EXPECT_EQ(RunAndWait(*servable, request, outcome).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(m0->runs() + m1->runs(), 0);
+  // With 70 ms left both fit; with no deadline nothing is refused for its wait.
+  EXPECT_TRUE(servable->CheckAdmission(2, clock_.NowMicros() + 70'000).ok());
+  EXPECT_TRUE(servable->CheckAdmission(2, 0).ok());
+  request->deadline_us = clock_.NowMicros() + 70'000;
+  Outcome admitted;
+  EXPECT_TRUE(RunAndWait(*servable, request, admitted).ok());
+  EXPECT_EQ(m0->runs() + m1->runs(), 2);
 }
 
 TEST_F(EnsembleServableTest, MemberWithoutImagePreprocessingDoesNotAnswerImages) {
