@@ -435,8 +435,13 @@ Status InferenceServiceImpl::Admit(Servable& servable, const RunRequest& run) co
     }
     by_us -= decode_wait_us;
   }
-  Status admitted = servable.CheckAdmission(static_cast<int64_t>(run.items.size()), by_us);
-  if (bounded && admitted.code() == StatusCode::kUnavailable) return admitted.WithContext("bound: " + bound_name);
+  const int64_t items = static_cast<int64_t>(run.items.size());
+  Status admitted = servable.CheckAdmission(items, by_us);
+  // Refused for the bound, not for a full queue or the deadline: say which bound.
+  if (bounded && admitted.code() == StatusCode::kUnavailable &&
+      servable.CheckAdmission(items, run.deadline_us).ok()) {
+    return admitted.WithContext("bound: " + bound_name);
+  }
   return admitted;
 }
 

@@ -81,21 +81,26 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ClassifierService::
 }
 
 grpc::ServerUnaryReactor* ClassifierService::ListModels(grpc::CallbackServerContext* context,
-                                                        const v1::ListModelsRequest* /*request*/,
-                                                        v1::ListModelsResponse* response) {
+                                                        const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/ListModels")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ListModelsNative(*inference_, response);
-  reactor->Finish(grpc::Status::OK);
+  reactor->Finish(ToGrpcStatus(AnswerRaw<v1::ListModelsRequest, v1::ListModelsResponse>(
+      *request, response, [this](const v1::ListModelsRequest& /*parsed*/, v1::ListModelsResponse* answer) {
+        ListModelsNative(*inference_, answer);
+        return OkStatus();
+      })));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ClassifierService::DescribeModel(grpc::CallbackServerContext* context,
-                                                           const v1::DescribeModelRequest* request,
-                                                           v1::DescribeModelResponse* response) {
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/DescribeModel")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(DescribeModelNative(*inference_, *request, response)));
+  reactor->Finish(ToGrpcStatus(AnswerRaw<v1::DescribeModelRequest, v1::DescribeModelResponse>(
+      *request, response, [this](const v1::DescribeModelRequest& parsed, v1::DescribeModelResponse* answer) {
+        return DescribeModelNative(*inference_, parsed, answer);
+      })));
   return reactor;
 }
 

@@ -11,8 +11,8 @@
 //     status, so the first request (in request order) that fails ends the stream with that request's status after
 //     the responses before it have been written; requests after it are not answered.
 //   - ListModels and DescribeModel answer inline (they only read the model table).
-// Classify and ClassifyStream are raw methods (raw_message.h): they parse their request bytes themselves, so
-// bytes that do not parse as a ClassifyRequest get INVALID_ARGUMENT with a message, not gRPC's bare UNIMPLEMENTED.
+// Every method is raw (raw_message.h): each parses its request bytes itself, so bytes that do not parse as its
+// request message get INVALID_ARGUMENT with a message, not gRPC's bare UNIMPLEMENTED.
 // Every call is authorized first (CallAuthorizer, grpc_auth.h; a stream once, at its start).
 // Every cnnserve::Status becomes a grpc::Status through ToGrpcStatus (server/transport/grpc_status.h).
 //
@@ -40,11 +40,11 @@ struct ClassifierServiceOptions {
   int max_in_flight_per_stream = 16;
 };
 
-// The generated service with Classify and ClassifyStream taking ByteBuffers (see the top of this file).
-// (v1::Classifier::CallbackService with the first two replaced.)
+// The generated service with every method taking ByteBuffers (see the top of this file).
+// (v1::Classifier::CallbackService, every method raw.)
 using ClassifierServiceBase = v1::Classifier::WithRawCallbackMethod_Classify<
-    v1::Classifier::WithRawCallbackMethod_ClassifyStream<v1::Classifier::WithCallbackMethod_ListModels<
-        v1::Classifier::WithCallbackMethod_DescribeModel<v1::Classifier::Service>>>>;
+    v1::Classifier::WithRawCallbackMethod_ClassifyStream<v1::Classifier::WithRawCallbackMethod_ListModels<
+        v1::Classifier::WithRawCallbackMethod_DescribeModel<v1::Classifier::Service>>>>;
 
 class ClassifierService final : public ClassifierServiceBase {
  public:
@@ -57,11 +57,10 @@ class ClassifierService final : public ClassifierServiceBase {
                                      grpc::ByteBuffer* response) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ClassifyStream(
       grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
-                                       v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* DescribeModel(grpc::CallbackServerContext* context,
-                                          const v1::DescribeModelRequest* request,
-                                          v1::DescribeModelResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* DescribeModel(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
  private:
   InferenceService* const inference_;

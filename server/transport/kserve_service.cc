@@ -37,12 +37,6 @@ StatusOr<std::shared_ptr<Servable>> FindServable(const InferenceService& inferen
   return inference.Find(name, *number);
 }
 
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 }  // namespace
 
 // Runs repository loads and unloads (which compile and warm models: seconds) one at a time off gRPC's threads.
@@ -98,58 +92,79 @@ KServeService::KServeService(InferenceService* inference, const KServeServiceOpt
 
 KServeService::~KServeService() = default;
 
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* KServeService::AnswerNow(grpc::CallbackServerContext* context, std::string_view method,
+                                                   const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+                                                   Status (KServeService::*answer)(const Request&, Response*) const) {
+  if (auto* refused = auth_.RefuseUnary(context, method)) return refused;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(AnswerRaw<Request, Response>(
+      request, response, [this, answer](const Request& in, Response* out) { return (this->*answer)(in, out); })));
+  return reactor;
+}
+
 void KServeService::Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
                           int64_t deadline_us, std::function<bool()> cancelled, std::function<void(Status)> done) {
   RunKServeInfer(inference_, request, response, deadline_us, std::move(cancelled), std::move(done));
 }
 
-grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,
-                                                    const inference::ServerLiveRequest* /*request*/,
-                                                    inference::ServerLiveResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ServerLive")) return refused;
+grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ServerLive", *request, response, &KServeService::AnswerServerLive);
+}
+
+Status KServeService::AnswerServerLive(const inference::ServerLiveRequest& /*request*/, inference::ServerLiveResponse* response) const {
   response->set_live(true);
-  return FinishNow(context, OkStatus());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::ServerReady(grpc::CallbackServerContext* context,
-                                                     const inference::ServerReadyRequest* /*request*/,
-                                                     inference::ServerReadyResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ServerReady")) return refused;
+grpc::ServerUnaryReactor* KServeService::ServerReady(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ServerReady", *request, response, &KServeService::AnswerServerReady);
+}
+
+Status KServeService::AnswerServerReady(const inference::ServerReadyRequest& /*request*/, inference::ServerReadyResponse* response) const {
   response->set_ready(inference_->Ready());
-  return FinishNow(context, OkStatus());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext* context,
-                                                    const inference::ModelReadyRequest* request,
-                                                    inference::ModelReadyResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelReady")) return refused;
-  if (request->name().empty()) return FinishNow(context, InvalidArgumentError("name is empty"));
-  const StatusOr<int64_t> version = ParseModelVersion(request->version(), "version");
-  if (!version.ok()) return FinishNow(context, version.status());
+grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ModelReady", *request, response, &KServeService::AnswerModelReady);
+}
+
+Status KServeService::AnswerModelReady(const inference::ModelReadyRequest& request, inference::ModelReadyResponse* response) const {
+  if (request.name().empty()) return InvalidArgumentError("name is empty");
+  const StatusOr<int64_t> version = ParseModelVersion(request.version(), "version");
+  if (!version.ok()) return version.status();
   // Unknown, unloaded or failed models are not ready; that is an answer, not an error.
-  response->set_ready(inference_->Find(request->name(), *version).ok());
-  return FinishNow(context, OkStatus());
+  response->set_ready(inference_->Find(request.name(), *version).ok());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::ServerMetadata(grpc::CallbackServerContext* context,
-                                                        const inference::ServerMetadataRequest* /*request*/,
-                                                        inference::ServerMetadataResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ServerMetadata")) return refused;
+grpc::ServerUnaryReactor* KServeService::ServerMetadata(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ServerMetadata", *request, response, &KServeService::AnswerServerMetadata);
+}
+
+Status KServeService::AnswerServerMetadata(const inference::ServerMetadataRequest& /*request*/, inference::ServerMetadataResponse* response) const {
   response->set_name(kServerName);
   response->set_version(CNNSERVE_VERSION);
   for (const std::string& extension : KServeExtensions()) response->add_extensions(extension);
-  return FinishNow(context, OkStatus());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerContext* context,
-                                                       const inference::ModelMetadataRequest* request,
-                                                       inference::ModelMetadataResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelMetadata")) return refused;
+grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ModelMetadata", *request, response, &KServeService::AnswerModelMetadata);
+}
+
+Status KServeService::AnswerModelMetadata(const inference::ModelMetadataRequest& request, inference::ModelMetadataResponse* response) const {
   const StatusOr<std::shared_ptr<Servable>> servable =
-      FindServable(*inference_, request->name(), request->version(), "name", "version");
-  if (!servable.ok()) return FinishNow(context, servable.status());
-  FillModelMetadata((*servable)->info(), ReadyVersions(*inference_, request->name()), response);
-  return FinishNow(context, OkStatus());
+      FindServable(*inference_, request.name(), request.version(), "name", "version");
+  if (!servable.ok()) return servable.status();
+  FillModelMetadata((*servable)->info(), ReadyVersions(*inference_, request.name()), response);
+  return OkStatus();
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
@@ -205,91 +220,105 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* KServeService::Mode
                                                               options_.max_in_flight_per_stream);
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,
-                                                     const inference::ModelConfigRequest* request,
-                                                     inference::ModelConfigResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelConfig")) return refused;
+grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ModelConfig", *request, response, &KServeService::AnswerModelConfig);
+}
+
+Status KServeService::AnswerModelConfig(const inference::ModelConfigRequest& request, inference::ModelConfigResponse* response) const {
   const StatusOr<std::shared_ptr<Servable>> servable =
-      FindServable(*inference_, request->name(), request->version(), "name", "version");
-  if (!servable.ok()) return FinishNow(context, servable.status());
+      FindServable(*inference_, request.name(), request.version(), "name", "version");
+  if (!servable.ok()) return servable.status();
   FillModelConfig((*servable)->info(), response->mutable_config());
-  return FinishNow(context, OkStatus());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerContext* context,
-                                                         const inference::ModelStatisticsRequest* request,
-                                                         inference::ModelStatisticsResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/ModelStatistics"))
-    return refused;
-  const StatusOr<int64_t> version = ParseModelVersion(request->version(), "version");
-  if (!version.ok()) return FinishNow(context, version.status());
-  if (request->name().empty() && *version != 0) {
-    return FinishNow(context, InvalidArgumentError("version '" + request->version() + "' needs a model name"));
+grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/ModelStatistics", *request, response, &KServeService::AnswerModelStatistics);
+}
+
+Status KServeService::AnswerModelStatistics(const inference::ModelStatisticsRequest& request, inference::ModelStatisticsResponse* response) const {
+  const StatusOr<int64_t> version = ParseModelVersion(request.version(), "version");
+  if (!version.ok()) return version.status();
+  if (request.name().empty() && *version != 0) {
+    return InvalidArgumentError("version '" + request.version() + "' needs a model name");
   }
-  const StatusOr<std::vector<ServableStats>> stats = inference_->Statistics(request->name(), *version);
-  if (!stats.ok()) return FinishNow(context, stats.status());
+  const StatusOr<std::vector<ServableStats>> stats = inference_->Statistics(request.name(), *version);
+  if (!stats.ok()) return stats.status();
   for (const ServableStats& s : *stats) FillModelStatistics(s, response->add_model_stats());
-  return FinishNow(context, OkStatus());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::RepositoryIndex(grpc::CallbackServerContext* context,
-                                                         const inference::RepositoryIndexRequest* request,
-                                                         inference::RepositoryIndexResponse* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryIndex"))
-    return refused;
+grpc::ServerUnaryReactor* KServeService::RepositoryIndex(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) {
+  return AnswerNow(context, "/inference.GRPCInferenceService/RepositoryIndex", *request, response, &KServeService::AnswerRepositoryIndex);
+}
+
+Status KServeService::AnswerRepositoryIndex(const inference::RepositoryIndexRequest& request, inference::RepositoryIndexResponse* response) const {
   for (const InferenceService::VersionRow& row : inference_->Index()) {
-    if (request->ready() && row.state != "READY") continue;
+    if (request.ready() && row.state != "READY") continue;
     auto* model = response->add_models();
     model->set_name(row.name);
     if (row.version > 0) model->set_version(std::to_string(row.version));
     model->set_state(row.state);
     model->set_reason(row.reason);
   }
-  return FinishNow(context, OkStatus());
+  return OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
-    grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
-    inference::RepositoryModelLoadResponse* /*response*/) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelLoad"))
-    return refused;
-  if (request->model_name().empty()) return FinishNow(context, InvalidArgumentError("model_name is empty"));
-  if (!request->parameters().empty()) {
-    return FinishNow(context, InvalidArgumentError("RepositoryModelLoad: parameters (such as '" +
-                                                   request->parameters().begin()->first +
-                                                   "') are not supported; the model is loaded from its folder"));
-  }
+grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelLoad")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  repository_worker_->Post([this, reactor, name = request->model_name()] {
-    const Status status = inference_->LoadModel(name);
-    if (status.ok()) {
-      spdlog::info("RepositoryModelLoad: model {} loaded", QuotedModelName(name));
-    } else {
-      // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
-      spdlog::warn("RepositoryModelLoad: model {}: {}", QuotedModelName(name), status.ToString());
-    }
-    reactor->Finish(ToGrpcStatus(status));
-  });
+  // `request` and `response` stay valid until the reactor is finished, i.e. until `finish` has run.
+  RunRaw<inference::RepositoryModelLoadRequest, inference::RepositoryModelLoadResponse>(
+      *request, response,
+      [this](const inference::RepositoryModelLoadRequest& parsed, inference::RepositoryModelLoadResponse* /*answer*/,
+             std::function<void(Status)> finish) {
+        if (parsed.model_name().empty()) return finish(InvalidArgumentError("model_name is empty"));
+        if (!parsed.parameters().empty()) {
+          return finish(InvalidArgumentError("RepositoryModelLoad: parameters (such as '" +
+                                             parsed.parameters().begin()->first +
+                                             "') are not supported; the model is loaded from its folder"));
+        }
+        repository_worker_->Post([this, name = parsed.model_name(), finish = std::move(finish)] {
+          const Status status = inference_->LoadModel(name);
+          if (status.ok()) {
+            spdlog::info("RepositoryModelLoad: model {} loaded", QuotedModelName(name));
+          } else {
+            // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
+            spdlog::warn("RepositoryModelLoad: model {}: {}", QuotedModelName(name), status.ToString());
+          }
+          finish(status);
+        });
+      },
+      [reactor](Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
-    grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
-    inference::RepositoryModelUnloadResponse* /*response*/) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelUnload"))
-    return refused;
-  if (request->model_name().empty()) return FinishNow(context, InvalidArgumentError("model_name is empty"));
+grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelUnload")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  repository_worker_->Post([this, reactor, name = request->model_name()] {
-    const Status status = inference_->UnloadModel(name);
-    if (status.ok()) {
-      spdlog::info("RepositoryModelUnload: model {} unloaded", QuotedModelName(name));
-    } else {
-      // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
-      spdlog::warn("RepositoryModelUnload: model {}: {}", QuotedModelName(name), status.ToString());
-    }
-    reactor->Finish(ToGrpcStatus(status));
-  });
+  // `request` and `response` stay valid until the reactor is finished, i.e. until `finish` has run.
+  RunRaw<inference::RepositoryModelUnloadRequest, inference::RepositoryModelUnloadResponse>(
+      *request, response,
+      [this](const inference::RepositoryModelUnloadRequest& parsed, inference::RepositoryModelUnloadResponse* /*answer*/,
+             std::function<void(Status)> finish) {
+        if (parsed.model_name().empty()) return finish(InvalidArgumentError("model_name is empty"));
+        repository_worker_->Post([this, name = parsed.model_name(), finish = std::move(finish)] {
+          const Status status = inference_->UnloadModel(name);
+          if (status.ok()) {
+            spdlog::info("RepositoryModelUnload: model {} unloaded", QuotedModelName(name));
+          } else {
+            // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
+            spdlog::warn("RepositoryModelUnload: model {}: {}", QuotedModelName(name), status.ToString());
+          }
+          finish(status);
+        });
+      },
+      [reactor](Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 

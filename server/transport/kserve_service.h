@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "inference/grpc_service.grpc.pb.h"
 #include "server/auth/authorizer.h"
@@ -49,17 +50,17 @@ struct KServeServiceOptions {
   int max_in_flight_per_stream = 16;
 };
 
-// The generated service with ModelInfer and ModelStreamInfer taking ByteBuffers: they parse their request bytes
-// themselves, so bytes that do not parse as a ModelInferRequest get INVALID_ARGUMENT with a message, not gRPC's
-// bare UNIMPLEMENTED (server/transport/raw_message.h).
-// (GRPCInferenceService::CallbackService with those two replaced.)
+// The generated service with every method taking ByteBuffers: each parses its request bytes itself, so bytes
+// that do not parse as the method's request get INVALID_ARGUMENT with a message, not gRPC's bare UNIMPLEMENTED
+// (server/transport/raw_message.h). (GRPCInferenceService::CallbackService, every method raw.)
 namespace kserve_base {
 using S = inference::GRPCInferenceService;
-using KServeServiceBase = S::WithCallbackMethod_ServerLive<S::WithCallbackMethod_ServerReady<
-    S::WithCallbackMethod_ModelReady<S::WithCallbackMethod_ServerMetadata<S::WithCallbackMethod_ModelMetadata<
-        S::WithRawCallbackMethod_ModelInfer<S::WithRawCallbackMethod_ModelStreamInfer<S::WithCallbackMethod_ModelConfig<
-            S::WithCallbackMethod_ModelStatistics<S::WithCallbackMethod_RepositoryIndex<
-                S::WithCallbackMethod_RepositoryModelLoad<S::WithCallbackMethod_RepositoryModelUnload<S::Service>>>>>>>>>>>>;
+using KServeServiceBase = S::WithRawCallbackMethod_ServerLive<S::WithRawCallbackMethod_ServerReady<
+    S::WithRawCallbackMethod_ModelReady<S::WithRawCallbackMethod_ServerMetadata<S::WithRawCallbackMethod_ModelMetadata<
+        S::WithRawCallbackMethod_ModelInfer<S::WithRawCallbackMethod_ModelStreamInfer<
+            S::WithRawCallbackMethod_ModelConfig<S::WithRawCallbackMethod_ModelStatistics<
+                S::WithRawCallbackMethod_RepositoryIndex<S::WithRawCallbackMethod_RepositoryModelLoad<
+                    S::WithRawCallbackMethod_RepositoryModelUnload<S::Service>>>>>>>>>>>>;
 }  // namespace kserve_base
 using kserve_base::KServeServiceBase;
 
@@ -74,40 +75,30 @@ class KServeService final : public KServeServiceBase {
   KServeService(const KServeService&) = delete;
   KServeService& operator=(const KServeService&) = delete;
 
-  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
-                                       const inference::ServerLiveRequest* request,
-                                       inference::ServerLiveResponse* response) override;
-  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* context,
-                                        const inference::ServerReadyRequest* request,
-                                        inference::ServerReadyResponse* response) override;
-  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* context,
-                                       const inference::ModelReadyRequest* request,
-                                       inference::ModelReadyResponse* response) override;
-  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context,
-                                           const inference::ServerMetadataRequest* request,
-                                           inference::ServerMetadataResponse* response) override;
-  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
-                                          const inference::ModelMetadataRequest* request,
-                                          inference::ModelMetadataResponse* response) override;
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
       grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
-                                        const inference::ModelConfigRequest* request,
-                                        inference::ModelConfigResponse* response) override;
-  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* context,
-                                            const inference::ModelStatisticsRequest* request,
-                                            inference::ModelStatisticsResponse* response) override;
-  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context,
-                                            const inference::RepositoryIndexRequest* request,
-                                            inference::RepositoryIndexResponse* response) override;
-  grpc::ServerUnaryReactor* RepositoryModelLoad(grpc::CallbackServerContext* context,
-                                                const inference::RepositoryModelLoadRequest* request,
-                                                inference::RepositoryModelLoadResponse* response) override;
-  grpc::ServerUnaryReactor* RepositoryModelUnload(grpc::CallbackServerContext* context,
-                                                  const inference::RepositoryModelUnloadRequest* request,
-                                                  inference::RepositoryModelUnloadResponse* response) override;
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelLoad(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelUnload(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
 
   // One inference, shared by ModelInfer and ModelStreamInfer: validates `request`, runs it and fills `response`
   // (id echoed). Asynchronous; `done` runs exactly once, on the calling thread (validation errors) or on a
@@ -117,6 +108,22 @@ class KServeService final : public KServeServiceBase {
 
  private:
   class RepositoryWorker;
+
+  // A method answered on the calling thread: the authorizer's refusal, or the request parsed from `request`,
+  // `answer` run on it and its response serialized into `response`.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* AnswerNow(grpc::CallbackServerContext* context, std::string_view method,
+                                      const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+                                      Status (KServeService::*answer)(const Request&, Response*) const);
+  // The typed bodies of the methods answered at once.
+  Status AnswerServerLive(const inference::ServerLiveRequest& request, inference::ServerLiveResponse* response) const;
+  Status AnswerServerReady(const inference::ServerReadyRequest& request, inference::ServerReadyResponse* response) const;
+  Status AnswerModelReady(const inference::ModelReadyRequest& request, inference::ModelReadyResponse* response) const;
+  Status AnswerServerMetadata(const inference::ServerMetadataRequest& request, inference::ServerMetadataResponse* response) const;
+  Status AnswerModelMetadata(const inference::ModelMetadataRequest& request, inference::ModelMetadataResponse* response) const;
+  Status AnswerModelConfig(const inference::ModelConfigRequest& request, inference::ModelConfigResponse* response) const;
+  Status AnswerModelStatistics(const inference::ModelStatisticsRequest& request, inference::ModelStatisticsResponse* response) const;
+  Status AnswerRepositoryIndex(const inference::RepositoryIndexRequest& request, inference::RepositoryIndexResponse* response) const;
 
   InferenceService* const inference_;
   const KServeServiceOptions options_;

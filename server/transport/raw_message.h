@@ -1,5 +1,5 @@
-// Raw (ByteBuffer) methods: the inference methods (native Classify and ClassifyStream, KServe ModelInfer and
-// ModelStreamInfer) are registered with gRPC as raw methods and parse their request bytes themselves, because
+// Raw (ByteBuffer) methods: every method of the native and KServe services is registered with gRPC as a raw method
+// and parses its request bytes itself, because
 // gRPC 1.51's callback API answers bytes that do not parse as the method's message with UNIMPLEMENTED and an
 // empty message before any handler runs (CallbackUnaryHandler: a failed Deserialize gets an
 // "UnimplementedUnaryReactor"). Parsed here, such bytes get INVALID_ARGUMENT naming the message type and the size.
@@ -43,6 +43,17 @@ Status SerializeRawResponse(const Message& message, grpc::ByteBuffer* out) {
       grpc::GenericSerialize<grpc::ProtoBufferWriter, Message>(message, out, &own_buffer);
   if (serialized.ok()) return OkStatus();
   return InternalError("the response could not be serialized: " + serialized.error_message().substr(0, 200));
+}
+
+// A unary raw call answered at once: parses the request, runs `answer(request, &response)` and serializes the
+// response into `out`. The parse error, answer's error or the serialization's; OK with `out` filled.
+template <typename Request, typename Response, typename Answer>
+Status AnswerRaw(const grpc::ByteBuffer& in, grpc::ByteBuffer* out, Answer&& answer) {
+  Request request;
+  Response response;
+  CNN_RETURN_IF_ERROR(ParseRawRequest(in, &request));
+  CNN_RETURN_IF_ERROR(answer(request, &response));
+  return SerializeRawResponse(response, out);
 }
 
 // A unary raw call: parses the request, runs `run(request, response, finish)` and, once `finish` is called with

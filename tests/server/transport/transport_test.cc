@@ -598,15 +598,28 @@ TEST_F(TransportTest, ReflectionListsTheServices) {
   EXPECT_NE(call.reply().find("grpc.health.v1.Health"), std::string::npos);
 }
 
-// Bytes that do not parse as the method's message get INVALID_ARGUMENT naming the message type, on both services'
-// inference methods, unary and streaming (gRPC's own answer would be UNIMPLEMENTED with no message).
+// Bytes that do not parse as the method's message get INVALID_ARGUMENT naming the message type, on every method of
+// both services, unary and streaming (gRPC's own answer would be UNIMPLEMENTED with no message).
 TEST_F(TransportTest, RequestBytesThatDoNotParseAreInvalidArgument) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
   grpc::GenericStub stub(channel_);
   const std::string garbage("\x0a\x64\x01\x02\xff\xff\xff", 7);  // field 1, 100 bytes announced, 5 present
   for (const auto& [method, type] :
        {std::pair{"/cnnserve.v1.Classifier/Classify", "cnnserve.v1.ClassifyRequest"},
-        std::pair{"/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"}}) {
+        std::pair{"/cnnserve.v1.Classifier/ListModels", "cnnserve.v1.ListModelsRequest"},
+        std::pair{"/cnnserve.v1.Classifier/DescribeModel", "cnnserve.v1.DescribeModelRequest"},
+        std::pair{"/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"},
+        std::pair{"/inference.GRPCInferenceService/ServerLive", "inference.ServerLiveRequest"},
+        std::pair{"/inference.GRPCInferenceService/ServerReady", "inference.ServerReadyRequest"},
+        std::pair{"/inference.GRPCInferenceService/ModelReady", "inference.ModelReadyRequest"},
+        std::pair{"/inference.GRPCInferenceService/ServerMetadata", "inference.ServerMetadataRequest"},
+        std::pair{"/inference.GRPCInferenceService/ModelMetadata", "inference.ModelMetadataRequest"},
+        std::pair{"/inference.GRPCInferenceService/ModelConfig", "inference.ModelConfigRequest"},
+        std::pair{"/inference.GRPCInferenceService/ModelStatistics", "inference.ModelStatisticsRequest"},
+        std::pair{"/inference.GRPCInferenceService/RepositoryIndex", "inference.RepositoryIndexRequest"},
+        std::pair{"/inference.GRPCInferenceService/RepositoryModelLoad", "inference.RepositoryModelLoadRequest"},
+        std::pair{"/inference.GRPCInferenceService/RepositoryModelUnload",
+                  "inference.RepositoryModelUnloadRequest"}}) {
     SCOPED_TRACE(method);
     grpc::ClientContext context;
     SetDeadline(&context);
