@@ -94,10 +94,15 @@ Status DynamicBatcher::CheckAdmission(int64_t num_tasks, int64_t items, int64_t 
   return AdmitLocked(num_tasks, items, deadline_us, clock_->NowMicros());
 }
 
+void DynamicBatcher::AddIncoming(int64_t items) {
+  std::lock_guard<std::mutex> lock(mu_);
+  incoming_items_ = std::max<int64_t>(0, incoming_items_ + items);
+}
+
 int64_t DynamicBatcher::ExpectedWorkMicros(int64_t items) const {
   std::lock_guard<std::mutex> lock(mu_);
   const AdmissionSnapshot snapshot{.queued_tasks = 0,
-                                   .queued_items = queued_items_,
+                                   .queued_items = queued_items_ + incoming_items_,
                                    .running_items = running_items_,
                                    .item_service_ns = item_service_ns(),
                                    .num_instances = options_.num_instances,
@@ -116,7 +121,7 @@ Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t dea
     return DeadlineExceededError("deadline passed before the task was queued");
   }
   const AdmissionSnapshot snapshot{.queued_tasks = static_cast<int64_t>(queue_.size()) + num_tasks - 1,
-                                   .queued_items = queued_items_,
+                                   .queued_items = queued_items_ + incoming_items_,
                                    .running_items = running_items_,
                                    .item_service_ns = item_service_ns(),
                                    .num_instances = options_.num_instances,
@@ -131,7 +136,8 @@ Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t dea
     case AdmissionDecision::Action::kMissesDeadline:
       Bump(counters_.tasks_rejected_overloaded);
       return UnavailableError(
-          "overloaded: the " + std::to_string(queued_items_ + running_items_) + " images ahead would take about " +
+          "overloaded: the " + std::to_string(queued_items_ + incoming_items_ + running_items_) +
+          " images ahead would take about " +
           std::to_string(decision.expected_wait_us / kMicrosPerMilli) + " ms, past the deadline in " +
           std::to_string((deadline_us - now_us) / kMicrosPerMilli) + " ms; retry later or with a longer deadline");
   }

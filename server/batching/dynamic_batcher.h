@@ -104,6 +104,11 @@ class DynamicBatcher final : public Scheduler {
   // batchers before scheduling on all of them, like an ensemble, can still meet a refusal later, rarely).
   Status CheckAdmission(int64_t num_tasks, int64_t items, int64_t deadline_us);
 
+  // Counts `items` (negative: stops counting them) as coming: admitted by CheckAdmission and not yet scheduled
+  // (their images are being decoded). Admission counts them as queued, so that requests admitted while others
+  // wait to be decoded see the work those will add to this queue.
+  void AddIncoming(int64_t items);
+
   // How long from now until `items` more items would have run, by the admission estimate (DecideAdmission:
   // the work ahead in this batcher plus their own run time); 0 before the first batch has been timed. A caller
   // whose tasks go to several batchers that share the same cores (an ensemble's members) adds these up.
@@ -183,6 +188,7 @@ class DynamicBatcher final : public Scheduler {
   int64_t tasks_in_hand_ = 0;                // guarded by mu_: taken out of queue_ by a worker, not yet finished
   int64_t queued_items_ = 0;                 // guarded by mu_: items of the tasks in queue_
   int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now
+  int64_t incoming_items_ = 0;               // guarded by mu_: items admitted and not yet scheduled (AddIncoming)
   bool shutting_down_ = false;               // guarded by mu_: reject new tasks, run queued ones without delay
   bool stop_workers_ = false;                // guarded by mu_: workers exit
   bool shutdown_done_ = false;               // guarded by mu_

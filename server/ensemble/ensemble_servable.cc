@@ -520,6 +520,17 @@ Status EnsembleServable::CheckMembersWork(const RunState& state, int64_t num_ite
                           " ms; retry later or with a longer deadline");
 }
 
+std::shared_ptr<void> EnsembleServable::ExpectIncoming(int64_t items) {
+  auto handles = std::make_shared<std::vector<std::shared_ptr<void>>>();
+  for (const MemberSpec& spec : members_) {
+    StatusOr<std::shared_ptr<Servable>> member = ResolveMember(spec);
+    // The member servable is kept with its handle: a reload may retire it meanwhile.
+    if (member.ok()) handles->push_back(std::make_shared<std::pair<std::shared_ptr<Servable>, std::shared_ptr<void>>>(
+                         *member, (*member)->ExpectIncoming(items)));
+  }
+  return handles;
+}
+
 int64_t EnsembleServable::ExpectedWorkMicros(int64_t items) const {
   int64_t work_us = 0;
   for (const MemberSpec& spec : members_) {

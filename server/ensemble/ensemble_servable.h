@@ -114,6 +114,8 @@ class EnsembleServable final : public Servable {
   Status CheckAdmission(int64_t items, int64_t deadline_us) override;
   // The sum of the members' (they take turns on the same compute lanes).
   int64_t ExpectedWorkMicros(int64_t items) const override;
+  // One handle on each member that resolves now.
+  std::shared_ptr<void> ExpectIncoming(int64_t items) override;
 
   // Stops admitting (Run then fails with UNAVAILABLE) and waits until the Runs in flight have answered or the
   // clock reaches drain_deadline_us; Runs still waiting then are answered as if their missing members had failed

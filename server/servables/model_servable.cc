@@ -245,6 +245,13 @@ int64_t ModelServable::ExpectedWorkMicros(int64_t items) const {
   return batcher_ != nullptr && items > 0 ? batcher_->ExpectedWorkMicros(items) : 0;
 }
 
+std::shared_ptr<void> ModelServable::ExpectIncoming(int64_t items) {
+  if (batcher_ == nullptr || items <= 0) return nullptr;
+  batcher_->AddIncoming(items);
+  // The handle is destroyed before Run, while the request still holds this servable.
+  return std::shared_ptr<void>(nullptr, [batcher = batcher_.get(), items](void*) { batcher->AddIncoming(-items); });
+}
+
 ServableStats ModelServable::Stats() const {
   ServableStats stats;
   {

@@ -57,6 +57,7 @@ class ModelServable final : public Servable {
   // Asks the batcher about the tasks a Run of `items` would schedule (split by max_batch_size).
   Status CheckAdmission(int64_t items, int64_t deadline_us) override;
   int64_t ExpectedWorkMicros(int64_t items) const override;
+  std::shared_ptr<void> ExpectIncoming(int64_t items) override;
 
   // The batch sizes each instance compiled (PlanBatchSizes).
   const std::vector<int64_t>& plan_sizes() const { return plan_sizes_; }

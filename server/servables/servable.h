@@ -180,6 +180,12 @@ class Servable {
   // queued ahead of it and its own run time); 0 when unknown (nothing timed yet, or no queue). An ensemble adds
   // up its members' (they share the compute lanes). The default knows nothing: 0.
   virtual int64_t ExpectedWorkMicros(int64_t items) const { return 0; }
+
+  // Counts `items` as coming to this servable's queue until the returned handle is destroyed: a request that
+  // CheckAdmission admitted and whose images are still being decoded. Admission counts them as queued (so the
+  // requests admitted meanwhile see the work they will add); the handle must be destroyed before Run is called
+  // for them (or when they fail first). An ensemble holds one on each member. The default counts nothing (null).
+  virtual std::shared_ptr<void> ExpectIncoming(int64_t items) { return nullptr; }
 };
 
 // How an ensemble finds its members: (model name, version or 0 for the newest ready) -> servable.

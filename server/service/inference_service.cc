@@ -390,11 +390,17 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   // Refused before any decode when its servable cannot take it now.
   if (Status admitted = Admit(*outcome->servable, *run); !admitted.ok()) return fail(admitted);
   if (!NeedsDecode(*run)) return Launch(outcome, std::move(run), std::move(request.model), std::move(done));
+  // Until it is scheduled, the servable's admission counts this request's items as coming (the handle keeps
+  // the servable it counts on alive).
+  auto incoming = std::make_shared<std::pair<std::shared_ptr<Servable>, std::shared_ptr<void>>>(
+      outcome->servable, outcome->servable->ExpectIncoming(static_cast<int64_t>(run->items.size())));
   // The decode runs on a decode worker. Until that worker has handed the request to its servable the gate counts
   // it as being prepared, so a shutdown waits for it (WaitPrepared).
   const std::shared_ptr<std::function<void(Status)>> shared_done =
       std::make_shared<std::function<void(Status)>>(std::move(done));
-  Status queued = decode_pool_->Submit([this, outcome, run, model = request.model, shared_done]() mutable {
+  Status queued = decode_pool_->Submit([this, outcome, run, model = request.model, shared_done,
+                                        incoming = std::move(incoming)]() mutable {
+    incoming.reset();
     Status expired;
     if (drain_expired_.load()) {
       expired = DeadlineExceededError("shutting down: the drain timeout ended before this request was decoded");

@@ -321,9 +321,18 @@ TEST_F(DynamicBatcherTest, RefusesATaskTheQueueWouldCarryPastItsDeadline) {
   EXPECT_EQ(batcher->CheckAdmission(1, 1, now + 6999).code(), StatusCode::kUnavailable);
   EXPECT_TRUE(batcher->CheckAdmission(1, 1, now + 7001).ok());
   EXPECT_TRUE(batcher->CheckAdmission(1, 1, Clock::kInfiniteFuture).ok());  // no deadline: only the queue bound
+  // The expected work of 1 more item: the same 6 ms of wait + 1 ms.
+  EXPECT_EQ(batcher->ExpectedWorkMicros(1), 7000);
+  // Items admitted elsewhere and still being decoded count as queued: 3 more items, 3 ms more.
+  batcher->AddIncoming(3);
+  EXPECT_EQ(batcher->ExpectedWorkMicros(1), 10'000);
+  EXPECT_EQ(batcher->CheckAdmission(1, 1, now + 7001).code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(batcher->CheckAdmission(1, 1, now + 10'001).ok());
+  batcher->AddIncoming(-3);
+  EXPECT_EQ(batcher->ExpectedWorkMicros(1), 7000);
   tight->set_deadline_us(now + 7001);
   ASSERT_TRUE(batcher->Schedule(tight).ok());
-  EXPECT_EQ(batcher->stats().tasks_rejected_overloaded, 2);
+  EXPECT_EQ(batcher->stats().tasks_rejected_overloaded, 3);
 
   log_.gate.Open();
   EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros() + 1000).ok());

@@ -135,6 +135,12 @@ class FakeMember final : public Servable {
   // What ExpectedWorkMicros answers per item asked about (the queue's estimate of a real model).
   void set_work_per_item_us(int64_t micros) { work_per_item_us_ = micros; }
   int64_t ExpectedWorkMicros(int64_t items) const override { return items * work_per_item_us_.load(); }
+  // Counts the items announced as coming while the handle lives.
+  std::shared_ptr<void> ExpectIncoming(int64_t items) override {
+    incoming_ += items;
+    return std::shared_ptr<void>(nullptr, [this, items](void*) { incoming_ -= items; });
+  }
+  int64_t incoming() const { return incoming_.load(); }
   std::vector<std::pair<int64_t, int64_t>> admission_checks() const {
     std::lock_guard<std::mutex> lock(mu_);
     return admission_checks_;
@@ -192,6 +198,7 @@ class FakeMember final : public Servable {
   Status admission_;                                      // guarded by mu_
   std::vector<std::pair<int64_t, int64_t>> admission_checks_;  // guarded by mu_
   std::atomic<int64_t> work_per_item_us_{0};
+  std::atomic<int64_t> incoming_{0};
   std::vector<Call> calls_;
 };
 
@@ -604,6 +611,23 @@ TEST_F(EnsembleServableTest, RefusedAtOnceWhenTheMembersWorkTogetherMissesTheDea
   Outcome admitted;
   EXPECT_TRUE(RunAndWait(*servable, request, admitted).ok());
   EXPECT_EQ(m0->runs() + m1->runs(), 2);
+}
+
+// A request admitted and still being decoded is announced to every member, for as long as its handle lives.
+TEST_F(EnsembleServableTest, IncomingItemsAreAnnouncedToEveryMember) {
+  std::shared_ptr<FakeMember> m0 = members_.Add("m0", {{0.5f, 0.25f, 0.25f}});
+  std::shared_ptr<FakeMember> m1 = members_.Add("m1", {{0.5f, 0.25f, 0.25f}});
+  std::unique_ptr<EnsembleServable> servable = Make(EnsembleConfig({"m0", "m1"}, Config::SOFT_MEAN, 0));
+  ASSERT_NE(servable, nullptr);
+  std::shared_ptr<void> first = servable->ExpectIncoming(4);
+  std::shared_ptr<void> second = servable->ExpectIncoming(3);
+  EXPECT_EQ(m0->incoming(), 7);
+  EXPECT_EQ(m1->incoming(), 7);
+  first.reset();
+  EXPECT_EQ(m0->incoming(), 3);
+  EXPECT_EQ(m1->incoming(), 3);
+  second.reset();
+  EXPECT_EQ(m0->incoming() + m1->incoming(), 0);
 }
 
 TEST_F(EnsembleServableTest, MemberWithoutImagePreprocessingDoesNotAnswerImages) {
