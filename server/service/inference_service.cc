@@ -22,6 +22,7 @@
 #include "server/preprocess/preprocess_pool.h"
 #include "server/servables/classification.h"
 #include "server/servables/model_servable.h"
+#include "server/service/admission.h"
 #include "server/service/model_slot.h"
 #include "server/service/request_error_log.h"
 #include "server/service/repository_poller.h"
@@ -114,9 +115,6 @@ class InferenceServiceImpl final : public InferenceService {
 
  private:
   // Runs `run` on `servable` (decodes, schedules) and marks the request prepared; `done` answers it.
-  // Whether `servable`'s queue would take `run` now (Servable::CheckAdmission), by its deadline and at most
-  // max_queue_wait_us from now, less the expected wait for a decode worker when it has images to decode.
-  Status Admit(Servable& servable, const RunRequest& run) const;
   void LogRequestError(const std::string& request_id, const std::string& model, const Status& status) {
     error_log_.Log(request_id, model, status, SteadyNowMicros());
   }
@@ -388,7 +386,10 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   run->want_member_results = request.want_member_results;
   run->request_id = outcome->request_id;
   // Refused before any decode when its servable cannot take it now.
-  if (Status admitted = Admit(*outcome->servable, *run); !admitted.ok()) return fail(admitted);
+  const AdmissionInput admission{.now_us = SteadyNowMicros(),
+                                 .decode_wait_us = NeedsDecode(*run) ? decode_pool_->ExpectedWaitMicros() : 0,
+                                 .max_queue_wait_us = options_.max_queue_wait_us};
+  if (Status admitted = AdmitRequest(*outcome->servable, *run, admission); !admitted.ok()) return fail(admitted);
   if (!NeedsDecode(*run)) return Launch(outcome, std::move(run), std::move(request.model), std::move(done));
   // Until it is scheduled, the servable's admission counts this request's items as coming (the handle keeps
   // the servable it counts on alive).
@@ -420,35 +421,6 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
     done = std::move(*shared_done);  // not taken by the pool
     return fail(queued);
   }
-}
-
-Status InferenceServiceImpl::Admit(Servable& servable, const RunRequest& run) const {
-  const int64_t now_us = SteadyNowMicros();
-  // The queue's answer must come by the deadline, and within max_queue_wait_us whatever the deadline.
-  int64_t by_us = run.deadline_us;
-  const bool bounded = options_.max_queue_wait_us > 0 &&
-                       (by_us == 0 || AddMicros(now_us, options_.max_queue_wait_us) < by_us);
-  if (bounded) by_us = AddMicros(now_us, options_.max_queue_wait_us);
-  const std::string bound_name =
-      bounded ? "--max-queue-wait-ms " + std::to_string(options_.max_queue_wait_us / kMicrosPerMilli) : "deadline";
-  // A request with images first waits for a decode worker: that wait is spent before the model's queue sees it.
-  if (by_us > 0 && NeedsDecode(run)) {
-    const int64_t decode_wait_us = decode_pool_->ExpectedWaitMicros();
-    if (AddMicros(now_us, decode_wait_us) >= by_us) {
-      return UnavailableError("overloaded: the requests waiting to be decoded would take about " +
-                              std::to_string(decode_wait_us / kMicrosPerMilli) + " ms, past the " + bound_name +
-                              " (" + std::to_string((by_us - now_us) / kMicrosPerMilli) + " ms); retry later");
-    }
-    by_us -= decode_wait_us;
-  }
-  const int64_t items = static_cast<int64_t>(run.items.size());
-  Status admitted = servable.CheckAdmission(items, by_us);
-  // Refused for the bound, not for a full queue or the deadline: say which bound.
-  if (bounded && admitted.code() == StatusCode::kUnavailable &&
-      servable.CheckAdmission(items, run.deadline_us).ok()) {
-    return admitted.WithContext("bound: " + bound_name);
-  }
-  return admitted;
 }
 
 void InferenceServiceImpl::Launch(const std::shared_ptr<InferOutcome>& outcome, std::shared_ptr<RunRequest> run,

@@ -268,52 +268,52 @@ Status KServeService::AnswerRepositoryIndex(const inference::RepositoryIndexRequ
 }
 
 grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(grpc::CallbackServerContext* context,
-                                                         const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelLoad")) return refused;
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  // `request` and `response` stay valid until the reactor is finished, i.e. until `finish` has run.
-  RunRaw<inference::RepositoryModelLoadRequest, inference::RepositoryModelLoadResponse>(
-      *request, response,
-      [this](const inference::RepositoryModelLoadRequest& parsed, inference::RepositoryModelLoadResponse* /*answer*/,
-             std::function<void(Status)> finish) {
-        if (parsed.model_name().empty()) return finish(InvalidArgumentError("model_name is empty"));
-        if (!parsed.parameters().empty()) {
-          return finish(InvalidArgumentError("RepositoryModelLoad: parameters (such as '" +
-                                             parsed.parameters().begin()->first +
-                                             "') are not supported; the model is loaded from its folder"));
-        }
-        repository_worker_->Post([this, name = parsed.model_name(), finish = std::move(finish)] {
-          const Status status = inference_->LoadModel(name);
-          if (status.ok()) {
-            spdlog::info("RepositoryModelLoad: model {} loaded", QuotedModelName(name));
-          } else {
-            // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
-            spdlog::warn("RepositoryModelLoad: model {}: {}", QuotedModelName(name), status.ToString());
-          }
-          finish(status);
-        });
+                                                             const grpc::ByteBuffer* request,
+                                                             grpc::ByteBuffer* response) {
+  return ChangeRepository<inference::RepositoryModelLoadRequest, inference::RepositoryModelLoadResponse>(
+      context, "RepositoryModelLoad", *request, response,
+      [](const inference::RepositoryModelLoadRequest& parsed) -> Status {
+        if (parsed.parameters().empty()) return OkStatus();
+        return InvalidArgumentError("RepositoryModelLoad: parameters (such as '" + parsed.parameters().begin()->first +
+                                    "') are not supported; the model is loaded from its folder");
       },
-      [reactor](Status status) { reactor->Finish(ToGrpcStatus(status)); });
-  return reactor;
+      [inference = inference_](const std::string& name) { return inference->LoadModel(name); }, "loaded");
 }
 
 grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(grpc::CallbackServerContext* context,
-                                                         const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/inference.GRPCInferenceService/RepositoryModelUnload")) return refused;
+                                                               const grpc::ByteBuffer* request,
+                                                               grpc::ByteBuffer* response) {
+  return ChangeRepository<inference::RepositoryModelUnloadRequest, inference::RepositoryModelUnloadResponse>(
+      context, "RepositoryModelUnload", *request, response,
+      [](const inference::RepositoryModelUnloadRequest& /*parsed*/) { return OkStatus(); },
+      [inference = inference_](const std::string& name) { return inference->UnloadModel(name); }, "unloaded");
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* KServeService::ChangeRepository(grpc::CallbackServerContext* context,
+                                                          std::string_view method, const grpc::ByteBuffer& request,
+                                                          grpc::ByteBuffer* response,
+                                                          std::function<Status(const Request&)> check,
+                                                          std::function<Status(const std::string&)> change,
+                                                          std::string_view done_verb) {
+  const std::string path = "/inference.GRPCInferenceService/" + std::string(method);
+  if (auto* refused = auth_.RefuseUnary(context, path)) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `request` and `response` stay valid until the reactor is finished, i.e. until `finish` has run.
-  RunRaw<inference::RepositoryModelUnloadRequest, inference::RepositoryModelUnloadResponse>(
-      *request, response,
-      [this](const inference::RepositoryModelUnloadRequest& parsed, inference::RepositoryModelUnloadResponse* /*answer*/,
-             std::function<void(Status)> finish) {
+  RunRaw<Request, Response>(
+      request, response,
+      [this, method = std::string(method), check = std::move(check), change = std::move(change),
+       done_verb = std::string(done_verb)](const Request& parsed, Response* /*answer*/,
+                                           std::function<void(Status)> finish) {
         if (parsed.model_name().empty()) return finish(InvalidArgumentError("model_name is empty"));
-        repository_worker_->Post([this, name = parsed.model_name(), finish = std::move(finish)] {
-          const Status status = inference_->UnloadModel(name);
+        if (Status checked = check(parsed); !checked.ok()) return finish(checked);
+        repository_worker_->Post([method, change, done_verb, name = parsed.model_name(), finish = std::move(finish)] {
+          const Status status = change(name);
           if (status.ok()) {
-            spdlog::info("RepositoryModelUnload: model {} unloaded", QuotedModelName(name));
+            spdlog::info("{}: model {} {}", method, QuotedModelName(name), done_verb);
           } else {
             // The name is the client's: quoted, bounded and with control bytes escaped (no forged log lines).
-            spdlog::warn("RepositoryModelUnload: model {}: {}", QuotedModelName(name), status.ToString());
+            spdlog::warn("{}: model {}: {}", method, QuotedModelName(name), status.ToString());
           }
           finish(status);
         });

@@ -115,6 +115,14 @@ class KServeService final : public KServeServiceBase {
   grpc::ServerUnaryReactor* AnswerNow(grpc::CallbackServerContext* context, std::string_view method,
                                       const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
                                       Status (KServeService::*answer)(const Request&, Response*) const);
+  // RepositoryModelLoad/Unload: the authorizer's refusal, or the request parsed, its model_name and `check`
+  // checked, and `change(model_name)` run on the repository worker (one at a time, off gRPC's threads), logged.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* ChangeRepository(grpc::CallbackServerContext* context, std::string_view method,
+                                             const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+                                             std::function<Status(const Request&)> check,
+                                             std::function<Status(const std::string&)> change,
+                                             std::string_view done_verb);
   // The typed bodies of the methods answered at once.
   Status AnswerServerLive(const inference::ServerLiveRequest& request, inference::ServerLiveResponse* response) const;
   Status AnswerServerReady(const inference::ServerReadyRequest& request, inference::ServerReadyResponse* response) const;
