@@ -7,7 +7,7 @@ namespace cnnserve {
 namespace {
 
 Status UnknownLayer(const Graph& graph, const std::string& layer, const std::string& why) {
-  return InvalidArgumentError("layer " + Quoted(layer) + " " + why + " in model " + Quoted(graph.name()) +
+  return InvalidArgumentError("layer " + Quoted(layer) + " " + why + " in graph " + Quoted(graph.name()) +
                               ": name a node or the tensor it outputs, as DescribeModel or `cnnbench inspect` "
                               "list them");
 }

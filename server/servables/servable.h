@@ -147,6 +147,9 @@ struct ServableInfo {
   std::string input_name = "input";             // the ONNX graph's input and output names
   std::string output_name = "output";
   v1::ModelConfig config;  // as loaded from config.pbtxt
+  // A layer servable (layer_servable.h): the layer value its rows hold, and one item's activation shape.
+  std::string layer;       // empty: the model's output (classes)
+  Dims item_output_dims;   // empty: [num_classes]
 };
 
 class Servable {
