@@ -8,6 +8,7 @@
 #include <mutex>
 #include <utility>
 
+#include "server/native/native_explain.h"
 #include "server/native/native_metadata.h"
 #include "server/native/native_request.h"
 #include "server/transport/grpc_status.h"
@@ -96,6 +97,35 @@ grpc::ServerUnaryReactor* ClassifierService::DescribeModel(grpc::CallbackServerC
   if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/DescribeModel")) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(DescribeModelNative(*inference_, *request, response)));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Explain(grpc::CallbackServerContext* context,
+                                                     const v1::ExplainRequest* request,
+                                                     v1::ExplainResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/Explain")) return refused;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ExplainNative(
+      *inference_, *request, response, DeadlineToSteadyMicros(context->deadline()),
+      [context] { return context->IsCancelled(); },
+      [reactor, context, request](Status status) {
+        LogCallFailure("Explain", context, request->request_id(), status);
+        reactor->Finish(ToGrpcStatus(status));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Embed(grpc::CallbackServerContext* context,
+                                                   const v1::EmbedRequest* request, v1::EmbedResponse* response) {
+  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/Embed")) return refused;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  EmbedNative(
+      *inference_, *request, response, DeadlineToSteadyMicros(context->deadline()),
+      [context] { return context->IsCancelled(); },
+      [reactor, context, request](Status status) {
+        LogCallFailure("Embed", context, request->request_id(), status);
+        reactor->Finish(ToGrpcStatus(status));
+      });
   return reactor;
 }
 

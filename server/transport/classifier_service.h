@@ -11,6 +11,8 @@
 //     status, so the first request (in request order) that fails ends the stream with that request's status after
 //     the responses before it have been written; requests after it are not answered.
 //   - ListModels and DescribeModel answer inline (they only read the model table).
+//   - Explain (occlusion map, feature maps) and Embed (a layer's activations) run through the service layer like
+//     Classify and finish their reactor from its `done`.
 // Classify and ClassifyStream are raw methods (raw_message.h): they parse their request bytes themselves, so
 // bytes that do not parse as a ClassifyRequest get INVALID_ARGUMENT with a message, not gRPC's bare UNIMPLEMENTED.
 // Every call is authorized first (CallAuthorizer, grpc_auth.h; a stream once, at its start).
@@ -44,7 +46,8 @@ struct ClassifierServiceOptions {
 // (v1::Classifier::CallbackService with the first two replaced.)
 using ClassifierServiceBase = v1::Classifier::WithRawCallbackMethod_Classify<
     v1::Classifier::WithRawCallbackMethod_ClassifyStream<v1::Classifier::WithCallbackMethod_ListModels<
-        v1::Classifier::WithCallbackMethod_DescribeModel<v1::Classifier::Service>>>>;
+        v1::Classifier::WithCallbackMethod_DescribeModel<v1::Classifier::WithCallbackMethod_Explain<
+            v1::Classifier::WithCallbackMethod_Embed<v1::Classifier::Service>>>>>>;
 
 class ClassifierService final : public ClassifierServiceBase {
  public:
@@ -62,6 +65,11 @@ class ClassifierService final : public ClassifierServiceBase {
   grpc::ServerUnaryReactor* DescribeModel(grpc::CallbackServerContext* context,
                                           const v1::DescribeModelRequest* request,
                                           v1::DescribeModelResponse* response) override;
+  // Explain and Embed (server/native/native_explain.h) hand the request to the service layer like Classify.
+  grpc::ServerUnaryReactor* Explain(grpc::CallbackServerContext* context, const v1::ExplainRequest* request,
+                                    v1::ExplainResponse* response) override;
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
+                                  v1::EmbedResponse* response) override;
 
  private:
   InferenceService* const inference_;
