@@ -165,5 +165,50 @@ TEST_F(ExplainTest, ErrorsAreInvalidArgument) {
   EXPECT_EQ(Embed(embed, &response).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// cnnctl explain / features / embed against the same server: exit codes, JSON and the PNG pictures.
+TEST_F(ExplainTest, CnnctlCommands) {
+  const std::string cnnctl = (BinDir() / "cnnctl").string();
+  TempDir out;
+  const std::string image = (TestDataDir() / images_[0].name).string();
+  const std::string map = (out.path() / "map.png").string(), grid = (out.path() / "grid.png").string();
+  const std::vector<std::string> base = {cnnctl, "--server", server_->address()};
+  const auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  };
+  CommandResult explained =
+      run({"explain", "--model", kModel, image, "--patch", "8", "--stride", "4", "--out", map, "--json"});
+  ASSERT_EQ(explained.exit_code, 0) << explained.err;
+  EXPECT_NE(explained.out.find("\"drop\""), std::string::npos) << explained.out;
+  EXPECT_NE(explained.out.find("\"rows\": 7"), std::string::npos) << explained.out;
+  // 28 x 28 PNG overlaid and enlarged 10 times.
+  const std::string png = ReadFileBytes(map);
+  ASSERT_GT(png.size(), 24u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  EXPECT_EQ(png.substr(16, 8), std::string("\0\0\x01\x18\0\0\x01\x18", 8)) << "280 x 280";
+  CommandResult text = run({"explain", "--model", kModel, image, "--patch", "8", "--stride", "4"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("7 x 7 positions (patch 8, stride 4)"), std::string::npos) << text.out;
+
+  CommandResult features = run({"features", "--model", kModel, "--layer", "relu1", image, "--out", grid});
+  ASSERT_EQ(features.exit_code, 0) << features.err;
+  EXPECT_NE(features.out.find("layer relu1: 6x28x28"), std::string::npos) << features.out;
+  EXPECT_EQ(ReadFileBytes(grid).substr(1, 3), "PNG");
+  EXPECT_EQ(run({"features", "--model", kModel, "--layer", "relu4", image, "--out", grid}).exit_code, 2)
+      << "an FC layer has no grid";
+
+  CommandResult embedded = run({"embed", "--model", kModel, "--layer", "relu4", image,
+                                (TestDataDir() / images_[1].name).string(), "--json"});
+  ASSERT_EQ(embedded.exit_code, 0) << embedded.err;
+  EXPECT_NE(embedded.out.find("\"shape\": [84]"), std::string::npos) << embedded.out;
+  EXPECT_NE(embedded.out.find(images_[1].name), std::string::npos);
+
+  EXPECT_EQ(run({"explain", "--model", kModel, image, "--stride", "4"}).exit_code, 2);  // no --patch
+  CommandResult unknown = run({"embed", "--model", kModel, "--layer", "fc9", image});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("INVALID_ARGUMENT"), std::string::npos) << unknown.err;
+}
+
 }  // namespace
 }  // namespace cnnserve::integration
