@@ -62,31 +62,47 @@ void FillOcclusion(const OcclusionOutcome& outcome, const v1::ExplainRequest& re
   out->set_masks(static_cast<int32_t>(map.rows * map.cols));
 }
 
+// Runs `infer` (up to its layer) and fills the response's model, version, request id and `tensor`.
+template <typename Response>
+void RunLayer(InferenceService& service, InferRequest infer, Response* response, v1::LayerTensor* tensor,
+              std::function<void(Status)> done) {
+  auto outcome = std::make_shared<InferOutcome>();
+  service.Infer(std::move(infer), outcome, [outcome, response, tensor, done = std::move(done)](Status status) {
+    if (!status.ok()) return done(std::move(status));
+    response->set_model(outcome->result.model);
+    response->set_version(outcome->result.version);
+    response->set_request_id(outcome->request_id);
+    FillLayerTensor(*outcome, tensor);
+    done(OkStatus());
+  });
+}
+
+InferRequest LayerRequest(const std::string& model, int64_t version, const std::string& request_id,
+                          int64_t deadline_us, std::function<bool()> cancelled, const std::string& layer) {
+  InferRequest infer;
+  infer.model = model;
+  infer.version = version;
+  infer.request_id = request_id;
+  infer.deadline_us = deadline_us;
+  infer.cancelled = std::move(cancelled);
+  infer.layer = layer;
+  return infer;
+}
+
 // The feature-map half of Explain.
 void RunFeatures(InferenceService& service, const v1::ExplainRequest& request, v1::ExplainResponse* response,
                  int64_t deadline_us, std::function<bool()> cancelled, std::function<void(Status)> done) {
-  InferRequest infer;
-  infer.model = request.model();
-  infer.version = request.version();
-  infer.request_id = response->request_id().empty() ? request.request_id() : response->request_id();
-  infer.deadline_us = deadline_us;
-  infer.cancelled = std::move(cancelled);
-  infer.layer = request.layer();
+  InferRequest infer =
+      LayerRequest(request.model(), request.version(),
+                   response->request_id().empty() ? request.request_id() : response->request_id(), deadline_us,
+                   std::move(cancelled), request.layer());
   infer.build_items = [&request](const ServableInfo& info, RunRequest* run) -> Status {
     CNN_ASSIGN_OR_RETURN(ImageItem item, ItemFromInput(request.input(), info.item_input_dims));
     run->items = {item};
     run->item_name = [](int64_t) { return std::string("input"); };
     return OkStatus();
   };
-  auto outcome = std::make_shared<InferOutcome>();
-  service.Infer(std::move(infer), outcome, [outcome, response, done = std::move(done)](Status status) {
-    if (!status.ok()) return done(std::move(status));
-    response->set_model(outcome->result.model);
-    response->set_version(outcome->result.version);
-    response->set_request_id(outcome->request_id);
-    FillLayerTensor(*outcome, response->mutable_features());
-    done(OkStatus());
-  });
+  RunLayer(service, std::move(infer), response, response->mutable_features(), std::move(done));
 }
 
 }  // namespace
@@ -137,25 +153,12 @@ void EmbedNative(InferenceService& service, const v1::EmbedRequest& request, v1:
     return done(InvalidArgumentError("field inputs: the request has no inputs (send 1 to " +
                                      std::to_string(max_images) + " images)"));
   }
-  InferRequest infer;
-  infer.model = request.model();
-  infer.version = request.version();
-  infer.request_id = request.request_id();
-  infer.deadline_us = deadline_us;
-  infer.cancelled = std::move(cancelled);
-  infer.layer = request.layer();
+  InferRequest infer = LayerRequest(request.model(), request.version(), request.request_id(), deadline_us,
+                                    std::move(cancelled), request.layer());
   infer.build_items = [&request, max_images](const ServableInfo& info, RunRequest* run) {
     return BuildNativeItems(request.inputs(), info, max_images, run);
   };
-  auto outcome = std::make_shared<InferOutcome>();
-  service.Infer(std::move(infer), outcome, [outcome, response, done = std::move(done)](Status status) {
-    if (!status.ok()) return done(std::move(status));
-    response->set_model(outcome->result.model);
-    response->set_version(outcome->result.version);
-    response->set_request_id(outcome->request_id);
-    FillLayerTensor(*outcome, response->mutable_embeddings());
-    done(OkStatus());
-  });
+  RunLayer(service, std::move(infer), response, response->mutable_embeddings(), std::move(done));
 }
 
 }  // namespace cnnserve

@@ -420,9 +420,13 @@ void AddLayerFlags(FlagSet& flags, LayerFlags* f, bool layer, bool out) {
   flags.Positionals(&f->files);
 }
 
-// Checks the common flags and reads the files; nullopt to go on, else the exit code.
-std::optional<int> ReadLayerFiles(const LayerFlags& f, std::string_view command, bool one_file,
-                                  std::vector<std::string>* contents) {
+// Parses `args` with `flags`, checks the common flags (--layer when `needs_layer`) and reads the files; nullopt to
+// go on, else the exit code.
+std::optional<int> ParseLayerCommand(FlagSet& flags, std::span<const std::string> args, const char* command,
+                                     const LayerFlags& f, bool needs_layer, bool one_file,
+                                     std::vector<std::string>* contents) {
+  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, command)) return exit_code;
+  if (needs_layer && f.layer.empty()) return UsageError(std::string(command) + ": --layer is required");
   if (f.model.empty()) return UsageError(std::string(command) + ": --model is required");
   if (f.files.empty()) return UsageError(std::string(command) + ": no FILE given");
   if (one_file && f.files.size() > 1) return UsageError(std::string(command) + ": one FILE only");
@@ -430,6 +434,16 @@ std::optional<int> ReadLayerFiles(const LayerFlags& f, std::string_view command,
   for (size_t i = 0; i < f.files.size(); ++i) {
     if (!ReadFile(f.files[i], &(*contents)[i])) return UsageError("cannot read " + Quoted(f.files[i], kMaxQuotedPathBytes));
   }
+  return std::nullopt;
+}
+
+// Connects and calls Explain; nullopt on success, else the exit code (the error printed).
+std::optional<int> CallExplain(Client& client, const v1::ExplainRequest& request, v1::ExplainResponse* response) {
+  if (!client.Connect()) return kExitRpcFailed;
+  grpc::ClientContext context;
+  client.SetDeadline(&context);
+  const grpc::Status status = client.classifier().Explain(&context, request, response);
+  if (!status.ok()) return ReportRpcError("Explain", status);
   return std::nullopt;
 }
 
@@ -454,10 +468,11 @@ int Explain(Client& client, std::span<const std::string> args) {
   flags.Integer<int>("--stride", &stride, 1, std::numeric_limits<int>::max(), "S", "patch step (required)");
   flags.Integer<int>("--class", &target, 0, std::numeric_limits<int>::max(), "K", "the class (default: the top-1)");
   flags.Double("--fill", &fill, -1e6, 1e6, "F", "value of covered inputs after normalisation (default 0: the mean)");
-  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "explain")) return *exit_code;
-  if (patch == 0 || stride == 0) return UsageError("explain: --patch and --stride are required");
   std::vector<std::string> contents;
-  if (const std::optional<int> exit_code = ReadLayerFiles(f, "explain", true, &contents)) return *exit_code;
+  if (const std::optional<int> exit_code = ParseLayerCommand(flags, args, "explain", f, false, true, &contents)) {
+    return *exit_code;
+  }
+  if (patch == 0 || stride == 0) return UsageError("explain: --patch and --stride are required");
   v1::ExplainRequest request;
   request.set_model(f.model);
   request.set_version(f.version);
@@ -466,12 +481,8 @@ int Explain(Client& client, std::span<const std::string> args) {
   request.set_stride(stride);
   if (target >= 0) request.set_target_class(target);
   request.set_fill(static_cast<float>(fill));
-  if (!client.Connect()) return kExitRpcFailed;
   v1::ExplainResponse response;
-  grpc::ClientContext context;
-  client.SetDeadline(&context);
-  const grpc::Status status = client.classifier().Explain(&context, request, &response);
-  if (!status.ok()) return ReportRpcError("Explain", status);
+  if (const std::optional<int> exit_code = CallExplain(client, request, &response)) return *exit_code;
   const v1::OcclusionMap& map = response.occlusion();
   if (!f.out.empty() && map.input_shape_size() == 3) {
     const std::vector<float> drop(map.drop().begin(), map.drop().end());
@@ -506,21 +517,17 @@ int Features(Client& client, std::span<const std::string> args) {
   LayerFlags f;
   FlagSet flags(kSynopsis);
   AddLayerFlags(flags, &f, /*layer=*/true, /*out=*/true);
-  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "features")) return *exit_code;
-  if (f.layer.empty()) return UsageError("features: --layer is required");
   std::vector<std::string> contents;
-  if (const std::optional<int> exit_code = ReadLayerFiles(f, "features", true, &contents)) return *exit_code;
+  if (const std::optional<int> exit_code = ParseLayerCommand(flags, args, "features", f, true, true, &contents)) {
+    return *exit_code;
+  }
   v1::ExplainRequest request;
   request.set_model(f.model);
   request.set_version(f.version);
   request.mutable_input()->set_image(contents[0]);
   request.set_layer(f.layer);
-  if (!client.Connect()) return kExitRpcFailed;
   v1::ExplainResponse response;
-  grpc::ClientContext context;
-  client.SetDeadline(&context);
-  const grpc::Status status = client.classifier().Explain(&context, request, &response);
-  if (!status.ok()) return ReportRpcError("Explain", status);
+  if (const std::optional<int> exit_code = CallExplain(client, request, &response)) return *exit_code;
   const v1::LayerTensor& t = response.features();
   const bool maps = t.shape_size() == 3;
   if (!f.out.empty()) {
@@ -550,10 +557,10 @@ int Embed(Client& client, std::span<const std::string> args) {
   LayerFlags f;
   FlagSet flags(kSynopsis);
   AddLayerFlags(flags, &f, /*layer=*/true, /*out=*/false);
-  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, "embed")) return *exit_code;
-  if (f.layer.empty()) return UsageError("embed: --layer is required");
   std::vector<std::string> contents;
-  if (const std::optional<int> exit_code = ReadLayerFiles(f, "embed", false, &contents)) return *exit_code;
+  if (const std::optional<int> exit_code = ParseLayerCommand(flags, args, "embed", f, true, false, &contents)) {
+    return *exit_code;
+  }
   v1::EmbedRequest request;
   request.set_model(f.model);
   request.set_version(f.version);
