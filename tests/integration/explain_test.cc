@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "engine/tensor/npy.h"
+#include "inference/grpc_service.grpc.pb.h"
 #include "tests/integration/test_env.h"
 
 namespace cnnserve::integration {
@@ -163,6 +164,49 @@ TEST_F(ExplainTest, ErrorsAreInvalidArgument) {
   embed.set_model("nope");
   embed.set_layer("relu4");
   EXPECT_EQ(Embed(embed, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// KServe ModelInfer with a requested output named after an internal layer: the layer's activations, shaped.
+TEST_F(ExplainTest, KServeOutputNamedAfterALayer) {
+  auto kserve = inference::GRPCInferenceService::NewStub(server_->NewChannel());
+  inference::ModelInferRequest request;
+  request.set_model_name(kModel);
+  auto* input = request.add_inputs();
+  input->set_name("input");
+  input->set_datatype("BYTES");
+  input->add_shape(2);
+  input->mutable_contents()->add_bytes_contents(images_[0].bytes);
+  input->mutable_contents()->add_bytes_contents(images_[1].bytes);
+  request.add_outputs()->set_name("pool2");
+  inference::ModelInferResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = kserve->ModelInfer(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.outputs_size(), 1);
+  EXPECT_EQ(response.outputs(0).name(), "pool2");
+  EXPECT_EQ(std::vector<int64_t>(response.outputs(0).shape().begin(), response.outputs(0).shape().end()),
+            (std::vector<int64_t>{2, 16, 5, 5}));
+  ASSERT_EQ(response.raw_output_contents_size(), 1);
+  ASSERT_EQ(response.raw_output_contents(0).size(), 2 * 16 * 5 * 5 * sizeof(float));
+  // The same values as Explain's feature maps of the second image.
+  v1::ExplainRequest explain;
+  explain.set_model(kModel);
+  explain.mutable_input()->set_image(images_[1].bytes);
+  explain.set_layer("pool2");
+  v1::ExplainResponse features;
+  ASSERT_TRUE(Explain(explain, &features).ok());
+  std::vector<float> got(16 * 5 * 5);
+  std::memcpy(got.data(), response.raw_output_contents(0).data() + got.size() * sizeof(float),
+              got.size() * sizeof(float));
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_NEAR(got[k], features.features().values(static_cast<int>(k)), kBatchTolerance) << k;
+  }
+  request.mutable_outputs(0)->set_name("fc9");
+  grpc::ClientContext unknown_context;
+  status = kserve->ModelInfer(&unknown_context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("unknown output 'fc9' requested"), std::string::npos) << status.error_message();
+  EXPECT_NE(status.error_message().find("layer \"fc9\" is not known"), std::string::npos) << status.error_message();
 }
 
 // cnnctl explain / features / embed against the same server: exit codes, JSON and the PNG pictures.
