@@ -46,9 +46,18 @@ StatusOr<std::shared_ptr<Servable>> LayerServables::Get(const ModelEntry& entry,
   const std::string value = *std::move(resolved);
   std::lock_guard<std::mutex> lock(mu_);
   if (shut_down_) return UnavailableError("shutting down");
+  // Entries of models that are gone (unloaded, replaced) go first.
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    if (it->base.expired()) {
+      evicted_.push_back(std::move(it->servable));
+      it = cache_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   ReleaseEvicted();
   for (Cached& c : cache_) {
-    if (c.base == version.model.get() && c.value == value) {
+    if (c.base.lock() == version.model && c.value == value) {
       c.last_used = ++uses_;
       return c.servable;
     }
@@ -69,7 +78,7 @@ StatusOr<std::shared_ptr<Servable>> LayerServables::Get(const ModelEntry& entry,
     evicted_.push_back(std::move(lru->servable));
     cache_.erase(lru);
   }
-  cache_.push_back(Cached{version.model.get(), value, servable, ++uses_});
+  cache_.push_back(Cached{version.model, value, servable, ++uses_});
   return std::shared_ptr<Servable>(servable);
 }
 

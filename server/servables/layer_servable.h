@@ -46,7 +46,7 @@ class LayerServables {
 
  private:
   struct Cached {
-    const Model* base = nullptr;  // the full model it was cut from (a reload makes a new one)
+    std::weak_ptr<const Model> base;  // the full model it was cut from (a reload makes a new one)
     std::string value;            // the resolved layer value
     std::shared_ptr<Servable> servable;
     uint64_t last_used = 0;
