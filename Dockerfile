@@ -26,7 +26,7 @@ RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       build-essential cmake ninja-build pkg-config ccache ca-certificates \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev openssl \
-      libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libgmock-dev libonnx-dev \
+      libdnnl-dev libopencv-dev libpng-dev zlib1g-dev libspdlog-dev libgtest-dev libgmock-dev libonnx-dev \
       ocl-icd-opencl-dev opencl-headers prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/*
 

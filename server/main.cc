@@ -95,6 +95,7 @@ struct Flags {
   int64_t max_decoded_image_mb = 256;
   int64_t max_decode_memory_mb = 512;
   int64_t max_decode_queue = 256;
+  int64_t max_explain_masks = 4096;
   int max_in_flight_per_stream = 16;
   int64_t max_in_flight = 1024;
   double default_timeout_s = 60;
@@ -228,6 +229,9 @@ void AddLimitFlags(FlagSet& flags, Flags* f) {
   flags.Integer<int64_t>("--max-decode-queue", &f->max_decode_queue, 1, kMaxInFlight, "N",
                          "requests with images that may wait for a decode worker (default 256; the workers\n"
                          "are as many as the --threads cores, at least 2); one more gets UNAVAILABLE");
+  flags.Integer<int64_t>("--max-explain-masks", &f->max_explain_masks, 1, int64_t{1} << 20, "N",
+                         "masked copies one occlusion map (Explain) may run (default 4096); more get\n"
+                         "INVALID_ARGUMENT");
   flags.Integer<int>("--max-in-flight-per-stream", &f->max_in_flight_per_stream, 1, kMaxInFlightPerStream, "N",
                      "requests of one ClassifyStream / ModelStreamInfer running at once (default 16)");
   flags.Integer<int64_t>("--max-in-flight", &f->max_in_flight, 0, kMaxInFlight, "N",
@@ -412,6 +416,7 @@ InferenceServiceOptions ServiceOptions(const Flags& flags) {
   options.max_decoded_image_bytes = flags.max_decoded_image_mb * kBytesPerMiB;
   options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
   options.max_decode_queue = flags.max_decode_queue;
+  options.max_explain_masks = flags.max_explain_masks;
   options.model_control_mode = flags.model_control_mode;
   options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
   options.strict_readiness = flags.strict_readiness;

@@ -3,6 +3,7 @@
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "engine/backend/reference/reference_backend.h"
 #include "engine/graph/passes.h"
+#include "engine/graph/truncate.h"
 
 namespace cnnserve {
 
@@ -37,6 +38,11 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
   const Dims& out = graph->output_dims();
   model->item_output_dims_.assign(out.begin() + (out.empty() ? 0 : 1), out.end());
   return std::shared_ptr<const Model>(std::move(model));
+}
+
+StatusOr<std::shared_ptr<const Model>> Model::UpToLayer(const std::string& layer) const {
+  CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Graph> truncated, TruncateGraph(*graph_, layer));
+  return Create(std::move(truncated), options_);
 }
 
 std::unique_ptr<Session> Model::NewSession() const { return std::make_unique<Session>(shared_from_this()); }

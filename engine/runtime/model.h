@@ -57,6 +57,12 @@ class Model : public std::enable_shared_from_this<Model> {
 
   std::unique_ptr<Session> NewSession() const;
 
+  // A Model computing only up to `layer` (engine/graph/truncate.h: a node or tensor name of graph(), as imported),
+  // compiled with the same options; its output is that layer's activations. The weights it needs are prepared
+  // again for it (nothing is shared with this Model but the constant buffers). INVALID_ARGUMENT for a name that
+  // is not a layer of graph(); the backend's errors otherwise.
+  StatusOr<std::shared_ptr<const Model>> UpToLayer(const std::string& layer) const;
+
  private:
   friend class Session;
   Model() = default;

@@ -24,6 +24,8 @@ constexpr std::pair<std::string_view, Access> kMethods[] = {
     {"cnnserve.v1.Classifier/ClassifyStream", Needs(Scope::kInfer)},
     {"cnnserve.v1.Classifier/ListModels", Needs(Scope::kMetadata)},
     {"cnnserve.v1.Classifier/DescribeModel", Needs(Scope::kMetadata)},
+    {"cnnserve.v1.Classifier/Explain", Needs(Scope::kInfer)},
+    {"cnnserve.v1.Classifier/Embed", Needs(Scope::kInfer)},
     // KServe v2 (proto/inference/grpc_service.proto)
     {"inference.GRPCInferenceService/ServerLive", kOpen},
     {"inference.GRPCInferenceService/ServerReady", kOpen},

@@ -3,7 +3,7 @@
 // come) names its operation by the gRPC method path it corresponds to and asks AccessFor.
 //
 // Scopes (the names used in token files):
-//   infer          Classifier/Classify, ClassifyStream; KServe ModelInfer, ModelStreamInfer
+//   infer          Classifier/Classify, ClassifyStream, Explain, Embed; KServe ModelInfer, ModelStreamInfer
 //   metadata       Classifier/ListModels, DescribeModel; KServe ServerMetadata, ModelMetadata, ModelConfig,
 //                  ModelReady, RepositoryIndex; server reflection (v1alpha and v1)
 //   statistics     KServe ModelStatistics

@@ -1,6 +1,9 @@
 #include "server/http/native_routes.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <charconv>
+#include <cstdlib>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -8,6 +11,7 @@
 
 #include "server/http/client_connection.h"
 #include "server/kserve/kserve_tensors.h"
+#include "server/native/native_explain.h"
 #include "server/native/native_metadata.h"
 #include "server/native/native_request.h"
 #include "server/service/inference_service.h"
@@ -170,6 +174,30 @@ json ClassifyJson(const v1::ClassifyResponse& response, bool members, bool timin
   return out;
 }
 
+// The deadline of query parameter `timeout` (microseconds from now); 0 when absent.
+StatusOr<int64_t> DeadlineParam(const httplib::Request& req) {
+  if (!req.has_param("timeout")) return int64_t{0};
+  const std::string text = req.get_param_value("timeout");
+  int64_t timeout_us = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), timeout_us);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    return InvalidArgumentError("query parameter timeout must be an integer (microseconds)");
+  }
+  return DeadlineAfter(timeout_us, "query parameter timeout");
+}
+
+// Query parameter `name` as an int32 (absent: `fallback`).
+StatusOr<int32_t> IntParam(const httplib::Request& req, const char* name, int32_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  const std::string text = req.get_param_value(name);
+  int32_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    return InvalidArgumentError(std::string("query parameter ") + name + " must be an integer");
+  }
+  return value;
+}
+
 void Classify(InferenceService* service, const httplib::Request& req, const std::vector<std::string>& c,
               Reply* reply) {
   v1::ClassifyRequest request;
@@ -183,25 +211,58 @@ void Classify(InferenceService* service, const httplib::Request& req, const std:
     if (s.code() == StatusCode::kUnimplemented) reply->status = 415;
     return;
   }
-  int64_t deadline_us = 0;
-  if (req.has_param("timeout")) {
-    const std::string text = req.get_param_value("timeout");
-    int64_t timeout_us = 0;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), timeout_us);
-    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
-      return SetError(InvalidArgumentError("query parameter timeout must be an integer (microseconds)"), reply);
-    }
-    const StatusOr<int64_t> deadline = DeadlineAfter(timeout_us, "query parameter timeout");
-    if (!deadline.ok()) return SetError(deadline.status(), reply);
-    deadline_us = *deadline;
-  }
+  const StatusOr<int64_t> deadline_us = DeadlineParam(req);
+  if (!deadline_us.ok()) return SetError(deadline_us.status(), reply);
   v1::ClassifyResponse response;
   std::promise<Status> finished;
   const ClientConnection client(req);  // a client that disconnects cancels its request
-  ClassifyNative(*service, request, &response, deadline_us, client.Check(),
+  ClassifyNative(*service, request, &response, *deadline_us, client.Check(),
                  [&finished](Status status) { finished.set_value(std::move(status)); });
   if (Status s = finished.get_future().get(); !s.ok()) return SetError(s, reply);
   SetJson(ClassifyJson(response, request.include_member_results(), request.include_timings()), reply);
+}
+
+// POST .../models/M[:explain]?patch=P&stride=S[&class=K][&fill=F][&layer=L][&timeout=US] with one image as the body
+// (as :classify takes it): ExplainResponse as JSON (protobuf's mapping, field names as in the proto).
+void Explain(InferenceService* service, const httplib::Request& req, const std::vector<std::string>& c,
+             Reply* reply) {
+  v1::ExplainRequest request;
+  request.set_model(c[0]);
+  const StatusOr<int64_t> version = ParseModelVersion(c[1], "version");
+  if (!version.ok()) return SetError(version.status(), reply);
+  request.set_version(*version);
+  const StatusOr<int32_t> patch = IntParam(req, "patch", 0), stride = IntParam(req, "stride", 0),
+                          target = IntParam(req, "class", -1);
+  for (const StatusOr<int32_t>* p : {&patch, &stride, &target}) {
+    if (!p->ok()) return SetError(p->status(), reply);
+  }
+  request.set_patch(*patch);
+  request.set_stride(*stride);
+  if (*target >= 0) request.set_target_class(*target);
+  if (req.has_param("fill")) request.set_fill(std::strtof(req.get_param_value("fill").c_str(), nullptr));
+  if (req.has_param("layer")) request.set_layer(req.get_param_value("layer"));
+  v1::ClassifyRequest images;
+  if (Status s = ParseImages(req, &images); !s.ok() || images.inputs_size() != 1) {
+    SetError(s.ok() ? InvalidArgumentError("send one image") : s, reply);
+    if (s.code() == StatusCode::kUnimplemented) reply->status = 415;
+    return;
+  }
+  *request.mutable_input() = images.inputs(0);
+  const StatusOr<int64_t> deadline_us = DeadlineParam(req);
+  if (!deadline_us.ok()) return SetError(deadline_us.status(), reply);
+  v1::ExplainResponse response;
+  std::promise<Status> finished;
+  const ClientConnection client(req);
+  ExplainNative(*service, request, &response, *deadline_us, client.Check(),
+                [&finished](Status status) { finished.set_value(std::move(status)); });
+  if (Status s = finished.get_future().get(); !s.ok()) return SetError(s, reply);
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  reply->status = 200;
+  reply->content_type = kJsonContentType;
+  if (!google::protobuf::util::MessageToJsonString(response, &reply->body, options).ok()) {
+    SetError(InternalError("cannot print the answer as JSON"), reply);
+  }
 }
 
 }  // namespace
@@ -220,6 +281,10 @@ std::vector<Route> NativeRoutes(InferenceService* service) {
   routes.push_back({"POST", std::regex(model + ":classify"), Op("Classify"),
                     [service](const httplib::Request& q, const std::vector<std::string>& c, Reply* r) {
                       Classify(service, q, c, r);
+                    }});
+  routes.push_back({"POST", std::regex(model + ":explain"), Op("Explain"),
+                    [service](const httplib::Request& q, const std::vector<std::string>& c, Reply* r) {
+                      Explain(service, q, c, r);
                     }});
   return routes;
 }

@@ -19,6 +19,10 @@
 //        agreement and margin only for ensembles, members only for ensembles with members=true, timings only with
 //        timings=true. top_k as Classify's (0 or absent: 5; negative: 400). A Content-Type that is neither an
 //        image nor multipart gets 415.
+//   POST /v1/models/{m}[/versions/{v}]:explain?patch=P&stride=S[&class=K][&fill=F][&layer=L][&timeout=US]
+//        body: one image as for :classify. The ExplainResponse (occlusion map and/or feature maps of `layer`,
+//        server/native/native_explain.h) in protobuf's JSON mapping with the proto's field names (int64 fields
+//        as strings). Errors as Explain's (400 for a bad patch, stride, class or layer).
 // Thread-safety: the routes may run concurrently on any worker threads. Ownership: `service` must outlive them.
 #ifndef CNNSERVE_SERVER_HTTP_NATIVE_ROUTES_H_
 #define CNNSERVE_SERVER_HTTP_NATIVE_ROUTES_H_

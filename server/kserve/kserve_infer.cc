@@ -34,6 +34,21 @@ void RunKServeInfer(InferenceService* service, const inference::ModelInferReques
   infer.request_id = request.id();
   infer.deadline_us = deadline_us;
   infer.cancelled = std::move(cancelled);
+  // One requested output that is not the model's: an internal layer (feature maps, embeddings; issue 16).
+  if (request.outputs_size() == 1) {
+    StatusOr<std::shared_ptr<Servable>> found = service->Find(infer.model, infer.version);
+    if (found.ok() && request.outputs(0).name() != (*found)->info().output_name) {
+      infer.layer = request.outputs(0).name();
+      // Built now (Infer then finds it cached), so that a name that is no layer reads as an unknown output.
+      if (StatusOr<std::shared_ptr<Servable>> layer = service->FindLayer(infer.model, infer.version, infer.layer);
+          !layer.ok()) {
+        if (layer.status().code() != StatusCode::kInvalidArgument) return done(layer.status());
+        return done(InvalidArgumentError("model '" + infer.model + "': unknown output '" + infer.layer +
+                                         "' requested; the model's output is '" + (*found)->info().output_name +
+                                         "' (" + layer.status().message() + ")"));
+      }
+    }
+  }
   KServeInputLimits limits;
   limits.max_items = service->options().max_images_per_request;
   limits.max_pixels = service->options().max_pixels;

@@ -20,7 +20,10 @@ namespace cnnserve {
 // runs it and fills `response` (outputs, model name and version, id echoed). Asynchronous: `done` runs exactly
 // once, on the calling thread (errors found before Run) or on a worker. `deadline_us`: steady clock, 0 for none;
 // `cancelled` may be null. Errors: those of InferenceService::Infer and of ParseRequestedOutputs /
-// ParseInferInput (INVALID_ARGUMENT naming the field).
+// ParseInferInput (INVALID_ARGUMENT naming the field). A request whose only requested output is not the model's
+// output names an internal layer (a node or tensor name, as DescribeModel lists them): it gets that layer's
+// activations, shaped [N, the layer's per-item dims] (InferRequest::layer), or INVALID_ARGUMENT for a name that is
+// not a layer.
 void RunKServeInfer(InferenceService* service, const inference::ModelInferRequest& request,
                     inference::ModelInferResponse* response, int64_t deadline_us, std::function<bool()> cancelled,
                     std::function<void(Status)> done);

@@ -348,6 +348,14 @@ StatusOr<std::vector<RequestedOutput>> ParseRequestedOutputs(const inference::Mo
   }
   const std::string model = "model '" + info.name + "'";
   for (const auto& requested : request.outputs()) {
+    if (!info.layer.empty()) {  // a layer servable: the one output asked for, as named (a node or tensor name)
+      if (requested.parameters().count(kClassificationParameter) != 0) {
+        return InvalidArgumentError(model + " output '" + requested.name() +
+                                    "' is an internal layer: parameter 'classification' does not apply");
+      }
+      outputs.push_back({requested.name(), 0});
+      break;
+    }
     if (requested.name() != info.output_name) {
       return InvalidArgumentError(model + ": unknown output '" + requested.name() +
                                   "' requested; the model's output is '" + info.output_name + "'");
@@ -416,7 +424,8 @@ void FillInferOutputs(const RunResult& result, const ServableInfo& info,
     if (requested.classification == 0) {
       tensor->set_datatype(kKServeFp32);
       tensor->add_shape(rows);
-      tensor->add_shape(classes);
+      if (info.item_output_dims.empty()) tensor->add_shape(classes);
+      for (int64_t d : info.item_output_dims) tensor->add_shape(d);  // a layer: its per-item shape
       const size_t count = std::min(result.scores.size(), static_cast<size_t>(rows * classes));
       raw->assign(reinterpret_cast<const char*>(result.scores.data()), count * sizeof(float));
       continue;

@@ -70,14 +70,16 @@ struct RequestedOutput {
   int64_t classification = 0;  // 0: the FP32 tensor; k > 0: the top-k strings (k clamped to num_classes)
 };
 
-// The outputs `request` asks for (none listed: the model's one output as a tensor). INVALID_ARGUMENT for an
-// unknown output name, an output listed twice, or a "classification" parameter that is not an integer >= 1
+// The outputs `request` asks for (none listed: the model's one output as a tensor; for a layer servable, the one
+// output requested, which named the layer: RunKServeInfer asks for a layer when the only requested output is not
+// the model's output). INVALID_ARGUMENT for an unknown output name, an output listed twice, or a "classification" parameter that is not an integer >= 1
 // (int64_param or uint64_param). Other parameters are ignored.
 StatusOr<std::vector<RequestedOutput>> ParseRequestedOutputs(const inference::ModelInferRequest& request,
                                                              const ServableInfo& info);
 
 // Fills outputs and raw_output_contents of `response` (appending) from `result` (num_items rows filled) for
-// `outputs`, and model_name and model_version from the result. id and parameters are left to the caller.
+// `outputs`, and model_name and model_version from the result. id and parameters are left to the caller. A layer's
+// tensor has the shape [rows, its per-item dims...] (ServableInfo::item_output_dims).
 void FillInferOutputs(const RunResult& result, const ServableInfo& info,
                       const std::vector<RequestedOutput>& outputs, inference::ModelInferResponse* response);
 

@@ -66,11 +66,16 @@ void FillClassifyResponse(const RunResult& result, const ServableInfo& info, int
 
 Status BuildNativeItems(const v1::ClassifyRequest& request, const ServableInfo& info,
                         int64_t max_images_per_request, RunRequest* run) {
+  return BuildNativeItems(request.inputs(), info, max_images_per_request, run);
+}
+
+Status BuildNativeItems(const google::protobuf::RepeatedPtrField<v1::Input>& inputs, const ServableInfo& info,
+                        int64_t max_images_per_request, RunRequest* run) {
   const auto where = [](int i) { return "inputs[" + std::to_string(i) + "]"; };
   // Pass 1: count the images (a raw tensor may carry N of them) and check the tensors' shapes and sizes.
   int64_t num_images = 0;
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const v1::Input& input = request.inputs(i);
+  for (int i = 0; i < inputs.size(); ++i) {
+    const v1::Input& input = inputs.Get(i);
     switch (input.kind_case()) {
       case v1::Input::kImage:
         ++num_images;
@@ -97,8 +102,8 @@ Status BuildNativeItems(const v1::ClassifyRequest& request, const ServableInfo& 
   run->items.reserve(static_cast<size_t>(num_images));
   auto names = std::make_shared<std::vector<std::string>>();
   names->reserve(static_cast<size_t>(num_images));
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const v1::Input& input = request.inputs(i);
+  for (int i = 0; i < inputs.size(); ++i) {
+    const v1::Input& input = inputs.Get(i);
     if (input.kind_case() == v1::Input::kImage) {
       run->items.push_back({ImageItem::Kind::kEncoded, input.image()});
       names->push_back(where(i) + ".image");

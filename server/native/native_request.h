@@ -22,6 +22,9 @@ namespace cnnserve {
 // tensor, an input with neither image nor tensor, or more than `max_images_per_request` images in all.
 Status BuildNativeItems(const v1::ClassifyRequest& request, const ServableInfo& info,
                         int64_t max_images_per_request, RunRequest* run);
+// The same for a list of inputs of any request (EmbedRequest.inputs).
+Status BuildNativeItems(const google::protobuf::RepeatedPtrField<v1::Input>& inputs, const ServableInfo& info,
+                        int64_t max_images_per_request, RunRequest* run);
 
 // Fills `response` (results only: model, version and timings are the caller's) from a finished Run: the top
 // `top_k` classes per image; for an ensemble also agreement and margin, and with `members` each member's top-k.

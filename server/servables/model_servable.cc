@@ -242,7 +242,7 @@ Status ModelServable::CheckAdmission(int64_t items, int64_t deadline_us) {
 }
 
 int64_t ModelServable::ExpectedWorkMicros(int64_t items) const {
-  return batcher_ != nullptr && items > 0 ? batcher_->ExpectedWorkMicros(items) : 0;
+  return batcher_ != nullptr && items >= 0 ? batcher_->ExpectedWorkMicros(items) : 0;
 }
 
 std::shared_ptr<void> ModelServable::ExpectIncoming(int64_t items) {

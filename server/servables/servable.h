@@ -147,6 +147,9 @@ struct ServableInfo {
   std::string input_name = "input";             // the ONNX graph's input and output names
   std::string output_name = "output";
   v1::ModelConfig config;  // as loaded from config.pbtxt
+  // A layer servable (layer_servable.h): the layer value its rows hold, and one item's activation shape.
+  std::string layer;       // empty: the model's output (classes)
+  Dims item_output_dims;   // empty: [num_classes]
 };
 
 class Servable {
@@ -177,8 +180,8 @@ class Servable {
   virtual Status CheckAdmission(int64_t items, int64_t deadline_us) { return OkStatus(); }
 
   // How long from now a Run of `items` items would take to finish, by the same estimate admission uses (the work
-  // queued ahead of it and its own run time); 0 when unknown (nothing timed yet, or no queue). An ensemble adds
-  // up its members' (they share the compute lanes). The default knows nothing: 0.
+  // queued ahead of it and its own run time; with 0 items, the wait alone); 0 when unknown (nothing timed yet, or
+  // no queue). An ensemble adds up its members' (they share the compute lanes). The default knows nothing: 0.
   virtual int64_t ExpectedWorkMicros(int64_t items) const { return 0; }
 
   // Counts `items` as coming to this servable's queue until the returned handle is destroyed: a request that

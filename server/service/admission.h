@@ -1,13 +1,14 @@
 // AdmitRequest: whether the service lets a request go on to be decoded and queued, decided before any work is
 // spent on it (issue 13: overload is shed at admission).
 //
-// The request must be expected to finish by its deadline and, whatever the deadline, within max_queue_wait_us
-// from now (--max-queue-wait-ms; 0: the deadline alone). A request with images first waits for a decode worker:
-// that expected wait (PreprocessPool::ExpectedWaitMicros) is taken off the time left before the servable's queue
-// is asked (Servable::CheckAdmission, which for an ensemble adds up its members' work). Errors: UNAVAILABLE
-// "overloaded" (the decode queue alone, or the model's queue, would carry it past the bound; prefixed "bound:
-// --max-queue-wait-ms N" when that bound, not the deadline, refused it), or the servable's own refusal (queue
-// full, shutting down, DEADLINE_EXCEEDED).
+// The request must be expected to finish by its deadline, and, whatever the deadline, the work queued ahead of it
+// must be expected to take at most max_queue_wait_us (--max-queue-wait-ms; 0: no such bound): past capacity the
+// admitted requests then wait about that long at most and the rest are refused at once. The bound is on the wait,
+// not on the request's own run time, so a large request on an idle server is admitted. A request with images first
+// waits for a decode worker (PreprocessPool::ExpectedWaitMicros): that wait is part of the wait and is taken off
+// the time left before the servable's queue is asked (Servable::CheckAdmission; Servable::ExpectedWorkMicros(0)
+// for the wait, which for an ensemble adds up its members'). Errors: UNAVAILABLE "overloaded" (naming the
+// deadline or --max-queue-wait-ms), or the servable's own refusal (queue full, shutting down, DEADLINE_EXCEEDED).
 // Thread-safety: as thread-safe as the servable's CheckAdmission.
 #ifndef CNNSERVE_SERVER_SERVICE_ADMISSION_H_
 #define CNNSERVE_SERVER_SERVICE_ADMISSION_H_

@@ -21,6 +21,7 @@
 #include "server/preprocess/preprocess.h"
 #include "server/preprocess/preprocess_pool.h"
 #include "server/servables/classification.h"
+#include "server/servables/layer_servable.h"
 #include "server/servables/model_servable.h"
 #include "server/service/admission.h"
 #include "server/service/model_slot.h"
@@ -81,6 +82,7 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.decode_limits.budget = *DecodeBudget::Create(options.max_decode_memory_bytes);  // checked
     servable_options_.default_max_queue_size = options.default_max_queue_size;
     servable_options_.lanes = &lanes_;
+    layer_servables_ = std::make_unique<LayerServables>(servable_options_);
     // OpenCV's parallel loops (colour conversion, 8-bit resize) get the engine's cores, not every core.
     SetPreprocessThreads(lanes_.cpus());
     // Two workers at least, so that one costly image does not hold every decode.
@@ -102,6 +104,9 @@ class InferenceServiceImpl final : public InferenceService {
   void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
              std::function<void(Status)> done) override;
   StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const override;
+  StatusOr<std::shared_ptr<Servable>> FindLayer(const std::string& name, int64_t version,
+                                                const std::string& layer) override;
+  const DecodeLimits& decode_limits() const override { return servable_options_.decode_limits; }
   std::vector<VersionRow> Index() const override;
   StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const override;
   Status LoadModel(const std::string& name) override;
@@ -149,6 +154,7 @@ class InferenceServiceImpl final : public InferenceService {
   RequestGate gate_;    // requests between Infer and their answer (--max-in-flight, the drain)
   RequestErrorLog error_log_;  // every failed request's line; load errors counted per second
   ModelServableOptions servable_options_;
+  std::unique_ptr<LayerServables> layer_servables_;  // FindLayer's cache; after servable_options_ and lanes_
   std::string request_id_prefix_;
   std::atomic<uint64_t> next_request_{0};
   std::atomic<bool> ready_{false};
@@ -343,6 +349,18 @@ StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::Find(const std::string
   return served->servable;
 }
 
+StatusOr<std::shared_ptr<Servable>> InferenceServiceImpl::FindLayer(const std::string& name, int64_t version,
+                                                                   const std::string& layer) {
+  CNN_ASSIGN_OR_RETURN(std::shared_ptr<Servable> servable, Find(name, version));
+  const std::shared_ptr<const ModelSlot> slot = FindSlot(name);
+  const VersionEntry* entry = slot == nullptr ? nullptr : slot->entry->FindVersion(servable->info().version);
+  if (entry == nullptr || entry->model == nullptr) {
+    return InvalidArgumentError("model " + QuotedModelName(name) + " (platform " + servable->info().platform +
+                                ") has no layers of its own: name a layer of an engine model");
+  }
+  return layer_servables_->Get(*slot->entry, *entry, layer);
+}
+
 void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
                                  std::function<void(Status)> done) {
   outcome->start_us = SteadyNowMicros();
@@ -368,7 +386,9 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   if (request.deadline_us == 0 && options_.default_timeout_us > 0) {
     request.deadline_us = outcome->start_us + options_.default_timeout_us;
   }
-  StatusOr<std::shared_ptr<Servable>> found = Find(request.model, request.version);
+  StatusOr<std::shared_ptr<Servable>> found = request.layer.empty()
+                                                  ? Find(request.model, request.version)
+                                                  : FindLayer(request.model, request.version, request.layer);
   if (!found.ok()) return fail(found.status());
   outcome->servable = *std::move(found);
   if (request.deadline_us > 0 && outcome->start_us >= request.deadline_us) {
@@ -704,6 +724,7 @@ Status InferenceServiceImpl::Shutdown(int64_t drain_deadline_us) {
     threads.emplace_back([&, i] { results[i] = servables[i]->Shutdown(drain_deadline_us); });
   }
   for (std::thread& t : threads) t.join();
+  layer_servables_->Shutdown(drain_deadline_us);
   for (size_t i = 0; i < results.size(); ++i) {
     if (!results[i].ok()) {
       const std::string name =

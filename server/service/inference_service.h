@@ -92,6 +92,8 @@ struct InferenceServiceOptions {
   // it within this long, whatever its deadline (--max-queue-wait-ms; 0: only the deadline bounds it). Past
   // capacity this keeps the admitted requests' latency near the bound and refuses the rest at once.
   int64_t max_queue_wait_us = 1'000'000;
+  // Most masked copies one occlusion map may run (explain.h; --max-explain-masks).
+  int64_t max_explain_masks = 4096;
 };
 
 // One inference in the project's own terms; every front end builds one from its wire request.
@@ -102,6 +104,9 @@ struct InferRequest {
   int64_t deadline_us = 0;           // absolute, steady clock (SteadyNowMicros); 0: none
   std::function<bool()> cancelled;   // optional; cheap and non-blocking
   bool want_member_results = false;  // ensembles: fill the members' probability rows
+  // Non-empty: run the model only up to this layer (FindLayer); the result's rows are the layer's activations
+  // (feature maps, embeddings) and outcome->servable->info() says their shape.
+  std::string layer;
   // Turns the wire request into run->items (and run->item_name) once the servable is known: its info (input
   // dims, classes, max_batch_size, preprocessing) validates raw tensors. Its error is the request's error.
   // Called at most once, on the calling thread, before Run. Required.
@@ -138,6 +143,22 @@ class InferenceService {
   // INVALID_ARGUMENT (empty name, version < 0), NOT_FOUND (unknown model or version), UNAVAILABLE (not ready,
   // failed to load, unloaded, shutting down).
   virtual StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const = 0;
+
+  // The servable that runs `name` at `version` only up to `layer` (server/servables/layer_servable.h: built on
+  // the first request for that layer, which waits while it compiles; a few are cached). Errors: those of Find;
+  // INVALID_ARGUMENT for a model without layers (ensembles, the null platform) or a name that is not a layer of
+  // the model (naming it and where layer names are listed). The default (a service without layers) is
+  // UNIMPLEMENTED.
+  virtual StatusOr<std::shared_ptr<Servable>> FindLayer(const std::string& name, int64_t version,
+                                                        const std::string& layer) {
+    return UnimplementedError("this service computes no layers");
+  }
+  // The limits every image decode of this service obeys (sizes, the shared decode memory budget). The default:
+  // DecodeLimits' defaults, no budget.
+  virtual const DecodeLimits& decode_limits() const {
+    static const DecodeLimits kDefaults;
+    return kDefaults;
+  }
 
   // Every model folder of the repository and each version's state, sorted by name then version (a model with
   // no version has one row of version 0).

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <utility>
 
+#include "server/native/native_explain.h"
 #include "server/native/native_metadata.h"
 #include "server/native/native_request.h"
 #include "server/transport/grpc_status.h"
@@ -37,26 +38,31 @@ ClassifierService::ClassifierService(InferenceService* inference, const Classifi
                                      std::shared_ptr<const auth::Authorizer> authorizer)
     : inference_(inference), options_(options), auth_(std::move(authorizer)) {}
 
-grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
-                                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/Classify")) return refused;
+template <typename Request, typename Response, typename Start>
+grpc::ServerUnaryReactor* ClassifierService::RunUnary(grpc::CallbackServerContext* context, std::string_view method,
+                                                      const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+                                                      Start start) {
+  if (auto* refused = auth_.RefuseUnary(context, "/cnnserve.v1.Classifier/" + std::string(method))) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `context`, `request` and `response` stay valid until the reactor is finished, i.e. until `done` returns.
   auto request_id = std::make_shared<std::string>();
-  RunRaw<v1::ClassifyRequest, v1::ClassifyResponse>(
-      *request, response,
-      [this, context, request_id](const v1::ClassifyRequest& parsed, v1::ClassifyResponse* answer,
-                                  std::function<void(Status)> finish) {
+  RunRaw<Request, Response>(
+      request, response,
+      [this, context, request_id, start](const Request& parsed, Response* answer, std::function<void(Status)> finish) {
         *request_id = parsed.request_id();
-        ClassifyNative(
-            *inference_, parsed, answer, DeadlineToSteadyMicros(context->deadline()),
-            [context] { return context->IsCancelled(); }, std::move(finish));
+        start(*inference_, parsed, answer, DeadlineToSteadyMicros(context->deadline()),
+              [context] { return context->IsCancelled(); }, std::move(finish));
       },
-      [reactor, context, request_id](Status status) {
-        LogCallFailure("Classify", context, *request_id, status);
+      [reactor, context, request_id, method = std::string(method)](Status status) {
+        LogCallFailure(method.c_str(), context, *request_id, status);
         reactor->Finish(ToGrpcStatus(status));
       });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<v1::ClassifyRequest, v1::ClassifyResponse>(context, "Classify", *request, response, ClassifyNative);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ClassifierService::ClassifyStream(
@@ -102,6 +108,16 @@ grpc::ServerUnaryReactor* ClassifierService::DescribeModel(grpc::CallbackServerC
         return DescribeModelNative(*inference_, parsed, answer);
       })));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Explain(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<v1::ExplainRequest, v1::ExplainResponse>(context, "Explain", *request, response, ExplainNative);
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Embed(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<v1::EmbedRequest, v1::EmbedResponse>(context, "Embed", *request, response, EmbedNative);
 }
 
 }  // namespace cnnserve

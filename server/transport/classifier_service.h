@@ -11,6 +11,8 @@
 //     status, so the first request (in request order) that fails ends the stream with that request's status after
 //     the responses before it have been written; requests after it are not answered.
 //   - ListModels and DescribeModel answer inline (they only read the model table).
+//   - Explain (occlusion map, feature maps) and Embed (a layer's activations) run through the service layer like
+//     Classify and finish their reactor from its `done`.
 // Every method is raw (raw_message.h): each parses its request bytes itself, so bytes that do not parse as its
 // request message get INVALID_ARGUMENT with a message, not gRPC's bare UNIMPLEMENTED.
 // Every call is authorized first (CallAuthorizer, grpc_auth.h; a stream once, at its start).
@@ -27,6 +29,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "server/auth/authorizer.h"
@@ -44,7 +48,8 @@ struct ClassifierServiceOptions {
 // (v1::Classifier::CallbackService, every method raw.)
 using ClassifierServiceBase = v1::Classifier::WithRawCallbackMethod_Classify<
     v1::Classifier::WithRawCallbackMethod_ClassifyStream<v1::Classifier::WithRawCallbackMethod_ListModels<
-        v1::Classifier::WithRawCallbackMethod_DescribeModel<v1::Classifier::Service>>>>;
+        v1::Classifier::WithRawCallbackMethod_DescribeModel<v1::Classifier::WithRawCallbackMethod_Explain<
+            v1::Classifier::WithRawCallbackMethod_Embed<v1::Classifier::Service>>>>>>;
 
 class ClassifierService final : public ClassifierServiceBase {
  public:
@@ -61,8 +66,20 @@ class ClassifierService final : public ClassifierServiceBase {
                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* DescribeModel(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
+  // Explain and Embed (server/native/native_explain.h) hand the request to the service layer like Classify.
+  grpc::ServerUnaryReactor* Explain(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
 
  private:
+  // A unary call run by the service layer: the authorizer's refusal, or the request parsed from `request`,
+  // `start(inference, request, response, deadline_us, cancelled, finish)` (ClassifyNative and its kin), and the
+  // response serialized into `response` when it finished OK; failures logged once (LogCallFailure).
+  template <typename Request, typename Response, typename Start>
+  grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context, std::string_view method,
+                                     const grpc::ByteBuffer& request, grpc::ByteBuffer* response, Start start);
+
   InferenceService* const inference_;
   const ClassifierServiceOptions options_;
   const CallAuthorizer auth_;

@@ -364,6 +364,24 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(self.error("POST", path + "?members=maybe", png, {"Content-Type": "image/png"})[0], 400)
         self.assertEqual(self.error("POST", "/v1/models/nope:classify", png, {"Content-Type": "image/png"})[0], 404)
 
+    def test_v1_explain_equals_native_grpc(self):
+        png = self.images.read(self.images.files(".png", 1)[0])
+        query = "?patch=8&stride=4&layer=pool2"
+        rest = self.http.json("POST", "/v1/models/%s:explain%s" % (MODEL, query), png, {"Content-Type": "image/png"})
+        want = self.server.native.Explain(classifier_pb2.ExplainRequest(
+            model=MODEL, input=classifier_pb2.Input(image=png), patch=8, stride=4, layer="pool2"), timeout=60)
+        occlusion = rest["occlusion"]
+        self.assertEqual((occlusion["rows"], occlusion["cols"]), (want.occlusion.rows, want.occlusion.cols))
+        self.assertEqual(occlusion["target_class"], want.occlusion.target_class)
+        self.assertEqual([np.float32(v) for v in occlusion["drop"]], [np.float32(v) for v in want.occlusion.drop])
+        self.assertEqual([int(d) for d in rest["features"]["shape"]], [16, 5, 5])
+        self.assertEqual(len(rest["features"]["values"]), 16 * 5 * 5)
+        path = "/v1/models/%s:explain" % MODEL
+        self.assertEqual(self.error("POST", path + "?patch=40&stride=4", png, {"Content-Type": "image/png"})[0], 400)
+        self.assertEqual(self.error("POST", path + "?patch=x", png, {"Content-Type": "image/png"})[0], 400)
+        self.assertEqual(self.error("POST", path + "?layer=fc9", png, {"Content-Type": "image/png"})[0], 400)
+        self.assertEqual(self.error("POST", path, png, {"Content-Type": "image/png"})[0], 400)  # neither
+
     # --- routing, static files, connections ---------------------------------------------------------------------
 
     def test_routing_errors(self):

@@ -8,6 +8,9 @@
 //   cnnctl [--server HOST:PORT] list [--json]
 //   cnnctl [--server HOST:PORT] describe MODEL [--version V] [--json]
 //   cnnctl [--server HOST:PORT] health [--service NAME]
+//   cnnctl ... explain --model M FILE --patch P --stride S [--class K] [--fill F] [--out MAP.png] [--json]
+//   cnnctl ... features --model M --layer L FILE [--out GRID.png] [--json]
+//   cnnctl ... embed --model M --layer L FILE... [--json]
 //
 // Exit codes: 0 success (health: SERVING), 1 an RPC failed or health is not SERVING (the gRPC code and message are
 // printed on stderr), 2 bad command line or unreadable file (TLS files included).
@@ -16,6 +19,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cinttypes>
 #include <cstdint>
@@ -24,6 +28,7 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +41,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tools/common/client_channel.h"
 #include "tools/common/tool_text.h"
+#include "tools/cnnctl/png_image.h"
 
 namespace cnnserve::cnnctl {
 namespace {
@@ -72,6 +78,13 @@ commands:
                       a model's summary, config and per-layer table
   health [--service NAME]
                       the server's health ("" = overall); exit 0 only when SERVING
+  explain --model M FILE --patch P --stride S [--class K] [--fill F] [--out MAP.png] [--json]
+                      occlusion map: how much the class's probability falls with a P x P patch covered at every
+                      S-th input pixel; --out writes it as a heat map (over the image when FILE is a PNG)
+  features --model M --layer L FILE [--out GRID.png] [--json]
+                      one layer's activations for FILE; --out writes one tile per channel
+  embed --model M --layer L FILE... [--json]
+                      one layer's activations (e.g. an embedding) for each FILE, in one batched request
 )";
 
 struct Global {
@@ -388,6 +401,206 @@ int Health(Client& client, std::span<const std::string> args) {
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitRpcFailed;
 }
 
+// The explain/features/embed commands' common flags.
+struct LayerFlags {
+  std::string model;
+  int64_t version = 0;
+  std::string layer;
+  std::string out;
+  bool json = false;
+  std::vector<std::string> files;
+};
+
+void AddLayerFlags(FlagSet& flags, LayerFlags* f, bool layer, bool out) {
+  flags.String("--model", &f->model, "M", "the model (required)");
+  flags.Integer<int64_t>("--version", &f->version, 0, kMaxVersion, "V", "its version (default 0: the server's choice)");
+  if (layer) flags.String("--layer", &f->layer, "L", "a node or tensor name as `cnnctl describe` lists them");
+  if (out) flags.String("--out", &f->out, "FILE.png", "write the picture here");
+  flags.Switch("--json", &f->json, "print JSON");
+  flags.Positionals(&f->files);
+}
+
+// Parses `args` with `flags`, checks the common flags (--layer when `needs_layer`) and reads the files; nullopt to
+// go on, else the exit code.
+std::optional<int> ParseLayerCommand(FlagSet& flags, std::span<const std::string> args, const char* command,
+                                     const LayerFlags& f, bool needs_layer, bool one_file,
+                                     std::vector<std::string>* contents) {
+  if (const std::optional<int> exit_code = ParseCommandFlags(flags, args, command)) return exit_code;
+  if (needs_layer && f.layer.empty()) return UsageError(std::string(command) + ": --layer is required");
+  if (f.model.empty()) return UsageError(std::string(command) + ": --model is required");
+  if (f.files.empty()) return UsageError(std::string(command) + ": no FILE given");
+  if (one_file && f.files.size() > 1) return UsageError(std::string(command) + ": one FILE only");
+  contents->resize(f.files.size());
+  for (size_t i = 0; i < f.files.size(); ++i) {
+    if (!ReadFile(f.files[i], &(*contents)[i])) return UsageError("cannot read " + Quoted(f.files[i], kMaxQuotedPathBytes));
+  }
+  return std::nullopt;
+}
+
+// Connects and calls Explain; nullopt on success, else the exit code (the error printed).
+std::optional<int> CallExplain(Client& client, const v1::ExplainRequest& request, v1::ExplainResponse* response) {
+  if (!client.Connect()) return kExitRpcFailed;
+  grpc::ClientContext context;
+  client.SetDeadline(&context);
+  const grpc::Status status = client.classifier().Explain(&context, request, response);
+  if (!status.ok()) return ReportRpcError("Explain", status);
+  return std::nullopt;
+}
+
+int WritePicture(const std::string& path, const tools::RgbImage& image) {
+  if (Status s = tools::WritePng(path, image); !s.ok()) {
+    std::fprintf(stderr, "cnnctl: %s\n", s.message().c_str());
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+// Pictures smaller than this (pixels per side) are enlarged by pixel repetition.
+constexpr int kMinPictureSide = 256;
+
+int Explain(Client& client, std::span<const std::string> args) {
+  LayerFlags f;
+  int patch = 0, stride = 0, target = -1;
+  double fill = 0;
+  FlagSet flags(kSynopsis);
+  AddLayerFlags(flags, &f, /*layer=*/false, /*out=*/true);
+  flags.Integer<int>("--patch", &patch, 1, std::numeric_limits<int>::max(), "P", "patch side, input pixels (required)");
+  flags.Integer<int>("--stride", &stride, 1, std::numeric_limits<int>::max(), "S", "patch step (required)");
+  flags.Integer<int>("--class", &target, 0, std::numeric_limits<int>::max(), "K", "the class (default: the top-1)");
+  flags.Double("--fill", &fill, -1e6, 1e6, "F", "value of covered inputs after normalisation (default 0: the mean)");
+  std::vector<std::string> contents;
+  if (const std::optional<int> exit_code = ParseLayerCommand(flags, args, "explain", f, false, true, &contents)) {
+    return *exit_code;
+  }
+  if (patch == 0 || stride == 0) return UsageError("explain: --patch and --stride are required");
+  v1::ExplainRequest request;
+  request.set_model(f.model);
+  request.set_version(f.version);
+  request.mutable_input()->set_image(contents[0]);
+  request.set_patch(patch);
+  request.set_stride(stride);
+  if (target >= 0) request.set_target_class(target);
+  request.set_fill(static_cast<float>(fill));
+  v1::ExplainResponse response;
+  if (const std::optional<int> exit_code = CallExplain(client, request, &response)) return *exit_code;
+  const v1::OcclusionMap& map = response.occlusion();
+  if (!f.out.empty() && map.input_shape_size() == 3) {
+    const std::vector<float> drop(map.drop().begin(), map.drop().end());
+    tools::RgbImage heat = tools::OcclusionHeatMap(drop, map.rows(), map.cols(), map.patch(), map.stride(),
+                                                   static_cast<int>(map.input_shape(1)),
+                                                   static_cast<int>(map.input_shape(2)));
+    constexpr float kHeatWeight = 0.6f;
+    StatusOr<tools::RgbImage> image = tools::DecodePng(contents[0]);
+    tools::RgbImage picture = image.ok() ? tools::Overlay(*image, heat, kHeatWeight) : heat;
+    picture = tools::Enlarge(picture, (kMinPictureSide + picture.width - 1) / std::max(1, picture.width));
+    if (const int code = WritePicture(f.out, picture); code != kExitOk) return code;
+  }
+  if (f.json) return PrintJson(response);
+  std::printf("model %s version %" PRId64 ": class %d %s, p = %.6f; %d x %d positions (patch %d, stride %d)\n",
+              response.model().c_str(), response.version(), map.target_class(), map.target_label().c_str(),
+              map.probability(), map.rows(), map.cols(), map.patch(), map.stride());
+  std::printf("p(class | image) - p(class | patch at row, column):\n");
+  for (int r = 0; r < map.rows(); ++r) {
+    for (int c = 0; c < map.cols(); ++c) std::printf("%s%7.3f", c == 0 ? "" : " ", map.drop(r * map.cols() + c));
+    std::printf("\n");
+  }
+  return kExitOk;
+}
+
+std::string ShapeString(const v1::LayerTensor& t) {
+  std::string text;
+  for (const int64_t d : t.shape()) text += (text.empty() ? "" : "x") + std::to_string(d);
+  return text;
+}
+
+int Features(Client& client, std::span<const std::string> args) {
+  LayerFlags f;
+  FlagSet flags(kSynopsis);
+  AddLayerFlags(flags, &f, /*layer=*/true, /*out=*/true);
+  std::vector<std::string> contents;
+  if (const std::optional<int> exit_code = ParseLayerCommand(flags, args, "features", f, true, true, &contents)) {
+    return *exit_code;
+  }
+  v1::ExplainRequest request;
+  request.set_model(f.model);
+  request.set_version(f.version);
+  request.mutable_input()->set_image(contents[0]);
+  request.set_layer(f.layer);
+  v1::ExplainResponse response;
+  if (const std::optional<int> exit_code = CallExplain(client, request, &response)) return *exit_code;
+  const v1::LayerTensor& t = response.features();
+  const bool maps = t.shape_size() == 3;
+  if (!f.out.empty()) {
+    if (!maps) return UsageError("features: layer " + Quoted(t.layer()) + " has shape " + ShapeString(t) + ", not C x H x W: no grid");
+    tools::RgbImage grid = tools::FeatureGrid(t.values().data(), static_cast<int>(t.shape(0)),
+                                              static_cast<int>(t.shape(1)), static_cast<int>(t.shape(2)));
+    grid = tools::Enlarge(grid, (kMinPictureSide + grid.width - 1) / std::max(1, grid.width));
+    if (const int code = WritePicture(f.out, grid); code != kExitOk) return code;
+  }
+  if (f.json) return PrintJson(response);
+  std::printf("model %s version %" PRId64 ", layer %s: %s\n", response.model().c_str(), response.version(),
+              t.layer().c_str(), ShapeString(t).c_str());
+  const int64_t channels = maps ? t.shape(0) : 1;
+  const int64_t plane = channels > 0 ? t.values_size() / channels : 0;
+  for (int64_t c = 0; c < channels && plane > 0; ++c) {
+    const auto begin = t.values().begin() + c * plane;
+    const auto [lo, hi] = std::minmax_element(begin, begin + plane);
+    double sum = 0;
+    for (auto it = begin; it != begin + plane; ++it) sum += *it;
+    std::printf("%s %3" PRId64 ": min %10.4f  max %10.4f  mean %10.4f\n", maps ? "channel" : "values ", c, *lo, *hi,
+                sum / plane);
+  }
+  return kExitOk;
+}
+
+int Embed(Client& client, std::span<const std::string> args) {
+  LayerFlags f;
+  FlagSet flags(kSynopsis);
+  AddLayerFlags(flags, &f, /*layer=*/true, /*out=*/false);
+  std::vector<std::string> contents;
+  if (const std::optional<int> exit_code = ParseLayerCommand(flags, args, "embed", f, true, false, &contents)) {
+    return *exit_code;
+  }
+  v1::EmbedRequest request;
+  request.set_model(f.model);
+  request.set_version(f.version);
+  request.set_layer(f.layer);
+  for (std::string& bytes : contents) request.add_inputs()->set_image(std::move(bytes));
+  if (!client.Connect()) return kExitRpcFailed;
+  v1::EmbedResponse response;
+  grpc::ClientContext context;
+  client.SetDeadline(&context);
+  const grpc::Status status = client.classifier().Embed(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("Embed", status);
+  const v1::LayerTensor& t = response.embeddings();
+  if (t.count() != static_cast<int>(f.files.size()) || t.count() == 0) {
+    std::fprintf(stderr, "cnnctl: Embed returned %d rows for %zu files\n", t.count(), f.files.size());
+    return kExitRpcFailed;
+  }
+  const int per_item = t.values_size() / t.count();
+  if (f.json) {
+    std::printf("{\"model\": %s, \"version\": %" PRId64 ", \"layer\": %s, \"shape\": [", JsonQuote(response.model()).c_str(),
+                response.version(), JsonQuote(t.layer()).c_str());
+    for (int k = 0; k < t.shape_size(); ++k) std::printf("%s%" PRId64, k == 0 ? "" : ", ", t.shape(k));
+    std::printf("], \"embeddings\": [");
+    for (int i = 0; i < t.count(); ++i) {
+      std::printf("%s\n {\"file\": %s, \"values\": [", i == 0 ? "" : ",", JsonQuote(f.files[i]).c_str());
+      for (int k = 0; k < per_item; ++k) std::printf("%s%.9g", k == 0 ? "" : ", ", t.values(i * per_item + k));
+      std::printf("]}");
+    }
+    std::printf("\n]}\n");
+    return kExitOk;
+  }
+  std::printf("model %s version %" PRId64 ", layer %s: %s values per file\n", response.model().c_str(),
+              response.version(), t.layer().c_str(), ShapeString(t).c_str());
+  for (int i = 0; i < t.count(); ++i) {
+    double norm = 0;
+    for (int k = 0; k < per_item; ++k) norm += double{t.values(i * per_item + k)} * t.values(i * per_item + k);
+    std::printf("%s  L2 norm %.6f\n", f.files[i].c_str(), std::sqrt(norm));
+  }
+  return kExitOk;
+}
+
 int Run(int argc, char** argv) {
   Global global;
   FlagSet flags(kSynopsis);
@@ -408,7 +621,8 @@ int Run(int argc, char** argv) {
     std::fputs(flags.Usage().c_str(), stdout);
     return kExitOk;
   }
-  if (command != "classify" && command != "list" && command != "describe" && command != "health") {
+  if (command != "classify" && command != "list" && command != "describe" && command != "health" &&
+      command != "explain" && command != "features" && command != "embed") {
     return UsageError("unknown command " + Quoted(command));
   }
   StatusOr<std::unique_ptr<ClientSecurity>> security = ClientSecurity::Create(global.security);
@@ -417,6 +631,9 @@ int Run(int argc, char** argv) {
   if (command == "classify") return Classify(client, args);
   if (command == "list") return List(client, args);
   if (command == "describe") return Describe(client, args);
+  if (command == "explain") return Explain(client, args);
+  if (command == "features") return Features(client, args);
+  if (command == "embed") return Embed(client, args);
   return Health(client, args);
 }
 

@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev openssl
-  libdnnl-dev libopencv-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libonnx-dev
+  libdnnl-dev libopencv-dev libpng-dev zlib1g-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libonnx-dev
   ocl-icd-opencl-dev opencl-headers prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
   python3-torch python3-torchvision python3-onnx python3-numpy python3-grpcio python3-pil
   python3-yaml python3-matplotlib

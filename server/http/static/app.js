@@ -1,5 +1,6 @@
 // cnnserve playground: picks a model (GET /v1/models), shows its layers (GET /v1/models/NAME) and classifies a
-// chosen or dropped PNG/JPEG (POST /v1/models/NAME:classify). No dependencies; every failure is shown on the page.
+// chosen or dropped PNG/JPEG (POST /v1/models/NAME:classify) and draws its occlusion map (POST
+// /v1/models/NAME:explain). No dependencies; every failure is shown on the page.
 'use strict';
 
 const TOP_K = 5;
@@ -130,6 +131,8 @@ async function modelChanged() {
   sessionStorage.setItem(MODEL_KEY, name);
   $('model-info').textContent = describeSummary(model);
   $('classify').disabled = !state.image;
+  $('occlude').disabled = !state.image;
+  $('occlusion').hidden = true;
   showError('');
   const tasks = [loadLayers(name)];
   if (state.image) tasks.push(classify());
@@ -320,7 +323,81 @@ function takeImage(file) {
   preview.alt = 'the chosen image, ' + file.name;
   preview.hidden = false;
   $('classify').disabled = !$('model').value;
+  $('occlude').disabled = !$('model').value;
+  $('occlusion').hidden = true;
   classify();
+}
+
+// Patch about a fifth of the input, stride half the patch: a map of about 9 x 9 positions.
+const OCCLUSION_FRACTION = 5;
+const HEAT_ALPHA = 0.6;
+
+// Mean drop per input pixel over the patch positions covering it, as in cnnctl's heat map.
+function occlusionPixels(map, h, w) {
+  const sum = new Float64Array(h * w);
+  const count = new Uint32Array(h * w);
+  for (let r = 0; r < map.rows; ++r) {
+    for (let c = 0; c < map.cols; ++c) {
+      const d = map.drop[r * map.cols + c] || 0;
+      for (let y = r * map.stride; y < Math.min(h, r * map.stride + map.patch); ++y) {
+        for (let x = c * map.stride; x < Math.min(w, c * map.stride + map.patch); ++x) {
+          sum[y * w + x] += d;
+          count[y * w + x] += 1;
+        }
+      }
+    }
+  }
+  return sum.map((v, i) => (count[i] ? v / count[i] : 0));
+}
+
+function drawOcclusion(map) {
+  const shape = (map.input_shape || []).map(Number);
+  const h = shape[1], w = shape[2];
+  const canvas = $('occlusion-map');
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage($('preview'), 0, 0, w, h);
+  const base = ctx.getImageData(0, 0, w, h);
+  const pixels = occlusionPixels(map, h, w);
+  const scale = Math.max(...pixels.map(Math.abs)) || 1;
+  for (let i = 0; i < pixels.length; ++i) {
+    const t = Math.max(-1, Math.min(1, pixels[i] / scale));
+    const fade = 1 - Math.abs(t);
+    const heat = [t >= 0 ? 255 : 255 * fade, 255 * fade, t <= 0 ? 255 : 255 * fade];
+    for (let k = 0; k < 3; ++k) {
+      base.data[4 * i + k] = (1 - HEAT_ALPHA) * base.data[4 * i + k] + HEAT_ALPHA * heat[k];
+    }
+  }
+  ctx.putImageData(base, 0, 0);
+}
+
+async function occlude() {
+  const name = $('model').value;
+  const model = state.models.get(name);
+  if (!state.image || !model) return;
+  const shape = (model.input_shape || []).map(Number);
+  const patch = Math.max(1, Math.round(Math.min(shape[1] || 1, shape[2] || 1) / OCCLUSION_FRACTION));
+  const stride = Math.max(1, Math.round(patch / 2));
+  showError('');
+  setStatus('Occluding ' + state.image.name + ' with ' + name + '…');
+  try {
+    const body = await api(modelPath(name) + ':explain?patch=' + patch + '&stride=' + stride, {
+      method: 'POST',
+      headers: {'Content-Type': state.image.type},
+      body: state.image,
+    });
+    const map = body.occlusion || {};
+    drawOcclusion(map);
+    $('occlusion-info').textContent = 'p(' + (map.target_label || 'class ' + num(map.target_class || 0)) + ') = ' +
+        percent(map.probability || 0) + '; red where a ' + patch + '×' + patch + ' patch (stride ' + stride +
+        ', ' + num(map.masks) + ' masked copies) lowers it.';
+    $('occlusion').hidden = false;
+    setStatus('Occlusion map of ' + state.image.name + ' with ' + name + '.');
+  } catch (e) {
+    setStatus('');
+    showError('Could not make the occlusion map of ' + state.image.name + ' with ' + name + ': ' + e.message);
+  }
 }
 
 function setUp() {
@@ -333,6 +410,7 @@ function setUp() {
   $('model').addEventListener('change', modelChanged);
   $('file').addEventListener('change', (e) => takeImage(e.target.files[0]));
   $('classify').addEventListener('click', classify);
+  $('occlude').addEventListener('click', occlude);
   const drop = $('drop');
   for (const type of ['dragenter', 'dragover']) {
     drop.addEventListener(type, (e) => {

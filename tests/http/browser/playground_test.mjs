@@ -185,6 +185,19 @@ async function checkSingleModel(page, base, image, labels) {
   const timings = await page.$$eval('#timings dt', (dts) => dts.map((d) => d.textContent));
   check(['Decode', 'Queue', 'Inference', 'Server total'].every((t) => timings.includes(t)), 'the timings appear',
         timings.join(', '));
+  // The occlusion map (POST :explain) is drawn over the image at the model's input size.
+  await page.click('#occlude');
+  await page.waitForSelector('#occlusion:not([hidden])', {timeout: PAGE_TIMEOUT_MS});
+  const map = await page.$eval('#occlusion-map', (canvas) => {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let reddest = 0;
+    for (let i = 0; i < data.length; i += 4) reddest = Math.max(reddest, data[i] - data[i + 2]);
+    return {width: canvas.width, height: canvas.height, reddest};
+  });
+  check(map.width === 32 && map.height === 32 && map.reddest > 50,
+        'the occlusion map is drawn at the 32x32 input with red where the patch lowers the class', JSON.stringify(map));
+  const info = await page.textContent('#occlusion-info');
+  check(info.includes(labels[image.label]), 'the occlusion map names the class', info);
 }
 
 // The page's byte label: decimal MB from 1e6 bytes on, kB below.

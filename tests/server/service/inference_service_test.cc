@@ -215,6 +215,23 @@ TEST_F(InferenceServiceTest, ARequestWithoutDeadlineGetsTheDefaultTimeout) {
   EXPECT_TRUE(InferTensors(*service_, std::move(own_deadline)).status.ok());
 }
 
+// --max-queue-wait-ms bounds the wait ahead of a request, not its own run time: on an idle server a request of
+// many items is admitted under a 1 us bound, and answered.
+TEST_F(InferenceServiceTest, TheQueueWaitBoundDoesNotRefuseALargeRequestOnAnIdleServer) {
+  InferenceServiceOptions options;
+  options.max_queue_wait_us = 1;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  ASSERT_TRUE(InferTensors(*service_, Request(), 4).status.ok()) << "times the model's batches";
+  const Answer large = InferTensors(*service_, Request(), 256);
+  ASSERT_TRUE(large.status.ok()) << large.status.ToString();
+  EXPECT_EQ(large.outcome->result.num_items, 256);
+  options.model_repository = repo_.path().string();
+  options.max_queue_wait_us = -1;
+  const Status negative = InferenceService::Create(options).status();
+  EXPECT_EQ(negative.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(negative.message().find("max_queue_wait_us -1"), std::string::npos) << negative.ToString();
+}
+
 TEST_F(InferenceServiceTest, MaxInFlightRefusesBeforeAnyWork) {
   InferenceServiceOptions options;
   options.max_in_flight = 1;

@@ -127,7 +127,7 @@ TEST(MethodTableTest, EveryServedMethodHasARule) {
       EXPECT_TRUE(auth::FindAccess(path).has_value()) << path;
     }
   }
-  EXPECT_EQ(methods, 4 + 12 + 2 + 1);  // Classifier, KServe, health, reflection
+  EXPECT_EQ(methods, 6 + 12 + 2 + 1);  // Classifier, KServe, health, reflection
 }
 
 }  // namespace

@@ -608,6 +608,8 @@ TEST_F(TransportTest, RequestBytesThatDoNotParseAreInvalidArgument) {
        {std::pair{"/cnnserve.v1.Classifier/Classify", "cnnserve.v1.ClassifyRequest"},
         std::pair{"/cnnserve.v1.Classifier/ListModels", "cnnserve.v1.ListModelsRequest"},
         std::pair{"/cnnserve.v1.Classifier/DescribeModel", "cnnserve.v1.DescribeModelRequest"},
+        std::pair{"/cnnserve.v1.Classifier/Explain", "cnnserve.v1.ExplainRequest"},
+        std::pair{"/cnnserve.v1.Classifier/Embed", "cnnserve.v1.EmbedRequest"},
         std::pair{"/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"},
         std::pair{"/inference.GRPCInferenceService/ServerLive", "inference.ServerLiveRequest"},
         std::pair{"/inference.GRPCInferenceService/ServerReady", "inference.ServerReadyRequest"},

@@ -1,0 +1,74 @@
+// Occlusion sensitivity (Zeiler & Fergus 2014) over the InferenceService: how much a model's probability for a
+// class falls when a square patch of the image is covered, at every patch position.
+//
+// The image is decoded and preprocessed once (the model's own preprocessing, InferenceService::decode_limits), on
+// the calling thread; the masked copies are made after that, in the model's input space (the patch is set to
+// `fill` in every channel: 0 is the dataset mean after normalisation), and run together with the unmasked image
+// as raw-tensor items of one InferenceService::Infer request. So they go through the model's own batcher in
+// batches of its largest plans, counted against its queue limits like any request of that many images, and an
+// ensemble gives the map of its combined probability. Feature maps and embeddings need nothing here: they are
+// InferRequests with `layer` set (inference_service.h).
+//
+// Thread-safety: RunOcclusion may be called from any thread; the pure helpers are pure.
+#ifndef CNNSERVE_SERVER_SERVICE_EXPLAIN_H_
+#define CNNSERVE_SERVER_SERVICE_EXPLAIN_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "server/preprocess/image_input.h"
+#include "server/service/inference_service.h"
+
+namespace cnnserve {
+
+struct OcclusionRequest {
+  std::string model;
+  int64_t version = 0;              // 0: the newest ready version
+  std::string request_id;           // empty: the service assigns one
+  int64_t deadline_us = 0;          // absolute, steady clock; 0: the service's default
+  std::function<bool()> cancelled;  // optional
+  ImageItem image;                  // the caller keeps its bytes alive until `done`
+  int64_t target_class = -1;        // < 0: the top-1 class of the unmasked image
+  int64_t patch = 0;                // side of the square patch, input pixels; 1 .. min(H, W)
+  int64_t stride = 0;               // step between patch positions, input pixels; >= 1
+  float fill = 0.0f;                // value of the covered inputs (after normalisation)
+};
+
+struct OcclusionMap {
+  int64_t target_class = 0;
+  float probability = 0.0f;  // p(target_class | image)
+  int64_t top1 = 0;          // top-1 class of the unmasked image
+  // Patch positions: row r, column c covers input rows [r * stride, r * stride + patch) and the same columns.
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<float> drop;    // rows * cols: p(target | image) - p(target | image with the patch at (r, c))
+  std::vector<int32_t> top1_at;  // rows * cols: the top-1 class with the patch at (r, c)
+};
+
+struct OcclusionOutcome {
+  std::shared_ptr<InferOutcome> infer = std::make_shared<InferOutcome>();  // servable, request id, raw rows
+  OcclusionMap map;
+};
+
+// Patch positions along an axis of `size` inputs: (size - patch) / stride + 1. INVALID_ARGUMENT (naming the field
+// and the input size) for patch < 1, patch > size, stride < 1.
+StatusOr<int64_t> OcclusionPositions(int64_t size, int64_t patch, int64_t stride, const char* axis);
+
+// Writes rows * cols copies of `image` (C x H x W floats, `chw`) to `dst`, copy r * cols + c with the patch at
+// (r * stride, c * stride) set to `fill` in every channel. Positions as OcclusionPositions gives them.
+void MakeOcclusionMasks(const float* image, const Dims& chw, int64_t patch, int64_t stride, float fill, float* dst);
+
+// Validates, prepares the masked copies and runs them (see the top of this file); `done` runs exactly once, on the
+// calling thread or a batcher worker, and outcome->map is filled on OK. Errors: those of Infer; INVALID_ARGUMENT
+// for a bad image, patch or stride, a target_class outside the model's classes, a model that takes no C x H x W
+// images, more than options().max_explain_masks masked copies (naming the limit and --max-explain-masks).
+void RunOcclusion(InferenceService& service, OcclusionRequest request, std::shared_ptr<OcclusionOutcome> outcome,
+                  std::function<void(Status)> done);
+
+}  // namespace cnnserve
+
+#endif  // CNNSERVE_SERVER_SERVICE_EXPLAIN_H_
