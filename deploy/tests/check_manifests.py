@@ -37,7 +37,8 @@ TLS_SECRET_KEYS = ("tls.crt", "tls.key")  # the keys of a kubernetes.io/tls Secr
 # The gRPC paths a client needs behind nginx, and those nginx must never route (model control and operator RPCs).
 NATIVE = "/cnnserve.v1.Classifier/"
 KSERVE = "/inference.GRPCInferenceService/"
-ROUTED_RPCS = [NATIVE + m for m in ("Classify", "ClassifyStream", "ListModels", "DescribeModel")] + \
+ROUTED_RPCS = [NATIVE + m for m in ("Classify", "ClassifyStream", "ListModels", "DescribeModel", "Explain",
+                                    "Embed")] + \
     [KSERVE + m for m in ("ModelInfer", "ModelStreamInfer", "ServerLive", "ServerReady", "ModelReady",
                           "ServerMetadata", "ModelMetadata", "ModelConfig")] + \
     ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"]

@@ -99,6 +99,23 @@ std::vector<Rpc> AllRpcs(const LabeledImage& image) {
                     v1::DescribeModelResponse response;
                     return s.classifier->DescribeModel(c, request, &response);
                   }});
+  rpcs.push_back({"/cnnserve.v1.Classifier/Explain", "infer", ok, [image](Stubs& s, grpc::ClientContext* c) {
+                    v1::ExplainRequest request;
+                    request.set_model(kModel);
+                    *request.mutable_input() = ImageRequest({&image}, 1).inputs(0);
+                    request.set_patch(8);
+                    request.set_stride(8);
+                    v1::ExplainResponse response;
+                    return s.classifier->Explain(c, request, &response);
+                  }});
+  rpcs.push_back({"/cnnserve.v1.Classifier/Embed", "infer", ok, [image](Stubs& s, grpc::ClientContext* c) {
+                    v1::EmbedRequest request;
+                    request.set_model(kModel);
+                    request.set_layer("relu4");
+                    *request.add_inputs() = ImageRequest({&image}, 1).inputs(0);
+                    v1::EmbedResponse response;
+                    return s.classifier->Embed(c, request, &response);
+                  }});
   // inference.GRPCInferenceService
   const std::string k = "/inference.GRPCInferenceService/";
   rpcs.push_back({k + "ServerLive", "", ok, [](Stubs& s, grpc::ClientContext* c) {
