@@ -25,6 +25,10 @@ inline constexpr size_t kMaxQuotedPathBytes = 1024;
 // `text` quoted for a message, as described above.
 std::string Quoted(std::string_view text, size_t max_bytes = kDefaultQuotedMaxBytes);
 
+// The same without the quotes, for a word inside other punctuation (an op type in "node "x" (Conv)"):
+//   Escaped("a\nb") == "a\\x0ab";  Escaped(std::string(70, 'z')) == std::string(64, 'z') + "... (70 bytes)".
+std::string Escaped(std::string_view text, size_t max_bytes = kDefaultQuotedMaxBytes);
+
 }  // namespace cnnserve
 
 #endif  // CNNSERVE_ENGINE_COMMON_STRINGS_H_

@@ -1,26 +1,12 @@
 #include "models/onnx/onnx_messages.h"
 
-#include <cstdio>
+#include "engine/common/strings.h"
 
 namespace cnnserve::onnx_import {
 
-std::string Escape(std::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < kMaxQuotedChars; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (text.size() > kMaxQuotedChars) out += "...";
-  return out;
-}
+std::string Escape(std::string_view text) { return Escaped(text, kMaxQuotedChars); }
 
-std::string Quote(std::string_view text) { return "\"" + Escape(text) + "\""; }
+std::string Quote(std::string_view text) { return Quoted(text, kMaxQuotedChars); }
 
 std::string DataTypeName(int32_t data_type) {
   if (onnx::TensorProto_DataType_IsValid(data_type)) {

@@ -21,10 +21,8 @@ using AttrType = onnx::AttributeProto::AttributeType;
 // Longest name quoted verbatim in an error message; longer (e.g. fuzzed) names are cut.
 inline constexpr size_t kMaxQuotedChars = 120;
 
-// `text` with non-printable bytes, '"' and '\' escaped as \xNN, cut after kMaxQuotedChars (then "..." follows).
+// Escaped / Quoted (engine/common/strings.h: the project's one way to quote) with the importer's bound.
 std::string Escape(std::string_view text);
-
-// `"text"`, escaped.
 std::string Quote(std::string_view text);
 
 // "FLOAT", "INT64", ... or "data type <n>" for a value outside the enum.

@@ -7,6 +7,13 @@
 namespace cnnserve {
 namespace {
 
+TEST(EscapedTest, EscapesLikeQuotedWithoutTheQuotes) {
+  EXPECT_EQ(Escaped("Conv"), "Conv");
+  EXPECT_EQ(Escaped("a\"b\\c\n"), "a\\\"b\\\\c\\x0a");
+  EXPECT_EQ(Escaped(std::string(70, 'z')), std::string(64, 'z') + "... (70 bytes)");
+  EXPECT_EQ(Escaped("abcdef", 3), "abc... (6 bytes)");
+}
+
 TEST(QuotedTest, PlainTextInDoubleQuotes) {
   EXPECT_EQ(Quoted("alexnet"), "\"alexnet\"");
   EXPECT_EQ(Quoted(""), "\"\"");
