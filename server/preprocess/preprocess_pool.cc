@@ -62,8 +62,8 @@ int64_t PreprocessPool::ExpectedWaitMicros() const {
 void PreprocessPool::RecordJobMicros(int64_t micros) {
   // An exponential moving average over about the last kJobTimeWindow jobs; the first job sets it.
   constexpr int64_t kJobTimeWindow = 16;
-  job_micros_ = job_micros_ == 0 ? std::max<int64_t>(1, micros) : job_micros_ + (micros - job_micros_) / kJobTimeWindow;
-  job_micros_ = std::max<int64_t>(1, job_micros_);
+  const int64_t average = job_micros_ == 0 ? micros : job_micros_ + (micros - job_micros_) / kJobTimeWindow;
+  job_micros_ = std::max<int64_t>(1, average);
 }
 
 void PreprocessPool::WaitIdle() {

@@ -51,8 +51,8 @@ class PreprocessPool {
   Counters counters() const;
 
   // How long a job submitted now would wait for a worker, estimated from the jobs ahead of it (the running ones
-  // count as half done) and the recent time of a job (a moving average); 0 before the first job has run. The
-  // InferenceService subtracts it from a request's deadline before it asks the model's queue (admission).
+  // count as half done) and the recent time of a job (a moving average); 0 before the first job has run.
+  // Admission (server/service/admission.h) counts it as part of a request's wait.
   int64_t ExpectedWaitMicros() const;
 
   // Blocks until no job is queued or running (jobs submitted meanwhile are waited for too). For a shutdown that
