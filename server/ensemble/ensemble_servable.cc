@@ -177,6 +177,9 @@ StatusOr<std::unique_ptr<EnsembleServable>> EnsembleServable::Create(const v1::M
                        std::to_string(info.num_classes) + "; every member must have the same classes");
       }
       info.max_batch_size = std::min(info.max_batch_size, member_info.max_batch_size);
+      if (member_info.item_input_dims != info.item_input_dims || member_info.preprocess != info.preprocess) {
+        info.members_share_input = false;
+      }
     }
   }
   if (info.num_classes < 1) return bad("ensemble.members[0].model", "has no classes");

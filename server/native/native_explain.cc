@@ -58,7 +58,8 @@ void FillOcclusion(const OcclusionOutcome& outcome, const v1::ExplainRequest& re
   out->set_stride(request.stride());
   out->mutable_drop()->Assign(map.drop.begin(), map.drop.end());
   out->mutable_top1_at()->Assign(map.top1_at.begin(), map.top1_at.end());
-  for (int64_t d : info.item_input_dims) out->add_input_shape(d);
+  for (int64_t d : map.shape) out->add_input_shape(d);
+  out->set_pixel_space(map.pixel_space);
   out->set_masks(static_cast<int32_t>(map.rows * map.cols));
 }
 

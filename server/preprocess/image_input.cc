@@ -216,6 +216,14 @@ Status PrepareItem(const ImageItem& item, const DecodeLimits& limits, std::span<
   return InvalidArgumentError("unknown item kind " + std::to_string(static_cast<int>(item.kind)));
 }
 
+StatusOr<PixelImage> ItemPixels(const ImageItem& item, const DecodeLimits& limits) {
+  if (item.kind != ImageItem::Kind::kEncoded && item.kind != ImageItem::Kind::kPixels) {
+    return InvalidArgumentError("a tensor has no pixels: send the image (encoded bytes or raw pixels)");
+  }
+  CNN_ASSIGN_OR_RETURN(const DecodedImage image, DecodeItem(item, limits));
+  return ToPixels(image);
+}
+
 Status PrepareItem(const ImageItem& item, const DecodeLimits& limits, const ItemTarget& target) {
   Status target_status;
   CNN_RETURN_IF_ERROR(PrepareItem(item, limits, std::span<const ItemTarget>(&target, 1),

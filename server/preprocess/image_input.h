@@ -83,6 +83,10 @@ Status PrepareItem(const ImageItem& item, const DecodeLimits& limits, std::span<
 // PrepareItem for one target: the item's error, else the target's.
 Status PrepareItem(const ImageItem& item, const DecodeLimits& limits, const ItemTarget& target);
 
+// The 8-bit samples of an image item (encoded bytes decoded, raw pixels checked), before any preprocessing.
+// Errors: those of DecodeImage / ImageFromPixels, INVALID_ARGUMENT for a tensor item (it has no pixels).
+StatusOr<PixelImage> ItemPixels(const ImageItem& item, const DecodeLimits& limits);
+
 // The preprocessing step of PrepareItem for an image already decoded: writes the C*H*W floats of
 // PreprocessedDims(options) for `image` to `dst` (caller-owned), as described above. `max_float_source_values`
 // bounds the float path (see kMaxFloatResizeSourceValues). Errors as Preprocess.

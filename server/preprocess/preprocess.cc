@@ -361,6 +361,27 @@ StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int
   return DecodedImageAccess::Make(ImageFormat::kRaw, std::move(pixels), std::move(reservation));
 }
 
+StatusOr<PixelImage> ToPixels(const DecodedImage& image) {
+  if (image.empty()) return InvalidArgumentError("ToPixels: the decoded image is empty");
+  const cv::Mat& src = DecodedImageAccess::Pixels(image);
+  PixelImage out;
+  out.height = src.rows;
+  out.width = src.cols;
+  out.channels = src.channels();
+  CNN_RETURN_IF_ERROR(RunOpenCv("copying the image's pixels", StatusCode::kInternal, [&] {
+    out.hwc.resize(static_cast<size_t>(out.height * out.width * out.channels));
+    cv::Mat eight = src;
+    if (src.depth() == CV_16U) src.convertTo(eight, CV_8U, 1.0 / 257.0);
+    cv::Mat dst(src.rows, src.cols, out.channels == 1 ? CV_8UC1 : CV_8UC3, out.hwc.data());
+    if (out.channels == 3) {
+      cv::cvtColor(eight, dst, cv::COLOR_BGR2RGB);  // DecodedImage keeps colour as BGR
+    } else {
+      eight.copyTo(dst);
+    }
+  }));
+  return out;
+}
+
 Status Preprocess(const DecodedImage& image, const PreprocessOptions& options, float* dst) {
   CNN_RETURN_IF_ERROR(ValidatePreprocessOptions(options));
   if (image.empty()) return InvalidArgumentError("Preprocess: the decoded image is empty");

@@ -186,6 +186,20 @@ StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeLimits& l
 StatusOr<DecodedImage> ImageFromPixels(std::string_view hwc, int64_t height, int64_t width, int channels,
                                        const DecodeLimits& limits);
 
+// An image as 8-bit samples, the form ImageFromPixels takes: height * width * channels bytes, row-major, channels
+// interleaved; channels 1 (gray) or 3 (R, G, B).
+struct PixelImage {
+  int64_t height = 0;
+  int64_t width = 0;
+  int channels = 0;
+  std::vector<uint8_t> hwc;
+};
+
+// The samples of a decoded image as a PixelImage, so that it can be changed pixel by pixel and preprocessed again
+// (an ensemble's occlusion map). 16-bit samples become 8-bit (value / 257, rounded). INVALID_ARGUMENT for an empty
+// image; RESOURCE_EXHAUSTED if memory runs out; INTERNAL if OpenCV fails unexpectedly.
+StatusOr<PixelImage> ToPixels(const DecodedImage& image);
+
 // Writes the C*H*W floats of PreprocessedDims(options), channel planes in order, to `dst` (caller-owned, not
 // kept; e.g. one image's slot in a batch tensor). On error `dst` may be partly written.
 // Errors: INVALID_ARGUMENT for bad options, an empty image, or a kShorterSideCrop whose intermediate image would

@@ -144,6 +144,9 @@ struct ServableInfo {
   std::vector<std::string> labels;  // may be empty or shorter than num_classes
   int64_t max_batch_size = 1;       // most images per batch (a Run may carry more; it is split)
   std::optional<PreprocessOptions> preprocess;  // how kEncoded / kPixels items are turned into the input
+  // Ensembles: false when members differ in item_input_dims or preprocessing (a tensor item then cannot mean the
+  // same to every member, and an occlusion map is made on the image's pixels instead). Models: true.
+  bool members_share_input = true;
   std::string input_name = "input";             // the ONNX graph's input and output names
   std::string output_name = "output";
   v1::ModelConfig config;  // as loaded from config.pbtxt

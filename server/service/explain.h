@@ -6,8 +6,15 @@
 // `fill` in every channel: 0 is the dataset mean after normalisation), and run together with the unmasked image
 // as raw-tensor items of one InferenceService::Infer request. So they go through the model's own batcher in
 // batches of its largest plans, counted against its queue limits like any request of that many images, and an
-// ensemble gives the map of its combined probability. Feature maps and embeddings need nothing here: they are
-// InferRequests with `layer` set (inference_service.h).
+// ensemble gives the map of its combined probability.
+//
+// An ensemble whose members take different inputs (ServableInfo::members_share_input false: other sizes, or other
+// normalisations, as in the shipped fashion_ensemble) has no one input space: one tensor would mean different
+// things to its members. Its map is made on the image's pixels: the image is decoded once to 8-bit samples, the
+// patch (in image pixels) is set to the samples that `fill` stands for in the first member's preprocessing (0: its
+// dataset mean), and the copies go as raw pixels that each member preprocesses its own way. At most
+// kMaxPixelMaskBytes (256 MiB) of copies. Feature maps and embeddings need nothing here: they are InferRequests
+// with `layer` set (inference_service.h).
 //
 // Thread-safety: RunOcclusion may be called from any thread; the pure helpers are pure.
 #ifndef CNNSERVE_SERVER_SERVICE_EXPLAIN_H_
@@ -16,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,8 +49,11 @@ struct OcclusionRequest {
 struct OcclusionMap {
   int64_t target_class = 0;
   float probability = 0.0f;  // p(target_class | image)
+  // C, H, W of where the patch moved: the model's input, or (pixel_space) the image's 8-bit pixels.
+  Dims shape;
+  bool pixel_space = false;
   int64_t top1 = 0;          // top-1 class of the unmasked image
-  // Patch positions: row r, column c covers input rows [r * stride, r * stride + patch) and the same columns.
+  // Patch positions: row r, column c covers rows of `shape` [r * stride, r * stride + patch) and the same columns.
   int64_t rows = 0;
   int64_t cols = 0;
   std::vector<float> drop;    // rows * cols: p(target | image) - p(target | image with the patch at (r, c))
@@ -61,6 +72,15 @@ StatusOr<int64_t> OcclusionPositions(int64_t size, int64_t patch, int64_t stride
 // Writes rows * cols copies of `image` (C x H x W floats, `chw`) to `dst`, copy r * cols + c with the patch at
 // (r * stride, c * stride) set to `fill` in every channel. Positions as OcclusionPositions gives them.
 void MakeOcclusionMasks(const float* image, const Dims& chw, int64_t patch, int64_t stride, float fill, float* dst);
+
+// The 8-bit sample per pixel channel (1: gray, 3: R, G, B) that becomes `fill` after `preprocess` normalises it
+// (rounded, clamped to 0..255). A gray image for a colour model: the mean over the model's channels.
+std::vector<uint8_t> PixelFill(const PreprocessOptions& preprocess, float fill, int channels);
+
+// MakeOcclusionMasks on 8-bit HWC samples: copy r * cols + c of `image` with the patch's pixels set to `fill`
+// (one sample per channel).
+void MakePixelOcclusionMasks(const PixelImage& image, int64_t patch, int64_t stride, std::span<const uint8_t> fill,
+                             uint8_t* dst);
 
 // Validates, prepares the masked copies and runs them (see the top of this file); `done` runs exactly once, on the
 // calling thread or a batcher worker, and outcome->map is filled on OK. Errors: those of Infer; INVALID_ARGUMENT

@@ -1,7 +1,8 @@
 // Explanations through the InferenceService (server/service/explain.h, InferRequest::layer): occlusion maps equal
-// classifying the same masked tensors one by one (a model and an ensemble), a patch over a region already at
-// the fill value changes nothing, layer rows equal the engine's Model::UpToLayer on the same preprocessed input;
-// errors. Real repository folders (copies of the trained LeNet-5 models) and real Fashion-MNIST PNGs.
+// classifying the same masked tensors one by one (a model and an ensemble whose members share their input), and
+// the same masked raw pixels one by one for ensembles whose members differ in size or normalisation; a patch over
+// a region already at the fill value changes nothing; layer rows equal the engine's Model::UpToLayer on the same
+// preprocessed input; errors. Real repository folders (copies of the trained models) and real Fashion-MNIST PNGs.
 #include "server/service/explain.h"
 
 #include <gtest/gtest.h>
@@ -36,18 +37,19 @@ class ExplainTest : public ::testing::Test {
     png_ = LoadFashionImages(".png");
     ASSERT_GE(png_.size(), 4u);
     CopyLenet(repo_.path(), "lenet");
-    // Two members that take 1 x 28 x 28: the second LeNet-5 and the small VGG.
+    // Members that take 1 x 28 x 28: the second LeNet-5 and vgg_fashion_s2 (x / 255), the small VGG (mean/std).
     for (const auto& [from, to] : {std::pair<std::string, std::string>{"lenet5_fashion_s1", "lenet_s1"},
+                                   {"vgg_fashion_s2", "vgg_s2"},
                                    {"vgg_fashion", "vgg"}}) {
       const fs::path dst = repo_.path() / to;
       fs::copy(testing::DefaultRepository() / from, dst, fs::copy_options::recursive);
       WriteFileBytes(dst / "config.pbtxt", testing::ReplaceOnce(testing::ReadFileBytes(dst / "config.pbtxt"),
                                                                 "name: \"" + from + "\"", "name: \"" + to + "\""));
     }
-    fs::create_directories(repo_.path() / "ens");
-    WriteFileBytes(repo_.path() / "ens" / "config.pbtxt",
-                   "name: \"ens\"\nplatform: \"ensemble\"\nmax_batch_size: 64\nensemble {\n"
-                   "  members { model: \"lenet_s1\" }\n  members { model: \"vgg\" }\n  strategy: SOFT_MEAN\n}\n");
+    // Members with the same input and preprocessing; with other normalisations; with other sizes (32 and 28).
+    WriteEnsemble("ens", "lenet_s1", "vgg_s2");
+    WriteEnsemble("ens_norms", "lenet_s1", "vgg");
+    WriteEnsemble("ens_sizes", "lenet", "vgg");
     InferenceServiceOptions options;
     options.model_repository = repo_.path().string();
     options.total_threads = 1;
@@ -55,6 +57,14 @@ class ExplainTest : public ::testing::Test {
     StatusOr<std::unique_ptr<InferenceService>> service = InferenceService::Create(options);
     ASSERT_TRUE(service.ok()) << service.status().ToString();
     service_ = *std::move(service);
+  }
+
+  void WriteEnsemble(const std::string& name, const std::string& first, const std::string& second) {
+    fs::create_directories(repo_.path() / name);
+    WriteFileBytes(repo_.path() / name / "config.pbtxt",
+                   "name: \"" + name + "\"\nplatform: \"ensemble\"\nmax_batch_size: 64\nensemble {\n"
+                   "  members { model: \"" + first + "\" }\n  members { model: \"" + second +
+                       "\" }\n  strategy: SOFT_MEAN\n}\n");
   }
 
   Status Occlude(OcclusionRequest request, OcclusionOutcome* out) {
@@ -142,6 +152,57 @@ class ExplainTest : public ::testing::Test {
     EXPECT_GT(largest_drop, 1e-4f) << "no sampled patch changed anything: the test would not see a wrong map";
   }
 
+  // An ensemble whose members take different inputs: the map is over the image's pixels; checks it at a few
+  // positions against one-by-one classification of raw-pixel images masked here with the fill's 8-bit sample.
+  void ExpectPixelMapMatchesOneByOne(const std::string& model, const ImageItem& image, int64_t patch,
+                                     int64_t stride, float fill, uint8_t fill_sample) {
+    OcclusionRequest request;
+    request.model = model;
+    request.image = image;
+    request.patch = patch;
+    request.stride = stride;
+    request.fill = fill;
+    OcclusionOutcome out;
+    const Status status = Occlude(request, &out);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    const OcclusionMap& map = out.map;
+    StatusOr<PixelImage> pixels = ItemPixels(image, service_->decode_limits());
+    ASSERT_TRUE(pixels.ok()) << pixels.status().ToString();
+    ASSERT_EQ(pixels->channels, 1);
+    EXPECT_TRUE(map.pixel_space);
+    EXPECT_EQ(map.shape, (Dims{1, pixels->height, pixels->width}));
+    const int64_t positions = (pixels->width - patch) / stride + 1;
+    ASSERT_EQ(map.rows, positions);
+    ASSERT_EQ(map.cols, positions);
+    const auto pixel_item = [&](const std::vector<uint8_t>& hwc) {
+      ImageItem item{ImageItem::Kind::kPixels, std::string_view(reinterpret_cast<const char*>(hwc.data()), hwc.size())};
+      item.height = static_cast<int32_t>(pixels->height);
+      item.width = static_cast<int32_t>(pixels->width);
+      item.channels = 1;
+      return item;
+    };
+    auto plain = Infer(model, {pixel_item(pixels->hwc)});
+    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+    EXPECT_EQ(map.top1, (*plain)->result.Ranked(0, 1)[0].index);
+    EXPECT_NEAR(map.probability, (*plain)->result.probabilities[map.target_class], kBatchTolerance);
+    float largest_drop = 0;
+    for (const auto& [r, c] : std::vector<std::pair<int64_t, int64_t>>{
+             {0, 0}, {positions - 1, positions - 1}, {positions / 2, positions / 3}, {1, positions - 2}}) {
+      std::vector<uint8_t> masked = pixels->hwc;
+      for (int64_t y = r * stride; y < r * stride + patch; ++y) {
+        for (int64_t q = c * stride; q < c * stride + patch; ++q) masked[y * pixels->width + q] = fill_sample;
+      }
+      auto one = Infer(model, {pixel_item(masked)});
+      ASSERT_TRUE(one.ok()) << one.status().ToString();
+      const float p = (*one)->result.probabilities[map.target_class];
+      const size_t at = static_cast<size_t>(r * positions + c);
+      EXPECT_NEAR(map.drop[at], map.probability - p, kBatchTolerance) << model << " at " << r << "," << c;
+      EXPECT_EQ(map.top1_at[at], (*one)->result.Ranked(0, 1)[0].index) << model << " at " << r << "," << c;
+      largest_drop = std::max(largest_drop, std::fabs(map.drop[at]));
+    }
+    EXPECT_GT(largest_drop, 1e-4f) << "no sampled patch changed anything: the test would not see a wrong map";
+  }
+
   std::vector<FashionImage> png_;
   TempDir repo_;
   std::unique_ptr<InferenceService> service_;
@@ -153,7 +214,72 @@ TEST_F(ExplainTest, OcclusionEqualsClassifyingTheMaskedTensorsOneByOne) {
 }
 
 TEST_F(ExplainTest, EnsembleOcclusionUsesTheCombinedProbability) {
+  ASSERT_TRUE((*service_->Find("ens", 0))->info().members_share_input);
   ExpectMatchesOneByOne("ens", {ImageItem::Kind::kEncoded, png_[2].bytes}, 8, 4, 0.0f);
+}
+
+TEST_F(ExplainTest, EnsembleOfDifferentInputsIsOccludedOnTheImagePixels) {
+  // The first member's preprocessing decides the fill sample: lenet_s1 is x / 255 (0.25 -> 64), lenet
+  // is (x / 255 - 0.2860) / 0.3530 (0 -> 73: the dataset mean).
+  EXPECT_FALSE((*service_->Find("ens_norms", 0))->info().members_share_input);
+  EXPECT_FALSE((*service_->Find("ens_sizes", 0))->info().members_share_input);
+  ExpectPixelMapMatchesOneByOne("ens_norms", {ImageItem::Kind::kEncoded, png_[2].bytes}, 8, 4, 0.25f, 64);
+  ExpectPixelMapMatchesOneByOne("ens_sizes", {ImageItem::Kind::kEncoded, png_[1].bytes}, 7, 3, 0.0f, 73);
+
+  OcclusionRequest tensor;  // a tensor has no pixels
+  tensor.model = "ens_sizes";
+  const std::vector<float> x(28 * 28, 0.0f);
+  tensor.image = TensorItem(x);
+  tensor.patch = 8;
+  tensor.stride = 8;
+  OcclusionOutcome out;
+  const Status status = Occlude(tensor, &out);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  EXPECT_NE(status.message().find("made on the image's pixels: a tensor has no pixels"), std::string::npos)
+      << status.ToString();
+}
+
+TEST(PixelFillTest, IsTheSampleThatTheFillBecomesAfterNormalisation) {
+  PreprocessOptions gray;
+  gray.color = ColorFormat::kGray;
+  gray.scale = 1.0f / 255.0f;
+  gray.mean = {0.2860f};
+  gray.stddev = {0.3530f};
+  EXPECT_EQ(PixelFill(gray, 0.0f, 1), std::vector<uint8_t>{73});  // 0.2860 * 255 = 72.9
+  EXPECT_EQ(PixelFill(gray, -0.8f, 1), std::vector<uint8_t>{1});  // (-0.8 * 0.353 + 0.286) * 255 = 0.9
+  EXPECT_EQ(PixelFill(gray, 100.0f, 1), std::vector<uint8_t>{255});
+  EXPECT_EQ(PixelFill(gray, -100.0f, 3), (std::vector<uint8_t>{0, 0, 0}));
+  PreprocessOptions bgr;
+  bgr.color = ColorFormat::kBgr;
+  bgr.scale = 1.0f;
+  bgr.mean = {10.0f, 20.0f, 30.0f};  // B, G, R
+  EXPECT_EQ(PixelFill(bgr, 0.0f, 3), (std::vector<uint8_t>{30, 20, 10}));  // R, G, B
+  EXPECT_EQ(PixelFill(bgr, 0.0f, 1), std::vector<uint8_t>{20});            // gray: the channels' mean
+}
+
+TEST(PixelFillTest, MasksSetThePatchInEveryChannelAndNothingElse) {
+  PixelImage image;
+  image.height = 3;
+  image.width = 4;
+  image.channels = 3;
+  for (int i = 0; i < 36; ++i) image.hwc.push_back(static_cast<uint8_t>(i + 100));
+  const std::vector<uint8_t> fill{1, 2, 3};
+  std::vector<uint8_t> masks(36 * 6);  // patch 2, stride 1: 2 x 3 positions
+  MakePixelOcclusionMasks(image, 2, 1, fill, masks.data());
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t c = 0; c < 3; ++c) {
+      const uint8_t* copy = masks.data() + (r * 3 + c) * 36;
+      for (int64_t y = 0; y < 3; ++y) {
+        for (int64_t x = 0; x < 4; ++x) {
+          const bool in = y >= r && y < r + 2 && x >= c && x < c + 2;
+          for (int64_t ch = 0; ch < 3; ++ch) {
+            const size_t i = static_cast<size_t>((y * 4 + x) * 3 + ch);
+            EXPECT_EQ(copy[i], in ? fill[static_cast<size_t>(ch)] : image.hwc[i]) << r << c << y << x << ch;
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_F(ExplainTest, PatchOverARegionAtTheFillValueChangesNothing) {
