@@ -3,18 +3,23 @@
 //
 // The image is decoded and preprocessed once (the model's own preprocessing, InferenceService::decode_limits), on
 // the calling thread; the masked copies are made after that, in the model's input space (the patch is set to
-// `fill` in every channel: 0 is the dataset mean after normalisation), and run together with the unmasked image
-// as raw-tensor items of one InferenceService::Infer request. So they go through the model's own batcher in
-// batches of its largest plans, counted against its queue limits like any request of that many images, and an
-// ensemble gives the map of its combined probability.
+// `fill` in every channel: 0 is the dataset mean after normalisation), and run as raw-tensor items of
+// InferenceService::Infer requests: first the unmasked image with the first 2 x max_batch_size copies (this
+// request finds the model and its version), then the other copies in chunks of 2 x max_batch_size for that
+// version, two chunks in flight: while one runs, the next waits in the queue and the one after is written into
+// the buffer of the chunk that has finished. So the copies go through the model's own batcher in batches of its
+// largest plans, each chunk counted against its queue limits like a request of that many images, the engine
+// never waits for the copies to be written, and a whole map's copies never exist at once (for AlexNet's 625
+// positions they would be 387 MB, and writing fresh memory costs more than the copying). An ensemble gives the
+// map of its combined probability. The first error ends the map (chunks in flight finish first).
 //
 // An ensemble whose members take different inputs (ServableInfo::members_share_input false: other sizes, or other
 // normalisations, as in the shipped fashion_ensemble) has no one input space: one tensor would mean different
 // things to its members. Its map is made on the image's pixels: the image is decoded once to 8-bit samples, the
 // patch (in image pixels) is set to the samples that `fill` stands for in the first member's preprocessing (0: its
-// dataset mean), and the copies go as raw pixels that each member preprocesses its own way. At most
-// kMaxPixelMaskBytes (256 MiB) of copies. Feature maps and embeddings need nothing here: they are InferRequests
-// with `layer` set (inference_service.h).
+// dataset mean), and the copies go as raw pixels that each member preprocesses its own way; a chunk of them takes
+// at most 256 MiB. Feature maps and embeddings need nothing here: they are InferRequests with `layer` set
+// (inference_service.h).
 //
 // Thread-safety: RunOcclusion may be called from any thread; the pure helpers are pure.
 #ifndef CNNSERVE_SERVER_SERVICE_EXPLAIN_H_
@@ -69,18 +74,18 @@ struct OcclusionOutcome {
 // and the input size) for patch < 1, patch > size, stride < 1.
 StatusOr<int64_t> OcclusionPositions(int64_t size, int64_t patch, int64_t stride, const char* axis);
 
-// Writes rows * cols copies of `image` (C x H x W floats, `chw`) to `dst`, copy r * cols + c with the patch at
-// (r * stride, c * stride) set to `fill` in every channel. Positions as OcclusionPositions gives them.
-void MakeOcclusionMasks(const float* image, const Dims& chw, int64_t patch, int64_t stride, float fill, float* dst);
+// Sets the patch x patch square at (top, left) of a C x H x W float image to `fill` in every channel. The square
+// lies inside the image.
+void FillPatch(const Dims& chw, int64_t top, int64_t left, int64_t patch, float fill, float* image);
 
 // The 8-bit sample per pixel channel (1: gray, 3: R, G, B) that becomes `fill` after `preprocess` normalises it
 // (rounded, clamped to 0..255). A gray image for a colour model: the mean over the model's channels.
 std::vector<uint8_t> PixelFill(const PreprocessOptions& preprocess, float fill, int channels);
 
-// MakeOcclusionMasks on 8-bit HWC samples: copy r * cols + c of `image` with the patch's pixels set to `fill`
-// (one sample per channel).
-void MakePixelOcclusionMasks(const PixelImage& image, int64_t patch, int64_t stride, std::span<const uint8_t> fill,
-                             uint8_t* dst);
+// FillPatch on 8-bit HWC samples of image's size (`hwc`, not image.hwc): each pixel of the square takes `fill`,
+// one sample per channel.
+void FillPixelPatch(const PixelImage& image, int64_t top, int64_t left, int64_t patch, std::span<const uint8_t> fill,
+                    uint8_t* hwc);
 
 // Validates, prepares the masked copies and runs them (see the top of this file); `done` runs exactly once, on the
 // calling thread or a batcher worker, and outcome->map is filled on OK. Errors: those of Infer; INVALID_ARGUMENT

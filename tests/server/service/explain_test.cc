@@ -46,10 +46,19 @@ class ExplainTest : public ::testing::Test {
       WriteFileBytes(dst / "config.pbtxt", testing::ReplaceOnce(testing::ReadFileBytes(dst / "config.pbtxt"),
                                                                 "name: \"" + from + "\"", "name: \"" + to + "\""));
     }
-    // Members with the same input and preprocessing; with other normalisations; with other sizes (32 and 28).
-    WriteEnsemble("ens", "lenet_s1", "vgg_s2");
-    WriteEnsemble("ens_norms", "lenet_s1", "vgg");
-    WriteEnsemble("ens_sizes", "lenet", "vgg");
+    // LeNet-5 with batches of at most 4: its maps go in chunks of 8 copies.
+    const fs::path small = repo_.path() / "lenet_b4";
+    fs::copy(testing::DefaultRepository() / "lenet5_fashion", small, fs::copy_options::recursive);
+    std::string config = testing::ReadFileBytes(small / "config.pbtxt");
+    config = testing::ReplaceOnce(config, "name: \"lenet5_fashion\"", "name: \"lenet_b4\"");
+    config = testing::ReplaceOnce(config, "max_batch_size: 64", "max_batch_size: 4");
+    config = testing::ReplaceOnce(config, "preferred_batch_size: [8, 32]", "preferred_batch_size: [4]");
+    WriteFileBytes(small / "config.pbtxt", config);
+    // Members with the same input and preprocessing; with other normalisations; with other sizes (32 and 28),
+    // in batches of at most 4 (chunks of 8 copies).
+    WriteEnsemble("ens", "lenet_s1", "vgg_s2", 64);
+    WriteEnsemble("ens_norms", "lenet_s1", "vgg", 64);
+    WriteEnsemble("ens_sizes", "lenet", "vgg", 4);
     InferenceServiceOptions options;
     options.model_repository = repo_.path().string();
     options.total_threads = 1;
@@ -59,10 +68,12 @@ class ExplainTest : public ::testing::Test {
     service_ = *std::move(service);
   }
 
-  void WriteEnsemble(const std::string& name, const std::string& first, const std::string& second) {
+  void WriteEnsemble(const std::string& name, const std::string& first, const std::string& second,
+                     int max_batch_size) {
     fs::create_directories(repo_.path() / name);
     WriteFileBytes(repo_.path() / name / "config.pbtxt",
-                   "name: \"" + name + "\"\nplatform: \"ensemble\"\nmax_batch_size: 64\nensemble {\n"
+                   "name: \"" + name + "\"\nplatform: \"ensemble\"\nmax_batch_size: " +
+                       std::to_string(max_batch_size) + "\nensemble {\n"
                    "  members { model: \"" + first + "\" }\n  members { model: \"" + second +
                        "\" }\n  strategy: SOFT_MEAN\n}\n");
   }
@@ -211,6 +222,8 @@ class ExplainTest : public ::testing::Test {
 TEST_F(ExplainTest, OcclusionEqualsClassifyingTheMaskedTensorsOneByOne) {
   ExpectMatchesOneByOne("lenet", {ImageItem::Kind::kEncoded, png_[0].bytes}, 8, 4, 0.0f);
   ExpectMatchesOneByOne("lenet", {ImageItem::Kind::kEncoded, png_[1].bytes}, 5, 3, -0.8f);
+  // 9 x 9 positions in chunks of 8 copies: the sampled positions fall in the first, the middle and the last chunk.
+  ExpectMatchesOneByOne("lenet_b4", {ImageItem::Kind::kEncoded, png_[1].bytes}, 8, 3, 0.0f);
 }
 
 TEST_F(ExplainTest, EnsembleOcclusionUsesTheCombinedProbability) {
@@ -257,24 +270,29 @@ TEST(PixelFillTest, IsTheSampleThatTheFillBecomesAfterNormalisation) {
   EXPECT_EQ(PixelFill(bgr, 0.0f, 1), std::vector<uint8_t>{20});            // gray: the channels' mean
 }
 
-TEST(PixelFillTest, MasksSetThePatchInEveryChannelAndNothingElse) {
+TEST(PixelFillTest, PatchesSetTheSquareInEveryChannelAndNothingElse) {
   PixelImage image;
   image.height = 3;
   image.width = 4;
   image.channels = 3;
   for (int i = 0; i < 36; ++i) image.hwc.push_back(static_cast<uint8_t>(i + 100));
   const std::vector<uint8_t> fill{1, 2, 3};
-  std::vector<uint8_t> masks(36 * 6);  // patch 2, stride 1: 2 x 3 positions
-  MakePixelOcclusionMasks(image, 2, 1, fill, masks.data());
-  for (int64_t r = 0; r < 2; ++r) {
-    for (int64_t c = 0; c < 3; ++c) {
-      const uint8_t* copy = masks.data() + (r * 3 + c) * 36;
+  std::vector<float> floats(36);
+  for (int i = 0; i < 36; ++i) floats[static_cast<size_t>(i)] = static_cast<float>(i);
+  for (int64_t top = 0; top < 2; ++top) {
+    for (int64_t left = 0; left < 3; ++left) {
+      std::vector<uint8_t> copy = image.hwc;
+      FillPixelPatch(image, top, left, 2, fill, copy.data());
+      std::vector<float> chw = floats;  // the same geometry as 3 planes of 3 x 4
+      FillPatch({3, 3, 4}, top, left, 2, -1.0f, chw.data());
       for (int64_t y = 0; y < 3; ++y) {
         for (int64_t x = 0; x < 4; ++x) {
-          const bool in = y >= r && y < r + 2 && x >= c && x < c + 2;
+          const bool in = y >= top && y < top + 2 && x >= left && x < left + 2;
           for (int64_t ch = 0; ch < 3; ++ch) {
             const size_t i = static_cast<size_t>((y * 4 + x) * 3 + ch);
-            EXPECT_EQ(copy[i], in ? fill[static_cast<size_t>(ch)] : image.hwc[i]) << r << c << y << x << ch;
+            EXPECT_EQ(copy[i], in ? fill[static_cast<size_t>(ch)] : image.hwc[i]) << top << left << y << x << ch;
+            const size_t j = static_cast<size_t>((ch * 3 + y) * 4 + x);
+            EXPECT_EQ(chw[j], in ? -1.0f : floats[j]) << top << left << y << x << ch;
           }
         }
       }
