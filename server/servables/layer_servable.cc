@@ -44,8 +44,37 @@ StatusOr<std::shared_ptr<Servable>> LayerServables::Get(const ModelEntry& entry,
   StatusOr<std::string> resolved = ResolveLayer(version.model->graph(), layer);
   if (!resolved.ok()) return resolved.status().WithContext("model " + Quoted(entry.name));
   const std::string value = *std::move(resolved);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_) return UnavailableError("shutting down");
+  std::promise<StatusOr<std::shared_ptr<Servable>>> promise;
+  BuildResult other_build;  // another request builds it: wait for that build
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return UnavailableError("shutting down");
+    if (std::shared_ptr<Servable> cached = FindCached(version.model, value)) return cached;
+    for (const Building& b : building_) {
+      if (b.base.lock() == version.model && b.value == value) other_build = b.result;
+    }
+    if (!other_build.valid()) building_.push_back(Building{version.model, value, promise.get_future().share()});
+  }
+  if (other_build.valid()) return other_build.get();
+  StatusOr<std::shared_ptr<Servable>> built = Build(entry, version, value);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    building_.erase(std::find_if(building_.begin(), building_.end(), [&](const Building& b) {
+      return b.base.lock() == version.model && b.value == value;
+    }));
+    if (built.ok() && shut_down_) {
+      (void)(*built)->Shutdown(SteadyNowMicros());
+      built = UnavailableError("shutting down");
+    } else if (built.ok()) {
+      Insert(version.model, value, *built);
+    }
+  }
+  promise.set_value(built);
+  return built;
+}
+
+std::shared_ptr<Servable> LayerServables::FindCached(const std::shared_ptr<const Model>& base,
+                                                     const std::string& value) {
   // Entries of models that are gone (unloaded, replaced) go first.
   for (auto it = cache_.begin(); it != cache_.end();) {
     if (it->base.expired()) {
@@ -57,11 +86,16 @@ StatusOr<std::shared_ptr<Servable>> LayerServables::Get(const ModelEntry& entry,
   }
   ReleaseEvicted();
   for (Cached& c : cache_) {
-    if (c.base.lock() == version.model && c.value == value) {
+    if (c.base.lock() == base && c.value == value) {
       c.last_used = ++uses_;
       return c.servable;
     }
   }
+  return nullptr;
+}
+
+StatusOr<std::shared_ptr<Servable>> LayerServables::Build(const ModelEntry& entry, const VersionEntry& version,
+                                                          const std::string& value) const {
   CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> truncated, version.model->UpToLayer(value));
   ModelEntry layer_entry = entry;
   layer_entry.config.mutable_instance_group()->set_count(1);
@@ -71,15 +105,19 @@ StatusOr<std::shared_ptr<Servable>> LayerServables::Get(const ModelEntry& entry,
   layer_version.num_classes = truncated->item_output_size();
   CNN_ASSIGN_OR_RETURN(std::unique_ptr<ModelServable> inner,
                        ModelServable::Create(layer_entry, layer_version, options_));
-  auto servable = std::make_shared<LayerServable>(std::move(inner), value, truncated->item_output_dims());
+  return std::shared_ptr<Servable>(
+      std::make_shared<LayerServable>(std::move(inner), value, truncated->item_output_dims()));
+}
+
+void LayerServables::Insert(const std::shared_ptr<const Model>& base, const std::string& value,
+                            std::shared_ptr<Servable> servable) {
   if (cache_.size() >= max_cached_) {
     auto lru = std::min_element(cache_.begin(), cache_.end(),
                                 [](const Cached& a, const Cached& b) { return a.last_used < b.last_used; });
     evicted_.push_back(std::move(lru->servable));
     cache_.erase(lru);
   }
-  cache_.push_back(Cached{version.model, value, servable, ++uses_});
-  return std::shared_ptr<Servable>(servable);
+  cache_.push_back(Cached{base, value, std::move(servable), ++uses_});
 }
 
 void LayerServables::ReleaseEvicted() {

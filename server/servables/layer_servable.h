@@ -15,6 +15,7 @@
 #define CNNSERVE_SERVER_SERVABLES_LAYER_SERVABLE_H_
 
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,7 +36,9 @@ class LayerServables {
   ~LayerServables() { Shutdown(SteadyNowMicros()); }
 
   // The servable computing `version` of `entry` up to `layer` (a node or tensor name of the imported graph,
-  // engine/graph/truncate.h), from the cache or built now (compiles and warms up its plans: blocks). Errors:
+  // engine/graph/truncate.h), from the cache or built now (compiles and warms up its plans: blocks the caller,
+  // outside the lock: other layers are found meanwhile; a request for the same layer waits for that one build,
+  // and a failed build is not cached). Errors:
   // INVALID_ARGUMENT for a version without an engine model (null platform) or a name that is not a layer (the
   // message names it and where names are listed); the engine's errors; UNAVAILABLE after Shutdown.
   StatusOr<std::shared_ptr<Servable>> Get(const ModelEntry& entry, const VersionEntry& version,
@@ -51,13 +54,29 @@ class LayerServables {
     std::shared_ptr<Servable> servable;
     uint64_t last_used = 0;
   };
+  // A servable being built, and the result that requests for the same layer wait for.
+  using BuildResult = std::shared_future<StatusOr<std::shared_ptr<Servable>>>;
+  struct Building {
+    std::weak_ptr<const Model> base;
+    std::string value;
+    BuildResult result;
+  };
+  // The cached servable of `value` cut from `base` (marked used), or null; drops entries of models that are gone.
+  // Requires mu_.
+  std::shared_ptr<Servable> FindCached(const std::shared_ptr<const Model>& base, const std::string& value);
+  // Compiles and warms up the servable (without mu_).
+  StatusOr<std::shared_ptr<Servable>> Build(const ModelEntry& entry, const VersionEntry& version,
+                                            const std::string& value) const;
+  // Caches a built servable, evicting the least recently used beyond max_cached_. Requires mu_.
+  void Insert(const std::shared_ptr<const Model>& base, const std::string& value, std::shared_ptr<Servable> servable);
   // Destroys evicted servables nobody holds any more. Requires mu_.
   void ReleaseEvicted();
 
   const ModelServableOptions options_;
   const size_t max_cached_;
-  std::mutex mu_;  // guards everything below; held while a servable is built
+  std::mutex mu_;  // guards everything below; not held while a servable is built
   std::vector<Cached> cache_;
+  std::vector<Building> building_;
   std::vector<std::shared_ptr<Servable>> evicted_;
   uint64_t uses_ = 0;
   bool shut_down_ = false;

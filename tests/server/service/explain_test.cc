@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <future>
+#include <thread>
 
 #include "engine/runtime/model.h"
 #include "models/onnx/onnx_importer.h"
@@ -393,6 +394,29 @@ TEST_F(ExplainTest, LayerRowsEqualTheEngineUpToThatLayer) {
   }
   // The same layer again comes from the cache; a name the passes remove or a node name resolve the same way.
   EXPECT_EQ(*service_->FindLayer("lenet", 0, "relu4"), *service_->FindLayer("lenet", 0, "relu4"));
+}
+
+TEST_F(ExplainTest, RequestsForALayerBeingBuiltShareThatBuild) {
+  // Four requests for two new layers at once (threads released together): one servable per layer, and every
+  // request for it gets that one.
+  std::vector<std::shared_ptr<Servable>> got(4);
+  std::vector<std::thread> threads;
+  std::promise<void> go;
+  std::shared_future<void> start = go.get_future().share();
+  for (size_t i = 0; i < got.size(); ++i) {
+    threads.emplace_back([&, i] {
+      start.wait();
+      StatusOr<std::shared_ptr<Servable>> s = service_->FindLayer(i % 2 == 0 ? "lenet" : "lenet_b4", 0, "relu3");
+      if (s.ok()) got[i] = *s;
+    });
+  }
+  go.set_value();
+  for (std::thread& t : threads) t.join();
+  for (const std::shared_ptr<Servable>& s : got) ASSERT_NE(s, nullptr);
+  EXPECT_EQ(got[0], got[2]);
+  EXPECT_EQ(got[1], got[3]);
+  EXPECT_NE(got[0], got[1]);
+  EXPECT_EQ(got[0]->info().layer, got[1]->info().layer);
 }
 
 TEST_F(ExplainTest, LayerErrors) {
