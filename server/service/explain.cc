@@ -42,6 +42,7 @@ struct OcclusionJob {
   int64_t next_copy = 0;  // copies given to requests so far
   int in_flight = 0;
   Status failure;
+  bool answered = false;  // done has been called (or is being called)
   int64_t num_classes = 0;
   std::vector<float> probabilities;  // (1 + rows * cols) x num_classes, row 0 the unmasked image
   std::vector<int32_t> top1;         // 1 + rows * cols
@@ -187,13 +188,26 @@ OcclusionMap MapFromRows(const OcclusionJob& job) {
   return map;
 }
 
-void SubmitChunk(const std::shared_ptr<OcclusionJob>& job);
+void SubmitChunkOnDecodeWorker(const std::shared_ptr<OcclusionJob>& job);
+
+// Answers once the map is over (it failed, or every copy has been answered) and no chunk is in flight; at most
+// once.
+void AnswerIfOver(const std::shared_ptr<OcclusionJob>& job) {
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (job->answered || job->in_flight > 0) return;
+    if (job->failure.ok() && job->next_copy < job->rows * job->cols) return;
+    job->answered = true;
+  }
+  if (job->failure.ok()) job->outcome->map = MapFromRows(*job);
+  job->done(job->failure);
+}
 
 // Keeps the rows of a finished request (the first row, `first_row`, in map order), then starts the next chunk or
-// answers when none is left in flight.
+// answers.
 void OnChunkDone(const std::shared_ptr<OcclusionJob>& job, const InferOutcome& infer, int64_t first_row,
                  std::shared_ptr<std::vector<char>> buffer, Status status) {
-  bool submit = false, finish = false;
+  bool submit = false;
   {
     std::lock_guard<std::mutex> lock(job->mu);
     --job->in_flight;
@@ -210,12 +224,9 @@ void OnChunkDone(const std::shared_ptr<OcclusionJob>& job, const InferOutcome& i
     }
     job->spare.push_back(std::move(buffer));
     submit = job->failure.ok() && job->next_copy < job->rows * job->cols;
-    finish = !submit && job->in_flight == 0;
   }
-  if (submit) return SubmitChunk(job);
-  if (!finish) return;
-  if (job->failure.ok()) job->outcome->map = MapFromRows(*job);
-  job->done(job->failure);
+  if (submit) return SubmitChunkOnDecodeWorker(job);
+  AnswerIfOver(job);
 }
 
 // Sends the next chunk of copies to the version the first request found; nothing when none is left or the map
@@ -251,6 +262,18 @@ void SubmitChunk(const std::shared_ptr<OcclusionJob>& job) {
   job->service->Infer(std::move(infer), outcome, [job, outcome, buffer, first](Status status) mutable {
     OnChunkDone(job, *outcome, first + 1, std::move(buffer), std::move(status));
   });
+}
+
+// SubmitChunk on a decode worker: writing a chunk's copies holds no batcher thread. A full decode queue fails the
+// map like a chunk that failed.
+void SubmitChunkOnDecodeWorker(const std::shared_ptr<OcclusionJob>& job) {
+  Status queued = job->service->RunOnDecodeWorker([job] { SubmitChunk(job); });
+  if (queued.ok()) return;
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (job->failure.ok()) job->failure = std::move(queued);
+  }
+  AnswerIfOver(job);
 }
 
 }  // namespace
@@ -328,12 +351,16 @@ void RunOcclusion(InferenceService& service, OcclusionRequest request, std::shar
     BuildChunkItems(*job, true, 0, job->next_copy, *buffer, run);
     return OkStatus();
   };
-  // The first request: once it has answered, the version and the space are known and the other chunks follow.
-  service.Infer(std::move(infer), job->outcome->infer, [job, buffer](Status status) mutable {
-    if (!status.ok()) return job->done(std::move(status));
-    OnChunkDone(job, *job->outcome->infer, 0, std::move(buffer), OkStatus());
-    for (int i = 1; i < kChunksInFlight; ++i) SubmitChunk(job);
-  });
+  // The first request, from a decode worker (it decodes the image): once it has answered, the version and the
+  // space are known and the other chunks follow.
+  auto first = [job, buffer, infer = std::move(infer)]() mutable {
+    job->service->Infer(std::move(infer), job->outcome->infer, [job, buffer](Status status) mutable {
+      if (!status.ok()) return job->done(std::move(status));
+      OnChunkDone(job, *job->outcome->infer, 0, std::move(buffer), OkStatus());
+      for (int i = 1; i < kChunksInFlight; ++i) SubmitChunkOnDecodeWorker(job);
+    });
+  };
+  if (Status queued = service.RunOnDecodeWorker(std::move(first)); !queued.ok()) job->done(std::move(queued));
 }
 
 }  // namespace cnnserve

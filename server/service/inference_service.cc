@@ -101,12 +101,12 @@ class InferenceServiceImpl final : public InferenceService {
   // Poll mode: starts the poller from `initial`, the scan taken before the repository was loaded.
   Status StartPoller(RepositorySnapshot initial);
 
-  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
-             std::function<void(Status)> done) override;
+  void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome, std::function<void(Status)> done) override;
   StatusOr<std::shared_ptr<Servable>> Find(const std::string& name, int64_t version) const override;
   StatusOr<std::shared_ptr<Servable>> FindLayer(const std::string& name, int64_t version,
                                                 const std::string& layer) override;
   const DecodeLimits& decode_limits() const override { return servable_options_.decode_limits; }
+  Status RunOnDecodeWorker(std::function<void()> work) override { return decode_pool_->Submit(std::move(work)); }
   std::vector<VersionRow> Index() const override;
   StatusOr<std::vector<ServableStats>> Statistics(const std::string& name, int64_t version) const override;
   Status LoadModel(const std::string& name) override;

@@ -160,6 +160,15 @@ class InferenceService {
     return kDefaults;
   }
 
+  // Runs `work` on a decode worker (the pool that decodes request images, after the jobs queued before it), so
+  // that work which decodes or copies images holds a decode worker, never a front-end or batcher thread.
+  // UNAVAILABLE (work not run) when the pool's queue is full. Queued work always runs, also at shutdown. The
+  // default (a service without a pool): runs it here.
+  virtual Status RunOnDecodeWorker(std::function<void()> work) {
+    work();
+    return OkStatus();
+  }
+
   // Every model folder of the repository and each version's state, sorted by name then version (a model with
   // no version has one row of version 0).
   struct VersionRow {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -298,6 +299,27 @@ TEST(PixelFillTest, PatchesSetTheSquareInEveryChannelAndNothingElse) {
         }
       }
     }
+  }
+}
+
+TEST_F(ExplainTest, AMapCancelledBetweenChunksAnswersOnceWithCancelled) {
+  // 81 copies in chunks of 8 (11 requests). A whole map asks the cancellation check N times; then maps whose check
+  // says yes from call N / 2 on, i.e. during the chunks. Occlude's promise would throw on a second answer.
+  OcclusionRequest request;
+  request.model = "lenet_b4";
+  request.image = {ImageItem::Kind::kEncoded, png_[1].bytes};
+  request.patch = 8;
+  request.stride = 3;
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  request.cancelled = [calls] { return ++*calls < 0; };
+  OcclusionOutcome out;
+  ASSERT_TRUE(Occlude(request, &out).ok());
+  const int half = calls->load() / 2;
+  ASSERT_GE(half, 11) << "fewer checks than requests";
+  for (int run = 0; run < 3; ++run) {
+    request.cancelled = [half, calls = std::make_shared<std::atomic<int>>(0)] { return ++*calls > half; };
+    const Status status = Occlude(request, &out);
+    EXPECT_EQ(status.code(), StatusCode::kCancelled) << status.ToString();
   }
 }
 
