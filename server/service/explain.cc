@@ -32,7 +32,9 @@ struct OcclusionJob {
   Dims shape;  // C, H, W of the space the patch moves in
   int64_t rows = 0;
   int64_t cols = 0;
-  int64_t chunk_copies = 0;
+  int64_t version = 0;        // of the servable the first request found; the chunks go to it
+  int64_t first_copies = 0;   // copies in the first request (with the image: one batch of the largest plan)
+  int64_t chunk_copies = 0;   // copies in each later request
   int64_t copy_bytes = 0;
   std::vector<float> image;        // the preprocessed image (input space)
   PixelImage pixels;               // the image's samples (pixel space)
@@ -121,6 +123,8 @@ Status PrepareOcclusion(OcclusionJob* job, const ServableInfo& info) {
                                 " is not a class of " + Quoted(info.name) + " (0 to " +
                                 std::to_string(info.num_classes - 1) + ")");
   }
+  job->version = info.version;
+  job->first_copies = std::max<int64_t>(1, info.max_batch_size) - 1;
   job->chunk_copies = std::max<int64_t>(1, info.max_batch_size) * kBatchesPerChunk;
   if (info.members_share_input) return PrepareInputSpace(job, info);
   return PreparePixelSpace(job, info);
@@ -250,7 +254,7 @@ void SubmitChunk(const std::shared_ptr<OcclusionJob>& job) {
   const InferOutcome& head = *job->outcome->infer;
   InferRequest infer;
   infer.model = job->request.model;
-  infer.version = head.result.version;
+  infer.version = job->version;
   infer.request_id = head.request_id;
   infer.deadline_us = job->request.deadline_us;
   infer.cancelled = job->request.cancelled;
@@ -333,6 +337,7 @@ void RunOcclusion(InferenceService& service, OcclusionRequest request, std::shar
   job->request = std::move(request);
   job->outcome = std::move(outcome);
   job->done = std::move(done);
+  job->in_flight = 1;  // the first request
   auto buffer = std::make_shared<std::vector<char>>();
   InferRequest infer;
   infer.model = job->request.model;
@@ -343,22 +348,21 @@ void RunOcclusion(InferenceService& service, OcclusionRequest request, std::shar
   infer.build_items = [job, buffer](const ServableInfo& info, RunRequest* run) {
     CNN_RETURN_IF_ERROR(PrepareOcclusion(job.get(), info));
     const int64_t copies = job->rows * job->cols;
+    std::lock_guard<std::mutex> lock(job->mu);
     job->num_classes = info.num_classes;
     job->probabilities.assign(static_cast<size_t>((copies + 1) * info.num_classes), 0.0f);
     job->top1.assign(static_cast<size_t>(copies + 1), 0);
-    job->next_copy = std::min(job->chunk_copies, copies);
-    job->in_flight = 1;
+    job->next_copy = std::min(job->first_copies, copies);
     BuildChunkItems(*job, true, 0, job->next_copy, *buffer, run);
     return OkStatus();
   };
-  // The first request, from a decode worker (it decodes the image): once it has answered, the version and the
-  // space are known and the other chunks follow.
+  // From a decode worker (the first request decodes the image): the first request, one batch with the image, then
+  // at once the next chunk, so that the engine has the next batches queued while the first one runs.
   auto first = [job, buffer, infer = std::move(infer)]() mutable {
     job->service->Infer(std::move(infer), job->outcome->infer, [job, buffer](Status status) mutable {
-      if (!status.ok()) return job->done(std::move(status));
-      OnChunkDone(job, *job->outcome->infer, 0, std::move(buffer), OkStatus());
-      for (int i = 1; i < kChunksInFlight; ++i) SubmitChunkOnDecodeWorker(job);
+      OnChunkDone(job, *job->outcome->infer, 0, std::move(buffer), std::move(status));
     });
+    for (int i = 1; i < kChunksInFlight; ++i) SubmitChunk(job);
   };
   if (Status queued = service.RunOnDecodeWorker(std::move(first)); !queued.ok()) job->done(std::move(queued));
 }

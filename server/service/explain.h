@@ -1,17 +1,18 @@
 // Occlusion sensitivity (Zeiler & Fergus 2014) over the InferenceService: how much a model's probability for a
 // class falls when a square patch of the image is covered, at every patch position.
 //
-// The image is decoded and preprocessed once (the model's own preprocessing, InferenceService::decode_limits), on
-// the calling thread; the masked copies are made after that, in the model's input space (the patch is set to
-// `fill` in every channel: 0 is the dataset mean after normalisation), and run as raw-tensor items of
-// InferenceService::Infer requests: first the unmasked image with the first 2 x max_batch_size copies (this
-// request finds the model and its version), then the other copies in chunks of 2 x max_batch_size for that
-// version, two chunks in flight: while one runs, the next waits in the queue and the one after is written into
-// the buffer of the chunk that has finished. So the copies go through the model's own batcher in batches of its
-// largest plans, each chunk counted against its queue limits like a request of that many images, the engine
-// never waits for the copies to be written, and a whole map's copies never exist at once (for AlexNet's 625
-// positions they would be 387 MB, and writing fresh memory costs more than the copying). An ensemble gives the
-// map of its combined probability. The first error ends the map (chunks in flight finish first).
+// The image is decoded and preprocessed once (the model's own preprocessing, InferenceService::decode_limits), on a
+// decode worker; the masked copies are made after that, in the model's input space (the patch is set to `fill`
+// in every channel: 0 is the dataset mean after normalisation), and run as raw-tensor items of
+// InferenceService::Infer requests: first the unmasked image with max_batch_size - 1 copies (one batch of the
+// largest plan; this request finds the model and its version), then at once the other copies in chunks of
+// 2 x max_batch_size for that version, two requests in flight: while one runs, the next waits in the queue and
+// the one after is written (on a decode worker) into the buffer of a request that has finished. So the copies go
+// through the model's own batcher in batches of its largest plans, each request counted against its queue limits
+// like a request of that many images, the engine does not wait for the copies to be written, and a whole map's
+// copies never exist at once (for AlexNet's 625 positions they would be 387 MB, and writing fresh memory costs
+// more than the copying). An ensemble gives the map of its combined probability. The first error ends the map
+// (requests in flight finish first).
 //
 // An ensemble whose members take different inputs (ServableInfo::members_share_input false: other sizes, or other
 // normalisations, as in the shipped fashion_ensemble) has no one input space: one tensor would mean different
