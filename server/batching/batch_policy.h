@@ -17,6 +17,15 @@
 //     size, if any (this is "the largest preferred size <= available"); else the whole candidate.
 //  5. Otherwise kWait until min(oldest live enqueue time + max_queue_delay_us, earliest live deadline), or until
 //     a new task arrives, whichever is first; then decide again.
+// Rules 4 and 5 are the kFixedDelay policy. kAdaptive (the default) replaces them: the worker that decides is a
+// free instance, so it runs the candidate at once (work-conserving: under load, tasks gather while every
+// instance is busy and a freed one takes everything that fits) unless waiting is expected to pay. It waits only
+// when (a) the batch is not full and flush is not set, (b) `load` says items arrive faster than the instance
+// serves them (item_interval_us < item_run_us), and (c) at that rate the items missing to the next preferred size
+// above the candidate (or max_batch_size) are due, counted from the newest live task's arrival, before
+// min(oldest enqueue time + max_queue_delay_us, earliest live deadline); it then waits until they are due. When
+// they do not come, the next decision after that time runs. Size: the whole candidate (a batch of a size without
+// a plan is padded by the runner).
 // Thread-safety: a pure function.
 #ifndef CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
 #define CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
@@ -55,10 +64,18 @@ struct BatchDecision {
   std::vector<size_t> invalid;
 };
 
-// `queue` is in FIFO order (index 0 is the oldest). Only max_batch_size, max_queue_delay_us and
+// What the batcher measures of its traffic, for kAdaptive.
+struct BatchLoad {
+  // Recent mean time between arriving items; kInfiniteFuture while unknown.
+  int64_t item_interval_us = Clock::kInfiniteFuture;
+  // Recent mean run time per item of a batch; 0 while unknown.
+  int64_t item_run_us = 0;
+};
+
+// `queue` is in FIFO order (index 0 is the oldest). Only policy, max_batch_size, max_queue_delay_us and
 // preferred_batch_sizes of `options` are read.
 BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us, bool flush,
-                          const DynamicBatcherOptions& options);
+                          const DynamicBatcherOptions& options, const BatchLoad& load = {});
 
 }  // namespace cnnserve
 

@@ -80,6 +80,7 @@ Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) {
     const int64_t now_us = clock_->NowMicros();
     CNN_RETURN_IF_ERROR(AdmitLocked(1, items, task->deadline_us(), now_us));
     task->set_enqueue_time_us(now_us);
+    RecordArrivalLocked(now_us, items);
     queue_.push_back(std::move(task));
     queued_items_ += items;
     UpdateQueueDepthLocked();
@@ -151,6 +152,17 @@ void DynamicBatcher::RecordServiceTime(int64_t run_us, int64_t items) {
   // An exponential moving average over about the last kServiceTimeWindow batches; the first batch sets it.
   const int64_t new_ns = old_ns == 0 ? sample_ns : old_ns + (sample_ns - old_ns) / kServiceTimeWindow;
   item_service_ns_.store(std::max<int64_t>(1, new_ns), std::memory_order_relaxed);
+}
+
+void DynamicBatcher::RecordArrivalLocked(int64_t now_us, int64_t items) {
+  if (last_arrival_us_ >= 0) {
+    const int64_t sample_us = std::max<int64_t>(0, now_us - last_arrival_us_) / items;
+    // The same moving average as the service time; the first gap sets it.
+    item_interval_us_ = item_interval_us_ == Clock::kInfiniteFuture
+                            ? sample_us
+                            : item_interval_us_ + (sample_us - item_interval_us_) / kServiceTimeWindow;
+  }
+  last_arrival_us_ = now_us;
 }
 
 Status DynamicBatcher::Shutdown(int64_t drain_deadline_us) {
@@ -232,7 +244,8 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
                                         .deadline_us = task->deadline_us(),
                                         .cancelled = task->IsCancelled()});
     }
-    const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_);
+    const BatchLoad load{.item_interval_us = item_interval_us_, .item_run_us = item_service_ns() / kNanosPerMicro};
+    const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
     const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
     if (decision.action != BatchDecision::Action::kRun && !drops) {
       clock_->WaitUntil(lock, work_cv_, decision.wake_at_us);

@@ -169,6 +169,8 @@ class DynamicBatcher final : public Scheduler {
   Status AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us);
   // Folds one batch's run time into item_service_ns_.
   void RecordServiceTime(int64_t run_us, int64_t items);
+  // Folds the gap since the previous arrival into item_interval_us_. Requires mu_.
+  void RecordArrivalLocked(int64_t now_us, int64_t items);
   void UpdateQueueDepthLocked() {
     queue_depth_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
   }
@@ -189,6 +191,8 @@ class DynamicBatcher final : public Scheduler {
   int64_t queued_items_ = 0;                 // guarded by mu_: items of the tasks in queue_
   int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now
   int64_t incoming_items_ = 0;               // guarded by mu_: items admitted and not yet scheduled (AddIncoming)
+  int64_t last_arrival_us_ = -1;             // guarded by mu_: when the newest task was scheduled; -1: none yet
+  int64_t item_interval_us_ = Clock::kInfiniteFuture;  // guarded by mu_: moving average of the gap per item
   bool shutting_down_ = false;               // guarded by mu_: reject new tasks, run queued ones without delay
   bool stop_workers_ = false;                // guarded by mu_: workers exit
   bool shutdown_done_ = false;               // guarded by mu_

@@ -148,7 +148,8 @@ class EnsembleQuorumTest : public ::testing::Test {
       config.replace(config.find(std::string("name: \"") + kModel + "\""), std::strlen(kModel) + 8,
                      std::string("name: \"") + name + "\"");
       if (std::string(name) == "slow") {
-        config.replace(config.find("max_queue_delay_us: 500"), 23, "max_queue_delay_us: 60000000");
+        config.replace(config.find("max_queue_delay_us: 500"), 23,
+                       "max_queue_delay_us: 60000000 policy: FIXED_DELAY");
         config.replace(config.find("preferred_batch_size: [8, 32]"), 29, "preferred_batch_size: [64]");
       }
       WriteFileBytes(dir / "config.pbtxt", config);

@@ -1,4 +1,4 @@
-// The batch-formation policy, one table row per rule and corner case.
+// The batch-formation policies (fixed delay and adaptive), one table row per rule and corner case.
 #include "server/batching/batch_policy.h"
 
 #include <gtest/gtest.h>
@@ -40,9 +40,17 @@ struct Policy {
   int64_t max_batch_size = 8;
   int64_t delay_us = 100;
   std::vector<int64_t> preferred = {};
+  BatchingPolicy policy = BatchingPolicy::kFixedDelay;
+  BatchLoad load = {};
 };
 Policy P(int64_t max_batch_size, int64_t delay_us, std::vector<int64_t> preferred = {}) {
   return Policy{max_batch_size, delay_us, std::move(preferred)};
+}
+// The adaptive policy with plans `plans`, items arriving every `interval_us` and served in `run_us` each.
+Policy A(int64_t max_batch_size, int64_t delay_us, std::vector<int64_t> plans, int64_t interval_us,
+         int64_t run_us) {
+  return Policy{max_batch_size, delay_us, std::move(plans), BatchingPolicy::kAdaptive,
+                BatchLoad{.item_interval_us = interval_us, .item_run_us = run_us}};
 }
 
 // Expected decision of one row: Idle(), Run(indices, items) or Wait(until), plus the drops.
@@ -157,6 +165,30 @@ std::vector<Row> Rows() {
   add("FlushRespectsMax", defaults, {T(5, 0), T(5, 1)}, 1, Run({0}, 5), kFlush);
   add("FlushStillDropsExpired", defaults, {T(1, 0, 1), T(1, 0)}, 1, Run({1}, 1).Expired({0}), kFlush);
 
+  // --- Adaptive (work-conserving): the deciding worker is a free instance. Plans 1, 4, 8; delay 1000.
+  const int64_t kUnknown = kNever;
+  add("AdaptiveIdleInstanceRunsATaskAtOnceWithoutLoadFigures", A(8, 1000, {1, 4}, kUnknown, 0), {T(1, 0)}, 0,
+      Run({0}, 1));
+  add("AdaptiveArrivalsSlowerThanServiceRunAtOnce", A(8, 1000, {1, 4}, 500, 100), {T(1, 0), T(1, 10)}, 10,
+      Run({0, 1}, 2));
+  add("AdaptiveArrivalsAsFastAsServiceRunAtOnce", A(8, 1000, {1, 4}, 100, 100), {T(1, 0)}, 0, Run({0}, 1));
+  // 2 queued, the next plan is 4: 2 more items due 2 x 10 us after the newest arrival (10).
+  add("AdaptiveFastArrivalsWaitUntilTheNextPlanIsDue", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12,
+      Wait(30));
+  add("AdaptiveRunsWhenTheItemsDueDidNotCome", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 30,
+      Run({0, 1}, 2));
+  add("AdaptiveTargetsMaxBatchAboveTheLastPlan", A(8, 1000, {1, 4}, 10, 100), {T(5, 0)}, 0, Wait(30));
+  add("AdaptiveNeverWaitsPastTheDelay", A(8, 25, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12, Run({0, 1}, 2));
+  add("AdaptiveNeverWaitsPastADeadline", A(8, 1000, {1, 4}, 10, 100), {T(1, 0, 29), T(1, 10)}, 12,
+      Run({0, 1}, 2));
+  add("AdaptiveFullBatchRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), Singles(8), 7, Run(Range(8), 8));
+  add("AdaptiveBlockedBatchRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), {T(5, 0), T(4, 1)}, 1, Run({0}, 5));
+  add("AdaptiveFlushRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), {T(1, 0)}, 0, Run({0}, 1), kFlush);
+  // What gathered while every instance was busy goes in one batch, not cut to a plan-sized prefix.
+  add("AdaptiveTakesEverythingThatFits", A(8, 1000, {1, 4}, 500, 100), Singles(6), 500, Run(Range(6), 6));
+  add("AdaptiveDropsLikeFixed", A(8, 1000, {1, 4}, 500, 100), {T(1, 0, 3), Cancelled(1, 1), T(2, 2)}, 4,
+      Run({2}, 2).Expired({0}).Cancelled({1}));
+
   // --- Item counts that Schedule would have rejected.
   add("OversizedTaskInvalid", P(4, 0), {T(5, 0), T(1, 1)}, 1, Run({1}, 1).Invalid({0}));
   add("ZeroItemTaskInvalid", defaults, {T(0, 0)}, 0, Idle().Invalid({0}));
@@ -171,8 +203,9 @@ TEST_P(BatchPolicyTest, Decides) {
   options.max_batch_size = row.policy.max_batch_size;
   options.max_queue_delay_us = row.policy.delay_us;
   options.preferred_batch_sizes = row.policy.preferred;
+  options.policy = row.policy.policy;
 
-  const BatchDecision decision = DecideBatch(row.queue, row.now_us, row.flush, options);
+  const BatchDecision decision = DecideBatch(row.queue, row.now_us, row.flush, options, row.policy.load);
   EXPECT_EQ(decision.action, row.expect.action);
   EXPECT_EQ(decision.run, row.expect.run);
   EXPECT_EQ(decision.batch_items, row.expect.batch_items);
@@ -196,6 +229,8 @@ TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
     DynamicBatcherOptions options;
     options.max_batch_size = 1 + next(8);
     options.max_queue_delay_us = next(3) * 50;
+    options.policy = next(2) == 0 ? BatchingPolicy::kAdaptive : BatchingPolicy::kFixedDelay;
+    const BatchLoad load{.item_interval_us = next(4) == 0 ? kNever : next(40), .item_run_us = next(40)};
     for (int p = next(3); p > 0; --p) options.preferred_batch_sizes.push_back(1 + next(options.max_batch_size));
     std::vector<QueuedTaskInfo> queue;
     for (int i = next(12); i > 0; --i) {
@@ -205,7 +240,7 @@ TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
       queue.push_back(task);
     }
     const int64_t now_us = next(200);
-    const BatchDecision d = DecideBatch(queue, now_us, next(4) == 0, options);
+    const BatchDecision d = DecideBatch(queue, now_us, next(4) == 0, options, load);
     SCOPED_TRACE("round " + std::to_string(round));
 
     std::vector<int> seen(queue.size(), 0);

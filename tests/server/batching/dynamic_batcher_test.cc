@@ -174,8 +174,10 @@ std::vector<std::vector<int>> BatchIds(const std::vector<BatchRecord>& batches) 
 
 class DynamicBatcherTest : public ::testing::Test {
  protected:
+  // The fixed-delay policy, whose waits these tests drive with the fake clock (adaptive: its own tests).
   DynamicBatcherOptions Options(int64_t max_batch_size, int64_t delay_us) {
     DynamicBatcherOptions options;
+    options.policy = BatchingPolicy::kFixedDelay;
     options.max_batch_size = max_batch_size;
     options.max_queue_delay_us = delay_us;
     options.clock = &clock_;
@@ -360,6 +362,38 @@ TEST_F(DynamicBatcherTest, WaitsForTheDelayOnlyUntilTheClockIsAdvanced) {
   EXPECT_TRUE(recorder_.StatusFor(0).ok());
   EXPECT_TRUE(recorder_.StatusFor(1).ok());
   EXPECT_EQ(batcher->QueueDepth(), 0);
+}
+
+// The adaptive policy: a free instance runs a lone task at once whatever the delay; tasks that arrive while the
+// instance is busy gather and go in one batch; when items arrive faster than they are served, it waits for the
+// next plan only until the missing items are due (fake time), not for the delay.
+TEST_F(DynamicBatcherTest, AdaptiveRunsAtOnceGathersWhileBusyAndWaitsOnlyForItemsDue) {
+  DynamicBatcherOptions options = Options(8, 1000000);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  log_.gate.Close();
+  Admit(*batcher, 0);
+  ASSERT_TRUE(log_.gate.BlockUntilArrived(1));  // running at once, time still 0
+  EXPECT_EQ(clock_.NowMicros(), 0);
+  clock_.AdvanceMicros(1000);  // while the batch of 1 runs, 3 tasks arrive 10 us apart
+  Admit(*batcher, 1);
+  clock_.AdvanceMicros(10);
+  Admit(*batcher, 2);
+  clock_.AdvanceMicros(10);
+  Admit(*batcher, 3);
+  log_.gate.Open();  // the batch took 1020 us for 1 item
+  // Gaps per item 1000, 10, 10 -> moving average (1/8, integer) 1000, 877, 769 us < 1020 us of service: the 4th
+  // item (plan 4) is due at 1020 + 769 = 1789.
+  ASSERT_TRUE(clock_.BlockUntilWaitingFor(1789));
+  ASSERT_TRUE(recorder_.WaitForCount(1));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}}));
+  clock_.AdvanceMicros(768);
+  ASSERT_TRUE(clock_.BlockUntilWaitingFor(1789));
+  clock_.AdvanceMicros(1);
+  ASSERT_TRUE(recorder_.WaitForCount(4));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}, {1, 2, 3}}));
+  EXPECT_EQ(clock_.NowMicros(), 1789);
 }
 
 TEST_F(DynamicBatcherTest, RunsAtOnceWhenMaxBatchSizeIsReached) {

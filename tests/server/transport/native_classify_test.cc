@@ -508,7 +508,8 @@ TEST(InferenceServiceCreateTest, Errors) {
 TEST(InferenceServiceQueueTest, QueueFullIsUnavailableAndShutdownDrains) {
   TempDir repo;
   const fs::path dir = CopyLenet(repo.path(), "tiny_queue");
-  EditConfig(dir, "max_queue_delay_us: 500", "max_queue_delay_us: 60000000\n  max_queue_size: 1");
+  EditConfig(dir, "max_queue_delay_us: 500",
+             "max_queue_delay_us: 60000000\n  max_queue_size: 1\n  policy: FIXED_DELAY");
   std::unique_ptr<InferenceService> service = CreateService(repo.path());
   ASSERT_NE(service, nullptr);
   ASSERT_TRUE(service->Ready());
@@ -544,7 +545,7 @@ TEST(InferenceServiceQueueTest, QueueFullIsUnavailableAndShutdownDrains) {
 TEST(InferenceServiceQueueTest, DestructionAnswersQueuedRequests) {
   TempDir repo;
   const fs::path dir = CopyLenet(repo.path(), "slow_queue");
-  EditConfig(dir, "max_queue_delay_us: 500", "max_queue_delay_us: 60000000");
+  EditConfig(dir, "max_queue_delay_us: 500", "max_queue_delay_us: 60000000\n  policy: FIXED_DELAY");
   std::unique_ptr<InferenceService> service = CreateService(repo.path());
   ASSERT_NE(service, nullptr);
   const std::vector<FashionImage> png = LoadFashionImages(".png");
