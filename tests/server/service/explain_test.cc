@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -124,9 +125,8 @@ class ExplainTest : public ::testing::Test {
             std::string_view(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float))};
   }
 
-  // Checks the map at a few positions against one-by-one classification of masks made here.
-  void ExpectMatchesOneByOne(const std::string& model, const ImageItem& image, int64_t patch, int64_t stride,
-                             float fill) {
+  // The occlusion map of `image` (the test fails when the map does).
+  OcclusionMap MapOf(const std::string& model, const ImageItem& image, int64_t patch, int64_t stride, float fill) {
     OcclusionRequest request;
     request.model = model;
     request.image = image;
@@ -135,14 +135,20 @@ class ExplainTest : public ::testing::Test {
     request.fill = fill;
     OcclusionOutcome out;
     const Status status = Occlude(request, &out);
-    ASSERT_TRUE(status.ok()) << status.ToString();
-    const OcclusionMap& map = out.map;
-    const int64_t side = (*service_->Find(model, 0))->info().item_input_dims[1];
-    const int64_t positions = (side - patch) / stride + 1;
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return out.map;
+  }
+
+  // The input with the patch at (r, c), or unmasked for r < 0, in `storage`.
+  using MaskedInput = std::function<ImageItem(int64_t r, int64_t c, std::vector<char>* storage)>;
+
+  // Checks `map` (positions x positions) at a few positions against one-by-one classification of `input`.
+  void ExpectSamplesMatch(const std::string& model, const OcclusionMap& map, int64_t positions,
+                          const MaskedInput& input) {
     ASSERT_EQ(map.rows, positions);
     ASSERT_EQ(map.cols, positions);
-    const std::vector<float> x = Preprocess(model, image);
-    auto plain = Infer(model, {TensorItem(x)});
+    std::vector<char> storage;
+    auto plain = Infer(model, {input(-1, -1, &storage)});
     ASSERT_TRUE(plain.ok()) << plain.status().ToString();
     EXPECT_EQ(map.top1, (*plain)->result.Ranked(0, 1)[0].index);
     EXPECT_EQ(map.target_class, map.top1);
@@ -150,11 +156,7 @@ class ExplainTest : public ::testing::Test {
     float largest_drop = 0;
     for (const auto& [r, c] : std::vector<std::pair<int64_t, int64_t>>{
              {0, 0}, {positions - 1, positions - 1}, {positions / 2, positions / 3}, {1, positions - 2}}) {
-      std::vector<float> masked = x;
-      for (int64_t y = r * stride; y < r * stride + patch; ++y) {
-        for (int64_t q = c * stride; q < c * stride + patch; ++q) masked[y * side + q] = fill;
-      }
-      auto one = Infer(model, {TensorItem(masked)});
+      auto one = Infer(model, {input(r, c, &storage)});
       ASSERT_TRUE(one.ok()) << one.status().ToString();
       const float p = (*one)->result.probabilities[map.target_class];
       const size_t at = static_cast<size_t>(r * positions + c);
@@ -165,55 +167,46 @@ class ExplainTest : public ::testing::Test {
     EXPECT_GT(largest_drop, 1e-4f) << "no sampled patch changed anything: the test would not see a wrong map";
   }
 
-  // An ensemble whose members take different inputs: the map is over the image's pixels; checks it at a few
-  // positions against one-by-one classification of raw-pixel images masked here with the fill's 8-bit sample.
+  // A map in the model's input space, checked against the preprocessed image masked here with `fill`.
+  void ExpectMatchesOneByOne(const std::string& model, const ImageItem& image, int64_t patch, int64_t stride,
+                             float fill) {
+    const OcclusionMap map = MapOf(model, image, patch, stride, fill);
+    EXPECT_FALSE(map.pixel_space);
+    const int64_t side = (*service_->Find(model, 0))->info().item_input_dims[1];
+    const std::vector<float> x = Preprocess(model, image);
+    ExpectSamplesMatch(model, map, (side - patch) / stride + 1, [&](int64_t r, int64_t c, std::vector<char>* out) {
+      std::vector<float> masked = x;
+      for (int64_t y = r * stride; r >= 0 && y < r * stride + patch; ++y) {
+        for (int64_t q = c * stride; q < c * stride + patch; ++q) masked[y * side + q] = fill;
+      }
+      out->assign(reinterpret_cast<const char*>(masked.data()),
+                  reinterpret_cast<const char*>(masked.data() + masked.size()));
+      return ImageItem{ImageItem::Kind::kTensor, std::string_view(out->data(), out->size())};
+    });
+  }
+
+  // An ensemble whose members take different inputs: the map is over the image's pixels; checked against raw-pixel
+  // images masked here with the fill's 8-bit sample.
   void ExpectPixelMapMatchesOneByOne(const std::string& model, const ImageItem& image, int64_t patch,
                                      int64_t stride, float fill, uint8_t fill_sample) {
-    OcclusionRequest request;
-    request.model = model;
-    request.image = image;
-    request.patch = patch;
-    request.stride = stride;
-    request.fill = fill;
-    OcclusionOutcome out;
-    const Status status = Occlude(request, &out);
-    ASSERT_TRUE(status.ok()) << status.ToString();
-    const OcclusionMap& map = out.map;
+    const OcclusionMap map = MapOf(model, image, patch, stride, fill);
     StatusOr<PixelImage> pixels = ItemPixels(image, service_->decode_limits());
     ASSERT_TRUE(pixels.ok()) << pixels.status().ToString();
     ASSERT_EQ(pixels->channels, 1);
     EXPECT_TRUE(map.pixel_space);
     EXPECT_EQ(map.shape, (Dims{1, pixels->height, pixels->width}));
-    const int64_t positions = (pixels->width - patch) / stride + 1;
-    ASSERT_EQ(map.rows, positions);
-    ASSERT_EQ(map.cols, positions);
-    const auto pixel_item = [&](const std::vector<uint8_t>& hwc) {
-      ImageItem item{ImageItem::Kind::kPixels, std::string_view(reinterpret_cast<const char*>(hwc.data()), hwc.size())};
+    const int64_t w = pixels->width;
+    ExpectSamplesMatch(model, map, (w - patch) / stride + 1, [&](int64_t r, int64_t c, std::vector<char>* out) {
+      out->assign(pixels->hwc.begin(), pixels->hwc.end());
+      for (int64_t y = r * stride; r >= 0 && y < r * stride + patch; ++y) {
+        for (int64_t q = c * stride; q < c * stride + patch; ++q) (*out)[y * w + q] = static_cast<char>(fill_sample);
+      }
+      ImageItem item{ImageItem::Kind::kPixels, std::string_view(out->data(), out->size())};
       item.height = static_cast<int32_t>(pixels->height);
-      item.width = static_cast<int32_t>(pixels->width);
+      item.width = static_cast<int32_t>(w);
       item.channels = 1;
       return item;
-    };
-    auto plain = Infer(model, {pixel_item(pixels->hwc)});
-    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
-    EXPECT_EQ(map.top1, (*plain)->result.Ranked(0, 1)[0].index);
-    EXPECT_NEAR(map.probability, (*plain)->result.probabilities[map.target_class], kBatchTolerance);
-    float largest_drop = 0;
-    for (const auto& [r, c] : std::vector<std::pair<int64_t, int64_t>>{
-             {0, 0}, {positions - 1, positions - 1}, {positions / 2, positions / 3}, {1, positions - 2}}) {
-      std::vector<uint8_t> masked = pixels->hwc;
-      for (int64_t y = r * stride; y < r * stride + patch; ++y) {
-        for (int64_t q = c * stride; q < c * stride + patch; ++q) masked[y * pixels->width + q] = fill_sample;
-      }
-      auto one = Infer(model, {pixel_item(masked)});
-      ASSERT_TRUE(one.ok()) << one.status().ToString();
-      const float p = (*one)->result.probabilities[map.target_class];
-      const size_t at = static_cast<size_t>(r * positions + c);
-      EXPECT_NEAR(map.drop[at], map.probability - p, kBatchTolerance) << model << " at " << r << "," << c;
-      EXPECT_EQ(map.top1_at[at], (*one)->result.Ranked(0, 1)[0].index) << model << " at " << r << "," << c;
-      largest_drop = std::max(largest_drop, std::fabs(map.drop[at]));
-    }
-    EXPECT_GT(largest_drop, 1e-4f) << "no sampled patch changed anything: the test would not see a wrong map";
+    });
   }
 
   std::vector<FashionImage> png_;
