@@ -72,10 +72,11 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
   const int64_t delay_end_us = AddMicros(oldest_enqueue_us, delay_us);
   const bool full = items == max_items || count < live.size();
   if (options.policy == BatchingPolicy::kAdaptive) {
-    const int64_t wake_us =
-        full || flush ? Clock::kInfiniteFuture
-                      : AdaptiveWakeUs(items, newest_enqueue_us, std::min(delay_end_us, earliest_deadline_us), load,
-                                       options);
+    const int64_t limit_us = std::min(delay_end_us, earliest_deadline_us);
+    int64_t wake_us = Clock::kInfiniteFuture;
+    if (!full && !flush) {
+      wake_us = load.items_coming > 0 ? limit_us : AdaptiveWakeUs(items, newest_enqueue_us, limit_us, load, options);
+    }
     if (wake_us != Clock::kInfiniteFuture && wake_us > now_us) {
       decision.action = BatchDecision::Action::kWait;
       decision.wake_at_us = wake_us;

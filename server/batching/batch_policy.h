@@ -17,15 +17,18 @@
 //     size, if any (this is "the largest preferred size <= available"); else the whole candidate.
 //  5. Otherwise kWait until min(oldest live enqueue time + max_queue_delay_us, earliest live deadline), or until
 //     a new task arrives, whichever is first; then decide again.
-// Rules 4 and 5 are the kFixedDelay policy. kAdaptive (the default) replaces them: the worker that decides is a
+// Rules 4 and 5 are the kFixedDelay policy (the default). kAdaptive replaces them: the worker that decides is a
 // free instance, so it runs the candidate at once (work-conserving: under load, tasks gather while every
-// instance is busy and a freed one takes everything that fits) unless waiting is expected to pay. It waits only
-// when (a) the batch is not full and flush is not set, (b) `load` says items arrive faster than the instance
-// serves them (item_interval_us < item_run_us), and (c) at that rate the items missing to the next preferred size
-// above the candidate (or max_batch_size) are due, counted from the newest live task's arrival, before
-// min(oldest enqueue time + max_queue_delay_us, earliest live deadline); it then waits until they are due. When
-// they do not come, the next decision after that time runs. Size: the whole candidate (a batch of a size without
-// a plan is padded by the runner).
+// instance is busy and a freed one takes everything that fits) unless waiting is expected to pay. When the batch
+// is not full and flush is not set, it waits
+//   (a) while `load.items_coming` > 0 (requests for this model admitted and still being decoded: they are on
+//       their way), until min(oldest enqueue time + max_queue_delay_us, earliest live deadline), woken by each
+//       arrival to decide again; or else
+//   (b) when `load` says items arrive faster than the instance serves them (item_interval_us < item_run_us) and,
+//       at that rate, the items missing to the next preferred size above the candidate (or max_batch_size) are
+//       due, counted from the newest live task's arrival, before that same limit: until they are due (if they do
+//       not come, the next decision after that time runs).
+// Otherwise it runs at once. Size: the whole candidate (a batch of a size without a plan is padded by the runner).
 // Thread-safety: a pure function.
 #ifndef CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
 #define CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
@@ -70,6 +73,8 @@ struct BatchLoad {
   int64_t item_interval_us = Clock::kInfiniteFuture;
   // Recent mean run time per item of a batch; 0 while unknown.
   int64_t item_run_us = 0;
+  // Items of requests admitted for this model and not yet queued (waiting for or in decoding).
+  int64_t items_coming = 0;
 };
 
 // `queue` is in FIFO order (index 0 is the oldest). Only policy, max_batch_size, max_queue_delay_us and

@@ -96,8 +96,19 @@ Status DynamicBatcher::CheckAdmission(int64_t num_tasks, int64_t items, int64_t 
 }
 
 void DynamicBatcher::AddIncoming(int64_t items) {
-  std::lock_guard<std::mutex> lock(mu_);
-  incoming_items_ = std::max<int64_t>(0, incoming_items_ + items);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming_items_ = std::max<int64_t>(0, incoming_items_ + items);
+  }
+  if (items < 0) work_cv_.notify_one();  // a worker waiting for them decides again
+}
+
+void DynamicBatcher::AddDecoding(int64_t items) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    decoding_items_ = std::max<int64_t>(0, decoding_items_ + items);
+  }
+  if (items < 0) work_cv_.notify_one();  // a worker waiting for them decides again
 }
 
 int64_t DynamicBatcher::ExpectedWorkMicros(int64_t items) const {
@@ -244,7 +255,9 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
                                         .deadline_us = task->deadline_us(),
                                         .cancelled = task->IsCancelled()});
     }
-    const BatchLoad load{.item_interval_us = item_interval_us_, .item_run_us = item_service_ns() / kNanosPerMicro};
+    const BatchLoad load{.item_interval_us = item_interval_us_,
+                         .item_run_us = item_service_ns() / kNanosPerMicro,
+                         .items_coming = incoming_items_ + decoding_items_};
     const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
     const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
     if (decision.action != BatchDecision::Action::kRun && !drops) {

@@ -108,6 +108,10 @@ class DynamicBatcher final : public Scheduler {
   // (their images are being decoded). Admission counts them as queued, so that requests admitted while others
   // wait to be decoded see the work those will add to this queue.
   void AddIncoming(int64_t items);
+  // Counts `items` (negative: stops counting them) as being decoded by the thread that will Schedule them next.
+  // Admission does not count them (their request was checked already); the adaptive policy waits for them and
+  // for the incoming ones (batch_policy.h).
+  void AddDecoding(int64_t items);
 
   // How long from now until `items` more items would have run, by the admission estimate (DecideAdmission:
   // the work ahead in this batcher plus their own run time); 0 before the first batch has been timed. A caller
@@ -191,6 +195,7 @@ class DynamicBatcher final : public Scheduler {
   int64_t queued_items_ = 0;                 // guarded by mu_: items of the tasks in queue_
   int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now
   int64_t incoming_items_ = 0;               // guarded by mu_: items admitted and not yet scheduled (AddIncoming)
+  int64_t decoding_items_ = 0;               // guarded by mu_: items being decoded for Schedule (AddDecoding)
   int64_t last_arrival_us_ = -1;             // guarded by mu_: when the newest task was scheduled; -1: none yet
   int64_t item_interval_us_ = Clock::kInfiniteFuture;  // guarded by mu_: moving average of the gap per item
   bool shutting_down_ = false;               // guarded by mu_: reject new tasks, run queued ones without delay

@@ -14,16 +14,16 @@ namespace cnnserve {
 
 // How a free instance decides between running what is queued and waiting for a fuller batch (batch_policy.h).
 enum class BatchingPolicy {
-  kAdaptive,    // work-conserving: run at once unless the arrival rate says a fuller batch is due very soon
   kFixedDelay,  // Triton's: wait up to max_queue_delay_us for a preferred or full batch
+  kAdaptive,    // work-conserving: run at once unless items on their way or the arrival rate say wait
 };
 
 struct DynamicBatcherOptions {
-  BatchingPolicy policy = BatchingPolicy::kAdaptive;
+  BatchingPolicy policy = BatchingPolicy::kFixedDelay;
   // Most items (images) in one batch; a task with more is rejected by Schedule. >= 1.
   int64_t max_batch_size = 8;
   // How long the oldest queued task may wait for a fuller batch. 0: never wait, run what is there. >= 0.
-  // kAdaptive: an upper bound, reached only while arrivals keep coming faster than the instance serves them.
+  // kAdaptive: an upper bound on its waits (batch_policy.h).
   int64_t max_queue_delay_us = 0;
   // Batch sizes (in items) worth running as soon as they can be formed exactly, e.g. sizes with a compiled plan.
   // Each in [1, max_batch_size]; order and duplicates do not matter. max_batch_size always counts as preferred.

@@ -70,7 +70,7 @@ StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry&
   DynamicBatcherOptions batcher_options;
   batcher_options.max_batch_size = info.max_batch_size;
   batcher_options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_us();
-  const bool fixed_delay = config.dynamic_batching().policy() == v1::DynamicBatching::FIXED_DELAY;
+  const bool fixed_delay = config.dynamic_batching().policy() != v1::DynamicBatching::ADAPTIVE;
   batcher_options.policy = fixed_delay ? BatchingPolicy::kFixedDelay : BatchingPolicy::kAdaptive;
   // Adaptive fills batches up to the compiled plans; the fixed delay runs at once at the configured sizes.
   batcher_options.preferred_batch_sizes = fixed_delay ? preferred : servable->plan_sizes_;
@@ -154,6 +154,13 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
   // A request the batcher would refuse is refused before any item is decoded.
   if (Status admitted = CheckAdmission(num_items, request->deadline_us); !admitted.ok()) return fail(admitted);
 
+  // While this thread decodes, the batcher's adaptive policy knows these items are on their way.
+  batcher_->AddDecoding(num_items);
+  struct Decoded {
+    DynamicBatcher* batcher;
+    int64_t items;
+    ~Decoded() { batcher->AddDecoding(-items); }
+  } decoded{batcher_.get(), num_items};
   auto state = std::make_shared<InferState>();
   state->item_input_size = item_input_size_;
   state->item_output_size = info_.num_classes;

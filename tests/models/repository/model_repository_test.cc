@@ -139,6 +139,16 @@ TEST(ModelRepositoryTest, ParseErrorsAreCollectedWithPositions) {
   EXPECT_EQ(bad_enum.status().message().rfind("m/config.pbtxt:1:", 0), 0u) << bad_enum.status().message();
   EXPECT_NE(bad_enum.status().message().find("PURPLE"), std::string::npos);
 
+  StatusOr<v1::ModelConfig> bad_policy = ParseModelConfig("dynamic_batching { policy: SOMETIMES }", "m/config.pbtxt");
+  ASSERT_FALSE(bad_policy.ok());
+  EXPECT_NE(bad_policy.status().message().find("Unknown enumeration value of \"SOMETIMES\" for field \"policy\""),
+            std::string::npos)
+      << bad_policy.status().message();
+  StatusOr<v1::ModelConfig> adaptive = ParseModelConfig("dynamic_batching { policy: ADAPTIVE }", "m/config.pbtxt");
+  ASSERT_TRUE(adaptive.ok()) << adaptive.status().ToString();
+  EXPECT_EQ(adaptive->dynamic_batching().policy(), v1::DynamicBatching::ADAPTIVE);
+  EXPECT_EQ(v1::DynamicBatching().policy(), v1::DynamicBatching::FIXED_DELAY);  // the default
+
   StatusOr<v1::ModelConfig> good = ParseModelConfig(
       "name: \"m\"  # comment\nmax_batch_size: 8\ninput { dims: [3, 224, 224] }\n"
       "dynamic_batching { preferred_batch_size: [2, 4] }\n",

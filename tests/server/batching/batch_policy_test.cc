@@ -186,6 +186,13 @@ std::vector<Row> Rows() {
   add("AdaptiveFlushRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), {T(1, 0)}, 0, Run({0}, 1), kFlush);
   // What gathered while every instance was busy goes in one batch, not cut to a plan-sized prefix.
   add("AdaptiveTakesEverythingThatFits", A(8, 1000, {1, 4}, 500, 100), Singles(6), 500, Run(Range(6), 6));
+  // Items admitted and still being decoded are on their way: wait for them up to the delay or a deadline.
+  Policy coming = A(8, 1000, {1, 4}, kUnknown, 0);
+  coming.load.items_coming = 3;
+  add("AdaptiveWaitsForItemsBeingDecodedUntilTheDelay", coming, {T(1, 0), T(1, 10)}, 12, Wait(1000));
+  add("AdaptiveWaitsForItemsBeingDecodedUntilADeadline", coming, {T(1, 0, 400), T(1, 10)}, 12, Wait(400));
+  add("AdaptiveRunsWhenTheDelayEndsWithItemsStillComing", coming, {T(1, 0), T(1, 10)}, 1000, Run({0, 1}, 2));
+  add("AdaptiveFullBatchDoesNotWaitForItemsComing", coming, Singles(8), 7, Run(Range(8), 8));
   add("AdaptiveDropsLikeFixed", A(8, 1000, {1, 4}, 500, 100), {T(1, 0, 3), Cancelled(1, 1), T(2, 2)}, 4,
       Run({2}, 2).Expired({0}).Cancelled({1}));
 
