@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""Batching policy: adaptive (the default) against no batching and the fixed delay, same model, same run.
+
+For each model, three repositories are generated from its shipped configuration (config.pbtxt written, model.onnx
+symlinked, under BUILD/bench/repos): "fixed" (the shipped config: FIXED_DELAY, the default, Triton's rule with
+the shipped delay), "adaptive" (the same with `policy: ADAPTIVE`) and "none" (max_batch_size 0, no
+dynamic_batching: every request alone at batch 1). Rounds alternate the three (the order
+reversed every other round); each runs a fresh cnnserve on 127.0.0.1 and build/bin/cnnload's closed-loop sweep
+(one encoded image per request: Fashion-MNIST PNGs, or ImageNet-like JPEGs for the zoo models). Each cell is the
+median over rounds. The ratio column is adaptive / max(none, fixed) in requests/s; the goal is >= 0.97 at every
+level, and adaptive's p50 at concurrency 1 within 10% of no batching.
+
+  bench/batching_policy.py [--build build] [--zoo DIR] [--models lenet5_fashion,alexnet_fashion,alexnet]
+                           [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
+                           [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
+"""
+
+import argparse
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from server_curves import (ROOT, Server, add_model, cnnload_args, fashion_images, fmt, imagenet_like_images,  # noqa
+                           lenet_config, log, machine, machine_line, median_rows, read_text, run_cnnload,
+                           set_dynamic_batching, shown_command, without_batching, write_results, zoo_config)
+
+POLICIES = ("adaptive", "none", "fixed")
+
+
+def shipped_config(name, zoo, work):
+    """(config, onnx, labels, inputs) of a shipped Fashion-MNIST model or a zoo model."""
+    if name == "lenet5_fashion":
+        config, onnx, labels = lenet_config()
+        return config, onnx, labels, fashion_images(work)
+    d = os.path.join(ROOT, "models", "repository", name)
+    if os.path.isdir(d):
+        return (read_text(os.path.join(d, "config.pbtxt")), os.path.join(d, "1", "model.onnx"),
+                os.path.join(d, "labels.txt"), fashion_images(work))
+    if not os.path.exists(os.path.join(zoo, name + ".onnx")):
+        sys.exit("missing %s/%s.onnx: run `make zoo` first" % (zoo, name))
+    config, onnx, labels = zoo_config(zoo, name, work)
+    return config, onnx, labels, imagenet_like_images(work)
+
+
+def policy_config(config, policy):
+    """The shipped config for `policy`: as shipped (fixed delay), ADAPTIVE added, or without batching."""
+    if policy == "none":
+        return without_batching(config)
+    m = re.search(r"(?ms)^dynamic_batching\s*\{(.*?)^\}", config)
+    block = m.group(1).strip() if m else ""
+    block = re.sub(r"(?m)^\s*policy:.*$", "", block).strip()
+    if policy == "adaptive":
+        block += "\n  policy: ADAPTIVE"
+    return set_dynamic_batching(config, "  " + block)
+
+
+def markdown(result):
+    lines = ["Machine: %s." % machine_line(result["machine"]), "",
+             "Command: `%s` (%.0f s); %d round(s), alternating, each cell the median over rounds." % (
+                 result["command"], result["seconds"], result["rounds"]), ""]
+    for model in result["models"]:
+        runs = result["runs"][model]
+        lines.append("**%s**: requests/s and p50 ms by policy (fixed: the shipped config; adaptive: with "
+                     "`policy: ADAPTIVE`; none: max_batch_size 0)" % model)
+        lines.append("")
+        lines.append("`%s`" % runs["adaptive"]["command"])
+        lines.append("")
+        lines.append("| concurrency | adaptive req/s | none req/s | fixed req/s | adaptive / best other | "
+                     "adaptive p50 | none p50 | fixed p50 | adaptive p99 |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        rows = {p: {r["concurrency"]: r for r in runs[p]["rows"]} for p in POLICIES}
+        for level in sorted(rows["adaptive"]):
+            a, n, f = (rows[p].get(level) for p in POLICIES)
+            best = max(x["requests_per_s"] for x in (n, f) if x)
+            ratio = a["requests_per_s"] / best if best else None
+            lines.append("| %d | %s | %s | %s | **%s** | %s | %s | %s | %s |" % (
+                level, fmt(a["requests_per_s"]), fmt(n and n["requests_per_s"]), fmt(f and f["requests_per_s"]),
+                fmt(ratio, 2), fmt(a["latency_ms"]["p50"], 2), fmt(n and n["latency_ms"]["p50"], 2),
+                fmt(f and f["latency_ms"]["p50"], 2), fmt(a["latency_ms"]["p99"], 2)))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--zoo", default=os.path.expanduser("~/.cache/cnnserve/zoo"))
+    p.add_argument("--models", default="lenet5_fashion,alexnet_fashion,alexnet")
+    p.add_argument("--levels", default="1,2,4,8,16,32")
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "batching_policy", "batching_policy"))
+    args = p.parse_args()
+
+    work = os.path.join(args.build, "bench")
+    levels = [int(c) for c in args.levels.split(",")]
+    models = args.models.split(",")
+    start = time.time()
+    configs = []  # (model, policy, repo, inputs)
+    for model in models:
+        config, onnx, labels, inputs = shipped_config(model, args.zoo, work)
+        for policy in POLICIES:
+            repo = os.path.join(work, "repos", "%s-policy-%s" % (model, policy))
+            add_model(repo, model, policy_config(config, policy), onnx, labels)
+            configs.append((model, policy, repo, inputs))
+
+    runs = {}
+    for rnd in range(args.rounds):
+        order = configs if rnd % 2 == 0 else list(reversed(configs))
+        for model, policy, repo, inputs in order:
+            cl_args = cnnload_args(model, inputs, levels=levels, warmup=args.warmup, duration=args.duration)
+            with Server(args.build, repo, os.path.join(work, "logs", "%s-%s.log" % (model, policy))) as server:
+                doc = run_cnnload(args.build, server.address, cl_args,
+                                  os.path.join(args.out, "%s-%s-r%d.csv" % (model, policy, rnd + 1)))
+            run = runs.setdefault(model, {}).setdefault(policy, {"rows": [], "command": shown_command(cl_args)})
+            run["rows"].append(doc["rows"])
+            log("round %d: %s %s done (%.0f s)" % (rnd + 1, model, policy, time.time() - start))
+
+    for model in runs:
+        for policy in runs[model]:
+            runs[model][policy]["rows"] = median_rows(runs[model][policy]["rows"])
+    result = {"benchmark": "batching_policy", "machine": machine(), "rounds": args.rounds, "models": models,
+              "runs": runs,
+              "command": "bench/batching_policy.py " + " ".join(sys.argv[1:]), "seconds": time.time() - start}
+    write_results(args.out, result, markdown)
+
+
+if __name__ == "__main__":
+    main()
