@@ -50,6 +50,20 @@ enum class WinogradPolicy {
   kAlways,
 };
 
+// The data type a backend computes in. Inputs and outputs of a Plan are fp32 whatever the precision.
+enum class Precision {
+  kFp32,
+  // bfloat16 activations and weights where the backend has bf16 kernels (oneDNN: convolution, inner product,
+  // pooling, LRN, ReLU, batch normalisation), fp32 accumulation, fp32 bias; the layer that produces the graph's
+  // output (and the softmax or ReLU after it) writes fp32, so logits keep their precision.
+  kBf16,
+};
+
+// "fp32" / "bf16".
+inline const char* PrecisionName(Precision precision) {
+  return precision == Precision::kBf16 ? "bf16" : "fp32";
+}
+
 // Per-backend algorithm and threading choices, fixed at CreateXBackend and applied to every Plan it compiles.
 // Backends ignore the options they have no use for (the reference backend ignores all of them).
 struct BackendOptions {
@@ -62,6 +76,8 @@ struct BackendOptions {
   // Plans for batches of at least this size give fully connected layers oneDNN's blocked weight layout (one extra
   // copy of the FC weights, shared by those plans); smaller batches read the model's plain weights in place.
   int64_t fc_blocked_weights_min_batch = 8;
+  // The data type of the plan's layers (the reference backend computes in fp32 only; see Model::Create).
+  Precision precision = Precision::kFp32;
 };
 
 }  // namespace cnnserve

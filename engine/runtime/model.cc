@@ -13,6 +13,10 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
   if (options.num_threads < 0) {
     return InvalidArgumentError("num_threads must be >= 0, got " + std::to_string(options.num_threads));
   }
+  if (options.precision != Precision::kFp32 && options.backend != "dnnl") {
+    return InvalidArgumentError(std::string("precision ") + PrecisionName(options.precision) +
+                                " needs the dnnl backend (the " + options.backend + " backend computes in fp32)");
+  }
   auto model = std::shared_ptr<Model>(new Model());
   model->options_ = options;
   model->graph_ = graph;
@@ -26,6 +30,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
   backend_options.allow_winograd = options.allow_winograd;
   backend_options.winograd_policy = options.winograd_policy;
   backend_options.fc_blocked_weights_min_batch = options.fc_blocked_weights_min_batch;
+  backend_options.precision = options.precision;
   if (options.backend == "dnnl") {
     CNN_ASSIGN_OR_RETURN(model->backend_, CreateDnnlBackend(model->optimized_, backend_options));
   } else if (options.backend == "reference") {

@@ -34,6 +34,8 @@ struct ModelOptions {
   WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;
   int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
   bool optimize = true;          // run OptimizeForInference before compiling
+  // The data type of the compiled layers (see Precision). kBf16 needs the "dnnl" backend.
+  Precision precision = Precision::kFp32;
 };
 
 class Session;

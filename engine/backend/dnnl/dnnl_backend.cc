@@ -1,6 +1,8 @@
 #include "engine/backend/dnnl/dnnl_backend.h"
 
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -111,16 +113,27 @@ StatusOr<PlanInfo> DescribePlan(const Plan& plan) {
   return dnnl_plan->info();
 }
 
+std::map<std::string, size_t> WeightBytesByType(const PlanInfo& info) {
+  std::map<std::string, size_t> bytes;
+  std::set<const void*> seen;
+  for (const StepInfo& step : info.steps) {
+    if (step.weights_data == nullptr || !seen.insert(step.weights_data).second) continue;
+    bytes[step.weights_type] += step.weights_bytes;
+  }
+  return bytes;
+}
+
 std::string FormatPlanInfo(const PlanInfo& info) {
   std::string out;
   for (const StepInfo& step : info.steps) {
-    out += step.node + " | " + step.kind + " | " + step.impl + " | src " + step.src;
-    if (!step.weights.empty()) out += " | wei " + step.weights;
-    out += " | dst " + step.dst + "\n";
+    out += step.node + " | " + step.kind + " | " + step.impl + " | src " + step.src + " " + step.src_type;
+    if (!step.weights.empty()) out += " | wei " + step.weights + " " + step.weights_type;
+    out += " | dst " + step.dst + " " + step.dst_type + "\n";
   }
   out += "activations " + std::to_string(info.activation_bytes) + " B, scratchpad " +
-         std::to_string(info.scratchpad_bytes) + " B\n";
-  return out;
+         std::to_string(info.scratchpad_bytes) + " B, weights";
+  for (const auto& [type, bytes] : WeightBytesByType(info)) out += " " + type + " " + std::to_string(bytes) + " B";
+  return out + "\n";
 }
 
 }  // namespace dnnl_internal

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,12 @@ struct StepInfo {
   std::string src;      // layouts in oneDNN's letter notation ("abcd" = plain NCHW, "aBcd16b" = nChw16c)
   std::string weights;  // "" when the primitive has no weights
   std::string dst;
+  // Data types of the same operands: "f32", "bf16" ("" where there is none).
+  std::string src_type;
+  std::string weights_type;
+  std::string dst_type;
   const void* weights_data = nullptr;  // the weights buffer bound to this step (shared across plans)
+  size_t weights_bytes = 0;            // its size in its layout and data type
 };
 
 struct PlanInfo {
@@ -53,6 +59,9 @@ StatusOr<PlanInfo> DescribePlan(const Plan& plan);
 // WinogradPolicy::kHeuristic takes Winograd for an eligible convolution when minibatch x output pixels reaches
 // this (chosen with bench/engine_micro: below it, Winograd loses to direct).
 inline constexpr int64_t kWinogradMinPixels = 16;
+
+// Bytes of the distinct weight buffers of `info`'s steps, by data type ("f32", "bf16").
+std::map<std::string, size_t> WeightBytesByType(const PlanInfo& info);
 
 // A multi-line table of `info` (one step per line), for logs.
 std::string FormatPlanInfo(const PlanInfo& info);

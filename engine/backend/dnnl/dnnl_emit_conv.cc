@@ -51,7 +51,8 @@ Status PlanBuilder::EmitConv(const LoweredOp& op) {
   }
   const Md user_weights = PlainMd(weights_dims);
   const Md bias_md = PlainMd({op.weights_dims[0]});
-  bool winograd_eligible = model_->options().allow_winograd && groups == 1 && spatial == 2 &&
+  // oneDNN 2.6 has no bf16 Winograd (DESIGN.md section 6): direct only below fp32.
+  bool winograd_eligible = model_->options().allow_winograd && compute_type_ == kF32 && groups == 1 && spatial == 2 &&
                            op.weights_dims[0] % 16 == 0 && op.weights_dims[1] % 16 == 0;
   for (size_t i = 0; i < spatial; ++i) {
     winograd_eligible = winograd_eligible && op.weights_dims[2 + i] == 3 && strides[i] == 1 && dilates[i] == 0;
@@ -59,13 +60,13 @@ Status PlanBuilder::EmitConv(const LoweredOp& op) {
   const auto make_pd = [&](const Md& src_md, const Md& weights_md, dnnl::algorithm algorithm) {
     if (op.bias.empty()) {
       return dnnl::convolution_forward::primitive_desc(
-          dnnl::convolution_forward::desc(kInference, algorithm, src_md, weights_md, AnyMd(dst_dims), strides,
+          dnnl::convolution_forward::desc(kInference, algorithm, src_md, weights_md, AnyMd(dst_dims, DstType(op.dst)), strides,
                                           dilates, pad_l, pad_r),
           FusedAttr(op.relu), engine_);
     }
     return dnnl::convolution_forward::primitive_desc(
-        dnnl::convolution_forward::desc(kInference, algorithm, src_md, weights_md, bias_md, AnyMd(dst_dims),
-                                        strides, dilates, pad_l, pad_r),
+        dnnl::convolution_forward::desc(kInference, algorithm, src_md, weights_md, bias_md,
+                                        AnyMd(dst_dims, DstType(op.dst)), strides, dilates, pad_l, pad_r),
         FusedAttr(op.relu), engine_);
   };
   // Candidates, best first: keep the layout the source already has (no reorder) when a fast kernel takes
@@ -78,11 +79,11 @@ Status PlanBuilder::EmitConv(const LoweredOp& op) {
   // kernel (blocked output) instead of oneDNN's own choice, NHWC brgconv: the layer takes 0.20 instead of 0.29 ms
   // and the whole LeNet-5 runs 12% (batch 1) and 19% (batch 32) faster on 1 thread. With 3 channels (AlexNet,
   // VGG) it is no faster, so it is not tried there.
-  if (!internal_src && src_dims[1] == 1) src_candidates.push_back(current.md);
-  src_candidates.push_back(AnyMd(src_dims));
+  if (!internal_src && src_dims[1] == 1 && compute_type_ == kF32) src_candidates.push_back(current.md);
+  src_candidates.push_back(AnyMd(src_dims, compute_type_));
   std::vector<Md> weights_candidates;
   if (auto preferred = model_->PreferredWeights(op.name)) weights_candidates.push_back(*preferred);
-  weights_candidates.push_back(AnyMd(weights_dims));
+  weights_candidates.push_back(AnyMd(weights_dims, compute_type_));
   std::vector<dnnl::algorithm> algorithms;
   if (winograd_eligible) {
     if (auto winograd = WinogradAlgorithm(model_->options().winograd_policy, NumElements(dst_dims) / dst_dims[1]))
@@ -99,7 +100,10 @@ Status PlanBuilder::EmitConv(const LoweredOp& op) {
       }
     }
   }
-  if (!chosen) chosen = make_pd(AnyMd(src_dims), AnyMd(weights_dims), dnnl::algorithm::convolution_direct);
+  if (!chosen) {
+    chosen = make_pd(AnyMd(src_dims, compute_type_), AnyMd(weights_dims, compute_type_),
+                     dnnl::algorithm::convolution_direct);
+  }
   const dnnl::convolution_forward::primitive_desc& pd = *chosen;
 
   CNN_ASSIGN_OR_RETURN(MemRef src, GetAs(op.src, pd.src_desc()));

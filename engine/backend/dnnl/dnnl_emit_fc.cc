@@ -52,8 +52,9 @@ StatusOr<std::vector<Md>> PlanBuilder::FcSourceCandidates(const LoweredOp& op, c
   }
   CNN_ASSIGN_OR_RETURN(MemRef current, Get(operands.src_value));
   if (current.md.data.format_kind == dnnl_blocked) candidates.push_back(current.md);
-  if (!(current.md == PlainMd(operands.src_dims))) candidates.push_back(PlainMd(operands.src_dims));
-  candidates.push_back(AnyMd(operands.src_dims));
+  const Md plain = PlainMd(operands.src_dims, compute_type_);
+  if (!(current.md == plain)) candidates.push_back(plain);
+  candidates.push_back(AnyMd(operands.src_dims, compute_type_));
   return candidates;
 }
 
@@ -66,12 +67,14 @@ std::vector<Md> PlanBuilder::FcWeightCandidates(const LoweredOp& op, const FcOpe
   std::vector<Md> candidates;
   if (batch_ >= model_->options().fc_blocked_weights_min_batch) {
     if (auto blocked = model_->PreferredWeights(op.name, &operands.user_weights)) candidates.push_back(*blocked);
-    candidates.push_back(AnyMd(operands.weights_dims));
-    candidates.push_back(operands.user_weights);
+    candidates.push_back(AnyMd(operands.weights_dims, compute_type_));
+    if (compute_type_ == kF32) candidates.push_back(operands.user_weights);
   } else {
-    candidates.push_back(operands.user_weights);
+    // Below fp32 the graph's buffer is of the wrong type: the weights are converted once (and read at half
+    // the bytes per image).
+    if (compute_type_ == kF32) candidates.push_back(operands.user_weights);
     if (auto prepared = model_->PreferredWeights(op.name)) candidates.push_back(*prepared);
-    candidates.push_back(AnyMd(operands.weights_dims));
+    candidates.push_back(AnyMd(operands.weights_dims, compute_type_));
   }
   return candidates;
 }
@@ -85,11 +88,13 @@ Status PlanBuilder::EmitFc(const LoweredOp& op) {
   const auto make_pd = [&](const Md& src_md, const Md& weights_md) {
     if (op.bias.empty()) {
       return dnnl::inner_product_forward::primitive_desc(
-          dnnl::inner_product_forward::desc(kInference, src_md, weights_md, AnyMd(dst_dims)), FusedAttr(op.relu),
+          dnnl::inner_product_forward::desc(kInference, src_md, weights_md, AnyMd(dst_dims, DstType(op.dst))),
+          FusedAttr(op.relu),
           engine_);
     }
     return dnnl::inner_product_forward::primitive_desc(
-        dnnl::inner_product_forward::desc(kInference, src_md, weights_md, bias_md, AnyMd(dst_dims)),
+        dnnl::inner_product_forward::desc(kInference, src_md, weights_md, bias_md,
+                                          AnyMd(dst_dims, DstType(op.dst))),
         FusedAttr(op.relu), engine_);
   };
   MemRef src;

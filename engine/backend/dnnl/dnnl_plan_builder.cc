@@ -15,12 +15,36 @@ StatusOr<std::unique_ptr<Plan>> PlanBuilder::Build() {
   in.dims = shapes_.at(input);
   in.ready = true;
   in.mem = MemRef{NewBuffer(BufKind::kUserIn, 0), PlainMd(in.dims)};
+  MarkFp32Outputs();
   for (const LoweredOp& op : model_->ops()) {
     CNN_RETURN_IF_ERROR(Guarded(op.name, [&] { return Emit(op); }));
   }
   auto plan = std::make_unique<DnnlPlan>();
   CNN_RETURN_IF_ERROR(Guarded(graph_.output_name(), [&] { return Finalize(*plan); }));
   return std::unique_ptr<Plan>(std::move(plan));
+}
+
+void PlanBuilder::MarkFp32Outputs() {
+  if (compute_type_ == kF32) return;
+  // Walk back from the graph's output through the ops that keep their input's data type (ReLU, softmax,
+  // views, aliases) to the layer that computes it: that layer writes fp32.
+  std::unordered_map<std::string, const LoweredOp*> producer;
+  for (const LoweredOp& op : model_->ops()) producer[op.dst] = &op;
+  std::string value = graph_.output_name();
+  while (fp32_values_.insert(value).second) {
+    auto it = producer.find(value);
+    if (it == producer.end()) break;
+    const LoweredKind kind = it->second->kind;
+    if (kind != LoweredKind::kRelu && kind != LoweredKind::kSoftmax && kind != LoweredKind::kView &&
+        kind != LoweredKind::kAlias) {
+      break;
+    }
+    value = it->second->src;
+  }
+}
+
+memory::data_type PlanBuilder::DstType(const std::string& value) const {
+  return fp32_values_.count(value) > 0 ? kF32 : compute_type_;
 }
 
 int PlanBuilder::NewBuffer(BufKind kind, size_t bytes, const void* data) {
@@ -117,10 +141,20 @@ void PlanBuilder::AddStep(const std::string& node, const dnnl::primitive_desc_ba
   step.info.kind = dnnl_prim_kind2str(static_cast<dnnl_primitive_kind_t>(pd.get_kind()));
   step.info.impl = pd.impl_info_str();
   for (const auto& [arg, mem] : args) {
-    if (arg == DNNL_ARG_SRC || arg == DNNL_ARG_FROM) step.info.src = MdToString(mem.md);
-    if (arg == DNNL_ARG_WEIGHTS) step.info.weights = MdToString(mem.md);
-    if (arg == DNNL_ARG_DST || arg == DNNL_ARG_TO) step.info.dst = MdToString(mem.md);
-    if (arg == DNNL_ARG_WEIGHTS) step.info.weights_data = buffers_[mem.buffer].data;
+    if (arg == DNNL_ARG_SRC || arg == DNNL_ARG_FROM) {
+      step.info.src = MdToString(mem.md);
+      step.info.src_type = DataTypeName(mem.md);
+    }
+    if (arg == DNNL_ARG_WEIGHTS) {
+      step.info.weights = MdToString(mem.md);
+      step.info.weights_type = DataTypeName(mem.md);
+      step.info.weights_data = buffers_[mem.buffer].data;
+      step.info.weights_bytes = mem.md.get_size();
+    }
+    if (arg == DNNL_ARG_DST || arg == DNNL_ARG_TO) {
+      step.info.dst = MdToString(mem.md);
+      step.info.dst_type = DataTypeName(mem.md);
+    }
   }
   step.args = std::move(args);
   steps_.push_back(std::move(step));

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -30,7 +31,11 @@ namespace cnnserve::dnnl_internal {
 class PlanBuilder {
  public:
   PlanBuilder(std::shared_ptr<ModelState> model, int64_t batch)
-      : model_(std::move(model)), graph_(model_->graph()), engine_(model_->engine()), batch_(batch) {}
+      : model_(std::move(model)),
+        graph_(model_->graph()),
+        engine_(model_->engine()),
+        batch_(batch),
+        compute_type_(ComputeType(model_->options().precision)) {}
 
   // Emits every lowered op, then lays out the arena and fills the plan.
   StatusOr<std::unique_ptr<Plan>> Build();
@@ -67,6 +72,12 @@ class PlanBuilder {
     Dims weights_dims;      // src_dims with N in place of the batch
     Md user_weights;        // the graph's weights viewed with weights_dims
   };
+
+  // Precision (dnnl_plan_builder.cc): fills fp32_values_ when the plan computes in a lower precision.
+  void MarkFp32Outputs();
+  // The data type a convolution or inner product producing `value` writes: fp32 for the graph's output (and
+  // what a ReLU or softmax turns into it), compute_type_ otherwise.
+  memory::data_type DstType(const std::string& value) const;
 
   // Buffers and values (dnnl_plan_builder.cc).
   int NewBuffer(BufKind kind, size_t bytes, const void* data = nullptr);
@@ -114,6 +125,8 @@ class PlanBuilder {
   const Graph& graph_;
   const dnnl::engine& engine_;
   const int64_t batch_;
+  const memory::data_type compute_type_;  // of convolutions, inner products and their weights
+  std::unordered_set<std::string> fp32_values_;
   std::unordered_map<std::string, Dims> shapes_;
   std::unordered_map<std::string, ValueInfo> values_;
   std::vector<Buffer> buffers_ = {Buffer{BufKind::kScratch}};

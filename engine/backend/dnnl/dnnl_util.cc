@@ -8,7 +8,7 @@
 
 namespace cnnserve::dnnl_internal {
 
-Md PlainMd(const Dims& dims) {
+Md PlainMd(const Dims& dims, memory::data_type type) {
   const Dims d = dims.empty() ? Dims{1} : dims;
   memory::dims strides(d.size());
   int64_t stride = 1;
@@ -16,10 +16,17 @@ Md PlainMd(const Dims& dims) {
     strides[i] = stride;
     stride *= d[i];
   }
-  return Md(d, kF32, strides);
+  return Md(d, type, strides);
 }
 
-Md AnyMd(const Dims& dims) { return Md(dims, kF32, Tag::any); }
+Md AnyMd(const Dims& dims, memory::data_type type) { return Md(dims, type, Tag::any); }
+
+memory::data_type ComputeType(Precision precision) { return precision == Precision::kBf16 ? kBf16 : kF32; }
+
+std::string DataTypeName(const Md& md) {
+  if (md.data.ndims == 0) return "";
+  return dnnl_dt2str(md.data.data_type);
+}
 
 dnnl::primitive_attr ScratchpadAttr() {
   dnnl::primitive_attr attr;

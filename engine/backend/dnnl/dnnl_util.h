@@ -14,6 +14,7 @@
 #include <string>
 
 #include "dnnl.hpp"
+#include "engine/backend/backend.h"
 #include "engine/common/status.h"
 #include "engine/tensor/tensor.h"
 
@@ -24,14 +25,19 @@ using Md = dnnl::memory::desc;
 using Tag = dnnl::memory::format_tag;
 
 inline constexpr memory::data_type kF32 = memory::data_type::f32;
+inline constexpr memory::data_type kBf16 = memory::data_type::bf16;
 inline constexpr dnnl::prop_kind kInference = dnnl::prop_kind::forward_inference;
 
 inline size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // Row-major ("abcd...") descriptor; a scalar is viewed as one element.
-Md PlainMd(const Dims& dims);
+Md PlainMd(const Dims& dims, memory::data_type type = kF32);
 // Descriptor that lets the primitive choose the layout (format_tag::any).
-Md AnyMd(const Dims& dims);
+Md AnyMd(const Dims& dims, memory::data_type type = kF32);
+// The oneDNN data type of the layers a plan of `precision` computes in.
+memory::data_type ComputeType(Precision precision);
+// "f32", "bf16", ... ("" for an empty descriptor).
+std::string DataTypeName(const Md& md);
 // Attributes with a user-provided scratchpad (the plan owns one scratchpad for all its steps).
 dnnl::primitive_attr ScratchpadAttr();
 // `ScratchpadAttr()` plus, when `relu`, a ReLU fused as a post-op.

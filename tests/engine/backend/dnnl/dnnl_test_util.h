@@ -18,6 +18,23 @@
 
 namespace cnnserve::dnnl_test {
 
+// conv(relu) -> pool -> lrn -> conv g2 (relu) -> pool -> flatten -> fc(relu) -> fc: 2 convs + 2 FCs with weights.
+inline std::shared_ptr<const Graph> SmallCnn() {
+  GraphBuilder b({-1, 3, 32, 32}, 3);
+  std::string y = b.Op(OpType::kRelu, {b.Conv(b.input(), 3, 32, MakeConv({5, 5}, {2, 2}, {2, 2, 2, 2}))});
+  y = b.Op(OpType::kMaxPool, {y}, MakePool({3, 3}, {2, 2}));  // 7x7
+  y = b.Op(OpType::kLrn, {y}, LrnAttrs{5, 1e-4f, 0.75f, 2.0f});
+  y = b.Op(OpType::kRelu, {b.Conv(y, 32, 64, MakeConv({3, 3}, {}, {1, 1, 1, 1}, {}, 2))});
+  y = b.Op(OpType::kMaxPool, {y}, MakePool({3, 3}, {2, 2}));  // 3x3
+  y = b.Op(OpType::kFlatten, {y}, FlattenAttrs{1});
+  y = b.Op(OpType::kRelu, {b.Op(OpType::kGemm, {y, b.Const({100, 576}, 0.05f), b.Const({100})},
+                                GemmAttrs{1.0f, 1.0f, false, true})});
+  y = b.Op(OpType::kGemm, {y, b.Const({100, 10}, 0.1f), b.Const({10})}, GemmAttrs{});
+  auto graph = b.Build(y);
+  EXPECT_TRUE(graph.ok()) << graph.status().ToString();
+  return graph.ok() ? *graph : nullptr;
+}
+
 // Runs `plan` on `input` and returns its output.
 inline std::vector<float> RunPlan(Plan& plan, const std::vector<float>& input) {
   std::vector<float> output(static_cast<size_t>(NumElements(plan.output_dims())), std::nanf(""));
