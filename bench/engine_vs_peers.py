@@ -9,9 +9,10 @@ and the medians as JSON (--summary FILE, read by bench/plot_results.py).
 
   bench/engine_vs_peers.py [--zoo DIR] [--models lenet5,alexnet,zfnet,vgg16] [--batch 1,8,32]
                            [--threads 2] [--seconds 2] [--rounds 3]
-                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct]]
+                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16]]
 
 Runtimes: cnnserve (`cnnbench run`, the engine's defaults), cnnserve_direct (`cnnbench run --no-winograd`),
+cnnserve_bf16 (`cnnbench run --precision bf16`),
 onnxruntime (bench/peers/ort_run.js, npm onnxruntime-node), pytorch (bench/peers/torch_run.py, eager PyTorch
 from Debian, the same architecture built from models/zoo/architectures.py). The first runtime listed is the one
 the ratio columns divide by the others.
@@ -29,7 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server_curves as sc  # noqa: E402  (machine description)
 
 RUNTIME_NAMES = {"cnnserve": "cnnbench run (oneDNN 2.6, Winograd allowed)",
-                 "cnnserve_direct": "cnnbench run --no-winograd", "onnxruntime": "onnxruntime-node 1.30",
+                 "cnnserve_direct": "cnnbench run --no-winograd",
+                 "cnnserve_bf16": "cnnbench run --precision bf16", "onnxruntime": "onnxruntime-node 1.30",
                  "pytorch": "PyTorch 1.13 eager"}
 
 
@@ -54,6 +56,8 @@ def command(runtime, model_path, name, args):
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path] + common
     if runtime == "cnnserve_direct":  # same engine, direct convolutions only (smallest footprint)
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--no-winograd"] + common
+    if runtime == "cnnserve_bf16":  # same engine, bf16 layers (fp32 in and out)
+        return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--precision", "bf16"] + common
     if runtime == "onnxruntime":
         return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), model_path] + common
     if runtime == "pytorch":

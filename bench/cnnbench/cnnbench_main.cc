@@ -122,7 +122,7 @@ void AddFlags(FlagSet& flags, Args* args) {
                 } else if (text == "bf16") {
                   args->model.precision = Precision::kBf16;
                 } else if (text == "int8") {
-                  return UnimplementedError("--precision int8 is not available yet (fp32 and bf16 are)");
+                  return UnimplementedError("int8 is not available yet (fp32 and bf16 are)");
                 } else {
                   return InvalidArgumentError("--precision must be fp32 or bf16, got " + Quoted(text));
                 }

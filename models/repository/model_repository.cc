@@ -170,6 +170,7 @@ void LoadVersion(const ModelEntry& entry, const ModelRepositoryOptions& options,
   model_options.backend = options.backend;
   model_options.num_threads = InstanceThreads(entry.config.instance_group().threads(),
                                               entry.config.instance_group().count(), options.total_threads);
+  model_options.precision = entry.config.precision() == v1::BF16 ? Precision::kBf16 : Precision::kFp32;
   StatusOr<std::shared_ptr<const Model>> model = Model::Create(version.graph, model_options);
   if (!model.ok()) {
     version.reason = version.model_path + ": " + model.status().message();
@@ -445,6 +446,15 @@ Status ValidateModelConfig(const v1::ModelConfig& config, const std::string& pat
     CNN_RETURN_IF_ERROR(CheckRange(path, "num_classes", config.num_classes(), 1, kMaxConfigNullClasses));
   } else if (config.num_classes() != 0) {
     return FieldError(path, "num_classes", "only allowed with platform: " + Quoted(kPlatformNull));
+  }
+  if (!v1::Precision_IsValid(config.precision())) {
+    return FieldError(path, "precision",
+                      std::to_string(static_cast<int>(config.precision())) + " is not one of FP32, BF16");
+  }
+  if (config.precision() != v1::FP32 && (ensemble || platform == kPlatformNull)) {
+    return FieldError(path, "precision",
+                      "only for platform " + Quoted(kPlatformOnnx) +
+                          (ensemble ? " (an ensemble's members each set their own)" : ""));
   }
   CNN_RETURN_IF_ERROR(CheckRange(path, "max_batch_size", config.max_batch_size(), 0, kMaxConfigBatchSize));
 

@@ -231,9 +231,10 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
       continue;
     }
     spdlog::info(
-        "model {} version {}: READY, platform {}, input {}, {} classes, batch sizes {} (max {}), {} instance(s) "
-        "x {} thread(s); loaded in {:.1f} ms, warmed up in {:.1f} ms",
-        entry.name, version.version, entry.config.platform(), DimsToString(version.item_input_dims),
+        "model {} version {}: READY, platform {}, precision {}, input {}, {} classes, batch sizes {} (max {}), {} "
+        "instance(s) x {} thread(s); loaded in {:.1f} ms, warmed up in {:.1f} ms",
+        entry.name, version.version, entry.config.platform(), v1::Precision_Name(entry.config.precision()),
+        DimsToString(version.item_input_dims),
         version.num_classes, JoinSizes((*servable)->plan_sizes()), (*servable)->info().max_batch_size,
         (*servable)->num_instances(), entry.config.instance_group().threads(),
         static_cast<double>(version.load_time_us) / kMicrosPerMilli,

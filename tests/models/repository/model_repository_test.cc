@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -148,6 +150,15 @@ TEST(ModelRepositoryTest, ParseErrorsAreCollectedWithPositions) {
   ASSERT_TRUE(adaptive.ok()) << adaptive.status().ToString();
   EXPECT_EQ(adaptive->dynamic_batching().policy(), v1::DynamicBatching::ADAPTIVE);
   EXPECT_EQ(v1::DynamicBatching().policy(), v1::DynamicBatching::FIXED_DELAY);  // the default
+  StatusOr<v1::ModelConfig> bf16 = ParseModelConfig("precision: BF16", "m/config.pbtxt");
+  ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+  EXPECT_EQ(bf16->precision(), v1::BF16);
+  EXPECT_EQ(v1::ModelConfig().precision(), v1::FP32);  // the default
+  StatusOr<v1::ModelConfig> int8 = ParseModelConfig("precision: INT4", "m/config.pbtxt");
+  ASSERT_FALSE(int8.ok());
+  EXPECT_NE(int8.status().message().find("Unknown enumeration value of \"INT4\" for field \"precision\""),
+            std::string::npos)
+      << int8.status().message();
 
   StatusOr<v1::ModelConfig> good = ParseModelConfig(
       "name: \"m\"  # comment\nmax_batch_size: 8\ninput { dims: [3, 224, 224] }\n"
@@ -203,6 +214,10 @@ TEST(ModelRepositoryTest, BadFieldValuesAreReportedWithFileAndField) {
        "field labels: <model>/classes.txt does not exist"},
       {"ensemble_section", "labels: \"labels.txt\"", "labels: \"labels.txt\"\nensemble { quorum: 1 }",
        "field ensemble: only allowed with platform: \"ensemble\""},
+      {"precision_null", "platform: \"onnx\"", "platform: \"null\"\nnum_classes: 10\nprecision: BF16",
+       "field precision: only for platform \"onnx\""},
+      {"precision_number", "max_batch_size: 64", "max_batch_size: 64\nprecision: 7",
+       "field precision: 7 is not one of FP32, BF16"},
   };
   TempDir repo;
   CopyLenet(repo.path(), "good");
@@ -228,6 +243,36 @@ TEST(ModelRepositoryTest, BadFieldValuesAreReportedWithFileAndField) {
       EXPECT_EQ(v.reason, entry->config_error);
     }
   }
+}
+
+// precision: BF16 reaches the engine: the model computes in bf16, close to the same model at FP32.
+TEST(ModelRepositoryTest, PrecisionBf16LoadsTheModelInBf16) {
+  TempDir repo;
+  CopyLenet(repo.path(), "fp32");
+  EditConfig(CopyLenet(repo.path(), "bf16"), "max_batch_size: 64", "max_batch_size: 64\nprecision: BF16");
+  std::unique_ptr<ModelRepository> repository = LoadOrDie(repo.path());
+  ASSERT_NE(repository, nullptr);
+  const ModelEntry* fp32 = repository->Find("fp32");
+  const ModelEntry* bf16 = repository->Find("bf16");
+  ASSERT_TRUE(fp32 != nullptr && bf16 != nullptr);
+  ASSERT_EQ(bf16->versions.size(), 1u);
+  ASSERT_EQ(bf16->versions[0].state, ModelState::kReady) << bf16->versions[0].reason;
+  const Model& bf16_model = *bf16->versions[0].model;
+  const Model& fp32_model = *fp32->versions[0].model;
+  EXPECT_EQ(bf16_model.options().precision, Precision::kBf16);
+  EXPECT_EQ(fp32_model.options().precision, Precision::kFp32);
+  Tensor input(Dims{4, 1, 32, 32});
+  for (int64_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>((i * 7919) % 255) / 64.0f - 2.0f;
+  StatusOr<Tensor> want = fp32_model.NewSession()->Run(input);
+  StatusOr<Tensor> got = bf16_model.NewSession()->Run(input);
+  ASSERT_TRUE(want.ok() && got.ok());
+  float max_diff = 0, max_ref = 0;
+  for (int64_t i = 0; i < want->size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs((*got)[i] - (*want)[i]));
+    max_ref = std::max(max_ref, std::fabs((*want)[i]));
+  }
+  EXPECT_LE(max_diff, 0.02f * max_ref + 1e-3f);
+  EXPECT_GT(max_diff, 1e-4f * max_ref + 1e-5f);  // it did not compute in fp32
 }
 
 // Checks that need the ONNX file: the model's config parses, its version is UNAVAILABLE.
