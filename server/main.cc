@@ -96,6 +96,7 @@ struct Flags {
   int64_t max_decode_memory_mb = 512;
   int64_t max_decode_queue = 256;
   int64_t max_explain_masks = 4096;
+  int64_t cache_size_mb = 64;
   int max_in_flight_per_stream = 16;
   int64_t max_in_flight = 1024;
   double default_timeout_s = 60;
@@ -232,6 +233,10 @@ void AddLimitFlags(FlagSet& flags, Flags* f) {
   flags.Integer<int64_t>("--max-explain-masks", &f->max_explain_masks, 1, int64_t{1} << 20, "N",
                          "masked copies one occlusion map (Explain) may run (default 4096); more get\n"
                          "INVALID_ARGUMENT");
+  flags.Integer<int64_t>("--cache-size-mb", &f->cache_size_mb, 0, kMaxDecodeMiB, "N",
+                         "memory of the response cache shared by the models whose config says\n"
+                         "response_cache { enable: true } (default 64; least recently used answers go first;\n"
+                         "0: no caching)");
   flags.Integer<int>("--max-in-flight-per-stream", &f->max_in_flight_per_stream, 1, kMaxInFlightPerStream, "N",
                      "requests of one ClassifyStream / ModelStreamInfer running at once (default 16)");
   flags.Integer<int64_t>("--max-in-flight", &f->max_in_flight, 0, kMaxInFlight, "N",
@@ -417,6 +422,7 @@ InferenceServiceOptions ServiceOptions(const Flags& flags) {
   options.max_decode_memory_bytes = flags.max_decode_memory_mb * kBytesPerMiB;
   options.max_decode_queue = flags.max_decode_queue;
   options.max_explain_masks = flags.max_explain_masks;
+  options.response_cache_bytes = static_cast<size_t>(flags.cache_size_mb * kBytesPerMiB);
   options.model_control_mode = flags.model_control_mode;
   options.repository_poll_interval_ms = int64_t{flags.repository_poll_secs} * kMillisPerSecond;
   options.strict_readiness = flags.strict_readiness;

@@ -106,7 +106,9 @@ json StatisticsJson(const inference::ModelStatistics& s) {
                 {"queue", DurationJson(i.queue())},
                 {"compute_input", DurationJson(i.compute_input())},
                 {"compute_infer", DurationJson(i.compute_infer())},
-                {"compute_output", DurationJson(i.compute_output())}}},
+                {"compute_output", DurationJson(i.compute_output())},
+                {"cache_hit", DurationJson(i.cache_hit())},
+                {"cache_miss", DurationJson(i.cache_miss())}}},
               {"batch_stats", json::array()}};
   for (const auto& b : s.batch_stats()) {
     out["batch_stats"].push_back({{"batch_size", b.batch_size()},

@@ -101,6 +101,8 @@ void FillModelStatistics(const ServableStats& stats, inference::ModelStatistics*
   SetDuration(stats.compute_input, infer->mutable_compute_input());
   SetDuration(stats.compute_infer, infer->mutable_compute_infer());
   SetDuration(stats.compute_output, infer->mutable_compute_output());
+  SetDuration(stats.cache_hit, infer->mutable_cache_hit());
+  SetDuration(stats.cache_miss, infer->mutable_cache_miss());
   for (const ServableStats::BatchStat& batch : stats.batch_stats) {
     inference::InferBatchStatistics* dst = out->add_batch_stats();
     dst->set_batch_size(static_cast<uint64_t>(batch.batch_size));

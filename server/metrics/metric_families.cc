@@ -22,20 +22,35 @@ double Seconds(const DurationStat& duration) {
   return static_cast<double>(duration.total_ns) * kSecondsPerNanosecond;
 }
 
-// A counter family with one sample per servable, valued by `value`.
-prometheus::MetricFamily CounterFamily(const std::vector<ServableStats>& stats, const char* name, const char* help,
-                                       const std::function<double(const ServableStats&)>& value) {
+// A family of `type` (Counter or Gauge) with one sample per servable, valued by `value`.
+prometheus::MetricFamily ServableFamily(prometheus::MetricType type, const std::vector<ServableStats>& stats,
+                                        const char* name, const char* help,
+                                        const std::function<double(const ServableStats&)>& value) {
   prometheus::MetricFamily family;
   family.name = name;
   family.help = help;
-  family.type = prometheus::MetricType::Counter;
+  family.type = type;
   for (const ServableStats& s : stats) {
     prometheus::ClientMetric metric;
     metric.label = Labels(s);
-    metric.counter.value = value(s);
+    if (type == prometheus::MetricType::Counter) {
+      metric.counter.value = value(s);
+    } else {
+      metric.gauge.value = value(s);
+    }
     family.metric.push_back(std::move(metric));
   }
   return family;
+}
+
+prometheus::MetricFamily CounterFamily(const std::vector<ServableStats>& stats, const char* name, const char* help,
+                                       const std::function<double(const ServableStats&)>& value) {
+  return ServableFamily(prometheus::MetricType::Counter, stats, name, help, value);
+}
+
+prometheus::MetricFamily GaugeFamily(const std::vector<ServableStats>& stats, const char* name, const char* help,
+                                     const std::function<double(const ServableStats&)>& value) {
+  return ServableFamily(prometheus::MetricType::Gauge, stats, name, help, value);
 }
 
 // One histogram sample from per-bucket (not cumulative) counts; `counts` has one more entry than `bounds` (+Inf).
@@ -103,17 +118,15 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const std::vector<Serv
                                    "Time spent copying outputs out of batches",
                                    [](const ServableStats& s) { return Seconds(s.compute_output); }));
 
-  prometheus::MetricFamily depth;
-  depth.name = kMetricQueueDepth;
-  depth.help = "Tasks waiting in the batcher queue";
-  depth.type = prometheus::MetricType::Gauge;
-  for (const ServableStats& s : stats) {
-    prometheus::ClientMetric metric;
-    metric.label = Labels(s);
-    metric.gauge.value = static_cast<double>(s.queue_depth);
-    depth.metric.push_back(std::move(metric));
-  }
-  families.push_back(std::move(depth));
+  families.push_back(CounterFamily(stats, kMetricCacheHits, "Requests answered from the response cache",
+                                   [](const ServableStats& s) { return static_cast<double>(s.cache_hit.count); }));
+  families.push_back(CounterFamily(stats, kMetricCacheMisses,
+                                   "Requests of models with a response cache that were not in it",
+                                   [](const ServableStats& s) { return static_cast<double>(s.cache_miss.count); }));
+  families.push_back(GaugeFamily(stats, kMetricCacheBytes, "Bytes of the response cache holding the model's answers",
+                                 [](const ServableStats& s) { return static_cast<double>(s.cache_bytes); }));
+  families.push_back(GaugeFamily(stats, kMetricQueueDepth, "Tasks waiting in the batcher queue",
+                                 [](const ServableStats& s) { return static_cast<double>(s.queue_depth); }));
 
   prometheus::MetricFamily batch_size;
   batch_size.name = kMetricBatchSize;

@@ -45,6 +45,12 @@ struct RunRequest {
   std::string request_id;             // for log lines
   // How error messages name item i (e.g. "inputs[2].image"); empty: "items[i]".
   std::function<std::string(int64_t item)> item_name;
+  // false: never answered from or stored in a response cache (occlusion maps: every request is new).
+  bool cacheable = true;
+  // The response cache key of this request for the servable with cache id `cache_key_servable` (set by
+  // CachedServable::AnswerFromCache on a miss, so that Run does not hash the items again).
+  uint64_t cache_key_servable = 0;
+  std::array<uint8_t, 32> cache_key{};
 
   std::string ItemName(int64_t item) const {
     return item_name ? item_name(item) : "items[" + std::to_string(item) + "]";
@@ -120,6 +126,9 @@ struct ServableStats {
   DurationStat compute_input;      // per batch: copying inputs into the batch tensor
   DurationStat compute_infer;      // per batch: the engine run
   DurationStat compute_output;     // per batch: copying outputs out
+  DurationStat cache_hit;          // requests answered from the response cache, with the lookup time
+  DurationStat cache_miss;         // requests of a caching servable that ran, with lookup + insert time
+  int64_t cache_bytes = 0;         // bytes of the response cache holding this servable's answers
   struct BatchStat {
     int64_t batch_size = 0;  // images in the batch (before padding to a plan size)
     DurationStat compute_input;
@@ -175,6 +184,10 @@ class Servable {
   // Stops admitting and drains (see Scheduler::Shutdown). Idempotent. Ensembles do not own their members and
   // only stop admitting.
   virtual Status Shutdown(int64_t drain_deadline_us) = 0;
+
+  // Answers `*request` from the response cache when this servable keeps one (cached_servable.h): true with
+  // `*result` filled (no Run follows). May note the request's cache key in `*request`. The default: false.
+  virtual bool AnswerFromCache(RunRequest* request, RunResult* result) { return false; }
 
   // Whether a Run of `items` items with this deadline (absolute, steady clock; 0: none) would be admitted now:
   // OK, or the UNAVAILABLE (queue full, overloaded, shutting down) or DEADLINE_EXCEEDED that Run would meet.

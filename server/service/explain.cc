@@ -157,6 +157,7 @@ void BuildChunkItems(const OcclusionJob& job, bool with_image, int64_t first, in
     kind.width = static_cast<int32_t>(job.pixels.width);
     kind.channels = job.pixels.channels;
   }
+  run->cacheable = false;  // masked copies are new every time: hashing them would only cost
   run->items.clear();
   for (int64_t i = 0; i < items; ++i) {
     const int64_t copy = with_image ? first + i - 1 : first + i;

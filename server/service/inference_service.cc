@@ -20,10 +20,12 @@
 #include "server/ensemble/ensemble_servable.h"
 #include "server/preprocess/preprocess.h"
 #include "server/preprocess/preprocess_pool.h"
+#include "server/servables/cached_servable.h"
 #include "server/servables/classification.h"
 #include "server/servables/layer_servable.h"
 #include "server/servables/model_servable.h"
 #include "server/service/admission.h"
+#include "server/service/load_log.h"
 #include "server/service/model_slot.h"
 #include "server/service/request_error_log.h"
 #include "server/service/repository_poller.h"
@@ -60,12 +62,6 @@ void MakePathsRelative(const std::string& root_prefix, ModelEntry* entry) {
   }
 }
 
-std::string JoinSizes(const std::vector<int64_t>& sizes) {
-  std::string out;
-  for (int64_t s : sizes) out += (out.empty() ? "" : ",") + std::to_string(s);
-  return out;
-}
-
 class InferenceServiceImpl final : public InferenceService {
  public:
   InferenceServiceImpl(const InferenceServiceOptions& options, std::string root,
@@ -75,7 +71,8 @@ class InferenceServiceImpl final : public InferenceService {
         root_prefix_(std::filesystem::path(root_).lexically_normal().string()),
         repository_options_(repository_options),
         lanes_(options.total_threads),
-        gate_(options.max_in_flight) {
+        gate_(options.max_in_flight),
+        response_cache_(std::make_shared<ResponseCache>(options.response_cache_bytes)) {
     servable_options_.decode_limits.max_image_bytes = options.max_image_bytes;
     servable_options_.decode_limits.max_pixels = options.max_pixels;
     servable_options_.decode_limits.max_decoded_bytes = options.max_decoded_image_bytes;
@@ -153,6 +150,7 @@ class InferenceServiceImpl final : public InferenceService {
   ComputeLanes lanes_;  // multi-threaded engine work of every model, over --threads cores (compute_lanes.h)
   RequestGate gate_;    // requests between Infer and their answer (--max-in-flight, the drain)
   RequestErrorLog error_log_;  // every failed request's line; load errors counted per second
+  const std::shared_ptr<ResponseCache> response_cache_;  // of the models with response_cache enabled
   ModelServableOptions servable_options_;
   std::unique_ptr<LayerServables> layer_servables_;  // FindLayer's cache; after servable_options_ and lanes_
   std::string request_id_prefix_;
@@ -199,17 +197,8 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
       spdlog::error("model {}: UNAVAILABLE: {}", entry.name, v.reason);
     } else {
       v.state = ModelState::kReady;
-      v.servable = std::shared_ptr<Servable>(*std::move(ensemble));
-      const v1::EnsembleConfig& config = entry.config.ensemble();
-      std::string members;
-      for (const v1::EnsembleConfig::Member& m : config.members())
-        members += (members.empty() ? "" : ", ") + m.model();
-      spdlog::info("model {} version 1: READY, ensemble of {} member(s) ({}), strategy {}, quorum {}", entry.name,
-                   config.members_size(), members,
-                   v1::EnsembleConfig::Strategy_Name(config.strategy() == v1::EnsembleConfig::STRATEGY_UNSPECIFIED
-                                                         ? v1::EnsembleConfig::SOFT_MEAN
-                                                         : config.strategy()),
-                   config.quorum() == 0 ? config.members_size() : config.quorum());
+      v.servable = WithResponseCache(std::shared_ptr<Servable>(*std::move(ensemble)), entry.config, response_cache_);
+      LogEnsembleReady(entry);
     }
     slot->versions.assign(1, std::move(v));
     return slot;
@@ -230,16 +219,8 @@ std::shared_ptr<ModelSlot> InferenceServiceImpl::BuildSlot(std::shared_ptr<const
       spdlog::error("model {} version {}: UNAVAILABLE: {}", entry.name, version.version, served.reason);
       continue;
     }
-    spdlog::info(
-        "model {} version {}: READY, platform {}, precision {}, input {}, {} classes, batch sizes {} (max {}), {} "
-        "instance(s) x {} thread(s); loaded in {:.1f} ms, warmed up in {:.1f} ms",
-        entry.name, version.version, entry.config.platform(), v1::Precision_Name(entry.config.precision()),
-        DimsToString(version.item_input_dims),
-        version.num_classes, JoinSizes((*servable)->plan_sizes()), (*servable)->info().max_batch_size,
-        (*servable)->num_instances(), entry.config.instance_group().threads(),
-        static_cast<double>(version.load_time_us) / kMicrosPerMilli,
-        static_cast<double>(SteadyNowMicros() - warm_start_us) / kMicrosPerMilli);
-    served.servable = std::shared_ptr<Servable>(*std::move(servable));
+    LogModelReady(entry, version, **servable, warm_start_us, response_cache_->capacity_bytes());
+    served.servable = WithResponseCache(std::shared_ptr<Servable>(*std::move(servable)), entry.config, response_cache_);
   }
   return slot;
 }
@@ -287,6 +268,7 @@ std::shared_ptr<const ModelSlot> InferenceServiceImpl::Unpublish(const std::stri
   if (it == models_.end()) return nullptr;
   std::shared_ptr<const ModelSlot> old = std::move(it->second);
   models_.erase(it);
+  response_cache_->Clear();
   return old;
 }
 
@@ -294,6 +276,7 @@ std::shared_ptr<const ModelSlot> InferenceServiceImpl::Publish(std::shared_ptr<c
   std::unique_lock lock(mu_);
   std::shared_ptr<const ModelSlot>& place = models_[slot->entry->name];
   std::swap(place, slot);
+  response_cache_->Clear();  // an ensemble's answers depend on its members' versions: none may outlive a change
   return slot;
 }
 
@@ -406,6 +389,10 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
   run->cancelled = std::move(request.cancelled);
   run->want_member_results = request.want_member_results;
   run->request_id = outcome->request_id;
+  if (outcome->servable->AnswerFromCache(run.get(), &outcome->result)) {
+    gate_.Prepared();
+    return done(OkStatus());
+  }
   // Refused before any decode when its servable cannot take it now.
   const AdmissionInput admission{.now_us = SteadyNowMicros(),
                                  .decode_wait_us = NeedsDecode(*run) ? decode_pool_->ExpectedWaitMicros() : 0,

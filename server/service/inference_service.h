@@ -94,6 +94,8 @@ struct InferenceServiceOptions {
   int64_t max_queue_wait_us = 1'000'000;
   // Most masked copies one occlusion map may run (explain.h; --max-explain-masks).
   int64_t max_explain_masks = 4096;
+  // Bytes of the response cache shared by the models whose config enables it (--cache-size-mb; 0: no caching).
+  size_t response_cache_bytes = size_t{64} << 20;
 };
 
 // One inference in the project's own terms; every front end builds one from its wire request.
