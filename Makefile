@@ -51,7 +51,7 @@ test-sanitize: deps zoo
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE 'parity|soak'
+	  CNNSERVE_ZOO_DIR=$(ZOO_DIR) ctest --output-on-failure -j 2 --timeout 1800 -LE 'parity|soak|precision'
 
 # The concurrency-heavy suites (batcher, ensemble, inference with real oneDNN runs, preprocessing and the decode
 # budget, metrics) under ThreadSanitizer in $(TSAN_BUILD). tests/tsan.supp suppresses reports inside Debian's

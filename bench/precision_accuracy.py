@@ -2,14 +2,15 @@
 """Top-1 accuracy of every model of a repository at each precision, served, on the Fashion-MNIST test images.
 
     /usr/bin/python3 bench/precision_accuracy.py [--repository models/repository] [--precisions FP32,BF16]
-        [--count 10000] [--json FILE] [--cnnserve build/bin/cnnserve] [-- ARGS FOR ensemble_accuracy.py]
+        [--count 10000] [--json FILE] [--cnnserve build/bin/cnnserve] [--max-drop-points P]
+        [-- ARGS FOR ensemble_accuracy.py]
 
 For each precision, makes a copy of the repository in a temporary folder (config files copied, model files
 linked) whose every "onnx" model's config.pbtxt says `precision: P`; an ensemble of the copy therefore runs its
 members at P. Then runs bench/ensemble_accuracy.py on the copy (a real cnnserve, the images as PNG through the
 Classify RPC) and prints one markdown table: each model's accuracy per precision and the change from the first
-precision in points. Exit codes: 0 every model measured at every precision, 1 a model or server failed, 2 bad
-arguments.
+precision in points. Exit codes: 0 every model measured at every precision (and, with --max-drop-points, none
+lost more than P points against the first precision), 1 a model or server failed or lost more, 2 bad arguments.
 """
 
 import argparse
@@ -80,6 +81,8 @@ def main(argv=None):
     p.add_argument("--count", type=int, default=10000, help="first N test images (default all 10,000)")
     p.add_argument("--cnnserve", default=os.path.join(ROOT, "build", "bin", "cnnserve"))
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--max-drop-points", type=float, default=None,
+                   help="fail when a model's accuracy falls more than this many points below the first precision")
     args, extra = p.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     precisions = [x.strip().upper() for x in args.precisions.split(",") if x.strip()]
@@ -120,6 +123,10 @@ def main(argv=None):
             a, b = by_precision[first][name].get("top1", []), by_precision[x][name].get("top1", [])
             agreement[x] = sum(1 for i, j in zip(a, b) if i == j)
             deltas.append("%+.2f | %d / %d" % (accuracy[x] - accuracy[first], agreement[x], len(a)))
+            if args.max_drop_points is not None and accuracy[first] - accuracy[x] > args.max_drop_points:
+                print("%s at %s: %.2f points below %s, more than --max-drop-points %g"
+                      % (name, x, accuracy[first] - accuracy[x], first, args.max_drop_points), file=sys.stderr)
+                rc = 1
         print("| %s | %s | %s |" % (name, " | ".join(cells), " | ".join(deltas)))
         rows.append({"model": name, "accuracy_percent": accuracy, "same_top1_as_first": agreement})
     if args.json:

@@ -4,6 +4,8 @@
 
 #include "engine/common/units.h"
 #include "server/batching/clock.h"
+#include "server/preprocess/image_header.h"
+#include "server/preprocess/preprocess.h"
 
 namespace cnnserve {
 namespace {
@@ -32,6 +34,22 @@ Status AdmitRequest(Servable& servable, const RunRequest& run, const AdmissionIn
   return UnavailableError("overloaded: about " + Millis(wait_us) + " of work is queued ahead of this request (" +
                           Millis(input.decode_wait_us) + " of it waiting to be decoded), more than --max-queue-wait-ms " +
                           std::to_string(input.max_queue_wait_us / kMicrosPerMilli) + "; retry later");
+}
+
+bool NeedsDecodeWorker(const RunRequest& run, int64_t max_pixels) {
+  int64_t bytes = 0;
+  for (const ImageItem& item : run.items) {
+    if (item.kind == ImageItem::Kind::kTensor) continue;
+    if (item.kind == ImageItem::Kind::kPixels) {
+      bytes += static_cast<int64_t>(item.data.size());
+    } else {
+      StatusOr<ImageHeader> header = InspectImage(item.data, max_pixels);
+      if (!header.ok()) return true;
+      bytes += DecodedBytes(*header);
+    }
+    if (bytes > kInlineDecodeBytes) return true;
+  }
+  return false;
 }
 
 }  // namespace cnnserve

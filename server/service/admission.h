@@ -28,6 +28,16 @@ struct AdmissionInput {
 
 Status AdmitRequest(Servable& servable, const RunRequest& run, const AdmissionInput& input);
 
+// Requests whose images together take at most this much memory to decode (DecodedBytes: a 28x28 gray PNG takes
+// 784 bytes, a 224x224 RGB JPEG 147 KiB) are decoded on the thread that received them: their decode costs about
+// as much as parsing the request, less than handing it to a decode worker and back. Larger ones, and images whose
+// header does not parse (their error comes from the worker), go to the decode workers, so that a costly image
+// never holds a front-end thread.
+inline constexpr int64_t kInlineDecodeBytes = 64 << 10;
+
+// Whether `run` has images that go to a decode worker (see kInlineDecodeBytes; `max_pixels` as DecodeLimits).
+bool NeedsDecodeWorker(const RunRequest& run, int64_t max_pixels);
+
 }  // namespace cnnserve
 
 #endif  // CNNSERVE_SERVER_SERVICE_ADMISSION_H_

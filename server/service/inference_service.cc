@@ -40,11 +40,6 @@ constexpr char kUnloaded[] = "unloaded";
 constexpr int kMinDecodeWorkers = 2;
 
 // Whether any item must be decoded or preprocessed (raw tensors are only checked and copied).
-bool NeedsDecode(const RunRequest& run) {
-  return std::any_of(run.items.begin(), run.items.end(),
-                     [](const ImageItem& item) { return item.kind != ImageItem::Kind::kTensor; });
-}
-
 // Removes every occurrence of `prefix` (the repository root and a '/') from `text`.
 void StripPrefix(const std::string& prefix, std::string* text) {
   for (size_t at = text->find(prefix); at != std::string::npos; at = text->find(prefix, at)) {
@@ -394,11 +389,12 @@ void InferenceServiceImpl::Infer(InferRequest request, std::shared_ptr<InferOutc
     return done(OkStatus());
   }
   // Refused before any decode when its servable cannot take it now.
+  const bool decode_worker = NeedsDecodeWorker(*run, options_.max_pixels);
   const AdmissionInput admission{.now_us = SteadyNowMicros(),
-                                 .decode_wait_us = NeedsDecode(*run) ? decode_pool_->ExpectedWaitMicros() : 0,
+                                 .decode_wait_us = decode_worker ? decode_pool_->ExpectedWaitMicros() : 0,
                                  .max_queue_wait_us = options_.max_queue_wait_us};
   if (Status admitted = AdmitRequest(*outcome->servable, *run, admission); !admitted.ok()) return fail(admitted);
-  if (!NeedsDecode(*run)) return Launch(outcome, std::move(run), std::move(request.model), std::move(done));
+  if (!decode_worker) return Launch(outcome, std::move(run), std::move(request.model), std::move(done));
   // Until it is scheduled, the servable's admission counts this request's items as coming (the handle keeps
   // the servable it counts on alive).
   auto incoming = std::make_shared<std::pair<std::shared_ptr<Servable>, std::shared_ptr<void>>>(

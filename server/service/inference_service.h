@@ -12,10 +12,12 @@
 // admission check (Servable::CheckAdmission: a request its queue cannot take is refused at once, before any
 // decode), then Servable::Run, which decodes and preprocesses the images, hands them to the model's batcher and
 // returns at once; a batcher worker runs the batch and calls `done` from its thread. A request with encoded or
-// raw-pixel images is run on the service's decode workers (PreprocessPool, server/preprocess/preprocess_pool.h:
-// as many as the cores of total_threads, at least 2; at most max_decode_queue requests wait for one, the next
-// gets UNAVAILABLE), which check its deadline and cancellation when they pick it up; one of only raw tensors
-// runs on the calling thread. A failed request is logged here, once.
+// raw-pixel images that take more than kInlineDecodeBytes to decode (admission.h) is run on the service's decode
+// workers (PreprocessPool, server/preprocess/preprocess_pool.h: as many as the cores of total_threads, at least
+// 2; at most max_decode_queue requests wait for one, the next gets UNAVAILABLE), which check its deadline and
+// cancellation when they pick it up; one of only raw tensors or small images runs on the calling thread. A
+// request that the servable's response cache answers (Servable::AnswerFromCache) is answered before admission.
+// A failed request is logged here, once.
 //
 // Model control (model_control.h): InferenceServiceOptions::model_control_mode decides whether LoadModel and
 // UnloadModel may run (explicit) or are refused with FAILED_PRECONDITION (none, poll); in poll mode a

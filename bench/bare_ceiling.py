@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""The null model against the bare gRPC ceiling: what cnnserve's request path costs beyond gRPC itself.
+
+    bench/bare_ceiling.py [--build build] [--rounds 3] [--duration 3] [--concurrency 32,128] [--client-threads 2]
+                          [--markdown FILE] [--json FILE]
+
+Two servers side by side: cnnserve serving lenet5_null (platform "null": the shipped lenet5_fashion's input,
+preprocessing and batching, zeros instead of an engine) and build/bin/bare_grpc_server (bench/bare_grpc: the same
+Classify messages answered with a fixed response by gRPC's callback API, no model, no queue). The same cnnload
+sends the same payloads to both, raw float32 tensors 1x32x32 and 28x28 PNGs, closed loop at each --concurrency;
+the servers alternate within every round (the order flips between rounds) and each cell is the median over rounds
+of the best concurrency's requests/s. Prints a markdown table with null / bare (goal of issue 17: >= 0.85).
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import server_curves as sc  # noqa: E402
+
+GOAL = 0.85
+PAYLOADS = [("raw tensor 1x32x32", "synthetic"), ("PNG 28x28", None)]
+
+
+class BareServer:
+    """build/bin/bare_grpc_server on 127.0.0.1 (an ephemeral port); a context manager that stops it."""
+
+    def __init__(self, build):
+        self.cmd = [os.path.join(build, "bin", "bare_grpc_server"), "--address", "127.0.0.1:0",
+                    "--input-shape", "1,32,32", "--classes", "10"]
+        self.proc = None
+        self.address = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True)
+        m = re.match(r"bare_grpc_server listening on (\S+)", self.proc.stdout.readline())
+        if not m:
+            self.__exit__()
+            raise RuntimeError("bare_grpc_server did not start")
+        self.address = m.group(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        return False
+
+
+def best_row(doc):
+    return max(doc["rows"], key=lambda r: r["requests_per_s"])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--concurrency", default="32,128")
+    p.add_argument("--client-threads", type=int, default=2)
+    p.add_argument("--markdown", help="also write the table here")
+    p.add_argument("--json", help="write every row here")
+    args = p.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    extra = ["--threads", str(args.client_threads)] if args.client_threads > 1 else []
+    started = time.time()
+    m = sc.machine()
+    cells, commands = {}, {}
+    with tempfile.TemporaryDirectory(prefix="cnnserve-bare-") as work:
+        config, _, _ = sc.lenet_config()
+        repo = os.path.join(work, "repository")
+        sc.add_model(repo, "lenet5_null", sc.null_config(config, 10))
+        payloads = [(name, inputs or sc.fashion_images(work)) for name, inputs in PAYLOADS]
+        with sc.Server(args.build, repo, os.path.join(work, "cnnserve.log")) as server, BareServer(args.build) as bare:
+            targets = [("null", server.address), ("bare", bare.address)]
+            for rnd in range(args.rounds):
+                for payload, inputs in payloads:
+                    for name, address in (targets if rnd % 2 == 0 else targets[::-1]):
+                        cl = sc.cnnload_args("lenet5_null", inputs, levels=levels, warmup=1, duration=args.duration,
+                                             extra=extra)
+                        commands[payload] = sc.shown_command(cl)
+                        row = best_row(sc.run_cnnload(args.build, address, cl))
+                        cells.setdefault((payload, name), []).append(row)
+                sc.log("bare ceiling round %d done (%.0f s)" % (rnd + 1, time.time() - started))
+
+    med = statistics.median
+    lines = ["Machine: %s." % sc.machine_line(m), "",
+             "Command: `bench/bare_ceiling.py %s` (%.0f s); cnnload: `build/bin/cnnload --server ADDR %s`"
+             % (" ".join(sys.argv[1:]), time.time() - started, commands[PAYLOADS[0][0]]), "",
+             "| payload | null model req/s | bare gRPC req/s | null / bare | null p99 ms | bare p99 ms | rounds (null / bare) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    rows = []
+    for payload, _ in PAYLOADS:
+        null, bare = cells[(payload, "null")], cells[(payload, "bare")]
+        n, b = med(r["requests_per_s"] for r in null), med(r["requests_per_s"] for r in bare)
+        ratio = n / b if b else 0
+        rows.append({"payload": payload, "null_requests_per_s": n, "bare_requests_per_s": b, "ratio": ratio,
+                     "null": null, "bare": bare})
+        lines.append("| %s | %s | %s | **%.2f** %s | %.2f | %.2f | %s / %s |" % (
+            payload, "{:,.1f}".format(n), "{:,.1f}".format(b), ratio, "meets" if ratio >= GOAL else "below",
+            med(r["latency_ms"]["p99"] for r in null), med(r["latency_ms"]["p99"] for r in bare),
+            ", ".join("%.0f" % r["requests_per_s"] for r in null),
+            ", ".join("%.0f" % r["requests_per_s"] for r in bare)))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": m, "rows": rows}, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

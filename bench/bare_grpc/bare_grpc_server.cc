@@ -1,0 +1,129 @@
+// bare_grpc_server: the ceiling of what gRPC itself allows on this machine with cnnserve's messages and client.
+//
+//   build/bin/bare_grpc_server [--address 127.0.0.1:0] [--input-shape 1,32,32] [--classes 10]
+//
+// Serves cnnserve.v1.Classifier with gRPC's callback API and nothing else: Classify parses the request (gRPC's
+// protobuf codec) and answers at once with a fixed response of the same shape as the null model's (one
+// Classification per input, top_k classes, default 5, each index c with score 0 and probability 1/classes);
+// DescribeModel answers the input shape (so that `cnnload --synthetic` can size its tensors). No model, no
+// queue, no batcher, no decoding, no admission. Health (grpc.health.v1) is SERVING. Prints "bare_grpc_server
+// listening on HOST:PORT" and runs until SIGTERM or SIGINT. For bench/bare_ceiling.py: the null model's
+// requests/s against this one's, same client, same payloads (issue 17: goal >= 0.85).
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnnserve/v1/classifier.grpc.pb.h"
+#include "engine/common/flags.h"
+#include "engine/common/strings.h"
+
+namespace cnnserve {
+namespace {
+
+constexpr int kDefaultTopK = 5;  // as the server's (server/servables/classification.h)
+constexpr int kMaxClasses = 1 << 20;
+
+struct Options {
+  std::string address = "127.0.0.1:0";
+  std::vector<int64_t> input_shape = {1, 32, 32};
+  int classes = 10;
+};
+
+class BareClassifier final : public v1::Classifier::CallbackService {
+ public:
+  explicit BareClassifier(const Options& options) : options_(options) {}
+
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
+                                     v1::ClassifyResponse* response) override {
+    const int k = std::min(request->top_k() > 0 ? request->top_k() : kDefaultTopK, options_.classes);
+    response->set_model(request->model());
+    response->set_version(1);
+    response->set_request_id(request->request_id());
+    for (int i = 0; i < request->inputs_size(); ++i) {
+      v1::Classification* result = response->add_results();
+      for (int c = 0; c < k; ++c) {
+        v1::Class* cls = result->add_classes();
+        cls->set_index(c);
+        cls->set_score(0.0f);
+        cls->set_probability(1.0f / static_cast<float>(options_.classes));
+      }
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* DescribeModel(grpc::CallbackServerContext* context,
+                                          const v1::DescribeModelRequest* request,
+                                          v1::DescribeModelResponse* response) override {
+    v1::ModelSummary* summary = response->mutable_summary();
+    summary->set_name(request->model());
+    summary->set_platform("bare");
+    summary->set_num_classes(options_.classes);
+    for (int64_t d : options_.input_shape) summary->add_input_shape(d);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  const Options options_;
+};
+
+int Main(int argc, char** argv) {
+  Options options;
+  FlagSet flags(
+      "usage: bare_grpc_server [--address 127.0.0.1:0] [--input-shape 1,32,32] [--classes 10]\n");
+  flags.String("--address", &options.address, "HOST:PORT", "where to listen (default 127.0.0.1:0)");
+  flags.Value("--input-shape", "C,H,W", "what DescribeModel reports (default 1,32,32)", [&](std::string_view text) {
+    StatusOr<std::vector<int64_t>> shape = ParseIntegerList<int64_t>(text, 1, 1 << 16);
+    if (!shape.ok()) return shape.status();
+    if (shape->size() != 3) return InvalidArgumentError("--input-shape needs 3 values, got " + Quoted(text));
+    options.input_shape = *std::move(shape);
+    return OkStatus();
+  });
+  flags.Integer<int>("--classes", &options.classes, 1, kMaxClasses, "N", "classes of the fixed answer (10)");
+  if (const Status status = flags.Parse(argc, argv); !status.ok() || flags.help_requested()) {
+    if (!status.ok()) std::fprintf(stderr, "bare_grpc_server: %s\n", status.message().c_str());
+    std::fputs(flags.Usage().c_str(), status.ok() ? stdout : stderr);
+    return status.ok() ? 0 : 2;
+  }
+
+  // SIGTERM/SIGINT are taken by sigwait below, on the main thread only.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  BareClassifier service(options);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "bare_grpc_server: cannot listen on %s\n", options.address.c_str());
+    return 1;
+  }
+  const std::string host = options.address.substr(0, options.address.rfind(':'));
+  std::printf("bare_grpc_server listening on %s:%d\n", host.c_str(), port);
+  std::fflush(stdout);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  server->Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace cnnserve
+
+int main(int argc, char** argv) { return cnnserve::Main(argc, argv); }
