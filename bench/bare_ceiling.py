@@ -99,7 +99,7 @@ def main():
 
     med = statistics.median
     lines = ["Machine: %s." % sc.machine_line(m), "",
-             "Command: `bench/bare_ceiling.py %s` (%.0f s); cnnload: `build/bin/cnnload --server ADDR %s`"
+             "Command: `bench/bare_ceiling.py %s` (%.0f s); cnnload: `%s`"
              % (" ".join(sys.argv[1:]), time.time() - started, commands[PAYLOADS[0][0]]), "",
              "| payload | null model req/s | bare gRPC req/s | null / bare | null p99 ms | bare p99 ms | rounds (null / bare) |",
              "|---|---:|---:|---:|---:|---:|---|"]
