@@ -285,17 +285,22 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        stop_process(self.proc)
         self.log.close()
         return False
+
+
+def stop_process(proc, timeout=30):
+    """SIGTERM, SIGKILL after `timeout` s, reaped; closes its stdout pipe. None is fine."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc and proc.stdout:
+        proc.stdout.close()
 
 
 def add_shipped_model_flags(parser, out_name):

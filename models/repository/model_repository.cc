@@ -426,6 +426,25 @@ StatusOr<v1::ModelConfig> ParseModelConfig(std::string_view text, const std::str
   return config;
 }
 
+namespace {
+
+// precision: a known value, and only where an engine model is compiled.
+Status ValidatePrecision(const v1::ModelConfig& config, const std::string& path) {
+  if (!v1::Precision_IsValid(config.precision())) {
+    return FieldError(path, "precision",
+                      std::to_string(static_cast<int>(config.precision())) + " is not one of FP32, BF16");
+  }
+  const bool ensemble = config.platform() == kPlatformEnsemble;
+  if (config.precision() != v1::FP32 && (ensemble || config.platform() == kPlatformNull)) {
+    return FieldError(path, "precision",
+                      "only for platform " + Quoted(kPlatformOnnx) +
+                          (ensemble ? " (an ensemble's members each set their own)" : ""));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status ValidateModelConfig(const v1::ModelConfig& config, const std::string& path, std::string_view folder_name) {
   if (!config.name().empty() && config.name() != folder_name) {
     return FieldError(path, "name",
@@ -447,15 +466,7 @@ Status ValidateModelConfig(const v1::ModelConfig& config, const std::string& pat
   } else if (config.num_classes() != 0) {
     return FieldError(path, "num_classes", "only allowed with platform: " + Quoted(kPlatformNull));
   }
-  if (!v1::Precision_IsValid(config.precision())) {
-    return FieldError(path, "precision",
-                      std::to_string(static_cast<int>(config.precision())) + " is not one of FP32, BF16");
-  }
-  if (config.precision() != v1::FP32 && (ensemble || platform == kPlatformNull)) {
-    return FieldError(path, "precision",
-                      "only for platform " + Quoted(kPlatformOnnx) +
-                          (ensemble ? " (an ensemble's members each set their own)" : ""));
-  }
+  CNN_RETURN_IF_ERROR(ValidatePrecision(config, path));
   CNN_RETURN_IF_ERROR(CheckRange(path, "max_batch_size", config.max_batch_size(), 0, kMaxConfigBatchSize));
 
   const auto& dims = config.input().dims();
