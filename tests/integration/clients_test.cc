@@ -116,6 +116,7 @@ TEST_F(ClientsTest, CnnctlListDescribeHealth) {
   const CommandResult describe = RunCommand({Cnnctl(), "--server", server_->address(), "describe", kModel});
   ASSERT_EQ(describe.exit_code, 0) << describe.err;
   EXPECT_NE(describe.out.find("61706"), std::string::npos) << describe.out;
+  EXPECT_NE(describe.out.find("precision:  FP32\n"), std::string::npos) << describe.out;
 
   const CommandResult json = RunCommand({Cnnctl(), "--server", server_->address(), "describe", kModel, "--json"});
   ASSERT_EQ(json.exit_code, 0) << json.err;

@@ -375,6 +375,11 @@ int Describe(Client& client, std::span<const std::string> args) {
   std::printf("versions:   %s\n", VersionsText(summary).c_str());
   std::printf("input:      %s\n", ShapeText(summary).c_str());
   std::printf("classes:    %d\n", summary.num_classes());
+  const v1::ModelConfig& config = response.config();
+  if (config.platform().empty() || config.platform() == "onnx") {
+    std::printf("precision:  %s\n", v1::Precision_Name(config.precision()).c_str());
+  }
+  if (config.response_cache().enable()) std::printf("cache:      response cache enabled\n");
   if (!response.config().description().empty()) {
     std::printf("about:      %s\n", response.config().description().c_str());
   }
