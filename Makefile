@@ -85,10 +85,11 @@ fuzz: deps
 # Soak (issue 13): bench/soak.py for SOAK_SECONDS (default 1800) of mixed native + KServe traffic over every
 # default model and the ensemble (5% bad inputs, 5 ms deadlines, client cancellations), the server's RSS sampled
 # every 10 s; fails on an answer a call may not get, a crash, RSS growth after the warm-up, or a bad exit.
-# Writes bench/results/soak_rss.csv and soak.json. `make test` runs a 45 s version (CTest label soak).
+# Writes bench/results/soak/soak_rss.csv and soak.json. `make test` runs a 45 s version (CTest label soak).
 SOAK_SECONDS ?= 1800
 soak: deps build
-	$(PYTHON) bench/soak.py --seconds $(SOAK_SECONDS) --cnnserve $(BUILD)/bin/cnnserve --stubs $(BUILD)/python
+	$(PYTHON) bench/soak.py --seconds $(SOAK_SECONDS) --cnnserve $(BUILD)/bin/cnnserve --stubs $(BUILD)/python \
+	  --out bench/results/soak
 
 # The container image (root Dockerfile) built with podman and tested for real: deploy/tests/container_test.sh
 # (runs ../shared/container/oci-setup.sh; root; about 10-15 min cold, podman's layer cache makes reruns quick).
