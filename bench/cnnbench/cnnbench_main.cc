@@ -1,10 +1,12 @@
 // cnnbench: the offline engine tool.
-//   cnnbench inspect MODEL.onnx [--json] [--precision fp32|bf16]
+//   cnnbench inspect MODEL.onnx [--json] [--precision fp32|bf16|int8 [--calibration FILE]]
 //   cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R] [--warmup-runs W]
 //                           [--backend dnnl|reference] [--no-winograd] [--fc-blocked-min-batch B]
-//                           [--precision fp32|bf16] [--json]
+//                           [--precision fp32|bf16|int8 [--calibration FILE]] [--json]
 //   cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol R] [--atol A] [--backend dnnl|reference]
-//                           [--precision fp32|bf16]
+//                           [--precision fp32|bf16|int8 [--calibration FILE]]
+//   cnnbench calibrate MODEL.onnx --input X.npy --out FILE [--method minmax|percentile] [--percentile P]
+//   cnnbench calibrate --model-repository R --model M --images DIR [--count N] [--version V] [--method ...]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cnnbench/calibrate_repository.h"
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "engine/backend/dnnl/dnnl_backend_internal.h"
 #include "engine/common/flags.h"
@@ -27,6 +30,7 @@
 #include "engine/common/units.h"
 #include "engine/graph/inspect.h"
 #include "engine/graph/passes.h"
+#include "engine/runtime/calibration.h"
 #include "engine/runtime/model.h"
 #include "engine/tensor/npy.h"
 #include "models/onnx/onnx_importer.h"
@@ -36,16 +40,24 @@ namespace {
 
 constexpr char kSynopsis[] =
     "usage:\n"
-    "  cnnbench inspect MODEL.onnx [--json] [--precision fp32|bf16]\n"
+    "  cnnbench inspect MODEL.onnx [--json] [--precision fp32|bf16|int8 [--calibration FILE]]\n"
     "  cnnbench run MODEL.onnx [--batch 1,8,32] [--threads N] [--seconds S] [--repeats R] [--warmup-runs 3]\n"
     "                          [--backend dnnl|reference] [--no-winograd] [--fc-blocked-min-batch B]\n"
-    "                          [--precision fp32|bf16] [--json]\n"
+    "                          [--precision fp32|bf16|int8 [--calibration FILE]] [--json]\n"
     "  cnnbench verify MODEL.onnx --input X.npy --expect Y.npy [--rtol 1e-4] [--atol 1e-5]\n"
-    "                          [--backend dnnl|reference] [--threads N] [--no-winograd] [--precision fp32|bf16]\n"
+    "                          [--backend dnnl|reference] [--threads N] [--no-winograd]\n"
+    "                          [--precision fp32|bf16|int8 [--calibration FILE]]\n"
+    "  cnnbench calibrate MODEL.onnx --input X.npy --out FILE [--method minmax|percentile] [--percentile 99.99]\n"
+    "                          [--threads N]\n"
+    "  cnnbench calibrate --model-repository R --model M --images DIR [--count 512] [--version V]\n"
+    "                          [--method minmax|percentile] [--percentile 99.99] [--threads N]\n"
     "Winograd convolutions are allowed by default (--winograd is accepted and changes nothing).\n"
     "inspect --precision also compiles a batch-1 plan and lists each layer's kernel, data types and the weight\n"
     "bytes per data type. verify below fp32 passes when the top-1 class of every row is the expected one and\n"
-    "the outputs are within the tolerance (set it for the precision).\n";
+    "the outputs are within the tolerance (set it for the precision). int8 needs --calibration: the file\n"
+    "`calibrate` writes from a preprocessed batch (X.npy, float32 [N, C, H, W] like the model's input), or,\n"
+    "with --model-repository, from image files preprocessed by the model's config.pbtxt, into\n"
+    "R/M/VERSION/calibration.txt (read by the server for precision: INT8).\n";
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;  // run: an error; verify: the outputs differ
@@ -58,6 +70,7 @@ constexpr double kMaxSeconds = kSecondsPerDay;
 constexpr double kMaxTolerance = 1e6;
 constexpr double kMinWarmupMillis = 500;  // warm-up lasts at least this long
 constexpr size_t kTopK = 5;
+constexpr int64_t kMaxCalibrationImages = 100000;
 
 using Clock = std::chrono::steady_clock;
 
@@ -85,6 +98,10 @@ struct Args {
   double rtol = 1e-4;
   double atol = 1e-5;
   bool json = false;
+  std::string calibration;  // --calibration
+  std::string out;          // calibrate: --out
+  CalibrateOptions calibrate;
+  RepositoryCalibrationRequest repository;  // calibrate --model-repository
 
   bool Has(std::string_view flag) const { return given.count(flag) != 0; }
 };
@@ -115,19 +132,39 @@ void AddFlags(FlagSet& flags, Args* args) {
   flags.String("--expect", &args->expect, "Y.npy", "verify: the expected output");
   flags.Double("--rtol", &args->rtol, 0, kMaxTolerance, "R", "verify: relative tolerance (default 1e-4)");
   flags.Double("--atol", &args->atol, 0, kMaxTolerance, "A", "verify: absolute tolerance (default 1e-5)");
-  flags.Value("--precision", "fp32|bf16", "the data type of the compiled layers (default fp32)",
+  flags.Value("--precision", "fp32|bf16|int8", "the data type of the compiled layers (default fp32)",
               [args](std::string_view text) -> Status {
-                if (text == "fp32") {
-                  args->model.precision = Precision::kFp32;
-                } else if (text == "bf16") {
-                  args->model.precision = Precision::kBf16;
-                } else if (text == "int8") {
-                  return UnimplementedError("int8 is not available yet (fp32 and bf16 are)");
+                const std::map<std::string_view, Precision> names = {
+                    {"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}, {"int8", Precision::kInt8}};
+                auto it = names.find(text);
+                if (it == names.end()) {
+                  return InvalidArgumentError("--precision must be fp32, bf16 or int8, got " + Quoted(text));
+                }
+                args->model.precision = it->second;
+                return OkStatus();
+              });
+  flags.String("--calibration", &args->calibration, "FILE", "int8: the activation ranges (from calibrate)");
+  flags.String("--out", &args->out, "FILE", "calibrate: the calibration file to write");
+  flags.Value("--method", "minmax|percentile", "calibrate: how ranges are taken (default minmax)",
+              [args](std::string_view text) -> Status {
+                if (text == "minmax") {
+                  args->calibrate.method = CalibrationMethod::kMinMax;
+                } else if (text == "percentile") {
+                  args->calibrate.method = CalibrationMethod::kPercentile;
                 } else {
-                  return InvalidArgumentError("--precision must be fp32 or bf16, got " + Quoted(text));
+                  return InvalidArgumentError("--method must be minmax or percentile, got " + Quoted(text));
                 }
                 return OkStatus();
               });
+  flags.String("--model-repository", &args->repository.root, "R", "calibrate: the model repository");
+  flags.String("--model", &args->repository.model, "M", "calibrate: the repository model");
+  flags.String("--images", &args->repository.images_dir, "DIR", "calibrate: PNG/JPEG files (first N by name)");
+  flags.Integer<int64_t>("--count", &args->repository.count, 1, kMaxCalibrationImages, "N",
+                         "calibrate: images used (default 512)");
+  flags.Integer<int64_t>("--version", &args->repository.version, 1, int64_t{1} << 40, "V",
+                         "calibrate: the version folder (default the newest)");
+  flags.Double("--percentile", &args->calibrate.percentile, 50.000001, 100, "P",
+               "calibrate --method percentile: the percentile kept (default 99.99)");
   flags.Switch("--json", &args->json, "inspect, run: print JSON");
   flags.Positionals(&args->positional);
 }
@@ -153,6 +190,7 @@ Status PrintPlan(const std::shared_ptr<const Graph>& graph, const ModelOptions& 
   backend_options.num_threads = options.num_threads;
   backend_options.allow_winograd = options.allow_winograd;
   backend_options.precision = options.precision;
+  backend_options.ranges = options.ranges;
   CNN_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateDnnlBackend(optimized, backend_options));
   CNN_ASSIGN_OR_RETURN(std::unique_ptr<Plan> plan, backend->Compile(1));
   CNN_ASSIGN_OR_RETURN(const dnnl_internal::PlanInfo info, dnnl_internal::DescribePlan(*plan));
@@ -318,15 +356,72 @@ int Verify(const Args& args) {
 // The flags each command takes.
 const std::map<std::string, std::vector<std::string>, std::less<>>& CommandFlags() {
   static const auto* const kFlags = new std::map<std::string, std::vector<std::string>, std::less<>>{
-      {"inspect", {"--json", "--precision"}},
+      {"inspect", {"--json", "--precision", "--calibration"}},
       {"run",
        {"--batch", "--threads", "--seconds", "--repeats", "--warmup-runs", "--backend", "--winograd",
-        "--no-winograd", "--fc-blocked-min-batch", "--precision", "--json"}},
+        "--no-winograd", "--fc-blocked-min-batch", "--precision", "--calibration", "--json"}},
       {"verify",
        {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd", "--no-winograd",
-        "--fc-blocked-min-batch", "--precision"}},
+        "--fc-blocked-min-batch", "--precision", "--calibration"}},
+      {"calibrate",
+       {"--input", "--out", "--method", "--percentile", "--threads", "--model-repository", "--model", "--images",
+        "--count", "--version"}},
   };
   return *kFlags;
+}
+
+// --precision int8 needs --calibration (read into the model options); --calibration needs int8.
+Status LoadCalibration(Args* args) {
+  const bool int8 = args->model.precision == Precision::kInt8;
+  if (int8 != args->Has("--calibration")) {
+    return InvalidArgumentError(int8 ? "--precision int8 needs --calibration FILE (cnnbench calibrate writes one)"
+                                     : "--calibration is only for --precision int8");
+  }
+  if (!int8) return OkStatus();
+  CNN_ASSIGN_OR_RETURN(Calibration calibration, ReadCalibrationFile(args->calibration));
+  args->model.ranges = std::make_shared<const TensorRanges>(std::move(calibration.ranges));
+  return OkStatus();
+}
+
+// calibrate --model-repository: image files preprocessed by the model's config, ranges into its version folder.
+Status CalibrateRepository(const Args& args, const CalibrateOptions& options) {
+  for (const char* flag : {"--model", "--images"}) {
+    if (!args.Has(flag)) return InvalidArgumentError(std::string("calibrate --model-repository needs ") + flag);
+  }
+  if (args.Has("--input") || args.Has("--out")) {
+    return InvalidArgumentError("calibrate --model-repository takes --images, not --input/--out");
+  }
+  const auto t0 = Clock::now();
+  CNN_ASSIGN_OR_RETURN(const RepositoryCalibrationResult result, CalibrateRepositoryModel(args.repository, options));
+  std::printf("%s: %zu tensor ranges over %lld images in %.1f s -> %s\n", args.repository.model.c_str(),
+              result.calibration.ranges.size(), static_cast<long long>(result.calibration.images),
+              MsSince(t0) / kMillisPerSecond, result.path.c_str());
+  return OkStatus();
+}
+
+// calibrate: ranges of every tensor over the --input batch, written to --out (or the repository form).
+Status CalibrateCommand(const Args& args) {
+  if (args.Has("--percentile") && args.calibrate.method != CalibrationMethod::kPercentile) {
+    return InvalidArgumentError("--percentile is only for --method percentile");
+  }
+  CalibrateOptions options = args.calibrate;
+  options.num_threads = args.model.num_threads;
+  if (args.Has("--model-repository")) return CalibrateRepository(args, options);
+  for (const char* flag : {"--model", "--images", "--count", "--version"}) {
+    if (args.Has(flag)) return InvalidArgumentError(std::string(flag) + " is only for --model-repository");
+  }
+  if (!args.Has("--input") || !args.Has("--out")) return InvalidArgumentError("calibrate needs --input and --out");
+  CNN_ASSIGN_OR_RETURN(Tensor input, ReadNpy(args.input));
+  CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Graph> graph, LoadOnnxGraph(args.positional[1]));
+  options.source = std::filesystem::path(args.input).filename().string();
+  const auto t0 = Clock::now();
+  CNN_ASSIGN_OR_RETURN(const Calibration calibration, Calibrate(graph, input, options));
+  CNN_RETURN_IF_ERROR(WriteCalibrationFile(args.out, calibration));
+  std::printf("%s: %zu tensor ranges over %lld images (%s) in %.1f s -> %s\n", ModelName(args.positional[1]).c_str(),
+              calibration.ranges.size(), static_cast<long long>(calibration.images),
+              options.method == CalibrationMethod::kMinMax ? "minmax" : "percentile", MsSince(t0) / kMillisPerSecond,
+              args.out.c_str());
+  return OkStatus();
 }
 
 // Parses argv into `args`; nullopt to go on, else the exit code (usage or the error printed).
@@ -343,7 +438,11 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Args* args) {
     return kExitUsage;
   };
   if (!status.ok()) return usage_error(status.message());
-  if (args->positional.size() != 2) return usage_error("expected COMMAND MODEL.onnx");
+  const bool repository_form = flags.given().count("--model-repository") != 0;
+  if (args->positional.size() != (repository_form ? 1u : 2u)) {
+    return usage_error(repository_form ? "calibrate --model-repository takes no MODEL.onnx"
+                                       : "expected COMMAND MODEL.onnx");
+  }
   const std::string& command = args->positional[0];
   const auto allowed = CommandFlags().find(command);
   if (allowed == CommandFlags().end()) return usage_error("unknown command " + Quoted(command));
@@ -353,6 +452,7 @@ std::optional<int> ParseCommandLine(int argc, char** argv, Args* args) {
     }
   }
   args->given = flags.given();
+  if (const Status loaded = LoadCalibration(args); !loaded.ok()) return usage_error(loaded.message());
   return std::nullopt;
 }
 
@@ -362,6 +462,13 @@ int Main(int argc, char** argv) {
   const std::string& command = args.positional[0];
   if (command == "inspect") return Inspect(args);
   if (command == "verify") return Verify(args);
+  if (command == "calibrate") {
+    if (const Status status = CalibrateCommand(args); !status.ok()) {
+      std::fprintf(stderr, "cnnbench: %s\n", status.ToString().c_str());
+      return kExitFailed;
+    }
+    return kExitOk;
+  }
   if (const Status status = Run(args); !status.ok()) {
     std::fprintf(stderr, "cnnbench: %s\n", status.ToString().c_str());
     return kExitFailed;

@@ -9,6 +9,7 @@
 #define CNNSERVE_ENGINE_BACKEND_BACKEND_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -57,12 +58,34 @@ enum class Precision {
   // pooling, LRN, ReLU, batch normalisation), fp32 accumulation, fp32 bias; the layer that produces the graph's
   // output (and the softmax or ReLU after it) writes fp32, so logits keep their precision.
   kBf16,
+  // Convolutions and inner products with u8/s8 activations (u8 when the calibrated range has no negative value,
+  // s8 otherwise; one scale per tensor from BackendOptions::ranges) and s8 weights (one scale per output
+  // channel), s32 accumulation, bias, ReLU and the rescaling to the next layer's scale fused; pooling stays in
+  // int8. Layers without a fast int8 kernel (oneDNN: LRN, a layer whose only int8 kernel is the reference one),
+  // tensors without a calibrated range and the layer producing the output compute in fp32.
+  kInt8,
 };
 
-// "fp32" / "bf16".
+// "fp32" / "bf16" / "int8".
 inline const char* PrecisionName(Precision precision) {
-  return precision == Precision::kBf16 ? "bf16" : "fp32";
+  switch (precision) {
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kInt8:
+      return "int8";
+    case Precision::kFp32:
+      break;
+  }
+  return "fp32";
 }
+
+// The float range [min, max] a tensor took over calibration data (engine/runtime/calibration.h makes them).
+struct TensorRange {
+  float min = 0.0f;
+  float max = 0.0f;
+};
+// Ranges by tensor name (the graph's input and node outputs, names as imported).
+using TensorRanges = std::map<std::string, TensorRange>;
 
 // Per-backend algorithm and threading choices, fixed at CreateXBackend and applied to every Plan it compiles.
 // Backends ignore the options they have no use for (the reference backend ignores all of them).
@@ -78,6 +101,8 @@ struct BackendOptions {
   int64_t fc_blocked_weights_min_batch = 8;
   // The data type of the plan's layers (the reference backend computes in fp32 only; see Model::Create).
   Precision precision = Precision::kFp32;
+  // kInt8: the calibrated range of each activation; tensors missing from it stay fp32. Shared, immutable.
+  std::shared_ptr<const TensorRanges> ranges = nullptr;
 };
 
 }  // namespace cnnserve

@@ -17,6 +17,9 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
     return InvalidArgumentError(std::string("precision ") + PrecisionName(options.precision) +
                                 " needs the dnnl backend (the " + options.backend + " backend computes in fp32)");
   }
+  if (options.precision == Precision::kInt8 && (options.ranges == nullptr || options.ranges->empty())) {
+    return InvalidArgumentError("precision int8 needs calibrated activation ranges (a calibration file)");
+  }
   auto model = std::shared_ptr<Model>(new Model());
   model->options_ = options;
   model->graph_ = graph;
@@ -31,6 +34,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Create(std::shared_ptr<const Graph
   backend_options.winograd_policy = options.winograd_policy;
   backend_options.fc_blocked_weights_min_batch = options.fc_blocked_weights_min_batch;
   backend_options.precision = options.precision;
+  backend_options.ranges = options.ranges;
   if (options.backend == "dnnl") {
     CNN_ASSIGN_OR_RETURN(model->backend_, CreateDnnlBackend(model->optimized_, backend_options));
   } else if (options.backend == "reference") {

@@ -34,8 +34,10 @@ struct ModelOptions {
   WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;
   int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
   bool optimize = true;          // run OptimizeForInference before compiling
-  // The data type of the compiled layers (see Precision). kBf16 needs the "dnnl" backend.
+  // The data type of the compiled layers (see Precision). kBf16 and kInt8 need the "dnnl" backend.
   Precision precision = Precision::kFp32;
+  // kInt8: the calibrated activation ranges (engine/runtime/calibration.h); required for kInt8.
+  std::shared_ptr<const TensorRanges> ranges = nullptr;
 };
 
 class Session;

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "engine/common/strings.h"
+#include "engine/runtime/calibration.h"
 #include "models/onnx/onnx_importer.h"
 
 namespace cnnserve {
@@ -124,6 +125,30 @@ int64_t ElapsedMicros(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - since).count();
 }
 
+// The config's precision in `model_options`; INT8 also reads the version's calibration file.
+Status ApplyPrecision(const v1::ModelConfig& config, const fs::path& folder, ModelOptions& model_options) {
+  switch (config.precision()) {
+    case v1::BF16:
+      model_options.precision = Precision::kBf16;
+      return OkStatus();
+    case v1::INT8:
+      break;
+    default:
+      model_options.precision = Precision::kFp32;
+      return OkStatus();
+  }
+  model_options.precision = Precision::kInt8;
+  const std::string path = (folder / kCalibrationFileName).string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    return NotFoundError(path + ": missing (precision INT8 needs the calibration file that `cnnbench calibrate` "
+                                "writes into the version folder)");
+  }
+  CNN_ASSIGN_OR_RETURN(Calibration calibration, ReadCalibrationFile(path));
+  model_options.ranges = std::make_shared<const TensorRanges>(std::move(calibration.ranges));
+  return OkStatus();
+}
+
 // Imports one version, checks it against the config and labels, and creates its Model.
 void LoadVersion(const ModelEntry& entry, const ModelRepositoryOptions& options, const std::string& labels_path,
                  VersionEntry& version) {
@@ -170,7 +195,10 @@ void LoadVersion(const ModelEntry& entry, const ModelRepositoryOptions& options,
   model_options.backend = options.backend;
   model_options.num_threads = InstanceThreads(entry.config.instance_group().threads(),
                                               entry.config.instance_group().count(), options.total_threads);
-  model_options.precision = entry.config.precision() == v1::BF16 ? Precision::kBf16 : Precision::kFp32;
+  if (Status status = ApplyPrecision(entry.config, folder, model_options); !status.ok()) {
+    version.reason = status.message();
+    return;
+  }
   StatusOr<std::shared_ptr<const Model>> model = Model::Create(version.graph, model_options);
   if (!model.ok()) {
     version.reason = version.model_path + ": " + model.status().message();
@@ -432,7 +460,7 @@ namespace {
 Status ValidatePrecision(const v1::ModelConfig& config, const std::string& path) {
   if (!v1::Precision_IsValid(config.precision())) {
     return FieldError(path, "precision",
-                      std::to_string(static_cast<int>(config.precision())) + " is not one of FP32, BF16");
+                      std::to_string(static_cast<int>(config.precision())) + " is not one of FP32, BF16, INT8");
   }
   const bool ensemble = config.platform() == kPlatformEnsemble;
   if (config.precision() != v1::FP32 && (ensemble || config.platform() == kPlatformNull)) {

@@ -37,6 +37,8 @@ namespace cnnserve {
 
 inline constexpr char kModelConfigFileName[] = "config.pbtxt";
 inline constexpr char kModelFileName[] = "model.onnx";
+// An INT8 version's activation ranges (engine/runtime/calibration.h), beside its model file.
+inline constexpr char kCalibrationFileName[] = "calibration.txt";
 inline constexpr char kDefaultLabelsFileName[] = "labels.txt";
 inline constexpr char kPlatformOnnx[] = "onnx";
 inline constexpr char kPlatformEnsemble[] = "ensemble";

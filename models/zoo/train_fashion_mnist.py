@@ -9,6 +9,7 @@
     /usr/bin/python3 models/zoo/train_fashion_mnist.py --list-members
     /usr/bin/python3 models/zoo/train_fashion_mnist.py --eval-only models/repository/lenet5_fashion/1/model.onnx
     /usr/bin/python3 models/zoo/train_fashion_mnist.py --write-test-images DIR --count N [--model ONNX]
+    /usr/bin/python3 models/zoo/train_fashion_mnist.py --write-train-images DIR --count N
 
 Training writes OUT/model.onnx (input "input" N x 1 x S x S float32, S = --input-size, output "logits" N x 10,
 N dynamic; exported by export.py's export_onnx, nodes named after the modules: conv1 ... fc3 for LeNet-5) and
@@ -871,6 +872,18 @@ def write_test_images(args):
     return 0
 
 
+def write_train_images(args):
+    """The first --count training images as PNG (calibration data for INT8: never the test images)."""
+    tr_img, _ = load_split("train", args.data_dir)
+    count = min(args.count, len(tr_img))
+    os.makedirs(args.write_train_images, exist_ok=True)
+    for i in range(count):
+        zoo_export.atomic_write_bytes(os.path.join(args.write_train_images, "train_%05d.png" % i),
+                                      _png_bytes(tr_img[i]))
+    print("wrote %d training images (PNG) to %s" % (count, args.write_train_images))
+    return 0
+
+
 DEFAULT_REPOSITORY = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                                   "repository"))
 
@@ -886,6 +899,8 @@ def parse_args(argv):
     mode.add_argument("--eval-only", metavar="ONNX", help="print the PyTorch test accuracy of ONNX")
     mode.add_argument("--write-test-images", metavar="DIR",
                       help="write the first --count test images as PNG and JPEG with labels.csv")
+    mode.add_argument("--write-train-images", metavar="DIR",
+                      help="write the first --count training images as PNG (INT8 calibration data)")
     p.add_argument("--arch", choices=ARCHS, default="lenet5")
     p.add_argument("--input-size", type=int, choices=(28, 32), default=None,
                    help="model input side: 32 stretches the 28x28 image (default for lenet5), 28 does not "
@@ -906,7 +921,7 @@ def parse_args(argv):
     p.add_argument("--lr", type=float, default=None,
                    help="peak SGD learning rate (default: 0.05, 0.1 for vgg_s)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--count", type=int, default=100, help="with --write-test-images")
+    p.add_argument("--count", type=int, default=100, help="with --write-test-images / --write-train-images")
     p.add_argument("--model", metavar="ONNX", help="with --write-test-images: also write logits.npy")
     p.add_argument("--numpy-check", action="store_true",
                    help="with --eval-only: also run the ONNX graph with check_onnx's NumPy interpreter")
@@ -937,6 +952,8 @@ def main(argv=None):
         return list_members()
     if a.eval_only:
         return eval_only(a)
+    if a.write_train_images:
+        return write_train_images(a)
     return write_test_images(a)
 
 

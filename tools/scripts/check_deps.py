@@ -51,7 +51,8 @@ LAYERS = {
     "server/main.cc": ["*"],
     # Clients and benchmarks (the generated protocol headers they use are governed by LIBRARY_RULES).
     "tools": ["engine/common"],
-    "bench": ["engine/runtime", "models/repository", "tools"],
+    # bench: cnnbench calibrate preprocesses images with a model's own config (server/servables).
+    "bench": ["engine/runtime", "models/repository", "server/servables", "tools"],
 }
 
 # (rule, header pattern, units where a matching header is allowed). A unit matches an entry that is the unit

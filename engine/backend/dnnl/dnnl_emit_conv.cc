@@ -29,26 +29,45 @@ std::optional<dnnl::algorithm> WinogradAlgorithm(WinogradPolicy policy, int64_t 
 
 }  // namespace
 
-Status PlanBuilder::EmitConv(const LoweredOp& op) {
+PlanBuilder::ConvShape PlanBuilder::ConvShapeOf(const LoweredOp& op, size_t spatial) const {
   const auto& attrs = std::get<ConvAttrs>(op.node->attrs);
+  ConvShape shape;
+  shape.strides.assign(spatial, 1);
+  shape.dilates.assign(spatial, 0);
+  shape.pad_l.assign(spatial, 0);
+  shape.pad_r.assign(spatial, 0);
+  for (size_t i = 0; i < spatial; ++i) {
+    if (i < attrs.strides.size()) shape.strides[i] = attrs.strides[i];
+    if (i < attrs.dilations.size()) shape.dilates[i] = attrs.dilations[i] - 1;
+    if (attrs.pads.size() == 2 * spatial) {
+      shape.pad_l[i] = attrs.pads[i];
+      shape.pad_r[i] = attrs.pads[spatial + i];
+    }
+  }
+  shape.groups = attrs.group;
+  shape.weights_dims = op.weights_dims;
+  if (shape.groups > 1) {
+    shape.weights_dims.insert(shape.weights_dims.begin(), shape.groups);
+    shape.weights_dims[1] /= shape.groups;
+  }
+  return shape;
+}
+
+Status PlanBuilder::EmitConv(const LoweredOp& op) {
   const Dims& src_dims = DimsOf(op.src);
   const Dims& dst_dims = shapes_.at(op.dst);
   const size_t spatial = src_dims.size() - 2;
-  const int64_t groups = attrs.group;
-  memory::dims strides(spatial, 1), dilates(spatial, 0), pad_l(spatial, 0), pad_r(spatial, 0);
-  for (size_t i = 0; i < spatial; ++i) {
-    if (i < attrs.strides.size()) strides[i] = attrs.strides[i];
-    if (i < attrs.dilations.size()) dilates[i] = attrs.dilations[i] - 1;
-    if (attrs.pads.size() == 2 * spatial) {
-      pad_l[i] = attrs.pads[i];
-      pad_r[i] = attrs.pads[spatial + i];
-    }
+  const ConvShape shape = ConvShapeOf(op, spatial);
+  if (int8_) {
+    CNN_ASSIGN_OR_RETURN(const bool emitted, EmitConvInt8(op, shape));
+    if (emitted) return OkStatus();
   }
-  Dims weights_dims = op.weights_dims;
-  if (groups > 1) {
-    weights_dims.insert(weights_dims.begin(), groups);
-    weights_dims[1] /= groups;
-  }
+  const memory::dims& strides = shape.strides;
+  const memory::dims& dilates = shape.dilates;
+  const memory::dims& pad_l = shape.pad_l;
+  const memory::dims& pad_r = shape.pad_r;
+  const int64_t groups = shape.groups;
+  const Dims& weights_dims = shape.weights_dims;
   const Md user_weights = PlainMd(weights_dims);
   const Md bias_md = PlainMd({op.weights_dims[0]});
   // oneDNN 2.6 has no bf16 Winograd (DESIGN.md section 6): direct only below fp32.

@@ -84,6 +84,10 @@ Status PlanBuilder::EmitFc(const LoweredOp& op) {
   const int64_t k = op.weights_kn ? op.weights_dims[0] : op.weights_dims[1];
   const Md bias_md = PlainMd({n});
   CNN_ASSIGN_OR_RETURN(const FcOperands operands, FcOperandsOf(op, n, k));
+  if (int8_) {
+    CNN_ASSIGN_OR_RETURN(const bool emitted, EmitFcInt8(op, operands, n));
+    if (emitted) return OkStatus();
+  }
   const Dims dst_dims = {operands.src_dims[0], n};
   const auto make_pd = [&](const Md& src_md, const Md& weights_md) {
     if (op.bias.empty()) {

@@ -49,6 +49,10 @@ Status PlanBuilder::EmitPool(const LoweredOp& op) {
     }
   }
   CNN_ASSIGN_OR_RETURN(MemRef src, Get(op.src));
+  // An int8 source stays int8 (same scale) when what reads the result takes int8; else it is pooled in fp32.
+  if (IsInt8(src.md) && (fp32_values_.count(op.dst) > 0 || !Int8Consumers(op.dst))) {
+    CNN_ASSIGN_OR_RETURN(src, GetPlain(op.src));
+  }
   if (algorithm == dnnl::algorithm::pooling_avg_include_padding && overhang) {
     // oneDNN divides by the whole kernel, but the ceil_mode overhang beyond the explicit pads must not count:
     // copy the input into a zero-bordered buffer (the explicit pads become real zeros) and average with
@@ -61,12 +65,12 @@ Status PlanBuilder::EmitPool(const LoweredOp& op) {
       pad_r_eff[i] -= pad_r[i];
       pad_l[i] = 0;
     }
-    const Md padded_md = PlainMd(padded);
+    const Md padded_md = PlainMd(padded, src.md.data_type());
     const int buffer = NewBuffer(BufKind::kZeroed, padded_md.get_size());
     const MemRef interior{buffer, padded_md.submemory_desc(src_dims, offsets)};
     const dnnl::reorder::primitive_desc copy_pd(engine_, src.md, engine_, interior.md, ScratchpadAttr());
     AddStep(op.name + " (pad)", copy_pd, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, interior}});
-    src = MemRef{buffer, padded_md};
+    src = MemRef{buffer, padded_md, src.scale};
     algorithm = dnnl::algorithm::pooling_avg_exclude_padding;
   }
   const dnnl::pooling_v2_forward::primitive_desc pd(
@@ -76,7 +80,8 @@ Status PlanBuilder::EmitPool(const LoweredOp& op) {
       ScratchpadAttr(), engine_);
   if (!(pd.src_desc() == src.md))
     return InternalError("node '" + op.name + "': pooling changed its source layout");
-  const MemRef dst = NewActivation(pd.dst_desc());
+  MemRef dst = NewActivation(pd.dst_desc());
+  dst.scale = src.scale;
   AddStep(op.name, pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   Define(op.dst, dst);
   return OkStatus();

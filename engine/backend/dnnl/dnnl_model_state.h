@@ -6,6 +6,8 @@
 #define CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +38,14 @@ class ModelState {
   // a buffer the cache owns (or, when the layouts match, wraps `user_data` itself); later calls with the same
   // key and layout return the same memory. Throws dnnl::error.
   memory Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want);
+  // The same for int8 weights: the reorder multiplies by `scales` (oneDNN output scales with `mask`, e.g. one
+  // scale per output channel). The cache keys on `key` and `want`: one key must always come with one scaling.
+  memory QuantizedWeights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
+                          const std::vector<float>& scales, int mask);
+
+  // Floats derived from the model once and kept for every plan (int8 weight scales, rescaled biases): the first
+  // call with `key` stores make()'s result; every call returns the stored vector (stable address).
+  const std::vector<float>& Derived(const std::string& key, const std::function<std::vector<float>()>& make);
 
   // The layout of the first weights prepared for `key` (other than `exclude`, when given), so that later plans
   // can share them; nullopt when there are none.
@@ -58,7 +68,11 @@ class ModelState {
   const dnnl::engine engine_;
   const std::vector<LoweredOp> ops_;
   std::mutex mu_;
+  // The cached entry for (key, want), or else reorders `user` into a new one with `attr`. Needs mu_ held.
+  memory PrepareLocked(const std::string& key, memory user, const Md& want, const dnnl::primitive_attr& attr);
+
   std::vector<WeightEntry> weights_;  // a few dozen entries: linear search
+  std::map<std::string, std::vector<float>> derived_;
   BackendCounters counters_;
 };
 

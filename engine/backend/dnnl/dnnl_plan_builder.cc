@@ -16,6 +16,13 @@ StatusOr<std::unique_ptr<Plan>> PlanBuilder::Build() {
   in.ready = true;
   in.mem = MemRef{NewBuffer(BufKind::kUserIn, 0), PlainMd(in.dims)};
   MarkFp32Outputs();
+  if (int8_) {
+    for (const LoweredOp& op : model_->ops()) {
+      for (const std::string* in : {&op.src, &op.src2, &op.c_value}) {
+        if (!in->empty()) consumers_[*in].push_back(&op);
+      }
+    }
+  }
   for (const LoweredOp& op : model_->ops()) {
     CNN_RETURN_IF_ERROR(Guarded(op.name, [&] { return Emit(op); }));
   }
@@ -25,7 +32,7 @@ StatusOr<std::unique_ptr<Plan>> PlanBuilder::Build() {
 }
 
 void PlanBuilder::MarkFp32Outputs() {
-  if (compute_type_ == kF32) return;
+  if (compute_type_ == kF32 && !int8_) return;
   // Walk back from the graph's output through the ops that keep their input's data type (ReLU, softmax,
   // views, aliases) to the layer that computes it: that layer writes fp32.
   std::unordered_map<std::string, const LoweredOp*> producer;
@@ -122,8 +129,22 @@ StatusOr<PlanBuilder::MemRef> PlanBuilder::GetPlain(const std::string& name) {
 }
 
 StatusOr<PlanBuilder::MemRef> PlanBuilder::Reorder(const MemRef& src, const Md& md, const std::string& value) {
-  dnnl::reorder::primitive_desc pd(engine_, src.md, engine_, md, ScratchpadAttr());
+  // Into int8: quantize to the value's calibrated scale (int8 to int8: keep the scale, adjusted to the other
+  // type's range); from int8: dequantize.
+  float dst_scale = 1.0f;
+  if (IsInt8(md) && IsInt8(src.md)) {
+    const auto type_max = [](const Md& m) { return m.data_type() == kU8 ? 255.0f : 127.0f; };
+    dst_scale = src.scale * type_max(md) / type_max(src.md);
+  } else if (IsInt8(md)) {
+    const std::optional<Quant> quant = QuantOf(value);
+    if (!quant) return InternalError("value '" + value + "' has no calibrated range for int8");
+    dst_scale = quant->scale;
+  }
+  dnnl::primitive_attr attr = ScratchpadAttr();
+  if (dst_scale != src.scale) attr.set_output_scales(0, {dst_scale / src.scale});
+  dnnl::reorder::primitive_desc pd(engine_, src.md, engine_, md, attr);
   MemRef dst = NewActivation(md);
+  dst.scale = dst_scale;
   AddStep("reorder " + value, pd, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
   return dst;
 }

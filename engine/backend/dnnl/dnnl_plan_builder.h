@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -35,7 +36,8 @@ class PlanBuilder {
         graph_(model_->graph()),
         engine_(model_->engine()),
         batch_(batch),
-        compute_type_(ComputeType(model_->options().precision)) {}
+        compute_type_(ComputeType(model_->options().precision)),
+        int8_(model_->options().precision == Precision::kInt8) {}
 
   // Emits every lowered op, then lays out the arena and fills the plan.
   StatusOr<std::unique_ptr<Plan>> Build();
@@ -51,6 +53,18 @@ class PlanBuilder {
   struct MemRef {
     int buffer = -1;
     Md md;
+    float scale = 1.0f;  // u8/s8 memories: stored value = real value x scale (1 for f32 and bf16)
+  };
+  // How an int8 tensor is stored (from its calibrated range).
+  struct Quant {
+    memory::data_type type;  // u8 when the range has no negative value, else s8
+    float scale;             // 255 / max (u8) or 127 / max(|min|, |max|) (s8)
+  };
+  // A convolution's geometry in oneDNN's terms.
+  struct ConvShape {
+    memory::dims strides, dilates, pad_l, pad_r;
+    Dims weights_dims;  // with the group dimension first when groups > 1
+    int64_t groups = 1;
   };
   struct ValueInfo {
     Dims dims;
@@ -79,6 +93,28 @@ class PlanBuilder {
   // what a ReLU or softmax turns into it), compute_type_ otherwise.
   memory::data_type DstType(const std::string& value) const;
 
+  // INT8 (dnnl_emit_int8.cc). The int8 storage of `value` from its calibrated range; nullopt without one.
+  std::optional<Quant> QuantOf(const std::string& value) const;
+  // Whether every op reading `value` takes it in int8 (convolutions and inner products as their source, with a
+  // calibrated range, and pooling, views and aliases whose own outputs qualify); false for an unread value (the
+  // graph's output).
+  bool Int8Consumers(const std::string& value) const;
+  // The int8 storage a convolution or inner product writes `value` in; nullopt for fp32.
+  std::optional<Quant> Int8Dst(const std::string& value) const;
+  // One scale per output channel of `op`'s weights (127 / largest |weight| of the channel), cached per model.
+  const std::vector<float>& WeightScales(const LoweredOp& op, int64_t out_channels);
+  // The primitive attributes of an int8 layer reading `src_scale` and writing `dst_scale` (fp32: 1), and its
+  // bias rescaled into the accumulator's units (nullptr without a bias).
+  dnnl::primitive_attr Int8Attr(const LoweredOp& op, const std::vector<float>& weight_scales, float src_scale,
+                                float dst_scale);
+  const float* Int8Bias(const LoweredOp& op, const std::vector<float>& weight_scales, float src_scale);
+  // The int8 source of `value` in the layouts to offer: its own when it is int8 already, else oneDNN's choice.
+  StatusOr<std::vector<Md>> Int8SourceCandidates(const std::string& value, const Dims& dims, Quant& quant);
+  // Emit the op in int8; false (nothing emitted) when it stays fp32: no calibrated range for its source or no
+  // int8 kernel better than the reference one.
+  StatusOr<bool> EmitConvInt8(const LoweredOp& op, const ConvShape& shape);
+  StatusOr<bool> EmitFcInt8(const LoweredOp& op, const FcOperands& operands, int64_t n);
+
   // Buffers and values (dnnl_plan_builder.cc).
   int NewBuffer(BufKind kind, size_t bytes, const void* data = nullptr);
   MemRef NewActivation(const Md& md) { return MemRef{NewBuffer(BufKind::kSlot, md.get_size()), md}; }
@@ -102,6 +138,7 @@ class PlanBuilder {
 
   Status Emit(const LoweredOp& op);
   Status EmitConv(const LoweredOp& op);  // dnnl_emit_conv.cc
+  ConvShape ConvShapeOf(const LoweredOp& op, size_t spatial) const;
   Status EmitFc(const LoweredOp& op);    // dnnl_emit_fc.cc
   StatusOr<FcOperands> FcOperandsOf(const LoweredOp& op, int64_t n, int64_t k);
   StatusOr<std::vector<Md>> FcSourceCandidates(const LoweredOp& op, const FcOperands& operands, MemRef& bound);
@@ -126,7 +163,10 @@ class PlanBuilder {
   const dnnl::engine& engine_;
   const int64_t batch_;
   const memory::data_type compute_type_;  // of convolutions, inner products and their weights
+  const bool int8_;
   std::unordered_set<std::string> fp32_values_;
+  // INT8: the ops reading each value (as any input).
+  std::unordered_map<std::string, std::vector<const LoweredOp*>> consumers_;
   std::unordered_map<std::string, Dims> shapes_;
   std::unordered_map<std::string, ValueInfo> values_;
   std::vector<Buffer> buffers_ = {Buffer{BufKind::kScratch}};

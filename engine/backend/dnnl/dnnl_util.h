@@ -26,6 +26,8 @@ using Tag = dnnl::memory::format_tag;
 
 inline constexpr memory::data_type kF32 = memory::data_type::f32;
 inline constexpr memory::data_type kBf16 = memory::data_type::bf16;
+inline constexpr memory::data_type kS8 = memory::data_type::s8;
+inline constexpr memory::data_type kU8 = memory::data_type::u8;
 inline constexpr dnnl::prop_kind kInference = dnnl::prop_kind::forward_inference;
 
 inline size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
@@ -36,6 +38,8 @@ Md PlainMd(const Dims& dims, memory::data_type type = kF32);
 Md AnyMd(const Dims& dims, memory::data_type type = kF32);
 // The oneDNN data type of the layers a plan of `precision` computes in.
 memory::data_type ComputeType(Precision precision);
+// True for u8 and s8 descriptors.
+inline bool IsInt8(const Md& md) { return md.data_type() == kS8 || md.data_type() == kU8; }
 // "f32", "bf16", ... ("" for an empty descriptor).
 std::string DataTypeName(const Md& md);
 // Attributes with a user-provided scratchpad (the plan owns one scratchpad for all its steps).

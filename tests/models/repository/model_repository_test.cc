@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "engine/runtime/calibration.h"
 #include "tests/models/repository/test_repository.h"
 
 namespace cnnserve {
@@ -217,7 +219,7 @@ TEST(ModelRepositoryTest, BadFieldValuesAreReportedWithFileAndField) {
       {"precision_null", "platform: \"onnx\"", "platform: \"null\"\nnum_classes: 10\nprecision: BF16",
        "field precision: only for platform \"onnx\""},
       {"precision_number", "max_batch_size: 64", "max_batch_size: 64\nprecision: 7",
-       "field precision: 7 is not one of FP32, BF16"},
+       "field precision: 7 is not one of FP32, BF16, INT8"},
   };
   TempDir repo;
   CopyLenet(repo.path(), "good");
@@ -273,6 +275,58 @@ TEST(ModelRepositoryTest, PrecisionBf16LoadsTheModelInBf16) {
   }
   EXPECT_LE(max_diff, 0.02f * max_ref + 1e-3f);
   EXPECT_GT(max_diff, 1e-4f * max_ref + 1e-5f);  // it did not compute in fp32
+}
+
+// precision: INT8 needs the version's calibration.txt (a missing one says which file and how to make it); with
+// it the model computes in int8, close to the same model at FP32.
+TEST(ModelRepositoryTest, PrecisionInt8LoadsWithTheVersionsCalibrationFile) {
+  TempDir repo;
+  CopyLenet(repo.path(), "fp32");
+  const std::string int8_dir = CopyLenet(repo.path(), "int8").string();
+  EditConfig(int8_dir, "max_batch_size: 64", "max_batch_size: 64\nprecision: INT8");
+  std::unique_ptr<ModelRepository> first = LoadOrDie(repo.path());
+  ASSERT_NE(first, nullptr);
+  const ModelEntry* uncalibrated = first->Find("int8");
+  ASSERT_NE(uncalibrated, nullptr);
+  ASSERT_EQ(uncalibrated->versions.size(), 1u);
+  EXPECT_EQ(uncalibrated->versions[0].state, ModelState::kUnavailable);
+  EXPECT_NE(uncalibrated->versions[0].reason.find("1/calibration.txt: missing (precision INT8 needs"),
+            std::string::npos)
+      << uncalibrated->versions[0].reason;
+
+  Tensor input(Dims{4, 1, 32, 32});
+  for (int64_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>((i * 7919) % 255) / 64.0f - 2.0f;
+  StatusOr<Calibration> calibration = Calibrate(uncalibrated->versions[0].graph, input, CalibrateOptions());
+  ASSERT_TRUE(calibration.ok()) << calibration.status().ToString();
+  ASSERT_TRUE(WriteCalibrationFile(int8_dir + "/1/" + kCalibrationFileName, *calibration).ok());
+  std::unique_ptr<ModelRepository> repository = LoadOrDie(repo.path());
+  ASSERT_NE(repository, nullptr);
+  const ModelEntry* int8 = repository->Find("int8");
+  ASSERT_EQ(int8->versions[0].state, ModelState::kReady) << int8->versions[0].reason;
+  const Model& int8_model = *int8->versions[0].model;
+  EXPECT_EQ(int8_model.options().precision, Precision::kInt8);
+  EXPECT_EQ(int8_model.options().ranges->size(), calibration->ranges.size());
+  StatusOr<Tensor> want = repository->Find("fp32")->versions[0].model->NewSession()->Run(input);
+  StatusOr<Tensor> got = int8_model.NewSession()->Run(input);
+  ASSERT_TRUE(want.ok() && got.ok());
+  float max_diff = 0, max_ref = 0;
+  for (int64_t i = 0; i < want->size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs((*got)[i] - (*want)[i]));
+    max_ref = std::max(max_ref, std::fabs((*want)[i]));
+  }
+  EXPECT_LE(max_diff, 0.06f * max_ref);
+  EXPECT_GT(max_diff, 2e-3f * max_ref);  // it did not compute in fp32
+
+  // A calibration file that does not parse: the reason names the file and the line.
+  {
+    std::ofstream out(int8_dir + "/1/" + kCalibrationFileName, std::ios::trunc);
+    out << "version 1\nmethod minmax\nimages 1 x\nrange 3 1 input\n";
+  }
+  std::unique_ptr<ModelRepository> broken = LoadOrDie(repo.path());
+  ASSERT_NE(broken, nullptr);
+  const std::string& reason = broken->Find("int8")->versions[0].reason;
+  EXPECT_NE(reason.find("calibration.txt\": calibration line 4: min is larger than max"), std::string::npos)
+      << reason;
 }
 
 // Checks that need the ONNX file: the model's config parses, its version is UNAVAILABLE.

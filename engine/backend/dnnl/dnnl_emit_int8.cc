@@ -1,0 +1,236 @@
+// INT8 layers of a plan (Precision::kInt8): which tensors are stored in int8, the scales, and the int8
+// convolution and inner product. Quantization is symmetric (zero point 0): an activation with calibrated range
+// [lo, hi] is u8 with scale 255 / hi when lo >= 0, else s8 with scale 127 / max(|lo|, |hi|); weights are s8
+// with one scale per output channel. oneDNN 2.x computes dst = output_scale[oc] * (acc + bias) then the
+// post-ops, so the bias is given in the accumulator's units (bias x src_scale x weight_scale[oc]) and
+// output_scale[oc] = dst_scale / (src_scale x weight_scale[oc]) takes the result straight to the next layer's
+// int8 scale (or to fp32 with dst_scale 1).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/backend/dnnl/dnnl_plan_builder.h"
+
+namespace cnnserve::dnnl_internal {
+namespace {
+
+// The bits of `f` in hex, so that a cache key tells apart every float.
+std::string FloatKey(float f) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &f, sizeof(bits));
+  char text[16];
+  std::snprintf(text, sizeof(text), "%08x", bits);
+  return text;
+}
+
+}  // namespace
+
+std::optional<PlanBuilder::Quant> PlanBuilder::QuantOf(const std::string& value) const {
+  const std::shared_ptr<const TensorRanges>& ranges = model_->options().ranges;
+  if (ranges == nullptr) return std::nullopt;
+  auto it = ranges->find(value);
+  if (it == ranges->end() || !std::isfinite(it->second.min) || !std::isfinite(it->second.max)) return std::nullopt;
+  const TensorRange& range = it->second;
+  if (range.min >= 0.0f) return Quant{kU8, range.max > 0.0f ? 255.0f / range.max : 1.0f};
+  const float largest = std::max(std::fabs(range.min), std::fabs(range.max));
+  return Quant{kS8, 127.0f / largest};
+}
+
+bool PlanBuilder::Int8Consumers(const std::string& value) const {
+  auto it = consumers_.find(value);
+  if (it == consumers_.end() || it->second.empty()) return false;
+  for (const LoweredOp* op : it->second) {
+    switch (op->kind) {
+      case LoweredKind::kConv:
+      case LoweredKind::kFc:
+        if (op->src != value || !QuantOf(value)) return false;  // it would compute in fp32
+        break;
+      case LoweredKind::kPool:
+      case LoweredKind::kView:
+      case LoweredKind::kAlias:
+        if (fp32_values_.count(op->dst) > 0 || !Int8Consumers(op->dst)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+std::optional<PlanBuilder::Quant> PlanBuilder::Int8Dst(const std::string& value) const {
+  if (!int8_ || fp32_values_.count(value) > 0 || !Int8Consumers(value)) return std::nullopt;
+  return QuantOf(value);
+}
+
+const std::vector<float>& PlanBuilder::WeightScales(const LoweredOp& op, int64_t out_channels) {
+  return model_->Derived(op.name + "#weight-scales", [&] {
+    const float* w = op.weights_data();
+    const int64_t total = NumElements(op.weights_dims);
+    const int64_t per_channel = total / out_channels;
+    std::vector<float> largest(out_channels, 0.0f);
+    // Conv [O, ...] and Fc [N, K] hold a channel's weights together; Fc stored as [K, N] interleaves them.
+    for (int64_t i = 0; i < total; ++i) {
+      const int64_t oc = op.weights_kn ? i % out_channels : i / per_channel;
+      largest[oc] = std::max(largest[oc], std::fabs(w[i]));
+    }
+    std::vector<float> scales(out_channels);
+    for (int64_t oc = 0; oc < out_channels; ++oc) scales[oc] = largest[oc] > 0.0f ? 127.0f / largest[oc] : 1.0f;
+    return scales;
+  });
+}
+
+dnnl::primitive_attr PlanBuilder::Int8Attr(const LoweredOp& op, const std::vector<float>& weight_scales,
+                                           float src_scale, float dst_scale) {
+  std::vector<float> output_scales(weight_scales.size());
+  for (size_t oc = 0; oc < weight_scales.size(); ++oc) {
+    output_scales[oc] = dst_scale / (src_scale * weight_scales[oc]);
+  }
+  dnnl::primitive_attr attr = FusedAttr(op.relu);
+  attr.set_output_scales(1 << 1, output_scales);  // per channel of dst [N, C, ...]
+  return attr;
+}
+
+const float* PlanBuilder::Int8Bias(const LoweredOp& op, const std::vector<float>& weight_scales, float src_scale) {
+  if (op.bias.empty()) return nullptr;
+  return model_
+      ->Derived(op.name + "#bias@" + FloatKey(src_scale),
+                [&] {
+                  std::vector<float> bias(op.bias.size());
+                  for (size_t oc = 0; oc < bias.size(); ++oc) {
+                    bias[oc] = op.bias[oc] * src_scale * weight_scales[oc];
+                  }
+                  return bias;
+                })
+      .data();
+}
+
+StatusOr<std::vector<Md>> PlanBuilder::Int8SourceCandidates(const std::string& value, const Dims& dims,
+                                                           Quant& quant) {
+  CNN_ASSIGN_OR_RETURN(MemRef current, Get(value));
+  std::vector<Md> candidates;
+  if (IsInt8(current.md)) {
+    quant = Quant{current.md.data_type(), current.scale};
+    candidates.push_back(current.md);
+  }
+  candidates.push_back(AnyMd(dims, quant.type));
+  return candidates;
+}
+
+StatusOr<bool> PlanBuilder::EmitConvInt8(const LoweredOp& op, const ConvShape& shape) {
+  std::optional<Quant> src_quant = QuantOf(op.src);
+  if (!src_quant) return false;
+  const Dims& src_dims = DimsOf(op.src);
+  const Dims& dst_dims = shapes_.at(op.dst);
+  CNN_ASSIGN_OR_RETURN(const std::vector<Md> src_candidates, Int8SourceCandidates(op.src, src_dims, *src_quant));
+  const std::optional<Quant> dst_quant = Int8Dst(op.dst);
+  const memory::data_type dst_type = dst_quant ? dst_quant->type : kF32;
+  const float dst_scale = dst_quant ? dst_quant->scale : 1.0f;
+  const int64_t out_channels = op.weights_dims[0];
+  const std::vector<float>& weight_scales = WeightScales(op, out_channels);
+  const dnnl::primitive_attr attr = Int8Attr(op, weight_scales, src_quant->scale, dst_scale);
+  const Md bias_md = PlainMd({out_channels});
+  const std::string weights_key = op.name + "#s8";
+  std::vector<Md> weights_candidates;
+  if (auto preferred = model_->PreferredWeights(weights_key)) weights_candidates.push_back(*preferred);
+  weights_candidates.push_back(AnyMd(shape.weights_dims, kS8));
+  std::optional<dnnl::convolution_forward::primitive_desc> chosen;
+  for (size_t s = 0; s < src_candidates.size() && !chosen; ++s) {
+    for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
+      auto pd = TryCreate([&] {
+        const Md dst_md = AnyMd(dst_dims, dst_type);
+        const auto desc = op.bias.empty()
+                              ? dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct,
+                                                                src_candidates[s], weights_candidates[w], dst_md,
+                                                                shape.strides, shape.dilates, shape.pad_l,
+                                                                shape.pad_r)
+                              : dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct,
+                                                                src_candidates[s], weights_candidates[w], bias_md,
+                                                                dst_md, shape.strides, shape.dilates, shape.pad_l,
+                                                                shape.pad_r);
+        return dnnl::convolution_forward::primitive_desc(desc, attr, engine_);
+      });
+      if (pd && !IsReference(*pd)) chosen = std::move(pd);
+    }
+  }
+  if (!chosen) return false;  // no int8 kernel but the reference one: this layer stays fp32
+  const dnnl::convolution_forward::primitive_desc& pd = *chosen;
+  CNN_ASSIGN_OR_RETURN(MemRef src, GetAs(op.src, pd.src_desc()));
+  if (src.scale != src_quant->scale) return InternalError("node '" + op.name + "': int8 source scale changed");
+  const memory weights = model_->QuantizedWeights(weights_key, PlainMd(shape.weights_dims), op.weights_data(),
+                                                  pd.weights_desc(), weight_scales,
+                                                  shape.groups > 1 ? (1 << 0) | (1 << 1) : 1 << 0);
+  std::vector<std::pair<int, MemRef>> args = {
+      {DNNL_ARG_SRC, src},
+      {DNNL_ARG_WEIGHTS, MemRef{NewBuffer(BufKind::kConst, 0, weights.get_data_handle()), pd.weights_desc()}}};
+  if (const float* bias = Int8Bias(op, weight_scales, src.scale)) {
+    args.push_back({DNNL_ARG_BIAS, Constant(bias, bias_md)});
+  }
+  MemRef dst = NewActivation(pd.dst_desc());
+  dst.scale = dst_scale;
+  args.push_back({DNNL_ARG_DST, dst});
+  AddStep(op.name, pd, std::move(args));
+  Define(op.dst, dst);
+  return true;
+}
+
+StatusOr<bool> PlanBuilder::EmitFcInt8(const LoweredOp& op, const FcOperands& operands, int64_t n) {
+  // An N-D MatMul input bound in its plain layout (FcSourceCandidates) stays fp32.
+  if (operands.src_value == op.src && DimsOf(op.src).size() != 2) return false;
+  std::optional<Quant> src_quant = QuantOf(operands.src_value);
+  if (!src_quant) return false;
+  CNN_ASSIGN_OR_RETURN(const std::vector<Md> src_candidates,
+                       Int8SourceCandidates(operands.src_value, operands.src_dims, *src_quant));
+  const std::optional<Quant> dst_quant = Int8Dst(op.dst);
+  const memory::data_type dst_type = dst_quant ? dst_quant->type : kF32;
+  const float dst_scale = dst_quant ? dst_quant->scale : 1.0f;
+  const std::vector<float>& weight_scales = WeightScales(op, n);
+  const dnnl::primitive_attr attr = Int8Attr(op, weight_scales, src_quant->scale, dst_scale);
+  const Md bias_md = PlainMd({n});
+  const Dims dst_dims = {operands.src_dims[0], n};
+  const std::string weights_key = op.name + "#s8";
+  std::vector<Md> weights_candidates;
+  if (auto preferred = model_->PreferredWeights(weights_key)) weights_candidates.push_back(*preferred);
+  weights_candidates.push_back(AnyMd(operands.weights_dims, kS8));
+  std::optional<dnnl::inner_product_forward::primitive_desc> chosen;
+  for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
+    for (size_t s = 0; s < src_candidates.size() && !chosen; ++s) {
+      auto pd = TryCreate([&] {
+        const Md dst_md = AnyMd(dst_dims, dst_type);
+        const auto desc =
+            op.bias.empty()
+                ? dnnl::inner_product_forward::desc(kInference, src_candidates[s], weights_candidates[w], dst_md)
+                : dnnl::inner_product_forward::desc(kInference, src_candidates[s], weights_candidates[w], bias_md,
+                                                    dst_md);
+        return dnnl::inner_product_forward::primitive_desc(desc, attr, engine_);
+      });
+      if (pd && !IsReference(*pd)) chosen = std::move(pd);
+    }
+  }
+  if (!chosen) return false;
+  const dnnl::inner_product_forward::primitive_desc& pd = *chosen;
+  CNN_ASSIGN_OR_RETURN(MemRef src, GetAs(operands.src_value, pd.src_desc()));
+  if (src.scale != src_quant->scale) return InternalError("node '" + op.name + "': int8 source scale changed");
+  const memory weights = model_->QuantizedWeights(weights_key, operands.user_weights, op.weights_data(),
+                                                  pd.weights_desc(), weight_scales, 1 << 0);
+  std::vector<std::pair<int, MemRef>> args = {
+      {DNNL_ARG_SRC, src},
+      {DNNL_ARG_WEIGHTS, MemRef{NewBuffer(BufKind::kConst, 0, weights.get_data_handle()), pd.weights_desc()}}};
+  if (const float* bias = Int8Bias(op, weight_scales, src.scale)) {
+    args.push_back({DNNL_ARG_BIAS, Constant(bias, bias_md)});
+  }
+  MemRef dst = NewActivation(pd.dst_desc());
+  dst.scale = dst_scale;
+  args.push_back({DNNL_ARG_DST, dst});
+  AddStep(op.name, pd, std::move(args));
+  if (shapes_.at(op.dst).size() == 2) {
+    Define(op.dst, dst);
+    return true;
+  }
+  CNN_RETURN_IF_ERROR(DefinePlain(op.dst, dst, op.name));
+  return true;
+}
+
+}  // namespace cnnserve::dnnl_internal
