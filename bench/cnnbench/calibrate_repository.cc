@@ -26,7 +26,8 @@ StatusOr<std::vector<fs::path>> ImageFiles(const std::string& dir, int64_t count
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
     std::string ext = entry.path().extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (entry.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) files.push_back(entry.path());
+    if (entry.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg"))
+      files.push_back(entry.path());
   }
   if (ec) return InvalidArgumentError("cannot list " + Quoted(dir) + ": " + ec.message());
   if (files.empty()) return InvalidArgumentError(Quoted(dir) + " holds no .png, .jpg or .jpeg file");

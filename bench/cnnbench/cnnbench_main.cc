@@ -281,8 +281,8 @@ Status Run(const Args& args) {
           "\"images_per_s\":%.3f,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"load_ms\":%.1f,"
           "\"compile_ms\":%.1f,\"peak_rss_mb\":%.1f,\"repeats\":%lld,\"runs\":%zu}\n",
           options.backend.c_str(), PrecisionName(options.precision), ModelName(path).c_str(),
-          static_cast<long long>(batch), options.num_threads,
-          ips, p50, p90, p99, load_ms, compile_ms, PeakRssMb(), static_cast<long long>(repeats), latencies.size());
+          static_cast<long long>(batch), options.num_threads, ips, p50, p90, p99, load_ms, compile_ms, PeakRssMb(),
+          static_cast<long long>(repeats), latencies.size());
     } else {
       std::printf("%6lld %12.1f %10.3f %10.3f %10.3f %11.1f %10zu\n", static_cast<long long>(batch), ips, p50, p90,
                   p99, compile_ms, latencies.size());
@@ -345,11 +345,12 @@ int Verify(const Args& args) {
   // Below fp32 close classes may swap places within the top 5; the top-1 class must not change.
   const int64_t same = args.model.precision == Precision::kFp32 ? top5_same : top1_same;
   const bool pass = max_diff <= tol && same == rows;
-  std::printf("%s: precision=%s max_abs_diff=%.3g max_abs_ref=%.3g tolerance=%.3g top1_identical=%lld/%lld "
-              "top5_identical=%lld/%lld %s\n",
-              ModelName(args.positional[1]).c_str(), PrecisionName(args.model.precision), max_diff, max_ref, tol,
-              static_cast<long long>(top1_same), static_cast<long long>(rows), static_cast<long long>(top5_same),
-              static_cast<long long>(rows), pass ? "PASS" : "FAIL");
+  std::printf(
+      "%s: precision=%s max_abs_diff=%.3g max_abs_ref=%.3g tolerance=%.3g top1_identical=%lld/%lld "
+      "top5_identical=%lld/%lld %s\n",
+      ModelName(args.positional[1]).c_str(), PrecisionName(args.model.precision), max_diff, max_ref, tol,
+      static_cast<long long>(top1_same), static_cast<long long>(rows), static_cast<long long>(top5_same),
+      static_cast<long long>(rows), pass ? "PASS" : "FAIL");
   return pass ? kExitOk : kExitFailed;
 }
 
@@ -392,7 +393,8 @@ Status CalibrateRepository(const Args& args, const CalibrateOptions& options) {
     return InvalidArgumentError("calibrate --model-repository takes --images, not --input/--out");
   }
   const auto t0 = Clock::now();
-  CNN_ASSIGN_OR_RETURN(const RepositoryCalibrationResult result, CalibrateRepositoryModel(args.repository, options));
+  CNN_ASSIGN_OR_RETURN(const RepositoryCalibrationResult result,
+                       CalibrateRepositoryModel(args.repository, options));
   std::printf("%s: %zu tensor ranges over %lld images in %.1f s -> %s\n", args.repository.model.c_str(),
               result.calibration.ranges.size(), static_cast<long long>(result.calibration.images),
               MsSince(t0) / kMillisPerSecond, result.path.c_str());
@@ -417,10 +419,11 @@ Status CalibrateCommand(const Args& args) {
   const auto t0 = Clock::now();
   CNN_ASSIGN_OR_RETURN(const Calibration calibration, Calibrate(graph, input, options));
   CNN_RETURN_IF_ERROR(WriteCalibrationFile(args.out, calibration));
-  std::printf("%s: %zu tensor ranges over %lld images (%s) in %.1f s -> %s\n", ModelName(args.positional[1]).c_str(),
-              calibration.ranges.size(), static_cast<long long>(calibration.images),
-              options.method == CalibrationMethod::kMinMax ? "minmax" : "percentile", MsSince(t0) / kMillisPerSecond,
-              args.out.c_str());
+  std::printf("%s: %zu tensor ranges over %lld images (%s) in %.1f s -> %s\n",
+              ModelName(args.positional[1]).c_str(), calibration.ranges.size(),
+              static_cast<long long>(calibration.images),
+              options.method == CalibrationMethod::kMinMax ? "minmax" : "percentile",
+              MsSince(t0) / kMillisPerSecond, args.out.c_str());
   return OkStatus();
 }
 

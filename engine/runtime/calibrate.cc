@@ -30,7 +30,8 @@ class RangeMeter {
   TensorRange Range(const CalibrateOptions& options) {
     if (options.method == CalibrationMethod::kMinMax || samples_.empty()) return TensorRange{lo_, hi_};
     const auto quantile = [&](double q) {
-      const size_t k = std::min(samples_.size() - 1, static_cast<size_t>(q * static_cast<double>(samples_.size())));
+      const size_t k =
+          std::min(samples_.size() - 1, static_cast<size_t>(q * static_cast<double>(samples_.size())));
       std::nth_element(samples_.begin(), samples_.begin() + static_cast<std::ptrdiff_t>(k), samples_.end());
       return samples_[k];
     };
@@ -59,7 +60,8 @@ Status CheckInputs(const Graph& graph, const Tensor& images, const CalibrateOpti
   if (options.batch < 1 || options.max_samples < 1) {
     return InvalidArgumentError("calibration batch and max_samples must be positive");
   }
-  if (options.method == CalibrationMethod::kPercentile && !(options.percentile > 50.0 && options.percentile <= 100.0)) {
+  if (options.method == CalibrationMethod::kPercentile &&
+      !(options.percentile > 50.0 && options.percentile <= 100.0)) {
     return InvalidArgumentError("calibration percentile must be in (50, 100]");
   }
   const float* values = images.data();

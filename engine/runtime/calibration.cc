@@ -99,7 +99,8 @@ StatusOr<Calibration> ParseCalibration(std::string_view text) {
     if (keyword == "range") {
       CNN_RETURN_IF_ERROR(ParseRange(rest, line_number, calibration.ranges));
     } else if (keyword == "version") {
-      if (Trimmed(rest) != "1") return LineError(line_number, "version " + Quoted(Trimmed(rest)) + " (expected 1)");
+      if (Trimmed(rest) != "1")
+        return LineError(line_number, "version " + Quoted(Trimmed(rest)) + " (expected 1)");
       version = true;
     } else if (keyword == "method") {
       CNN_RETURN_IF_ERROR(ParseMethod(rest, line_number, calibration));
@@ -113,7 +114,8 @@ StatusOr<Calibration> ParseCalibration(std::string_view text) {
       calibration.source = std::string(Trimmed(rest));
       images = true;
     } else {
-      return LineError(line_number, "unknown record " + Quoted(keyword) + " (expected version, method, images, range)");
+      return LineError(line_number,
+                       "unknown record " + Quoted(keyword) + " (expected version, method, images, range)");
     }
   }
   if (!version || !method || !images) {

@@ -33,7 +33,7 @@ struct ModelOptions {
   // Which eligible convolutions get Winograd (see BackendOptions).
   WinogradPolicy winograd_policy = WinogradPolicy::kHeuristic;
   int64_t fc_blocked_weights_min_batch = 8;  // see BackendOptions
-  bool optimize = true;          // run OptimizeForInference before compiling
+  bool optimize = true;                      // run OptimizeForInference before compiling
   // The data type of the compiled layers (see Precision). kBf16 and kInt8 need the "dnnl" backend.
   Precision precision = Precision::kFp32;
   // kInt8: the calibrated activation ranges (engine/runtime/calibration.h); required for kInt8.

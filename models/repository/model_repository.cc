@@ -141,8 +141,9 @@ Status ApplyPrecision(const v1::ModelConfig& config, const fs::path& folder, Mod
   const std::string path = (folder / kCalibrationFileName).string();
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    return NotFoundError(path + ": missing (precision INT8 needs the calibration file that `cnnbench calibrate` "
-                                "writes into the version folder)");
+    return NotFoundError(path +
+                         ": missing (precision INT8 needs the calibration file that `cnnbench calibrate` "
+                         "writes into the version folder)");
   }
   CNN_ASSIGN_OR_RETURN(Calibration calibration, ReadCalibrationFile(path));
   model_options.ranges = std::make_shared<const TensorRanges>(std::move(calibration.ranges));

@@ -71,16 +71,16 @@ Status PlanBuilder::EmitConv(const LoweredOp& op) {
   const Md user_weights = PlainMd(weights_dims);
   const Md bias_md = PlainMd({op.weights_dims[0]});
   // oneDNN 2.6 has no bf16 Winograd (DESIGN.md section 6): direct only below fp32.
-  bool winograd_eligible = model_->options().allow_winograd && compute_type_ == kF32 && groups == 1 && spatial == 2 &&
-                           op.weights_dims[0] % 16 == 0 && op.weights_dims[1] % 16 == 0;
+  bool winograd_eligible = model_->options().allow_winograd && compute_type_ == kF32 && groups == 1 &&
+                           spatial == 2 && op.weights_dims[0] % 16 == 0 && op.weights_dims[1] % 16 == 0;
   for (size_t i = 0; i < spatial; ++i) {
     winograd_eligible = winograd_eligible && op.weights_dims[2 + i] == 3 && strides[i] == 1 && dilates[i] == 0;
   }
   const auto make_pd = [&](const Md& src_md, const Md& weights_md, dnnl::algorithm algorithm) {
     if (op.bias.empty()) {
       return dnnl::convolution_forward::primitive_desc(
-          dnnl::convolution_forward::desc(kInference, algorithm, src_md, weights_md, AnyMd(dst_dims, DstType(op.dst)), strides,
-                                          dilates, pad_l, pad_r),
+          dnnl::convolution_forward::desc(kInference, algorithm, src_md, weights_md,
+                                          AnyMd(dst_dims, DstType(op.dst)), strides, dilates, pad_l, pad_r),
           FusedAttr(op.relu), engine_);
     }
     return dnnl::convolution_forward::primitive_desc(

@@ -93,8 +93,7 @@ Status PlanBuilder::EmitFc(const LoweredOp& op) {
     if (op.bias.empty()) {
       return dnnl::inner_product_forward::primitive_desc(
           dnnl::inner_product_forward::desc(kInference, src_md, weights_md, AnyMd(dst_dims, DstType(op.dst))),
-          FusedAttr(op.relu),
-          engine_);
+          FusedAttr(op.relu), engine_);
     }
     return dnnl::inner_product_forward::primitive_desc(
         dnnl::inner_product_forward::desc(kInference, src_md, weights_md, bias_md,

@@ -4,7 +4,8 @@
 // with one scale per output channel. oneDNN 2.x computes dst = output_scale[oc] * (acc + bias) then the
 // post-ops, so the bias is given in the accumulator's units (bias x src_scale x weight_scale[oc]) and
 // output_scale[oc] = dst_scale / (src_scale x weight_scale[oc]) takes the result straight to the next layer's
-// int8 scale (or to fp32 with dst_scale 1).
+// int8 scale (or to fp32 with dst_scale 1). Convolutions are direct: oneDNN 2.6's int8 Winograd
+// (jit_int8_wino:avx512_core_vnni) ran VGG-16 slower at every batch size measured (bench/RESULTS.md "Precision").
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -108,7 +109,7 @@ const float* PlanBuilder::Int8Bias(const LoweredOp& op, const std::vector<float>
 }
 
 StatusOr<std::vector<Md>> PlanBuilder::Int8SourceCandidates(const std::string& value, const Dims& dims,
-                                                           Quant& quant) {
+                                                            Quant& quant) {
   CNN_ASSIGN_OR_RETURN(MemRef current, Get(value));
   std::vector<Md> candidates;
   if (IsInt8(current.md)) {
@@ -117,6 +118,27 @@ StatusOr<std::vector<Md>> PlanBuilder::Int8SourceCandidates(const std::string& v
   }
   candidates.push_back(AnyMd(dims, quant.type));
   return candidates;
+}
+
+StatusOr<PlanBuilder::MemRef> PlanBuilder::AddInt8Step(const LoweredOp& op, const dnnl::primitive_desc_base& pd,
+                                                       const Md& src_md, const Md& weights_md, const Md& dst_md,
+                                                       const std::vector<float>& weight_scales,
+                                                       const Int8Operands& operands) {
+  CNN_ASSIGN_OR_RETURN(const MemRef src, GetAs(operands.src_value, src_md));
+  if (src.scale != operands.src_scale) return InternalError("node '" + op.name + "': int8 source scale changed");
+  const memory weights = model_->QuantizedWeights(op.name + "#s8", operands.user_weights, op.weights_data(),
+                                                  weights_md, weight_scales, operands.weights_scale_mask);
+  std::vector<std::pair<int, MemRef>> args = {
+      {DNNL_ARG_SRC, src},
+      {DNNL_ARG_WEIGHTS, MemRef{NewBuffer(BufKind::kConst, 0, weights.get_data_handle()), weights_md}}};
+  if (const float* bias = Int8Bias(op, weight_scales, src.scale)) {
+    args.push_back({DNNL_ARG_BIAS, Constant(bias, PlainMd({static_cast<int64_t>(weight_scales.size())}))});
+  }
+  MemRef dst = NewActivation(dst_md);
+  dst.scale = operands.dst_scale;
+  args.push_back({DNNL_ARG_DST, dst});
+  AddStep(op.name, pd, std::move(args));
+  return dst;
 }
 
 StatusOr<bool> PlanBuilder::EmitConvInt8(const LoweredOp& op, const ConvShape& shape) {
@@ -132,24 +154,22 @@ StatusOr<bool> PlanBuilder::EmitConvInt8(const LoweredOp& op, const ConvShape& s
   const std::vector<float>& weight_scales = WeightScales(op, out_channels);
   const dnnl::primitive_attr attr = Int8Attr(op, weight_scales, src_quant->scale, dst_scale);
   const Md bias_md = PlainMd({out_channels});
-  const std::string weights_key = op.name + "#s8";
   std::vector<Md> weights_candidates;
-  if (auto preferred = model_->PreferredWeights(weights_key)) weights_candidates.push_back(*preferred);
+  if (auto preferred = model_->PreferredWeights(op.name + "#s8")) weights_candidates.push_back(*preferred);
   weights_candidates.push_back(AnyMd(shape.weights_dims, kS8));
   std::optional<dnnl::convolution_forward::primitive_desc> chosen;
   for (size_t s = 0; s < src_candidates.size() && !chosen; ++s) {
     for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
       auto pd = TryCreate([&] {
         const Md dst_md = AnyMd(dst_dims, dst_type);
-        const auto desc = op.bias.empty()
-                              ? dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct,
-                                                                src_candidates[s], weights_candidates[w], dst_md,
-                                                                shape.strides, shape.dilates, shape.pad_l,
-                                                                shape.pad_r)
-                              : dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct,
-                                                                src_candidates[s], weights_candidates[w], bias_md,
-                                                                dst_md, shape.strides, shape.dilates, shape.pad_l,
-                                                                shape.pad_r);
+        const auto desc =
+            op.bias.empty()
+                ? dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct,
+                                                  src_candidates[s], weights_candidates[w], dst_md, shape.strides,
+                                                  shape.dilates, shape.pad_l, shape.pad_r)
+                : dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct,
+                                                  src_candidates[s], weights_candidates[w], bias_md, dst_md,
+                                                  shape.strides, shape.dilates, shape.pad_l, shape.pad_r);
         return dnnl::convolution_forward::primitive_desc(desc, attr, engine_);
       });
       if (pd && !IsReference(*pd)) chosen = std::move(pd);
@@ -157,21 +177,10 @@ StatusOr<bool> PlanBuilder::EmitConvInt8(const LoweredOp& op, const ConvShape& s
   }
   if (!chosen) return false;  // no int8 kernel but the reference one: this layer stays fp32
   const dnnl::convolution_forward::primitive_desc& pd = *chosen;
-  CNN_ASSIGN_OR_RETURN(MemRef src, GetAs(op.src, pd.src_desc()));
-  if (src.scale != src_quant->scale) return InternalError("node '" + op.name + "': int8 source scale changed");
-  const memory weights = model_->QuantizedWeights(weights_key, PlainMd(shape.weights_dims), op.weights_data(),
-                                                  pd.weights_desc(), weight_scales,
-                                                  shape.groups > 1 ? (1 << 0) | (1 << 1) : 1 << 0);
-  std::vector<std::pair<int, MemRef>> args = {
-      {DNNL_ARG_SRC, src},
-      {DNNL_ARG_WEIGHTS, MemRef{NewBuffer(BufKind::kConst, 0, weights.get_data_handle()), pd.weights_desc()}}};
-  if (const float* bias = Int8Bias(op, weight_scales, src.scale)) {
-    args.push_back({DNNL_ARG_BIAS, Constant(bias, bias_md)});
-  }
-  MemRef dst = NewActivation(pd.dst_desc());
-  dst.scale = dst_scale;
-  args.push_back({DNNL_ARG_DST, dst});
-  AddStep(op.name, pd, std::move(args));
+  const Int8Operands operands{op.src, src_quant->scale, PlainMd(shape.weights_dims),
+                              shape.groups > 1 ? (1 << 0) | (1 << 1) : 1 << 0, dst_scale};
+  CNN_ASSIGN_OR_RETURN(const MemRef dst, AddInt8Step(op, pd, pd.src_desc(), pd.weights_desc(), pd.dst_desc(),
+                                                     weight_scales, operands));
   Define(op.dst, dst);
   return true;
 }
@@ -190,9 +199,8 @@ StatusOr<bool> PlanBuilder::EmitFcInt8(const LoweredOp& op, const FcOperands& op
   const dnnl::primitive_attr attr = Int8Attr(op, weight_scales, src_quant->scale, dst_scale);
   const Md bias_md = PlainMd({n});
   const Dims dst_dims = {operands.src_dims[0], n};
-  const std::string weights_key = op.name + "#s8";
   std::vector<Md> weights_candidates;
-  if (auto preferred = model_->PreferredWeights(weights_key)) weights_candidates.push_back(*preferred);
+  if (auto preferred = model_->PreferredWeights(op.name + "#s8")) weights_candidates.push_back(*preferred);
   weights_candidates.push_back(AnyMd(operands.weights_dims, kS8));
   std::optional<dnnl::inner_product_forward::primitive_desc> chosen;
   for (size_t w = 0; w < weights_candidates.size() && !chosen; ++w) {
@@ -211,20 +219,9 @@ StatusOr<bool> PlanBuilder::EmitFcInt8(const LoweredOp& op, const FcOperands& op
   }
   if (!chosen) return false;
   const dnnl::inner_product_forward::primitive_desc& pd = *chosen;
-  CNN_ASSIGN_OR_RETURN(MemRef src, GetAs(operands.src_value, pd.src_desc()));
-  if (src.scale != src_quant->scale) return InternalError("node '" + op.name + "': int8 source scale changed");
-  const memory weights = model_->QuantizedWeights(weights_key, operands.user_weights, op.weights_data(),
-                                                  pd.weights_desc(), weight_scales, 1 << 0);
-  std::vector<std::pair<int, MemRef>> args = {
-      {DNNL_ARG_SRC, src},
-      {DNNL_ARG_WEIGHTS, MemRef{NewBuffer(BufKind::kConst, 0, weights.get_data_handle()), pd.weights_desc()}}};
-  if (const float* bias = Int8Bias(op, weight_scales, src.scale)) {
-    args.push_back({DNNL_ARG_BIAS, Constant(bias, bias_md)});
-  }
-  MemRef dst = NewActivation(pd.dst_desc());
-  dst.scale = dst_scale;
-  args.push_back({DNNL_ARG_DST, dst});
-  AddStep(op.name, pd, std::move(args));
+  const Int8Operands int8{operands.src_value, src_quant->scale, operands.user_weights, 1 << 0, dst_scale};
+  CNN_ASSIGN_OR_RETURN(const MemRef dst,
+                       AddInt8Step(op, pd, pd.src_desc(), pd.weights_desc(), pd.dst_desc(), weight_scales, int8));
   if (shapes_.at(op.dst).size() == 2) {
     Define(op.dst, dst);
     return true;

@@ -75,8 +75,7 @@ Status PlanBuilder::EmitPool(const LoweredOp& op) {
   }
   const dnnl::pooling_v2_forward::primitive_desc pd(
       dnnl::pooling_v2_forward::desc(kInference, algorithm, src.md, AnyMd(dst_dims, src.md.data_type()), strides,
-                                     kernel, dilates,
-                                     pad_l, pad_r_eff),
+                                     kernel, dilates, pad_l, pad_r_eff),
       ScratchpadAttr(), engine_);
   if (!(pd.src_desc() == src.md))
     return InternalError("node '" + op.name + "': pooling changed its source layout");
@@ -124,7 +123,8 @@ Status PlanBuilder::EmitLrn(const LoweredOp& op) {
     const Md bias_md = PlainMd({channels});
     const dnnl::convolution_forward::primitive_desc conv_pd(
         dnnl::convolution_forward::desc(kInference, dnnl::algorithm::convolution_direct, squares.md,
-                                        AnyMd(weights_dims, src.md.data_type()), bias_md, squares.md, ones, zeros, zeros, zeros),
+                                        AnyMd(weights_dims, src.md.data_type()), bias_md, squares.md, ones, zeros,
+                                        zeros, zeros),
         attr, engine_);
     const MemRef scale = NewActivation(conv_pd.dst_desc());
     AddStep(op.name + " (window)", conv_pd,

@@ -110,6 +110,20 @@ class PlanBuilder {
   const float* Int8Bias(const LoweredOp& op, const std::vector<float>& weight_scales, float src_scale);
   // The int8 source of `value` in the layouts to offer: its own when it is int8 already, else oneDNN's choice.
   StatusOr<std::vector<Md>> Int8SourceCandidates(const std::string& value, const Dims& dims, Quant& quant);
+  // What AddInt8Step needs besides the primitive: the source value and its scale, the graph's weights (their
+  // layout and the oneDNN mask of their output-channel dims), the scale of the destination (fp32: 1).
+  struct Int8Operands {
+    std::string src_value;
+    float src_scale;
+    Md user_weights;
+    int weights_scale_mask;
+    float dst_scale;
+  };
+  // Binds the source (reordered to `src_md`), the quantized weights (shared per model), the rescaled bias and a
+  // new destination to an int8 convolution or inner product `pd`, adds the step and returns the destination.
+  StatusOr<MemRef> AddInt8Step(const LoweredOp& op, const dnnl::primitive_desc_base& pd, const Md& src_md,
+                               const Md& weights_md, const Md& dst_md, const std::vector<float>& weight_scales,
+                               const Int8Operands& operands);
   // Emit the op in int8; false (nothing emitted) when it stays fp32: no calibrated range for its source or no
   // int8 kernel better than the reference one.
   StatusOr<bool> EmitConvInt8(const LoweredOp& op, const ConvShape& shape);
@@ -139,7 +153,7 @@ class PlanBuilder {
   Status Emit(const LoweredOp& op);
   Status EmitConv(const LoweredOp& op);  // dnnl_emit_conv.cc
   ConvShape ConvShapeOf(const LoweredOp& op, size_t spatial) const;
-  Status EmitFc(const LoweredOp& op);    // dnnl_emit_fc.cc
+  Status EmitFc(const LoweredOp& op);  // dnnl_emit_fc.cc
   StatusOr<FcOperands> FcOperandsOf(const LoweredOp& op, int64_t n, int64_t k);
   StatusOr<std::vector<Md>> FcSourceCandidates(const LoweredOp& op, const FcOperands& operands, MemRef& bound);
   std::vector<Md> FcWeightCandidates(const LoweredOp& op, const FcOperands& operands);

@@ -143,7 +143,8 @@ TEST(ModelRepositoryTest, ParseErrorsAreCollectedWithPositions) {
   EXPECT_EQ(bad_enum.status().message().rfind("m/config.pbtxt:1:", 0), 0u) << bad_enum.status().message();
   EXPECT_NE(bad_enum.status().message().find("PURPLE"), std::string::npos);
 
-  StatusOr<v1::ModelConfig> bad_policy = ParseModelConfig("dynamic_batching { policy: SOMETIMES }", "m/config.pbtxt");
+  StatusOr<v1::ModelConfig> bad_policy =
+      ParseModelConfig("dynamic_batching { policy: SOMETIMES }", "m/config.pbtxt");
   ASSERT_FALSE(bad_policy.ok());
   EXPECT_NE(bad_policy.status().message().find("Unknown enumeration value of \"SOMETIMES\" for field \"policy\""),
             std::string::npos)
@@ -192,8 +193,7 @@ TEST(ModelRepositoryTest, BadFieldValuesAreReportedWithFileAndField) {
        "field platform: \"tensorflow\" is not one of \"onnx\", \"ensemble\", \"null\""},
       {"classes_not_null", "max_batch_size: 64", "max_batch_size: 64 num_classes: 10",
        "field num_classes: only allowed with platform: \"null\""},
-      {"null_without_classes", "platform: \"onnx\"", "platform: \"null\"",
-       "field num_classes: 0 must be >= 1"},
+      {"null_without_classes", "platform: \"onnx\"", "platform: \"null\"", "field num_classes: 0 must be >= 1"},
       {"two_dims", "dims: [1, 32, 32]", "dims: [32, 32]",
        "field input.dims: [32, 32] must have 3 values (C, H, W) or none"},
       {"zero_dim", "dims: [1, 32, 32]", "dims: [1, 0, 32]", "field input.dims[1]: 0 must be >= 1"},
