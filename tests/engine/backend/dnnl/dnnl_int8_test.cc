@@ -119,13 +119,7 @@ TEST_F(DnnlInt8Test, OutputsStayCloseToTheFp32Reference) {
   ASSERT_TRUE(reference.ok() && int8.ok());
   for (int64_t batch : {1, 3, 8}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    auto ref_plan = (*reference)->Compile(batch);
-    auto int8_plan = (*int8)->Compile(batch);
-    ASSERT_TRUE(ref_plan.ok() && int8_plan.ok());
-    const std::vector<float> input = RandomVector(NumElements((*ref_plan)->input_dims()), 7);
-    const std::vector<float> want = RunPlan(**ref_plan, input);
-    const std::vector<float> got = RunPlan(**int8_plan, input);
-    const Comparison c = Compare(got.data(), want.data(), static_cast<int64_t>(want.size()));
+    const Comparison c = CompareAtBatch(**reference, **int8, batch);
     // Four layers quantized to 8 bits: a few percent of the largest logit (measured here: about 2%).
     EXPECT_LE(c.max_abs_diff, 6e-2 * c.max_abs_ref) << "max|ref| " << c.max_abs_ref;
     // Not fp32 nor bf16: a plan that silently skipped quantization would match to better than 1%.

@@ -46,13 +46,7 @@ void ExpectCloseToReference(const std::shared_ptr<const Graph>& graph, const std
   ASSERT_TRUE(reference.ok() && bf16.ok());
   for (int64_t batch : batches) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    auto ref_plan = (*reference)->Compile(batch);
-    auto bf16_plan = (*bf16)->Compile(batch);
-    ASSERT_TRUE(ref_plan.ok() && bf16_plan.ok());
-    const std::vector<float> input = RandomVector(NumElements((*ref_plan)->input_dims()), 7);
-    const std::vector<float> want = RunPlan(**ref_plan, input);
-    const std::vector<float> got = RunPlan(**bf16_plan, input);
-    const Comparison c = Compare(got.data(), want.data(), static_cast<int64_t>(want.size()));
+    const Comparison c = CompareAtBatch(**reference, **bf16, batch);
     EXPECT_LE(c.max_abs_diff, 2e-2 * c.max_abs_ref + 1e-3) << "max|ref| " << c.max_abs_ref;
     // Not fp32: a plan that silently computed in fp32 would match to 1e-4.
     EXPECT_GT(c.max_abs_diff, 1e-4 * c.max_abs_ref + 1e-5);

@@ -43,6 +43,19 @@ inline std::vector<float> RunPlan(Plan& plan, const std::vector<float>& input) {
   return output;
 }
 
+// Compiles `reference` and `other` at `batch`, runs both on the same random input and compares other's output
+// with the reference's.
+inline Comparison CompareAtBatch(Backend& reference, Backend& other, int64_t batch, uint32_t seed = 7) {
+  auto ref_plan = reference.Compile(batch);
+  auto other_plan = other.Compile(batch);
+  EXPECT_TRUE(ref_plan.ok() && other_plan.ok());
+  if (!ref_plan.ok() || !other_plan.ok()) return Comparison{1e30, 0};
+  const std::vector<float> input = RandomVector(NumElements((*ref_plan)->input_dims()), seed);
+  const std::vector<float> want = RunPlan(**ref_plan, input);
+  const std::vector<float> got = RunPlan(**other_plan, input);
+  return Compare(got.data(), want.data(), static_cast<int64_t>(want.size()));
+}
+
 // Compiles `graph` with the reference and the oneDNN backends at each batch size, runs both on the same random
 // input and expects max|diff| <= 1e-4 * max|ref| + 1e-5. Returns the worst comparison.
 inline Comparison ExpectMatchesReference(const std::shared_ptr<const Graph>& graph,
