@@ -163,6 +163,9 @@ void AddFlags(FlagSet& flags, Args* args) {
                          "calibrate: images used (default 512)");
   flags.Integer<int64_t>("--version", &args->repository.version, 1, int64_t{1} << 40, "V",
                          "calibrate: the version folder (default the newest)");
+  flags.Double("--max-error", &args->calibrate.max_output_error, 0, 1e6, "E",
+               "calibrate: keep layers in fp32 until the int8 outputs on the calibration images are within E x "
+               "the largest |fp32 output| (default 0: all layers int8)");
   flags.Double("--percentile", &args->calibrate.percentile, 50.000001, 100, "P",
                "calibrate --method percentile: the percentile kept (default 99.99)");
   flags.Switch("--json", &args->json, "inspect, run: print JSON");
@@ -365,8 +368,8 @@ const std::map<std::string, std::vector<std::string>, std::less<>>& CommandFlags
        {"--input", "--expect", "--rtol", "--atol", "--backend", "--threads", "--winograd", "--no-winograd",
         "--fc-blocked-min-batch", "--precision", "--calibration"}},
       {"calibrate",
-       {"--input", "--out", "--method", "--percentile", "--threads", "--model-repository", "--model", "--images",
-        "--count", "--version"}},
+       {"--input", "--out", "--method", "--percentile", "--max-error", "--threads", "--model-repository",
+        "--model", "--images", "--count", "--version"}},
   };
   return *kFlags;
 }
@@ -380,7 +383,7 @@ Status LoadCalibration(Args* args) {
   }
   if (!int8) return OkStatus();
   CNN_ASSIGN_OR_RETURN(Calibration calibration, ReadCalibrationFile(args->calibration));
-  args->model.ranges = std::make_shared<const TensorRanges>(std::move(calibration.ranges));
+  args->model.ranges = Int8Ranges(calibration);
   return OkStatus();
 }
 
@@ -395,8 +398,9 @@ Status CalibrateRepository(const Args& args, const CalibrateOptions& options) {
   const auto t0 = Clock::now();
   CNN_ASSIGN_OR_RETURN(const RepositoryCalibrationResult result,
                        CalibrateRepositoryModel(args.repository, options));
-  std::printf("%s: %zu tensor ranges over %lld images in %.1f s -> %s\n", args.repository.model.c_str(),
-              result.calibration.ranges.size(), static_cast<long long>(result.calibration.images),
+  std::printf("%s: %zu tensor ranges over %lld images, %zu kept in fp32, in %.1f s -> %s\n",
+              args.repository.model.c_str(), result.calibration.ranges.size(),
+              static_cast<long long>(result.calibration.images), result.calibration.fp32_tensors.size(),
               MsSince(t0) / kMillisPerSecond, result.path.c_str());
   return OkStatus();
 }
@@ -419,11 +423,11 @@ Status CalibrateCommand(const Args& args) {
   const auto t0 = Clock::now();
   CNN_ASSIGN_OR_RETURN(const Calibration calibration, Calibrate(graph, input, options));
   CNN_RETURN_IF_ERROR(WriteCalibrationFile(args.out, calibration));
-  std::printf("%s: %zu tensor ranges over %lld images (%s) in %.1f s -> %s\n",
+  std::printf("%s: %zu tensor ranges over %lld images (%s), %zu kept in fp32, in %.1f s -> %s\n",
               ModelName(args.positional[1]).c_str(), calibration.ranges.size(),
               static_cast<long long>(calibration.images),
               options.method == CalibrationMethod::kMinMax ? "minmax" : "percentile",
-              MsSince(t0) / kMillisPerSecond, args.out.c_str());
+              calibration.fp32_tensors.size(), MsSince(t0) / kMillisPerSecond, args.out.c_str());
   return OkStatus();
 }
 

@@ -1,5 +1,6 @@
 // Calibrate (declared in calibration.h): measures activation ranges by running the graph truncated at each
-// tensor (Model::UpToLayer) over the calibration images in fp32.
+// tensor (Model::UpToLayer) over the calibration images in fp32, then (max_output_error) keeps the input tensors
+// of the layers int8 hurts most in fp32.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -57,8 +58,8 @@ Status CheckInputs(const Graph& graph, const Tensor& images, const CalibrateOpti
     return InvalidArgumentError("calibration images have shape [" + DimsToString(images.dims()) +
                                 "], expected [N x " + DimsToString(Dims(in.begin() + 1, in.end())) + "]");
   }
-  if (options.batch < 1 || options.max_samples < 1) {
-    return InvalidArgumentError("calibration batch and max_samples must be positive");
+  if (options.batch < 1 || options.max_samples < 1 || !(options.max_output_error >= 0)) {
+    return InvalidArgumentError("calibration batch and max_samples must be positive, max_output_error >= 0");
   }
   if (options.method == CalibrationMethod::kPercentile &&
       !(options.percentile > 50.0 && options.percentile <= 100.0)) {
@@ -93,6 +94,61 @@ bool CopiesInput(OpType type) {
          type == OpType::kIdentity;
 }
 
+// The outputs of a model over all images, run `options.batch` at a time.
+StatusOr<std::vector<float>> RunAll(const Model& model, const Tensor& images, const CalibrateOptions& options) {
+  const int64_t n = images.dims()[0];
+  std::vector<float> out(static_cast<size_t>(n * model.item_output_size()));
+  std::unique_ptr<Session> session = model.NewSession();
+  for (int64_t start = 0; start < n; start += options.batch) {
+    const int64_t count = std::min(options.batch, n - start);
+    CNN_RETURN_IF_ERROR(session->Run(images.data() + start * model.item_input_size(), count,
+                                     out.data() + start * model.item_output_size()));
+  }
+  return out;
+}
+
+// max|int8 - fp32| / max|fp32| over the images, with `fp32_tensors` kept in fp32.
+StatusOr<double> Int8Error(const std::shared_ptr<const Graph>& graph, const Tensor& images,
+                           const Calibration& calibration, const std::vector<float>& want,
+                           const CalibrateOptions& options) {
+  ModelOptions int8;
+  int8.num_threads = options.num_threads;
+  int8.precision = Precision::kInt8;
+  int8.ranges = Int8Ranges(calibration);
+  CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::Create(graph, int8));
+  CNN_ASSIGN_OR_RETURN(const std::vector<float> got, RunAll(*model, images, options));
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
+    ref = std::max(ref, static_cast<double>(std::fabs(want[i])));
+  }
+  return ref > 0 ? diff / ref : diff;
+}
+
+// The per-layer fallback: each layer's source alone in fp32 is tried once; then they go to fp32 in the order of
+// the error they leave, smallest first, until the error is within the bound (or every one is fp32).
+Status ChooseFp32Tensors(const std::shared_ptr<const Graph>& graph, const Model& fp32, const Tensor& images,
+                         const CalibrateOptions& options, Calibration& calibration) {
+  CNN_ASSIGN_OR_RETURN(const std::vector<float> want, RunAll(fp32, images, options));
+  CNN_ASSIGN_OR_RETURN(double error, Int8Error(graph, images, calibration, want, options));
+  if (error <= options.max_output_error) return OkStatus();
+  std::vector<std::pair<double, std::string>> alone;
+  for (const Node& node : graph->nodes()) {
+    const bool layer = node.type == OpType::kConv || node.type == OpType::kGemm || node.type == OpType::kMatMul;
+    if (!layer || node.inputs.empty() || calibration.fp32_tensors.count(node.inputs[0]) > 0) continue;
+    Calibration trial = calibration;
+    trial.fp32_tensors.insert(node.inputs[0]);
+    CNN_ASSIGN_OR_RETURN(const double trial_error, Int8Error(graph, images, trial, want, options));
+    alone.emplace_back(trial_error, node.inputs[0]);
+  }
+  std::sort(alone.begin(), alone.end());
+  for (size_t i = 0; i < alone.size() && error > options.max_output_error; ++i) {
+    calibration.fp32_tensors.insert(alone[i].second);
+    CNN_ASSIGN_OR_RETURN(error, Int8Error(graph, images, calibration, want, options));
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 StatusOr<Calibration> Calibrate(std::shared_ptr<const Graph> graph, const Tensor& images,
@@ -122,6 +178,9 @@ StatusOr<Calibration> Calibrate(std::shared_ptr<const Graph> graph, const Tensor
     }
     CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> truncated, model->UpToLayer(value));
     CNN_ASSIGN_OR_RETURN(calibration.ranges[value], MeasureOutput(*truncated, images, options));
+  }
+  if (options.max_output_error > 0) {
+    CNN_RETURN_IF_ERROR(ChooseFp32Tensors(graph, *model, images, options, calibration));
   }
   return calibration;
 }

@@ -98,6 +98,10 @@ StatusOr<Calibration> ParseCalibration(std::string_view text) {
     const std::string_view keyword = NextWord(rest);
     if (keyword == "range") {
       CNN_RETURN_IF_ERROR(ParseRange(rest, line_number, calibration.ranges));
+    } else if (keyword == "fp32") {
+      const std::string name(Trimmed(rest));
+      if (name.empty()) return LineError(line_number, "expected: fp32 <tensor name>");
+      calibration.fp32_tensors.insert(name);
     } else if (keyword == "version") {
       if (Trimmed(rest) != "1")
         return LineError(line_number, "version " + Quoted(Trimmed(rest)) + " (expected 1)");
@@ -115,7 +119,7 @@ StatusOr<Calibration> ParseCalibration(std::string_view text) {
       images = true;
     } else {
       return LineError(line_number,
-                       "unknown record " + Quoted(keyword) + " (expected version, method, images, range)");
+                       "unknown record " + Quoted(keyword) + " (expected version, method, images, range, fp32)");
     }
   }
   if (!version || !method || !images) {
@@ -142,7 +146,14 @@ std::string FormatCalibration(const Calibration& calibration) {
     std::snprintf(numbers, sizeof(numbers), "%.9g %.9g", range.min, range.max);
     out << "range " << numbers << " " << name << "\n";
   }
+  for (const std::string& name : calibration.fp32_tensors) out << "fp32 " << name << "\n";
   return out.str();
+}
+
+std::shared_ptr<const TensorRanges> Int8Ranges(const Calibration& calibration) {
+  auto ranges = std::make_shared<TensorRanges>(calibration.ranges);
+  for (const std::string& name : calibration.fp32_tensors) ranges->erase(name);
+  return ranges;
 }
 
 StatusOr<Calibration> ReadCalibrationFile(const std::string& path) {

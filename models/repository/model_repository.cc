@@ -146,7 +146,7 @@ Status ApplyPrecision(const v1::ModelConfig& config, const fs::path& folder, Mod
                          "writes into the version folder)");
   }
   CNN_ASSIGN_OR_RETURN(Calibration calibration, ReadCalibrationFile(path));
-  model_options.ranges = std::make_shared<const TensorRanges>(std::move(calibration.ranges));
+  model_options.ranges = Int8Ranges(calibration);
   return OkStatus();
 }
 

@@ -188,8 +188,9 @@ StatusOr<bool> PlanBuilder::EmitConvInt8(const LoweredOp& op, const ConvShape& s
 StatusOr<bool> PlanBuilder::EmitFcInt8(const LoweredOp& op, const FcOperands& operands, int64_t n) {
   // An N-D MatMul input bound in its plain layout (FcSourceCandidates) stays fp32.
   if (operands.src_value == op.src && DimsOf(op.src).size() != 2) return false;
+  // Both the input as the graph names it (a Flatten's output) and the N-D value it is read from need a range.
   std::optional<Quant> src_quant = QuantOf(operands.src_value);
-  if (!src_quant) return false;
+  if (!src_quant || !QuantOf(op.src)) return false;
   CNN_ASSIGN_OR_RETURN(const std::vector<Md> src_candidates,
                        Int8SourceCandidates(operands.src_value, operands.src_dims, *src_quant));
   const std::optional<Quant> dst_quant = Int8Dst(op.dst);

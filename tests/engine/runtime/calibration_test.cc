@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "engine/runtime/model.h"
@@ -21,7 +22,8 @@ constexpr char kValid[] =
     "images 64 training images 0-63\n"
     "\n"
     "range -1.5 2.25 input\n"
-    "range 0 7 relu 1 (a name with spaces)\n";
+    "range 0 7 relu 1 (a name with spaces)\n"
+    "fp32 input\n";
 
 TEST(CalibrationFileTest, ParsesEveryRecord) {
   StatusOr<Calibration> c = ParseCalibration(kValid);
@@ -34,6 +36,11 @@ TEST(CalibrationFileTest, ParsesEveryRecord) {
   EXPECT_FLOAT_EQ(c->ranges.at("input").min, -1.5f);
   EXPECT_FLOAT_EQ(c->ranges.at("input").max, 2.25f);
   EXPECT_FLOAT_EQ(c->ranges.at("relu 1 (a name with spaces)").max, 7.0f);
+  EXPECT_EQ(c->fp32_tensors, std::set<std::string>{"input"});
+  // An int8 plan gets the ranges without the fp32 tensors.
+  const std::shared_ptr<const TensorRanges> int8 = Int8Ranges(*c);
+  EXPECT_EQ(int8->size(), 1u);
+  EXPECT_EQ(int8->count("input"), 0u);
 }
 
 TEST(CalibrationFileTest, FormatThenParseGivesTheSameCalibration) {
@@ -42,11 +49,13 @@ TEST(CalibrationFileTest, FormatThenParseGivesTheSameCalibration) {
   c.images = 3;
   c.source = "x.npy\nwith a newline";
   c.ranges = {{"a", TensorRange{-0.123456789f, 3.0e-7f}}, {"b c", TensorRange{0, 1e30f}}};
+  c.fp32_tensors = {"b c"};
   StatusOr<Calibration> back = ParseCalibration(FormatCalibration(c));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->method, c.method);
   EXPECT_EQ(back->images, 3);
   EXPECT_EQ(back->source, "x.npy with a newline");
+  EXPECT_EQ(back->fp32_tensors, c.fp32_tensors);
   ASSERT_EQ(back->ranges.size(), 2u);
   for (const auto& [name, range] : c.ranges) {
     EXPECT_EQ(back->ranges.at(name).min, range.min) << name;  // %.9g round-trips a float exactly
@@ -72,6 +81,7 @@ TEST(CalibrationFileTest, RejectsWhatIsNotTheFormat) {
       {"version 1\nmethod entropy\n", "line 2: method \"entropy\" is not minmax or percentile"},
       {"version 1\nmethod percentile 40\n", "line 2: expected: method percentile <p in (50, 100]>"},
       {"version 1\nmethod minmax\nimages 0 x\n", "line 3: expected: images <count>"},
+      {head + "fp32\n", "line 4: expected: fp32 <tensor name>"},
   };
   for (const auto& c : cases) {
     StatusOr<Calibration> got = ParseCalibration(c.text);
@@ -167,6 +177,27 @@ TEST_F(CalibrateTest, PercentileClipsTheTails) {
   EXPECT_GT(b->ranges.at(graph_->input_name()).max, 0.9f);
   EXPECT_LT(b->ranges.at(graph_->input_name()).min, -0.9f);
   EXPECT_EQ(b->method, CalibrationMethod::kPercentile);
+}
+
+TEST_F(CalibrateTest, MaxOutputErrorKeepsTheWorstLayersInFp32) {
+  // SmallCnn's four layers read: the input (conv1), the LRN's output (conv2), the Flatten's output (fc1) and
+  // fc1's ReLU (fc2).
+  std::set<std::string> layer_inputs;
+  for (const Node& node : graph_->nodes()) {
+    if (node.type == OpType::kConv || node.type == OpType::kGemm) layer_inputs.insert(node.inputs[0]);
+  }
+  ASSERT_EQ(layer_inputs.size(), 4u);
+  CalibrateOptions loose;
+  loose.max_output_error = 0.5;  // int8 is within 50% of the largest output: nothing goes back
+  StatusOr<Calibration> all_int8 = Calibrate(graph_, images_, loose);
+  ASSERT_TRUE(all_int8.ok()) << all_int8.status().ToString();
+  EXPECT_TRUE(all_int8->fp32_tensors.empty());
+  CalibrateOptions exact;
+  exact.max_output_error = 1e-7;  // only fp32 is this close: every layer goes back
+  StatusOr<Calibration> all_fp32 = Calibrate(graph_, images_, exact);
+  ASSERT_TRUE(all_fp32.ok()) << all_fp32.status().ToString();
+  EXPECT_EQ(all_fp32->fp32_tensors, layer_inputs);
+  EXPECT_EQ(all_fp32->ranges.size(), all_int8->ranges.size());  // the ranges are all still measured
 }
 
 TEST_F(CalibrateTest, RejectsBadImagesAndOptions) {
