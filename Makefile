@@ -8,7 +8,7 @@ ZOO_DIR ?= $(HOME)/.cache/cnnserve/zoo
 ZOO_MODELS ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build zoo zoo-repository run test test-sanitize test-tsan fuzz soak bench clean format check
+.PHONY: all deps configure build zoo zoo-int8 zoo-repository run test test-sanitize test-tsan fuzz soak bench clean format check
 
 all: build
 
@@ -26,6 +26,14 @@ build: configure
 # Exports the model zoo (random seeded weights) and PyTorch reference outputs into $(ZOO_DIR). Idempotent.
 zoo:
 	$(PYTHON) models/zoo/export.py --out $(ZOO_DIR) --models $(ZOO_MODELS) --reference-batches 1,3
+
+# INT8 for the zoo: a calibration file per model, ZOO_DIR/MODEL.calibration.txt (cnnbench calibrate on its batch-3
+# input: the zoo's weights are random and no dataset stands behind them), for `cnnbench run --precision int8` and
+# the cnnserve_int8 runtime of bench/engine_vs_peers.py. Remade when the model is newer.
+zoo-int8: build zoo
+	@for input in $(ZOO_DIR)/*.b3.input.npy; do m=$${input%.b3.input.npy}; \
+	  [ $$m.calibration.txt -nt $$m.onnx ] || $(BUILD)/bin/cnnbench calibrate $$m.onnx --input $$input \
+	    --out $$m.calibration.txt || exit 1; done
 
 # Serves the default repository (models/repository) on 127.0.0.1:8001 until Ctrl-C. ARGS adds flags,
 # e.g. make run ARGS="--address 0.0.0.0:8001 --log-level debug".

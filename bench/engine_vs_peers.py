@@ -9,10 +9,11 @@ and the medians as JSON (--summary FILE, read by bench/plot_results.py).
 
   bench/engine_vs_peers.py [--zoo DIR] [--models lenet5,alexnet,zfnet,vgg16] [--batch 1,8,32]
                            [--threads 2] [--seconds 2] [--rounds 3]
-                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16]]
+                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16][,cnnserve_int8]]
 
 Runtimes: cnnserve (`cnnbench run`, the engine's defaults), cnnserve_direct (`cnnbench run --no-winograd`),
-cnnserve_bf16 (`cnnbench run --precision bf16`),
+cnnserve_bf16 (`cnnbench run --precision bf16`), cnnserve_int8 (`cnnbench run --precision int8` with
+ZOO/MODEL.calibration.txt, which `make zoo-int8` writes),
 onnxruntime (bench/peers/ort_run.js, npm onnxruntime-node), pytorch (bench/peers/torch_run.py, eager PyTorch
 from Debian, the same architecture built from models/zoo/architectures.py). The first runtime listed is the one
 the ratio columns divide by the others.
@@ -31,7 +32,9 @@ import server_curves as sc  # noqa: E402  (machine description)
 
 RUNTIME_NAMES = {"cnnserve": "cnnbench run (oneDNN 2.6, Winograd allowed)",
                  "cnnserve_direct": "cnnbench run --no-winograd",
-                 "cnnserve_bf16": "cnnbench run --precision bf16", "onnxruntime": "onnxruntime-node 1.30",
+                 "cnnserve_bf16": "cnnbench run --precision bf16",
+                 "cnnserve_int8": "cnnbench run --precision int8 --calibration ZOO/MODEL.calibration.txt",
+                 "onnxruntime": "onnxruntime-node 1.30",
                  "pytorch": "PyTorch 1.13 eager"}
 
 
@@ -58,6 +61,12 @@ def command(runtime, model_path, name, args):
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--no-winograd"] + common
     if runtime == "cnnserve_bf16":  # same engine, bf16 layers (fp32 in and out)
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--precision", "bf16"] + common
+    if runtime == "cnnserve_int8":  # same engine, int8 layers with the zoo's calibration file (make zoo-int8)
+        calibration = os.path.join(os.path.dirname(model_path), name + ".calibration.txt")
+        if not os.path.exists(calibration):
+            raise RuntimeError("%s is missing: make zoo-int8 writes it" % calibration)
+        return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--precision", "int8",
+                "--calibration", calibration] + common
     if runtime == "onnxruntime":
         return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), model_path] + common
     if runtime == "pytorch":
