@@ -29,11 +29,14 @@ zoo:
 
 # INT8 for the zoo: a calibration file per model, ZOO_DIR/MODEL.calibration.txt (cnnbench calibrate on its batch-3
 # input: the zoo's weights are random and no dataset stands behind them), for `cnnbench run --precision int8` and
-# the cnnserve_int8 runtime of bench/engine_vs_peers.py. Remade when the model is newer.
+# the cnnserve_int8 runtime of bench/engine_vs_peers.py, and ZOO_DIR/MODEL.int8.qdq.onnx, the same quantization
+# for ONNX Runtime (models/zoo/quantize_qdq.py; the onnxruntime_int8 runtime). Remade when their source is newer.
 zoo-int8: build zoo
 	@for input in $(ZOO_DIR)/*.b3.input.npy; do m=$${input%.b3.input.npy}; \
 	  [ $$m.calibration.txt -nt $$m.onnx ] || $(BUILD)/bin/cnnbench calibrate $$m.onnx --input $$input \
-	    --out $$m.calibration.txt || exit 1; done
+	    --out $$m.calibration.txt || exit 1; \
+	  [ $$m.int8.qdq.onnx -nt $$m.calibration.txt ] || \
+	    $(PYTHON) models/zoo/quantize_qdq.py $$m.onnx $$m.calibration.txt $$m.int8.qdq.onnx || exit 1; done
 
 # Serves the default repository (models/repository) on 127.0.0.1:8001 until Ctrl-C. ARGS adds flags,
 # e.g. make run ARGS="--address 0.0.0.0:8001 --log-level debug".

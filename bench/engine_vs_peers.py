@@ -9,11 +9,13 @@ and the medians as JSON (--summary FILE, read by bench/plot_results.py).
 
   bench/engine_vs_peers.py [--zoo DIR] [--models lenet5,alexnet,zfnet,vgg16] [--batch 1,8,32]
                            [--threads 2] [--seconds 2] [--rounds 3]
-                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16][,cnnserve_int8]]
+                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16][,cnnserve_int8][,onnxruntime_int8]]
 
 Runtimes: cnnserve (`cnnbench run`, the engine's defaults), cnnserve_direct (`cnnbench run --no-winograd`),
 cnnserve_bf16 (`cnnbench run --precision bf16`), cnnserve_int8 (`cnnbench run --precision int8` with
-ZOO/MODEL.calibration.txt, which `make zoo-int8` writes),
+ZOO/MODEL.calibration.txt, which `make zoo-int8` writes), onnxruntime_int8 (ONNX Runtime on
+ZOO/MODEL.int8.qdq.onnx: the same model quantized with the same scales as QuantizeLinear/DequantizeLinear by
+models/zoo/quantize_qdq.py, also written by `make zoo-int8`),
 onnxruntime (bench/peers/ort_run.js, npm onnxruntime-node), pytorch (bench/peers/torch_run.py, eager PyTorch
 from Debian, the same architecture built from models/zoo/architectures.py). The first runtime listed is the one
 the ratio columns divide by the others.
@@ -35,6 +37,7 @@ RUNTIME_NAMES = {"cnnserve": "cnnbench run (oneDNN 2.6, Winograd allowed)",
                  "cnnserve_bf16": "cnnbench run --precision bf16",
                  "cnnserve_int8": "cnnbench run --precision int8 --calibration ZOO/MODEL.calibration.txt",
                  "onnxruntime": "onnxruntime-node 1.30",
+                 "onnxruntime_int8": "onnxruntime-node 1.30 on ZOO/MODEL.int8.qdq.onnx (same scales)",
                  "pytorch": "PyTorch 1.13 eager"}
 
 
@@ -67,6 +70,11 @@ def command(runtime, model_path, name, args):
             raise RuntimeError("%s is missing: make zoo-int8 writes it" % calibration)
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--precision", "int8",
                 "--calibration", calibration] + common
+    if runtime == "onnxruntime_int8":  # the same quantization as QDQ (models/zoo/quantize_qdq.py, make zoo-int8)
+        qdq = os.path.join(os.path.dirname(model_path), name + ".int8.qdq.onnx")
+        if not os.path.exists(qdq):
+            raise RuntimeError("%s is missing: make zoo-int8 writes it" % qdq)
+        return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), qdq, "--model", name] + common
     if runtime == "onnxruntime":
         return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), model_path] + common
     if runtime == "pytorch":
