@@ -43,17 +43,6 @@ BackendOptions Int8Options(std::shared_ptr<const TensorRanges> ranges) {
   return options;
 }
 
-PlanInfo Describe(const std::shared_ptr<const Graph>& graph, const BackendOptions& options, int64_t batch) {
-  auto backend = CreateDnnlBackend(graph, options);
-  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
-  if (!backend.ok()) return {};
-  auto plan = (*backend)->Compile(batch);
-  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
-  if (!plan.ok()) return {};
-  auto info = DescribePlan(**plan);
-  return info.ok() ? *info : PlanInfo{};
-}
-
 // The step computing `node` (a fused name starts with it).
 const StepInfo* StepOf(const PlanInfo& info, const std::string& node) {
   for (const StepInfo& step : info.steps) {
@@ -80,7 +69,7 @@ class DnnlInt8Test : public ::testing::Test {
 TEST_F(DnnlInt8Test, LayersComputeInInt8WhereTheirNeighboursTakeIt) {
   for (int64_t batch : {1, 8}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    const PlanInfo info = Describe(graph_, Int8Options(ranges_), batch);
+    const PlanInfo info = CompileAndDescribe(graph_, Int8Options(ranges_), batch);
     const std::string plan = FormatPlanInfo(info);
     // conv1: s8 input (the image has negative values); it writes fp32 because pool1 feeds LRN (no int8 LRN).
     const StepInfo* conv1 = StepOf(info, NodeName(0));
@@ -134,7 +123,7 @@ TEST_F(DnnlInt8Test, ATensorWithoutARangeKeepsItsLayerInFp32) {
   ASSERT_EQ(flatten.type, OpType::kFlatten);
   ASSERT_EQ(ranges.erase(flatten.outputs[0]), 1u);
   ASSERT_EQ(ranges.erase(flatten.inputs[0]), 1u);
-  const PlanInfo info = Describe(graph_, Int8Options(std::make_shared<const TensorRanges>(ranges)), 1);
+  const PlanInfo info = CompileAndDescribe(graph_, Int8Options(std::make_shared<const TensorRanges>(ranges)), 1);
   const std::string plan = FormatPlanInfo(info);
   ASSERT_NE(StepOf(info, NodeName(8)), nullptr) << plan;
   EXPECT_EQ(StepOf(info, NodeName(8))->src_type, "f32") << plan;

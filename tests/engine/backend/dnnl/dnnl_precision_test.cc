@@ -26,19 +26,6 @@ BackendOptions Bf16Options() {
   return options;
 }
 
-PlanInfo CompileAndDescribe(const std::shared_ptr<const Graph>& graph, const BackendOptions& options,
-                            int64_t batch) {
-  auto backend = CreateDnnlBackend(graph, options);
-  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
-  if (!backend.ok()) return {};
-  auto plan = (*backend)->Compile(batch);
-  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
-  if (!plan.ok()) return {};
-  auto info = DescribePlan(**plan);
-  EXPECT_TRUE(info.ok());
-  return info.ok() ? *info : PlanInfo{};
-}
-
 // bf16 keeps 8 bits of mantissa: each layer rounds its inputs and weights to about 0.4%.
 void ExpectCloseToReference(const std::shared_ptr<const Graph>& graph, const std::vector<int64_t>& batches) {
   auto reference = CreateReferenceBackend(graph);

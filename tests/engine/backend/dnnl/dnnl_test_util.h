@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/backend/dnnl/dnnl_backend.h"
+#include "engine/backend/dnnl/dnnl_backend_internal.h"
 #include "engine/backend/reference/reference_backend.h"
 #include "engine/graph/graph.h"
 #include "tests/engine/backend/dnnl/dnnl_graph_builder.h"
@@ -41,6 +42,20 @@ inline std::vector<float> RunPlan(Plan& plan, const std::vector<float>& input) {
   const Status status = plan.Run(input.data(), output.data());
   EXPECT_TRUE(status.ok()) << status.ToString();
   return output;
+}
+
+// Compiles `graph` at `batch` with `options` and describes the plan (empty, with a test failure, on an error).
+inline dnnl_internal::PlanInfo CompileAndDescribe(const std::shared_ptr<const Graph>& graph,
+                                                  const BackendOptions& options, int64_t batch) {
+  auto backend = CreateDnnlBackend(graph, options);
+  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+  if (!backend.ok()) return {};
+  auto plan = (*backend)->Compile(batch);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  if (!plan.ok()) return {};
+  auto info = dnnl_internal::DescribePlan(**plan);
+  EXPECT_TRUE(info.ok());
+  return info.ok() ? *info : dnnl_internal::PlanInfo{};
 }
 
 // Compiles `reference` and `other` at `batch`, runs both on the same random input and compares other's output
