@@ -9,13 +9,17 @@ and the medians as JSON (--summary FILE, read by bench/plot_results.py).
 
   bench/engine_vs_peers.py [--zoo DIR] [--models lenet5,alexnet,zfnet,vgg16] [--batch 1,8,32]
                            [--threads 2] [--seconds 2] [--rounds 3]
-                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16][,cnnserve_int8][,onnxruntime_int8]]
+                           [--runtimes cnnserve,onnxruntime,pytorch[,cnnserve_direct][,cnnserve_bf16][,cnnserve_int8]
+                                       [,onnxruntime_int8][,onnxruntime_int8_ranged]]
 
 Runtimes: cnnserve (`cnnbench run`, the engine's defaults), cnnserve_direct (`cnnbench run --no-winograd`),
 cnnserve_bf16 (`cnnbench run --precision bf16`), cnnserve_int8 (`cnnbench run --precision int8` with
 ZOO/MODEL.calibration.txt, which `make zoo-int8` writes), onnxruntime_int8 (ONNX Runtime on
 ZOO/MODEL.int8.qdq.onnx: the same model quantized with the same scales as QuantizeLinear/DequantizeLinear by
-models/zoo/quantize_qdq.py, also written by `make zoo-int8`),
+models/zoo/quantize_qdq.py, also written by `make zoo-int8`), onnxruntime_int8_ranged (ONNX Runtime on
+ZOO/MODEL.int8.ranged.qdq.onnx, written by `quantize_qdq.py --outputs ranged`: the same scales, plus a
+QuantizeLinear on every quantized layer's output that has a range, so that ONNX Runtime also fuses the layers
+whose output the engine keeps in fp32, e.g. before LRN; ONNX Runtime's fastest int8 graph with our scales),
 onnxruntime (bench/peers/ort_run.js, npm onnxruntime-node), pytorch (bench/peers/torch_run.py, eager PyTorch
 from Debian, the same architecture built from models/zoo/architectures.py). The first runtime listed is the one
 the ratio columns divide by the others.
@@ -38,6 +42,8 @@ RUNTIME_NAMES = {"cnnserve": "cnnbench run (oneDNN 2.6, Winograd allowed)",
                  "cnnserve_int8": "cnnbench run --precision int8 --calibration ZOO/MODEL.calibration.txt",
                  "onnxruntime": "onnxruntime-node 1.30",
                  "onnxruntime_int8": "onnxruntime-node 1.30 on ZOO/MODEL.int8.qdq.onnx (same scales)",
+                 "onnxruntime_int8_ranged": "onnxruntime-node 1.30 on ZOO/MODEL.int8.ranged.qdq.onnx (same scales, "
+                                            "every ranged layer output quantized)",
                  "pytorch": "PyTorch 1.13 eager"}
 
 
@@ -70,10 +76,13 @@ def command(runtime, model_path, name, args):
             raise RuntimeError("%s is missing: make zoo-int8 writes it" % calibration)
         return [os.path.join(args.build, "bin", "cnnbench"), "run", model_path, "--precision", "int8",
                 "--calibration", calibration] + common
-    if runtime == "onnxruntime_int8":  # the same quantization as QDQ (models/zoo/quantize_qdq.py, make zoo-int8)
-        qdq = os.path.join(os.path.dirname(model_path), name + ".int8.qdq.onnx")
+    if runtime in ("onnxruntime_int8", "onnxruntime_int8_ranged"):  # QDQ copies (models/zoo/quantize_qdq.py)
+        ranged = runtime == "onnxruntime_int8_ranged"
+        suffix = ".int8.ranged.qdq.onnx" if ranged else ".int8.qdq.onnx"
+        qdq = os.path.join(os.path.dirname(model_path), name + suffix)
         if not os.path.exists(qdq):
-            raise RuntimeError("%s is missing: make zoo-int8 writes it" % qdq)
+            raise RuntimeError("%s is missing: %s writes it" % (
+                qdq, "models/zoo/quantize_qdq.py ... --outputs ranged" if ranged else "make zoo-int8"))
         return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), qdq, "--model", name] + common
     if runtime == "onnxruntime":
         return ["node", os.path.join(ROOT, "bench", "peers", "ort_run.js"), model_path] + common
@@ -104,6 +113,17 @@ def main():
     versions = {}
 
     runtimes = args.runtimes.split(",")
+    for name in args.models.split(","):  # every file and runtime name checked before the first run
+        path = os.path.join(args.zoo, name + ".onnx")
+        if not os.path.exists(path):
+            sys.exit("missing %s: run `make zoo` first" % path)
+        for runtime in runtimes:
+            if runtime not in RUNTIME_NAMES:
+                sys.exit("unknown runtime %r (known: %s)" % (runtime, ", ".join(sorted(RUNTIME_NAMES))))
+            try:
+                command(runtime, path, name, args)
+            except RuntimeError as e:
+                sys.exit("runtime %s, model %s: %s" % (runtime, name, e))
     results = {}  # (model, batch, runtime) -> list of rows
     raw = []
     start = time.time()
