@@ -1,7 +1,8 @@
 // What every plan of one oneDNN backend shares (private to engine/backend/dnnl): the graph, the options, the
 // oneDNN engine, the lowered ops, and the cache of weights prepared in primitive layouts, with its counters.
 // Ownership: the backend and each of its plans hold a shared_ptr, so prepared weights live as long as any plan.
-// Thread-safety: the accessors read immutable data; Weights, PreferredWeights, CountPlan and counters lock.
+// Thread-safety: the accessors read immutable data; Weights, QuantizedWeights, Derived, PreferredWeights, CountPlan
+// and counters lock.
 #ifndef CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
 #define CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
 
