@@ -50,6 +50,7 @@
 #include "server/service/inference_service.h"
 #include "server/transport/grpc_server.h"
 #include "tools/common/client_channel.h"
+#include "tools/common/grpc_runtime.h"
 
 #ifndef CNNSERVE_DEFAULT_REPOSITORY
 #define CNNSERVE_DEFAULT_REPOSITORY "models/repository"
@@ -362,7 +363,8 @@ void LogStartupSummary(const Flags& flags, InferenceService& inference) {
                std::thread::hardware_concurrency());
   spdlog::info(
       "limits: {} MiB per message, {} images per request, {} pixels and {} MiB decoded per image, {} MiB of "
-      "decodes at once, {} requests waiting to decode; {} requests in flight; default timeout {} s; queue wait at most {} ms; drain timeout {} s",
+      "decodes at once, {} requests waiting to decode; {} requests in flight; default timeout {} s; queue wait at "
+      "most {} ms; drain timeout {} s",
       flags.max_receive_message_mb, flags.max_images_per_request, flags.max_pixels, flags.max_decoded_image_mb,
       flags.max_decode_memory_mb, flags.max_decode_queue, flags.max_in_flight, flags.default_timeout_s,
       flags.max_queue_wait_ms, flags.drain_timeout_s);
@@ -569,6 +571,7 @@ int Serve(const Flags& flags) {
 }
 
 int Main(int argc, char** argv) {
+  SkipMutexDeadlockChecks();
   Flags flags;
   if (const std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
   if (!flags.health_probe.empty()) return HealthProbe(flags.health_probe, flags.probe_security);

@@ -5,6 +5,7 @@
 #define CNNSERVE_SERVER_BATCHING_OPTIONS_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/common/status.h"
@@ -33,6 +34,8 @@ struct DynamicBatcherOptions {
   int64_t max_queue_size = 1024;
   // Worker threads, each with its own BatchRunner (its own engine session). >= 1.
   int num_instances = 1;
+  // What the worker threads are called (SetCurrentThreadName: "batch:<name>"); the model's name.
+  std::string name;
   // Source of time; not owned, must outlive the batcher. nullptr: Clock::Real().
   Clock* clock = nullptr;
 };

@@ -1,5 +1,7 @@
 #include "server/ensemble/deadline_timer.h"
 
+#include "engine/common/thread_name.h"
+
 namespace cnnserve {
 
 std::shared_ptr<DeadlineTimer> DeadlineTimer::Start(Clock* clock) {
@@ -61,6 +63,7 @@ void DeadlineTimer::Stop() {
 }
 
 void DeadlineTimer::Loop() {
+  SetCurrentThreadName("timer");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     if (callbacks_.empty()) {

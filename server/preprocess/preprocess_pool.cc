@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "engine/common/thread_name.h"
+
 namespace cnnserve {
 
 StatusOr<std::unique_ptr<PreprocessPool>> PreprocessPool::Create(const PreprocessPoolOptions& options) {
@@ -72,6 +74,7 @@ void PreprocessPool::WaitIdle() {
 }
 
 void PreprocessPool::Work() {
+  SetCurrentThreadName("decode");
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "engine/common/thread_name.h"
+
 namespace cnnserve {
 
 ComputeLane::ComputeLane() : thread_(&ComputeLane::Loop, this) {}
@@ -31,6 +33,7 @@ int64_t ComputeLane::runs() const {
 }
 
 void ComputeLane::Loop() {
+  SetCurrentThreadName("lane");
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });

@@ -68,6 +68,7 @@ StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry&
   servable->plan_sizes_ = PlanBatchSizes(info.max_batch_size, preferred);
   servable->num_instances_ = std::max(1, config.instance_group().count());
   DynamicBatcherOptions batcher_options;
+  batcher_options.name = info.name;
   batcher_options.max_batch_size = info.max_batch_size;
   batcher_options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_us();
   const bool fixed_delay = config.dynamic_batching().policy() != v1::DynamicBatching::ADAPTIVE;
@@ -104,7 +105,8 @@ Status ModelServable::PrepareItem(const RunRequest& request, int64_t i, float* d
   target.preprocess = info_.preprocess.has_value() ? &*info_.preprocess : nullptr;
   target.input_dims = info_.item_input_dims;
   target.dst = dst;
-  const Status status = cnnserve::PrepareItem(request.items[static_cast<size_t>(i)], options_.decode_limits, target);
+  const Status status =
+      cnnserve::PrepareItem(request.items[static_cast<size_t>(i)], options_.decode_limits, target);
   if (status.ok()) return status;
   return Status(status.code(), request.ItemName(i) + ": " + status.message());
 }
@@ -245,9 +247,8 @@ void ModelServable::Run(std::shared_ptr<const RunRequest> request, RunResult* re
 Status ModelServable::CheckAdmission(int64_t items, int64_t deadline_us) {
   if (items < 1) return OkStatus();  // Run answers INVALID_ARGUMENT itself
   const int64_t max_batch = info_.max_batch_size;
-  const Status status =
-      batcher_->CheckAdmission((items + max_batch - 1) / max_batch, items,
-                               deadline_us > 0 ? deadline_us : Clock::kInfiniteFuture);
+  const Status status = batcher_->CheckAdmission((items + max_batch - 1) / max_batch, items,
+                                                 deadline_us > 0 ? deadline_us : Clock::kInfiniteFuture);
   return status.WithContext("model " + Quoted(info_.name) + " version " + std::to_string(info_.version));
 }
 
@@ -259,7 +260,8 @@ std::shared_ptr<void> ModelServable::ExpectIncoming(int64_t items) {
   if (batcher_ == nullptr || items <= 0) return nullptr;
   batcher_->AddIncoming(items);
   // The handle is destroyed before Run, while the request still holds this servable.
-  return std::shared_ptr<void>(nullptr, [batcher = batcher_.get(), items](void*) { batcher->AddIncoming(-items); });
+  return std::shared_ptr<void>(nullptr,
+                               [batcher = batcher_.get(), items](void*) { batcher->AddIncoming(-items); });
 }
 
 ServableStats ModelServable::Stats() const {
