@@ -7,7 +7,11 @@ fresh cnnserve (shipped defaults) and build/bin/cnnload with --batch images per 
   2. open loop at each --multiples x that peak for --duration seconds (constant spacing): goodput (OK/s) against
      the peak, p50/p99 of accepted (every answer but a refusal) and of refused (UNAVAILABLE, RESOURCE_EXHAUSTED)
      requests apart, the errors by code, the server's peak RSS (VmHWM) and the requests left without an answer
-     (cnnload cancels what is unanswered 60 s after the row; must be 0).
+     (cnnload cancels what is unanswered 60 s after the row; must be 0);
+  3. where the cores went: the server's engine threads (named batch:<model> and lane) and the rest (gRPC,
+     decoding: the front end) in cores over each row, and over a second closed-loop run at the peak's
+     concurrency; "goodput per engine core vs peak" sets the OK requests per engine core-second against the
+     peak's, i.e. whether the engine's work is spent on answers (1.0) or wasted on requests that then fail.
 cnnload runs at nice -5 when this script is root (the load generator must not be starved by the server it
 overloads); otherwise the server runs at nice +5. Where cnnload cannot send the offered rate (achieved/offered
 below 0.95), the table says so.
@@ -57,6 +61,39 @@ def refused_of(row):
     return sum(n for code, n in row.get("errors", {}).items() if code in REFUSED_CODES)
 
 
+ENGINE_THREADS = ("batch:", "lane")  # the server names its engine threads (engine/common/thread_name.h)
+
+
+def server_cpu(pid):
+    """CPU seconds so far of the server's engine threads (batch workers and compute lanes) and of all the others
+    (gRPC, decode workers, HTTP): the front end."""
+    engine = front = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if name.startswith(ENGINE_THREADS):
+            engine += seconds
+        else:
+            front += seconds
+    return engine, front
+
+
+def cnnload_cores(build, pid, address, args):
+    """cnnload's document, and the server's engine and front-end cores over the call (warm-up included). Threads
+    that ended during the call are not counted (the server's threads live as long as it does)."""
+    start, before = time.time(), server_cpu(pid)
+    doc = cnnload(build, address, args)
+    after, wall = server_cpu(pid), time.time() - start
+    return doc, ((after[0] - before[0]) / wall, (after[1] - before[1]) / wall)
+
+
 def quantiles(row, key):
     q = row.get(key) or {}
     return q.get("p50"), q.get("p99")
@@ -74,10 +111,14 @@ def measure_model(args, model, images):
         peak_row = max(closed["rows"], key=lambda r: r["requests_per_s"])
         peak = peak_row["requests_per_s"]
         sc.log("%s: closed-loop peak %.1f req/s at concurrency %d" % (model, peak, peak_row["concurrency"]))
+        # The cores the peak takes: the same concurrency again, with the server's threads accounted.
+        again, peak_cores = cnnload_cores(args.build, server.proc.pid, server.address, common + [
+            "--concurrency", str(peak_row["concurrency"]), "--warmup", "2", "--duration", "5"])
+        peak_per_engine_core = again["rows"][0]["requests_per_s"] / peak_cores[0] if peak_cores[0] else None
         rows = []
         for multiple in args.multiples:
             rate = multiple * peak
-            doc = cnnload(args.build, server.address,
+            doc, cores = cnnload_cores(args.build, server.proc.pid, server.address,
                           common + ["--rate", "%.6g" % rate, "--warmup", "2", "--duration", "%g" % args.duration,
                                     "--drain-timeout-s", "60"])
             row = doc["rows"][0]
@@ -85,6 +126,9 @@ def measure_model(args, model, images):
                 "multiple": multiple, "offered_rate": row.get("offered_rate"),
                 "achieved_rate": row.get("achieved_rate"), "goodput": row["requests_per_s"],
                 "goodput_vs_peak": row["requests_per_s"] / peak if peak else None,
+                "engine_cores": cores[0], "front_end_cores": cores[1],
+                "per_engine_core_vs_peak": (row["requests_per_s"] / cores[0] / peak_per_engine_core
+                                            if cores[0] and peak_per_engine_core else None),
                 "accepted_ms": quantiles(row, "latency_ms"), "refused_ms": quantiles(row, "refused_latency_ms"),
                 "refused": row.get("refused_requests", refused_of(row)), "errors": row.get("errors", {}),
                 "sent": row.get("sent"), "unanswered": row.get("cancelled_after_drain"),
@@ -92,6 +136,7 @@ def measure_model(args, model, images):
             })
             sc.log("%s %gx: %s" % (model, multiple, rows[-1]["goodput_vs_peak"]))
         return {"model": model, "batch": args.batch, "peak": peak, "peak_concurrency": peak_row["concurrency"],
+                "peak_engine_cores": peak_cores[0], "peak_front_end_cores": peak_cores[1],
                 "closed_loop": closed["rows"], "open_loop": rows}
 
 
@@ -102,19 +147,22 @@ def fmt(v, digits=1):
 def markdown(result):
     lines = [sc.machine_line(result["machine"]), "",
              "| model | batch | peak req/s | load | offered/achieved req/s | goodput req/s | goodput/peak | "
-             "accepted p50/p99 ms | refused p50/p99 ms | refused | other errors | peak RSS MiB | unanswered |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "accepted p50/p99 ms | refused p50/p99 ms | refused | other errors | peak RSS MiB | unanswered | "
+             "engine / front-end cores (peak's) | goodput per engine core vs peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in result["models"]:
         for r in m["open_loop"]:
             other = {k: v for k, v in r["errors"].items() if k not in REFUSED_CODES}
             short = r["achieved_rate"] is not None and r["offered_rate"] and \
                 r["achieved_rate"] < SHORT_FALL * r["offered_rate"]
-            lines.append("| %s | %d | %.1f | %gx | %.0f / %.0f%s | %.1f | %s | %s / %s | %s / %s | %d | %s | %.0f | %s |" % (
+            lines.append("| %s | %d | %.1f | %gx | %.0f / %.0f%s | %.1f | %s | %s / %s | %s / %s | %d | %s | %.0f | %s | "
+                         "%s / %s (%s / %s) | %s |" % (
                 m["model"], m["batch"], m["peak"], r["multiple"], r["offered_rate"] or 0, r["achieved_rate"] or 0,
                 " (client short)" if short else "", r["goodput"], fmt(r["goodput_vs_peak"], 2),
                 fmt(r["accepted_ms"][0]), fmt(r["accepted_ms"][1]), fmt(r["refused_ms"][0], 2),
                 fmt(r["refused_ms"][1], 2), r["refused"], other or "0", r["peak_rss_mib"],
-                r["unanswered"]))
+                r["unanswered"], fmt(r["engine_cores"], 2), fmt(r["front_end_cores"], 2),
+                fmt(m["peak_engine_cores"], 2), fmt(m["peak_front_end_cores"], 2), fmt(r["per_engine_core_vs_peak"], 2)))
     lines += ["", "Command: `%s`" % result["command"]]
     return "\n".join(lines)
 

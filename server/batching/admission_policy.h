@@ -13,8 +13,9 @@
 //     where expected wait = (queued_items + running_items / 2) * item_service_ns / num_instances (the running
 //     batches are on average half done) and its own run time = task_items * item_service_ns.
 //  3. Otherwise kAdmit.
-// The estimate is a recent average (DynamicBatcher keeps an exponential moving average of a batch's run time per
-// item), so it errs both ways by the spread of batch sizes; it only ever refuses tasks with a deadline.
+// The estimate is a recent average (DynamicBatcher::item_work_ns: a moving average of a batch's run time per item,
+// or of the time per item from one batch's start to the next when that is longer), so it errs both ways by the
+// spread of batch sizes; it only ever refuses tasks with a deadline.
 // Thread-safety: a pure function.
 #ifndef CNNSERVE_SERVER_BATCHING_ADMISSION_POLICY_H_
 #define CNNSERVE_SERVER_BATCHING_ADMISSION_POLICY_H_
@@ -29,9 +30,10 @@ namespace cnnserve {
 struct AdmissionSnapshot {
   int64_t queued_tasks = 0;
   int64_t queued_items = 0;
-  int64_t running_items = 0;    // items of batches running now
-  int64_t item_service_ns = 0;  // recent run time of a batch divided by its items; 0: not measured yet
-  int num_instances = 1;        // batches that run at once
+  int64_t running_items = 0;  // items of batches running now
+  int64_t item_service_ns =
+      0;                  // recent cost of one queued item (DynamicBatcher::item_work_ns); 0: not measured yet
+  int num_instances = 1;  // batches that run at once
   int64_t max_queue_size = 1;
 };
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "engine/common/thread_name.h"
 #include "engine/common/units.h"
 #include "server/batching/admission_policy.h"
 
@@ -15,6 +16,13 @@ constexpr int64_t kServiceTimeWindow = 8;  // batches the service-time average s
 
 void Bump(std::atomic<int64_t>& counter, int64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
 int64_t Read(const std::atomic<int64_t>& counter) { return counter.load(std::memory_order_relaxed); }
+
+// An exponential moving average over about the last kServiceTimeWindow batches; the first sample (old_ns == 0)
+// sets it. Never below 1 once set.
+int64_t MovingAverage(int64_t old_ns, int64_t sample_ns) {
+  const int64_t new_ns = old_ns == 0 ? sample_ns : old_ns + (sample_ns - old_ns) / kServiceTimeWindow;
+  return std::max<int64_t>(1, new_ns);
+}
 
 // Finishes every task of `tasks` with `status` and destroys it.
 void FinishAll(std::vector<std::unique_ptr<Task>>& tasks, const Status& status) {
@@ -116,7 +124,7 @@ int64_t DynamicBatcher::ExpectedWorkMicros(int64_t items) const {
   const AdmissionSnapshot snapshot{.queued_tasks = 0,
                                    .queued_items = queued_items_ + incoming_items_,
                                    .running_items = running_items_,
-                                   .item_service_ns = item_service_ns(),
+                                   .item_service_ns = item_work_ns(),
                                    .num_instances = options_.num_instances,
                                    .max_queue_size = 1};
   constexpr int64_t kNow = 0;
@@ -135,7 +143,7 @@ Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t dea
   const AdmissionSnapshot snapshot{.queued_tasks = static_cast<int64_t>(queue_.size()) + num_tasks - 1,
                                    .queued_items = queued_items_ + incoming_items_,
                                    .running_items = running_items_,
-                                   .item_service_ns = item_service_ns(),
+                                   .item_service_ns = item_work_ns(),
                                    .num_instances = options_.num_instances,
                                    .max_queue_size = options_.max_queue_size};
   const AdmissionDecision decision = DecideAdmission(snapshot, items, now_us, deadline_us);
@@ -149,20 +157,29 @@ Status DynamicBatcher::AdmitLocked(int64_t num_tasks, int64_t items, int64_t dea
       Bump(counters_.tasks_rejected_overloaded);
       return UnavailableError(
           "overloaded: the " + std::to_string(queued_items_ + incoming_items_ + running_items_) +
-          " images ahead would take about " +
-          std::to_string(decision.expected_wait_us / kMicrosPerMilli) + " ms, past the deadline in " +
-          std::to_string((deadline_us - now_us) / kMicrosPerMilli) + " ms; retry later or with a longer deadline");
+          " images ahead would take about " + std::to_string(decision.expected_wait_us / kMicrosPerMilli) +
+          " ms, past the deadline in " + std::to_string((deadline_us - now_us) / kMicrosPerMilli) +
+          " ms; retry later or with a longer deadline");
   }
   return InternalError("unknown admission decision");
 }
 
 void DynamicBatcher::RecordServiceTime(int64_t run_us, int64_t items) {
   if (items <= 0 || run_us < 0) return;
-  const int64_t sample_ns = run_us * kNanosPerMicro / items;
-  const int64_t old_ns = item_service_ns_.load(std::memory_order_relaxed);
-  // An exponential moving average over about the last kServiceTimeWindow batches; the first batch sets it.
-  const int64_t new_ns = old_ns == 0 ? sample_ns : old_ns + (sample_ns - old_ns) / kServiceTimeWindow;
-  item_service_ns_.store(std::max<int64_t>(1, new_ns), std::memory_order_relaxed);
+  item_service_ns_.store(
+      MovingAverage(item_service_ns_.load(std::memory_order_relaxed), run_us * kNanosPerMicro / items),
+      std::memory_order_relaxed);
+}
+
+void DynamicBatcher::RecordCycleTime(int64_t cycle_us, int64_t items) {
+  if (items <= 0 || cycle_us < 0) return;
+  item_cycle_ns_.store(
+      MovingAverage(item_cycle_ns_.load(std::memory_order_relaxed), cycle_us * kNanosPerMicro / items),
+      std::memory_order_relaxed);
+}
+
+int64_t DynamicBatcher::item_work_ns() const {
+  return std::max(item_service_ns(), item_cycle_ns_.load(std::memory_order_relaxed));
 }
 
 void DynamicBatcher::RecordArrivalLocked(int64_t now_us, int64_t items) {
@@ -241,10 +258,17 @@ DynamicBatcherStats DynamicBatcher::stats() const {
 }
 
 void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
+  SetCurrentThreadName("batch:" + options_.name);
   std::vector<QueuedTaskInfo> snapshot;
+  // The previous batch this worker took, for the cycle time: when it was taken, its items, and whether the
+  // worker has waited for work since (then the gap is idle time, not the cost of serving the queue).
+  int64_t previous_take_us = -1;
+  int64_t previous_items = 0;
+  bool waited = true;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_workers_) {
     if (queue_.empty()) {
+      waited = true;
       clock_->WaitUntil(lock, work_cv_, Clock::kInfiniteFuture);
       continue;
     }
@@ -261,10 +285,18 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
     const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
     const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
     if (decision.action != BatchDecision::Action::kRun && !drops) {
+      waited = true;
       clock_->WaitUntil(lock, work_cv_, decision.wake_at_us);
       continue;
     }
     TakenTasks taken = TakeLocked(decision);
+    if (taken.batch_items > 0) {
+      const int64_t now_us = clock_->NowMicros();
+      if (!waited && previous_take_us >= 0) RecordCycleTime(now_us - previous_take_us, previous_items);
+      previous_take_us = now_us;
+      previous_items = taken.batch_items;
+      waited = false;
+    }
     const int64_t count = static_cast<int64_t>(taken.size());
     tasks_in_hand_ += count;
     running_items_ += taken.batch_items;

@@ -120,6 +120,13 @@ class DynamicBatcher final : public Scheduler {
 
   // Recent run time of a batch divided by its items (exponential moving average); 0 before the first batch.
   int64_t item_service_ns() const { return item_service_ns_.load(std::memory_order_relaxed); }
+  // What an item of queued work costs the queue, for admission: the larger of item_service_ns and the recent time
+  // from one batch's start to the same worker's next, divided by the first batch's items, measured only when the
+  // worker took the next batch without waiting for work. The cycle adds what the run time leaves out: finishing
+  // the tasks (their callbacks run on the worker) and the time the worker is runnable but not running because
+  // the front end takes the cores (under overload on 2 cores: 0.75 of a core, so a queue estimated from run
+  // times alone held 1.3 s of real work at a 1 s bound).
+  int64_t item_work_ns() const;
 
   int64_t QueueDepth() const override { return queue_depth_.load(std::memory_order_relaxed); }
 
@@ -173,6 +180,8 @@ class DynamicBatcher final : public Scheduler {
   Status AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us);
   // Folds one batch's run time into item_service_ns_.
   void RecordServiceTime(int64_t run_us, int64_t items);
+  // Folds one batch cycle (its start to the next batch's start on the same busy worker) into item_cycle_ns_.
+  void RecordCycleTime(int64_t cycle_us, int64_t items);
   // Folds the gap since the previous arrival into item_interval_us_. Requires mu_.
   void RecordArrivalLocked(int64_t now_us, int64_t items);
   void UpdateQueueDepthLocked() {
@@ -186,6 +195,7 @@ class DynamicBatcher final : public Scheduler {
   Counters counters_;
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> item_service_ns_{0};
+  std::atomic<int64_t> item_cycle_ns_{0};
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;          // workers: a task arrived, the queue changed, or stop
@@ -198,10 +208,10 @@ class DynamicBatcher final : public Scheduler {
   int64_t decoding_items_ = 0;               // guarded by mu_: items being decoded for Schedule (AddDecoding)
   int64_t last_arrival_us_ = -1;             // guarded by mu_: when the newest task was scheduled; -1: none yet
   int64_t item_interval_us_ = Clock::kInfiniteFuture;  // guarded by mu_: moving average of the gap per item
-  bool shutting_down_ = false;               // guarded by mu_: reject new tasks, run queued ones without delay
-  bool stop_workers_ = false;                // guarded by mu_: workers exit
-  bool shutdown_done_ = false;               // guarded by mu_
-  Status shutdown_result_;                   // guarded by mu_; valid once shutdown_done_
+  bool shutting_down_ = false;  // guarded by mu_: reject new tasks, run queued ones without delay
+  bool stop_workers_ = false;   // guarded by mu_: workers exit
+  bool shutdown_done_ = false;  // guarded by mu_
+  Status shutdown_result_;      // guarded by mu_; valid once shutdown_done_
 };
 
 }  // namespace cnnserve
