@@ -1,6 +1,7 @@
 #include "server/batching/batch_policy.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace cnnserve {
 namespace {
@@ -9,20 +10,81 @@ bool IsPreferred(int64_t items, const std::vector<int64_t>& preferred) {
   return std::find(preferred.begin(), preferred.end(), items) != preferred.end();
 }
 
-// kAdaptive's wait (batch_policy.h): the time the items up to the next preferred size above `items` are due, if
-// items arrive faster than they are served and that time is before `limit_us`; else kInfiniteFuture (run now).
-int64_t AdaptiveWakeUs(int64_t items, int64_t newest_enqueue_us, int64_t limit_us, const BatchLoad& load,
-                       const DynamicBatcherOptions& options) {
+// kAdaptive's price of a batch of `items` (batch_policy.h), in microseconds; 0 when unknown.
+double CostUs(int64_t items, const BatchLoad& load, const DynamicBatcherOptions& options) {
+  if (items <= 0) return 0;
+  const int64_t padded = PaddedBatchItems(items, options);
+  const PlanCost* nearest = nullptr;
+  for (const PlanCost& plan : load.plan_costs) {
+    if (plan.run_us <= 0) continue;
+    if (plan.batch_size == padded) return static_cast<double>(plan.run_us);
+    if (nearest == nullptr || std::abs(plan.batch_size - padded) < std::abs(nearest->batch_size - padded)) {
+      nearest = &plan;
+    }
+  }
+  if (nearest != nullptr) {
+    return static_cast<double>(nearest->run_us) * static_cast<double>(padded) /
+           static_cast<double>(nearest->batch_size);
+  }
+  return static_cast<double>(std::max<int64_t>(load.item_run_us, 0)) * static_cast<double>(padded);
+}
+
+// What running `a` and `b` items together saves against running them apart; 0 when unknown.
+double GainUs(int64_t a, int64_t b, const BatchLoad& load, const DynamicBatcherOptions& options) {
+  return CostUs(a, load, options) + CostUs(b, load, options) - CostUs(a + b, load, options);
+}
+
+// kAdaptive's wait (batch_policy.h): kInfiniteFuture to run now.
+int64_t AdaptiveWakeUs(int64_t items, int64_t newest_enqueue_us, int64_t limit_us, int64_t now_us,
+                       const BatchLoad& load, const DynamicBatcherOptions& options) {
+  const int64_t room = options.max_batch_size - items;
+  if (load.items_coming > 0) {
+    const int64_t coming = std::min(load.items_coming, room);
+    if (GainUs(items, coming, load, options) > static_cast<double>(options.max_queue_delay_us)) return limit_us;
+  }
+  if (load.recent_batch_items > items) {
+    const int64_t missing = std::min(load.recent_batch_items, options.max_batch_size) - items;
+    if (GainUs(items, missing, load, options) > static_cast<double>(options.max_queue_delay_us)) return limit_us;
+  }
   if (load.item_run_us <= 0 || load.item_interval_us >= load.item_run_us) return Clock::kInfiniteFuture;
   int64_t target = options.max_batch_size;
   for (int64_t size : options.preferred_batch_sizes) {
     if (size > items && size < target) target = size;
   }
   const int64_t due_us = AddMicros(newest_enqueue_us, (target - items) * load.item_interval_us);
-  return due_us < limit_us ? due_us : Clock::kInfiniteFuture;
+  if (due_us >= limit_us) return Clock::kInfiniteFuture;
+  const bool pays = GainUs(items, target - items, load, options) > static_cast<double>(due_us - now_us);
+  return pays ? due_us : Clock::kInfiniteFuture;
 }
 
+// kAdaptive's size: how many of the candidate's tasks (`counts`: items of each, in FIFO order) to run.
+size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const BatchLoad& load,
+                        const DynamicBatcherOptions& options) {
+  constexpr double kWithin = 0.95;  // a longer prefix this close to the best rate is preferred
+  std::vector<double> rates(counts.size(), 0);
+  double best = 0;
+  int64_t items = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    items += counts[i];
+    const double cost = CostUs(items, load, options);
+    if (cost <= 0) return counts.size();  // no cost figure: the whole candidate
+    rates[i] = static_cast<double>(items) / cost;
+    best = std::max(best, rates[i]);
+  }
+  for (size_t i = counts.size(); i > 0; --i) {
+    if (rates[i - 1] >= kWithin * best) return i;
+  }
+  return counts.size();
+}
 }  // namespace
+
+int64_t PaddedBatchItems(int64_t items, const DynamicBatcherOptions& options) {
+  int64_t padded = options.max_batch_size;
+  for (int64_t size : options.preferred_batch_sizes) {
+    if (size >= items && size < padded) padded = size;
+  }
+  return padded;
+}
 
 BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us, bool flush,
                           const DynamicBatcherOptions& options, const BatchLoad& load) {
@@ -73,18 +135,21 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
   const bool full = items == max_items || count < live.size();
   if (options.policy == BatchingPolicy::kAdaptive) {
     const int64_t limit_us = std::min(delay_end_us, earliest_deadline_us);
-    int64_t wake_us = Clock::kInfiniteFuture;
-    if (!full && !flush) {
-      wake_us = load.items_coming > 0 ? limit_us : AdaptiveWakeUs(items, newest_enqueue_us, limit_us, load, options);
-    }
+    const int64_t wake_us = full || flush
+                                ? Clock::kInfiniteFuture
+                                : AdaptiveWakeUs(items, newest_enqueue_us, limit_us, now_us, load, options);
     if (wake_us != Clock::kInfiniteFuture && wake_us > now_us) {
       decision.action = BatchDecision::Action::kWait;
       decision.wake_at_us = wake_us;
       return decision;
     }
+    std::vector<int64_t> counts;
+    for (size_t i = 0; i < count; ++i) counts.push_back(queue[live[i]].num_items);
+    count = AdaptiveRunCount(counts, load, options);
     decision.action = BatchDecision::Action::kRun;
     decision.run.assign(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(count));
-    decision.batch_items = items;
+    decision.batch_items = 0;
+    for (size_t i = 0; i < count; ++i) decision.batch_items += counts[i];
     return decision;
   }
 

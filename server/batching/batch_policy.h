@@ -18,17 +18,27 @@
 //  5. Otherwise kWait until min(oldest live enqueue time + max_queue_delay_us, earliest live deadline), or until
 //     a new task arrives, whichever is first; then decide again.
 // Rules 4 and 5 are the kFixedDelay policy (the default). kAdaptive replaces them: the worker that decides is a
-// free instance, so it runs the candidate at once (work-conserving: under load, tasks gather while every
-// instance is busy and a freed one takes everything that fits) unless waiting is expected to pay. When the batch
-// is not full and flush is not set, it waits
-//   (a) while `load.items_coming` > 0 (requests for this model admitted and still being decoded: they are on
-//       their way), until min(oldest enqueue time + max_queue_delay_us, earliest live deadline), woken by each
-//       arrival to decide again; or else
+// free instance, so it runs at once (work-conserving: under load, tasks gather while every instance is busy and a
+// freed one takes what is there) unless waiting is expected to pay. It prices a batch of n items by what its plan
+// costs: the run time of the plan it is padded to (the smallest preferred size >= n, else max_batch_size; with
+// kAdaptive the preferred sizes are the compiled plans), from `load.plan_costs` (measured), else scaled linearly
+// from the nearest measured plan, else n * load.item_run_us, else unknown. Gain(a, b) = cost(a) + cost(b) -
+// cost(a + b): what running a and b items together saves. When the batch is not full and flush is not set, it
+// waits
+//   (a) while `load.items_coming` > 0 (requests for this model admitted and still being decoded: they are on their
+//       way) and Gain(S, the coming items that fit) exceeds max_queue_delay_us (the longest it would wait), until
+//       min(oldest enqueue time + max_queue_delay_us, earliest live deadline), woken by each arrival; or else
+//   (r) while S < `load.recent_batch_items` (recent batches were larger: clients in a closed loop send their next
+//       requests as their answers arrive, so they come in bursts the arrival rate does not see) and Gain(S, the
+//       missing items) exceeds max_queue_delay_us, until that same limit, woken by each arrival; or else
 //   (b) when `load` says items arrive faster than the instance serves them (item_interval_us < item_run_us) and,
 //       at that rate, the items missing to the next preferred size above the candidate (or max_batch_size) are
-//       due, counted from the newest live task's arrival, before that same limit: until they are due (if they do
-//       not come, the next decision after that time runs).
-// Otherwise it runs at once. Size: the whole candidate (a batch of a size without a plan is padded by the runner).
+//       due, counted from the newest live task's arrival, before that same limit, and Gain(S, the missing items)
+//       exceeds the wait until they are due: until then (if they do not come, the next decision after that runs).
+// Otherwise it runs now. Size: of the candidate's prefixes (task boundaries), the one with the most items per
+// unit of cost, the longest among those within 5% of the best; so a batch is not padded to a larger plan when a
+// smaller prefix plus the rest in the next batch costs less (the rest stays queued and runs next). Without any
+// cost figure, the whole candidate.
 // Thread-safety: a pure function.
 #ifndef CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
 #define CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
@@ -67,6 +77,12 @@ struct BatchDecision {
   std::vector<size_t> invalid;
 };
 
+// The measured run time of one compiled plan (a batch padded to batch_size items).
+struct PlanCost {
+  int64_t batch_size = 1;
+  int64_t run_us = 0;
+};
+
 // What the batcher measures of its traffic, for kAdaptive.
 struct BatchLoad {
   // Recent mean time between arriving items; kInfiniteFuture while unknown.
@@ -75,7 +91,14 @@ struct BatchLoad {
   int64_t item_run_us = 0;
   // Items of requests admitted for this model and not yet queued (waiting for or in decoding).
   int64_t items_coming = 0;
+  // Recent mean items per batch, rounded down (a moving average); 0 while unknown.
+  int64_t recent_batch_items = 0;
+  // Run time per plan size, ascending by batch_size, measured plans only (each > 0).
+  std::vector<PlanCost> plan_costs;
 };
+
+// The plan a batch of `items` runs on under kAdaptive: the smallest preferred size >= items, else max_batch_size.
+int64_t PaddedBatchItems(int64_t items, const DynamicBatcherOptions& options);
 
 // `queue` is in FIFO order (index 0 is the oldest). Only policy, max_batch_size, max_queue_delay_us and
 // preferred_batch_sizes of `options` are read.

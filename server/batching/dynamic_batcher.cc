@@ -50,6 +50,9 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const DynamicBa
     runners.push_back(std::move(*runner));
   }
   std::unique_ptr<DynamicBatcher> batcher(new DynamicBatcher(options, std::move(runners)));
+  for (const PlanCost& plan : batcher->runners_.front()->PlanCosts()) {
+    if (plan.batch_size >= 1 && plan.run_us > 0) batcher->plan_costs_.push_back(plan);
+  }
   for (std::unique_ptr<BatchRunner>& runner : batcher->runners_) {
     batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), runner.get());
   }
@@ -178,6 +181,20 @@ void DynamicBatcher::RecordCycleTime(int64_t cycle_us, int64_t items) {
       std::memory_order_relaxed);
 }
 
+void DynamicBatcher::RecordPlanCostLocked(int64_t items, int64_t run_us) {
+  if (items <= 0) return;
+  const int64_t padded = PaddedBatchItems(items, options_);
+  const auto at = std::lower_bound(plan_costs_.begin(), plan_costs_.end(), padded,
+                                   [](const PlanCost& plan, int64_t size) { return plan.batch_size < size; });
+  if (at != plan_costs_.end() && at->batch_size == padded) {
+    at->run_us = std::max<int64_t>(
+        1, MovingAverage(at->run_us * kNanosPerMicro, std::max<int64_t>(0, run_us) * kNanosPerMicro) /
+               kNanosPerMicro);
+  } else {
+    plan_costs_.insert(at, PlanCost{.batch_size = padded, .run_us = std::max<int64_t>(1, run_us)});
+  }
+}
+
 int64_t DynamicBatcher::item_work_ns() const {
   return std::max(item_service_ns(), item_cycle_ns_.load(std::memory_order_relaxed));
 }
@@ -281,7 +298,9 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
     }
     const BatchLoad load{.item_interval_us = item_interval_us_,
                          .item_run_us = item_service_ns() / kNanosPerMicro,
-                         .items_coming = incoming_items_ + decoding_items_};
+                         .items_coming = incoming_items_ + decoding_items_,
+                         .recent_batch_items = recent_batch_milli_ / 1000,
+                         .plan_costs = plan_costs_};
     const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
     const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
     if (decision.action != BatchDecision::Action::kRun && !drops) {
@@ -302,8 +321,10 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
     running_items_ += taken.batch_items;
     if (!queue_.empty()) work_cv_.notify_one();  // another worker may form the next batch meanwhile
     lock.unlock();
-    Process(runner, taken);
+    const int64_t run_us = Process(runner, taken);
     lock.lock();
+    if (run_us >= 0) RecordPlanCostLocked(taken.batch_items, run_us);
+    if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
     tasks_in_hand_ -= count;
     running_items_ -= taken.batch_items;
     if (shutting_down_) progress_cv_.notify_all();
@@ -348,7 +369,7 @@ DynamicBatcher::TakenTasks DynamicBatcher::TakeLocked(const BatchDecision& decis
   return taken;
 }
 
-void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
+int64_t DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
   Bump(counters_.tasks_cancelled, static_cast<int64_t>(taken.cancelled.size()));
   Bump(counters_.tasks_expired, static_cast<int64_t>(taken.expired.size()));
   Bump(counters_.tasks_invalid, static_cast<int64_t>(taken.invalid.size()));
@@ -356,7 +377,7 @@ void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
   FinishAll(taken.expired, DeadlineExceededError("deadline passed while queued"));
   FinishAll(taken.invalid, InvalidArgumentError("task item count outside [1, max_batch_size " +
                                                 std::to_string(options_.max_batch_size) + "]"));
-  if (taken.batch.empty()) return;
+  if (taken.batch.empty()) return -1;
 
   std::vector<Task*> batch;
   batch.reserve(taken.batch.size());
@@ -371,7 +392,8 @@ void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
   } catch (...) {
     overall = InternalError("batch runner threw a non-standard exception");
   }
-  if (overall.ok()) RecordServiceTime(clock_->NowMicros() - start_us, taken.batch_items);
+  const int64_t run_us = clock_->NowMicros() - start_us;
+  if (overall.ok()) RecordServiceTime(run_us, taken.batch_items);
   Bump(counters_.batches_run);
   Bump(counters_.items_run, taken.batch_items);
   Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);
@@ -381,6 +403,7 @@ void DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
     taken.batch[i]->Finish(std::move(status));
     taken.batch[i].reset();
   }
+  return overall.ok() ? run_us : -1;
 }
 
 }  // namespace cnnserve

@@ -49,6 +49,10 @@ class BatchRunner {
   // all OK on entry; set an entry to fail only that task. A non-OK return fails every task whose entry is still
   // OK. Blocks for the duration of the run.
   virtual Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) = 0;
+
+  // Run times this runner measured for its plans before serving (its warm-up), ascending by batch size; empty
+  // when it has none. The batcher starts its plan costs (BatchLoad::plan_costs) from the first runner's.
+  virtual std::vector<PlanCost> PlanCosts() const { return {}; }
 };
 
 // Makes the runner of worker `instance` (0 .. num_instances - 1); called num_instances times by Create, on the
@@ -174,8 +178,11 @@ class DynamicBatcher final : public Scheduler {
   void WorkerLoop(BatchRunner* runner);
   // Moves the tasks named by `decision` out of queue_. Requires mu_.
   TakenTasks TakeLocked(const BatchDecision& decision);
-  // Finishes the dropped tasks and runs the batch. Called without mu_.
-  void Process(BatchRunner* runner, TakenTasks& taken);
+  // Finishes the dropped tasks and runs the batch; the batch's run time, or -1 when none ran or it failed. Called
+  // without mu_.
+  int64_t Process(BatchRunner* runner, TakenTasks& taken);
+  // Folds a batch's run time into the cost of the plan it ran on (plan_costs_). Requires mu_.
+  void RecordPlanCostLocked(int64_t items, int64_t run_us);
   // DecideAdmission for `num_tasks` tasks of `items` items; OK or the refusal, counted. Requires mu_.
   Status AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us);
   // Folds one batch's run time into item_service_ns_.
@@ -206,6 +213,8 @@ class DynamicBatcher final : public Scheduler {
   int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now
   int64_t incoming_items_ = 0;               // guarded by mu_: items admitted and not yet scheduled (AddIncoming)
   int64_t decoding_items_ = 0;               // guarded by mu_: items being decoded for Schedule (AddDecoding)
+  int64_t recent_batch_milli_ = 0;           // guarded by mu_: moving average of items per batch, x 1000
+  std::vector<PlanCost> plan_costs_;         // guarded by mu_: ascending by batch size, measured plans only
   int64_t last_arrival_us_ = -1;             // guarded by mu_: when the newest task was scheduled; -1: none yet
   int64_t item_interval_us_ = Clock::kInfiniteFuture;  // guarded by mu_: moving average of the gap per item
   bool shutting_down_ = false;  // guarded by mu_: reject new tasks, run queued ones without delay

@@ -7,9 +7,9 @@
 // {1, each preferred size, max_batch_size} and runs a batch of n images on the smallest plan >= n, padding the
 // rows between n and the plan's size with zeros (their outputs are dropped). Padding costs the compute of the
 // padded rows only; the batcher forms batches of exactly the preferred sizes whenever it can, so under load most
-// batches need none. Warm-up compiles every plan of the instance and runs each once (zeros in, outputs ignored)
-// before the batcher starts, so no request pays for a compilation or for first-touch page faults; the server is
-// ready only after that (InferenceService::Ready).
+// batches need none. Warm-up compiles every plan of the instance and runs each twice (zeros in, outputs ignored;
+// the second run timed for the batcher's costs) before the batcher starts, so no request pays for a compilation or
+// for first-touch page faults; the server is ready only after that (InferenceService::Ready).
 //
 // Threads. An instance with several engine threads does its engine work (compile, warm-up, each batch's Run) on
 // the compute lane it was assigned (compute_lanes.h), its batcher worker waiting meanwhile; the time a batch waits
@@ -105,9 +105,10 @@ class InferTask final : public Task {
 class SessionBatchRunner final : public BatchRunner {
  public:
   // Creates the session, compiles a plan for each of `plan_sizes` (sorted, >= 1) and, with `warm_up`, runs each
-  // plan once. `stats` (may be null) receives every batch. With `lanes` (may be null: everything inline), an
-  // instance whose model runs on several threads compiles, warms up and runs on the lane it is assigned
-  // (compute_lanes.h). Errors: the engine's (a plan that cannot be compiled or run), naming the batch size.
+  // plan twice (the second timed: PlanCosts). `stats` (may be null) receives every batch. With `lanes` (may be
+  // null: everything inline), an instance whose model runs on several threads compiles, warms up and runs on the
+  // lane it is assigned (compute_lanes.h). Errors: the engine's (a plan that cannot be compiled or run), naming
+  // the batch size.
   static StatusOr<std::unique_ptr<SessionBatchRunner>> Create(std::shared_ptr<const Model> model,
                                                               std::vector<int64_t> plan_sizes, bool warm_up,
                                                               std::shared_ptr<BatchStatsRecorder> stats = nullptr,
@@ -119,6 +120,8 @@ class SessionBatchRunner final : public BatchRunner {
   Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override;
 
   const std::vector<int64_t>& plan_sizes() const { return plan_sizes_; }
+  // The timed warm-up run of each plan (empty without warm-up): the batcher's first plan costs.
+  std::vector<PlanCost> PlanCosts() const override { return plan_costs_; }
   // Batches run per padded size (index: the plan size), for tests and stats. Read on the worker thread or after
   // the batcher stopped.
   const std::vector<int64_t>& runs_by_plan_size() const { return runs_by_plan_size_; }
@@ -136,8 +139,9 @@ class SessionBatchRunner final : public BatchRunner {
   std::vector<int64_t> plan_sizes_;
   int64_t item_input_size_;
   int64_t item_output_size_;
-  Tensor batch_input_;   // max plan size x item input
-  Tensor batch_output_;  // max plan size x item output
+  Tensor batch_input_;                // max plan size x item input
+  Tensor batch_output_;               // max plan size x item output
+  std::vector<PlanCost> plan_costs_;  // set by Create's warm-up
   std::vector<int64_t> runs_by_plan_size_;
   std::shared_ptr<BatchStatsRecorder> stats_;
   std::shared_ptr<ComputeLane> lane_;  // null: inline

@@ -50,7 +50,18 @@ Policy P(int64_t max_batch_size, int64_t delay_us, std::vector<int64_t> preferre
 Policy A(int64_t max_batch_size, int64_t delay_us, std::vector<int64_t> plans, int64_t interval_us,
          int64_t run_us) {
   return Policy{max_batch_size, delay_us, std::move(plans), BatchingPolicy::kAdaptive,
-                BatchLoad{.item_interval_us = interval_us, .item_run_us = run_us}};
+                BatchLoad{.item_interval_us = interval_us,
+                          .item_run_us = run_us,
+                          .items_coming = 0,
+                          .recent_batch_items = 0,
+                          .plan_costs = {}}};
+}
+// The adaptive policy with plans 1 and 4 (max 8) whose measured run times are `costs`, no arrival figures.
+Policy C(std::vector<PlanCost> costs, int64_t items_coming = 0) {
+  Policy policy = A(8, 1000, {1, 4}, Clock::kInfiniteFuture, 0);
+  policy.load.plan_costs = std::move(costs);
+  policy.load.items_coming = items_coming;
+  return policy;
 }
 
 // Expected decision of one row: Idle(), Run(indices, items) or Wait(until), plus the drops.
@@ -169,30 +180,52 @@ std::vector<Row> Rows() {
   const int64_t kUnknown = kNever;
   add("AdaptiveIdleInstanceRunsATaskAtOnceWithoutLoadFigures", A(8, 1000, {1, 4}, kUnknown, 0), {T(1, 0)}, 0,
       Run({0}, 1));
+  // With item_run_us alone a plan costs in proportion to its size: 2 items padded to plan 4 cost as much as 4,
+  // so one runs on plan 1 and the other stays queued for the next batch.
   add("AdaptiveArrivalsSlowerThanServiceRunAtOnce", A(8, 1000, {1, 4}, 500, 100), {T(1, 0), T(1, 10)}, 10,
-      Run({0, 1}, 2));
+      Run({0}, 1));
   add("AdaptiveArrivalsAsFastAsServiceRunAtOnce", A(8, 1000, {1, 4}, 100, 100), {T(1, 0)}, 0, Run({0}, 1));
   // 2 queued, the next plan is 4: 2 more items due 2 x 10 us after the newest arrival (10).
   add("AdaptiveFastArrivalsWaitUntilTheNextPlanIsDue", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12,
       Wait(30));
-  add("AdaptiveRunsWhenTheItemsDueDidNotCome", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 30,
-      Run({0, 1}, 2));
+  add("AdaptiveRunsWhenTheItemsDueDidNotCome", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 30, Run({0}, 1));
   add("AdaptiveTargetsMaxBatchAboveTheLastPlan", A(8, 1000, {1, 4}, 10, 100), {T(5, 0)}, 0, Wait(30));
-  add("AdaptiveNeverWaitsPastTheDelay", A(8, 25, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12, Run({0, 1}, 2));
-  add("AdaptiveNeverWaitsPastADeadline", A(8, 1000, {1, 4}, 10, 100), {T(1, 0, 29), T(1, 10)}, 12,
-      Run({0, 1}, 2));
+  add("AdaptiveNeverWaitsPastTheDelay", A(8, 25, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12, Run({0}, 1));
+  add("AdaptiveNeverWaitsPastADeadline", A(8, 1000, {1, 4}, 10, 100), {T(1, 0, 29), T(1, 10)}, 12, Run({0}, 1));
+  // The items due would save less than the wait for them (plan 1 10 us, plan 4 12 us: 2 + 2 items apart cost 24,
+  // together 12, saving 12 us against 18 us of waiting).
+  Policy cheap_plans = A(8, 1000, {1, 4}, 10, 100);
+  cheap_plans.load.plan_costs = {{.batch_size = 1, .run_us = 10}, {.batch_size = 4, .run_us = 12}};
+  add("AdaptiveDoesNotWaitForItemsThatSaveLessThanTheWait", cheap_plans, {T(1, 0), T(1, 10)}, 12, Run({0, 1}, 2));
   add("AdaptiveFullBatchRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), Singles(8), 7, Run(Range(8), 8));
   add("AdaptiveBlockedBatchRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), {T(5, 0), T(4, 1)}, 1, Run({0}, 5));
   add("AdaptiveFlushRunsAtOnce", A(8, 1000, {1, 4}, 1, 100), {T(1, 0)}, 0, Run({0}, 1), kFlush);
-  // What gathered while every instance was busy goes in one batch, not cut to a plan-sized prefix.
-  add("AdaptiveTakesEverythingThatFits", A(8, 1000, {1, 4}, 500, 100), Singles(6), 500, Run(Range(6), 6));
-  // Items admitted and still being decoded are on their way: wait for them up to the delay or a deadline.
-  Policy coming = A(8, 1000, {1, 4}, kUnknown, 0);
-  coming.load.items_coming = 3;
+  // What gathered while every instance was busy: the prefix with the most items per unit of cost. Padding 6 to
+  // plan 8 is worth it when plan 8 costs little more than plan 4, not when it costs more than two batches of 4.
+  add("AdaptiveTakesEverythingWhenPaddingIsCheap", C({{1, 100}, {4, 150}, {8, 200}}), Singles(6), 500,
+      Run(Range(6), 6));
+  add("AdaptiveCutsAtAPlanWhenPaddingCostsMore", C({{1, 100}, {4, 200}, {8, 800}}), Singles(6), 500,
+      Run(Range(4), 4));
+  add("AdaptiveCutsAtAPlanWithLinearCosts", A(8, 1000, {1, 4}, 500, 100), Singles(6), 500, Run(Range(4), 4));
+  // Items admitted and still being decoded are on their way: wait for them up to the delay or a deadline, when
+  // running them together saves more than the delay (2 + 3 items: 2500 + 2500 apart, 3000 together).
+  Policy coming = C({{1, 1500}, {4, 2500}, {8, 3000}}, 3);
   add("AdaptiveWaitsForItemsBeingDecodedUntilTheDelay", coming, {T(1, 0), T(1, 10)}, 12, Wait(1000));
   add("AdaptiveWaitsForItemsBeingDecodedUntilADeadline", coming, {T(1, 0, 400), T(1, 10)}, 12, Wait(400));
   add("AdaptiveRunsWhenTheDelayEndsWithItemsStillComing", coming, {T(1, 0), T(1, 10)}, 1000, Run({0, 1}, 2));
   add("AdaptiveFullBatchDoesNotWaitForItemsComing", coming, Singles(8), 7, Run(Range(8), 8));
+  // Recent batches had 4 items (closed-loop clients come back in bursts): wait for the 2 missing ones while that
+  // saves more than the delay; run once there are as many; a cheap model does not wait.
+  Policy recent = C({{1, 1500}, {4, 2500}, {8, 3000}});
+  recent.load.recent_batch_items = 4;
+  add("AdaptiveWaitsForAsManyItemsAsRecentBatchesHad", recent, {T(1, 0), T(1, 10)}, 12, Wait(1000));
+  add("AdaptiveRunsOnceItHasAsManyAsRecentBatches", recent, Singles(4), 12, Run(Range(4), 4));
+  Policy recent_cheap = C({{1, 50}, {4, 80}, {8, 120}});
+  recent_cheap.load.recent_batch_items = 4;
+  add("AdaptiveCheapModelDoesNotWaitForRecentBatchSizes", recent_cheap, {T(1, 0), T(1, 10)}, 12, Run({0, 1}, 2));
+  // A cheap model does not wait for them: batching 2 + 3 saves 40 us, less than the 1000 us delay.
+  add("AdaptiveDoesNotWaitForItemsComingThatSaveLessThanTheDelay", C({{1, 50}, {4, 80}, {8, 120}}, 3),
+      {T(1, 0), T(1, 10)}, 12, Run({0, 1}, 2));
   add("AdaptiveDropsLikeFixed", A(8, 1000, {1, 4}, 500, 100), {T(1, 0, 3), Cancelled(1, 1), T(2, 2)}, 4,
       Run({2}, 2).Expired({0}).Cancelled({1}));
 
@@ -237,7 +270,14 @@ TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
     options.max_batch_size = 1 + next(8);
     options.max_queue_delay_us = next(3) * 50;
     options.policy = next(2) == 0 ? BatchingPolicy::kAdaptive : BatchingPolicy::kFixedDelay;
-    const BatchLoad load{.item_interval_us = next(4) == 0 ? kNever : next(40), .item_run_us = next(40)};
+    BatchLoad load{.item_interval_us = next(4) == 0 ? kNever : next(40),
+                   .item_run_us = next(40),
+                   .items_coming = next(3) == 0 ? next(4) : 0,
+                   .recent_batch_items = next(6),
+                   .plan_costs = {}};
+    if (options.max_batch_size > 1 && next(2) == 0) {
+      load.plan_costs = {{1, 1 + next(40)}, {options.max_batch_size, 1 + next(400)}};
+    }
     for (int p = next(3); p > 0; --p) options.preferred_batch_sizes.push_back(1 + next(options.max_batch_size));
     std::vector<QueuedTaskInfo> queue;
     for (int i = next(12); i > 0; --i) {

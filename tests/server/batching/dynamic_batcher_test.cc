@@ -123,6 +123,7 @@ struct RunLog {
   // Task ids whose entry the runner sets to INTERNAL, and an overall status to return.
   std::set<int> fail_ids;
   Status overall;
+  std::vector<PlanCost> plan_costs;  // what the runners report as measured before serving
 
   std::vector<BatchRecord> Batches() {
     std::lock_guard<std::mutex> guard(mu);
@@ -133,6 +134,8 @@ struct RunLog {
 class FakeRunner : public BatchRunner {
  public:
   FakeRunner(int instance, RunLog* log) : instance_(instance), log_(log) {}
+
+  std::vector<PlanCost> PlanCosts() const override { return log_->plan_costs; }
 
   Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override {
     BatchRecord record{instance_, {}, 0};
@@ -316,8 +319,9 @@ TEST_F(DynamicBatcherTest, RefusesATaskTheQueueWouldCarryPastItsDeadline) {
   tight->set_deadline_us(now + 6999);
   const Status refused = batcher->Schedule(tight);
   EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
-  EXPECT_NE(refused.message().find("overloaded: the 8 images ahead would take about 6 ms, past the deadline in 6 ms"),
-            std::string::npos)
+  EXPECT_NE(
+      refused.message().find("overloaded: the 8 images ahead would take about 6 ms, past the deadline in 6 ms"),
+      std::string::npos)
       << refused.ToString();
   ASSERT_NE(tight, nullptr);  // still ours
   EXPECT_EQ(batcher->CheckAdmission(1, 1, now + 6999).code(), StatusCode::kUnavailable);
@@ -371,6 +375,7 @@ TEST_F(DynamicBatcherTest, AdaptiveRunsAtOnceGathersWhileBusyAndWaitsOnlyForItem
   DynamicBatcherOptions options = Options(8, 1000000);
   options.policy = BatchingPolicy::kAdaptive;
   options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 1000}, {4, 1200}, {8, 1500}};  // batching pays: 4 items cost 1.2x one
   std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
   log_.gate.Close();
   Admit(*batcher, 0);

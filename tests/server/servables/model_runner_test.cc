@@ -104,6 +104,13 @@ TEST_F(SessionBatchRunnerTest, PadsToTheNextPlanAndSplitsTheOutputs) {
   StatusOr<std::unique_ptr<SessionBatchRunner>> runner = SessionBatchRunner::Create(model_, {4, 1}, true);
   ASSERT_TRUE(runner.ok()) << runner.status().ToString();
   EXPECT_EQ((*runner)->plan_sizes(), (std::vector<int64_t>{1, 4}));
+  // The warm-up timed each plan: the batcher's first costs.
+  const std::vector<PlanCost> costs = (*runner)->PlanCosts();
+  ASSERT_EQ(costs.size(), 2u);
+  EXPECT_EQ(costs[0].batch_size, 1);
+  EXPECT_EQ(costs[1].batch_size, 4);
+  EXPECT_GT(costs[0].run_us, 0);
+  EXPECT_GT(costs[1].run_us, 0);
 
   // Three images in two tasks (two requests) run as one batch padded to 4.
   std::unique_ptr<Request> a = MakeRequest(0, 1);
@@ -144,6 +151,12 @@ TEST_F(SessionBatchRunnerTest, PadsToTheNextPlanAndSplitsTheOutputs) {
   for (int64_t j = 5 * kClasses; j < 6 * kClasses; ++j) {
     EXPECT_TRUE(std::isnan(d->outputs[static_cast<size_t>(j)]));  // other images of the request are untouched
   }
+}
+
+TEST_F(SessionBatchRunnerTest, WithoutWarmUpThereAreNoPlanCosts) {
+  StatusOr<std::unique_ptr<SessionBatchRunner>> runner = SessionBatchRunner::Create(model_, {1, 4}, false);
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+  EXPECT_TRUE((*runner)->PlanCosts().empty());
 }
 
 TEST_F(SessionBatchRunnerTest, RecordsBatchStatistics) {
