@@ -2,8 +2,8 @@
 """Batching policy: adaptive (the default) against no batching and the fixed delay, same model, same run.
 
 For each model, three repositories are generated from its shipped configuration (config.pbtxt written, model.onnx
-symlinked, under BUILD/bench/repos): "fixed" (the shipped config: FIXED_DELAY, the default, Triton's rule with
-the shipped delay), "adaptive" (the same with `policy: ADAPTIVE`) and "none" (max_batch_size 0, no
+symlinked, under BUILD/bench/repos): "adaptive" (the shipped config with `policy: ADAPTIVE`, the default), "fixed"
+(the same with `policy: FIXED_DELAY`: Triton's rule with the shipped delay) and "none" (max_batch_size 0, no
 dynamic_batching: every request alone at batch 1). Rounds alternate the three (the order
 reversed every other round); each runs a fresh cnnserve on 127.0.0.1 and build/bin/cnnload's closed-loop sweep
 (one encoded image per request: Fashion-MNIST PNGs, or ImageNet-like JPEGs for the zoo models). Each cell is the
@@ -45,14 +45,14 @@ def shipped_config(name, zoo, work):
 
 
 def policy_config(config, policy):
-    """The shipped config for `policy`: as shipped (fixed delay), ADAPTIVE added, or without batching."""
+    """The shipped config for `policy`: with `policy: ADAPTIVE` (the default), `policy: FIXED_DELAY`, or without
+    batching."""
     if policy == "none":
         return without_batching(config)
     m = re.search(r"(?ms)^dynamic_batching\s*\{(.*?)^\}", config)
     block = m.group(1).strip() if m else ""
     block = re.sub(r"(?m)^\s*policy:.*$", "", block).strip()
-    if policy == "adaptive":
-        block += "\n  policy: ADAPTIVE"
+    block += "\n  policy: %s" % ("ADAPTIVE" if policy == "adaptive" else "FIXED_DELAY")
     return set_dynamic_batching(config, "  " + block)
 
 
@@ -62,8 +62,8 @@ def markdown(result):
                  result["command"], result["seconds"], result["rounds"]), ""]
     for model in result["models"]:
         runs = result["runs"][model]
-        lines.append("**%s**: requests/s and p50 ms by policy (fixed: the shipped config; adaptive: with "
-                     "`policy: ADAPTIVE`; none: max_batch_size 0)" % model)
+        lines.append("**%s**: requests/s and p50 ms by policy (the shipped config with `policy: ADAPTIVE`, the "
+                     "default, or `policy: FIXED_DELAY`; none: max_batch_size 0)" % model)
         lines.append("")
         lines.append("`%s`" % runs["adaptive"]["command"])
         lines.append("")

@@ -71,7 +71,7 @@ StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry&
   batcher_options.name = info.name;
   batcher_options.max_batch_size = info.max_batch_size;
   batcher_options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_us();
-  const bool fixed_delay = config.dynamic_batching().policy() != v1::DynamicBatching::ADAPTIVE;
+  const bool fixed_delay = config.dynamic_batching().policy() == v1::DynamicBatching::FIXED_DELAY;
   batcher_options.policy = fixed_delay ? BatchingPolicy::kFixedDelay : BatchingPolicy::kAdaptive;
   // Adaptive fills batches up to the compiled plans; the fixed delay runs at once at the configured sizes.
   batcher_options.preferred_batch_sizes = fixed_delay ? preferred : servable->plan_sizes_;

@@ -152,7 +152,10 @@ TEST(ModelRepositoryTest, ParseErrorsAreCollectedWithPositions) {
   StatusOr<v1::ModelConfig> adaptive = ParseModelConfig("dynamic_batching { policy: ADAPTIVE }", "m/config.pbtxt");
   ASSERT_TRUE(adaptive.ok()) << adaptive.status().ToString();
   EXPECT_EQ(adaptive->dynamic_batching().policy(), v1::DynamicBatching::ADAPTIVE);
-  EXPECT_EQ(v1::DynamicBatching().policy(), v1::DynamicBatching::FIXED_DELAY);  // the default
+  EXPECT_EQ(v1::DynamicBatching().policy(), v1::DynamicBatching::POLICY_DEFAULT);  // unset: adaptive
+  StatusOr<v1::ModelConfig> fixed = ParseModelConfig("dynamic_batching { policy: FIXED_DELAY }", "m/config.pbtxt");
+  ASSERT_TRUE(fixed.ok()) << fixed.status().ToString();
+  EXPECT_EQ(fixed->dynamic_batching().policy(), v1::DynamicBatching::FIXED_DELAY);
   StatusOr<v1::ModelConfig> bf16 = ParseModelConfig("precision: BF16", "m/config.pbtxt");
   ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
   EXPECT_EQ(bf16->precision(), v1::BF16);
