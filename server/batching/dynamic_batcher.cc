@@ -323,7 +323,9 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
     lock.unlock();
     const int64_t run_us = Process(runner, taken);
     lock.lock();
-    if (run_us >= 0) RecordPlanCostLocked(taken.batch_items, run_us);
+    // Only kAdaptive reads plan costs, and only there are the preferred sizes the compiled plans.
+    if (run_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
+      RecordPlanCostLocked(taken.batch_items, run_us);
     if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
     tasks_in_hand_ -= count;
     running_items_ -= taken.batch_items;
