@@ -17,7 +17,8 @@
 //     size, if any (this is "the largest preferred size <= available"); else the whole candidate.
 //  5. Otherwise kWait until min(oldest live enqueue time + max_queue_delay_us, earliest live deadline), or until
 //     a new task arrives, whichever is first; then decide again.
-// Rules 4 and 5 are the kFixedDelay policy (the default). kAdaptive replaces them: the worker that decides is a
+// Rules 4 and 5 are the kFixedDelay policy (DynamicBatcherOptions' default). kAdaptive (a model config's default)
+// replaces them: the worker that decides is a
 // free instance, so it runs at once (work-conserving: under load, tasks gather while every instance is busy and a
 // freed one takes what is there) unless waiting is expected to pay. It prices a batch of n items by what its plan
 // costs: the run time of the plan it is padded to (the smallest preferred size >= n, else max_batch_size; with

@@ -187,6 +187,8 @@ void DynamicBatcher::RecordPlanCostLocked(int64_t items, int64_t run_us) {
   const auto at = std::lower_bound(plan_costs_.begin(), plan_costs_.end(), padded,
                                    [](const PlanCost& plan, int64_t size) { return plan.batch_size < size; });
   if (at != plan_costs_.end() && at->batch_size == padded) {
+    // Averaged in nanoseconds: the moving average moves by (sample - old) / 8, which in microseconds would stall
+    // within 8 us of a cheap plan's cost.
     at->run_us = std::max<int64_t>(
         1, MovingAverage(at->run_us * kNanosPerMicro, std::max<int64_t>(0, run_us) * kNanosPerMicro) /
                kNanosPerMicro);

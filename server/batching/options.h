@@ -16,10 +16,12 @@ namespace cnnserve {
 // How a free instance decides between running what is queued and waiting for a fuller batch (batch_policy.h).
 enum class BatchingPolicy {
   kFixedDelay,  // Triton's: wait up to max_queue_delay_us for a preferred or full batch
-  kAdaptive,    // work-conserving: run at once unless items on their way or the arrival rate say wait
+  kAdaptive,    // work-conserving: run the cheapest batch per image now unless waiting saves more than it costs
 };
 
 struct DynamicBatcherOptions {
+  // kFixedDelay here (what the batcher's own tests assume); a model config without `policy` gets kAdaptive
+  // (ModelServable).
   BatchingPolicy policy = BatchingPolicy::kFixedDelay;
   // Most items (images) in one batch; a task with more is rejected by Schedule. >= 1.
   int64_t max_batch_size = 8;
