@@ -54,7 +54,9 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const DynamicBa
     if (plan.batch_size >= 1 && plan.run_us > 0) batcher->plan_costs_.push_back(plan);
   }
   for (std::unique_ptr<BatchRunner>& runner : batcher->runners_) {
-    batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), runner.get());
+    batcher->finishers_.push_back(std::make_unique<HandOffThread>("reply:" + options.name));
+    batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), runner.get(),
+                                   batcher->finishers_.back().get());
   }
   return batcher;
 }
@@ -242,6 +244,7 @@ Status DynamicBatcher::Drain(int64_t drain_deadline_us, const Status& leftover_s
   Bump(counters_.tasks_drain_failed, failed);
   FinishAll(leftover, leftover_status);
   for (std::thread& worker : workers_) worker.join();
+  finishers_.clear();  // each finishes the answers it holds
   Status result = failed == 0 ? OkStatus()
                               : DeadlineExceededError("drain deadline passed with " + std::to_string(failed) +
                                                       " queued tasks; they were finished with " +
@@ -276,7 +279,7 @@ DynamicBatcherStats DynamicBatcher::stats() const {
   return stats;
 }
 
-void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
+void DynamicBatcher::WorkerLoop(BatchRunner* runner, HandOffThread* finisher) {
   SetCurrentThreadName("batch:" + options_.name);
   std::vector<QueuedTaskInfo> snapshot;
   // The previous batch this worker took, for the cycle time: when it was taken, its items, and whether the
@@ -318,20 +321,33 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner) {
       previous_items = taken.batch_items;
       waited = false;
     }
-    const int64_t count = static_cast<int64_t>(taken.size());
-    tasks_in_hand_ += count;
+    const int64_t dropped = static_cast<int64_t>(taken.size() - taken.batch.size());
+    tasks_in_hand_ += static_cast<int64_t>(taken.size());
     running_items_ += taken.batch_items;
     if (!queue_.empty()) work_cv_.notify_one();  // another worker may form the next batch meanwhile
     lock.unlock();
-    const int64_t run_us = Process(runner, taken);
+    FinishDropped(taken);
+    RunOutcome outcome = Run(runner, taken);
     lock.lock();
     // Only kAdaptive reads plan costs, and only there are the preferred sizes the compiled plans.
-    if (run_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
-      RecordPlanCostLocked(taken.batch_items, run_us);
+    if (outcome.run_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
+      RecordPlanCostLocked(taken.batch_items, outcome.run_us);
     if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
-    tasks_in_hand_ -= count;
+    tasks_in_hand_ -= dropped;
     running_items_ -= taken.batch_items;
     if (shutting_down_) progress_cv_.notify_all();
+    if (taken.batch.empty()) continue;
+    // Tasks wait: the next batch runs while these answers are sent. Else the worker has nothing better to do and
+    // answers at once, saving the hand-off's wake-up.
+    const bool hand_off = options_.overlap_answers && !queue_.empty();
+    lock.unlock();
+    if (hand_off) {
+      auto held = std::make_shared<FinishedBatch>(FinishedBatch{std::move(taken.batch), std::move(outcome)});
+      finisher->Hand([this, held] { FinishBatch(held->tasks, held->outcome); });
+    } else {
+      FinishBatch(taken.batch, outcome);
+    }
+    lock.lock();
   }
 }
 
@@ -373,7 +389,7 @@ DynamicBatcher::TakenTasks DynamicBatcher::TakeLocked(const BatchDecision& decis
   return taken;
 }
 
-int64_t DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
+void DynamicBatcher::FinishDropped(TakenTasks& taken) {
   Bump(counters_.tasks_cancelled, static_cast<int64_t>(taken.cancelled.size()));
   Bump(counters_.tasks_expired, static_cast<int64_t>(taken.expired.size()));
   Bump(counters_.tasks_invalid, static_cast<int64_t>(taken.invalid.size()));
@@ -381,33 +397,43 @@ int64_t DynamicBatcher::Process(BatchRunner* runner, TakenTasks& taken) {
   FinishAll(taken.expired, DeadlineExceededError("deadline passed while queued"));
   FinishAll(taken.invalid, InvalidArgumentError("task item count outside [1, max_batch_size " +
                                                 std::to_string(options_.max_batch_size) + "]"));
-  if (taken.batch.empty()) return -1;
+}
 
+DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenTasks& taken) {
+  RunOutcome outcome;
+  if (taken.batch.empty()) return outcome;
   std::vector<Task*> batch;
   batch.reserve(taken.batch.size());
   for (const std::unique_ptr<Task>& task : taken.batch) batch.push_back(task.get());
-  std::vector<Status> statuses(batch.size());
-  Status overall;
+  outcome.statuses.resize(batch.size());
   const int64_t start_us = clock_->NowMicros();
   try {
-    overall = runner->RunBatch(batch, statuses);
+    outcome.overall = runner->RunBatch(batch, outcome.statuses);
   } catch (const std::exception& e) {
-    overall = InternalError(std::string("batch runner threw: ") + e.what());
+    outcome.overall = InternalError(std::string("batch runner threw: ") + e.what());
   } catch (...) {
-    overall = InternalError("batch runner threw a non-standard exception");
+    outcome.overall = InternalError("batch runner threw a non-standard exception");
   }
   const int64_t run_us = clock_->NowMicros() - start_us;
-  if (overall.ok()) RecordServiceTime(run_us, taken.batch_items);
+  if (outcome.overall.ok()) RecordServiceTime(run_us, taken.batch_items);
   Bump(counters_.batches_run);
   Bump(counters_.items_run, taken.batch_items);
   Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);
-  for (size_t i = 0; i < taken.batch.size(); ++i) {
-    Status status = statuses[i].ok() ? overall : std::move(statuses[i]);
+  if (outcome.overall.ok()) outcome.run_us = run_us;
+  return outcome;
+}
+
+void DynamicBatcher::FinishBatch(std::vector<std::unique_ptr<Task>>& tasks, RunOutcome& outcome) {
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    Status status = outcome.statuses[i].ok() ? outcome.overall : std::move(outcome.statuses[i]);
     Bump(status.ok() ? counters_.tasks_succeeded : counters_.tasks_failed);
-    taken.batch[i]->Finish(std::move(status));
-    taken.batch[i].reset();
+    tasks[i]->Finish(std::move(status));
+    tasks[i].reset();
   }
-  return overall.ok() ? run_us : -1;
+  std::lock_guard<std::mutex> lock(mu_);
+  tasks_in_hand_ -= static_cast<int64_t>(tasks.size());
+  tasks.clear();
+  if (shutting_down_) progress_cv_.notify_all();
 }
 
 }  // namespace cnnserve

@@ -13,6 +13,9 @@
 //
 // Threads: `num_instances` workers, each owning one BatchRunner made by the factory at Create (so each has its own
 // engine session and scratch). Runners run concurrently with each other, never concurrently with themselves.
+// Overlap (options.overlap_answers): when tasks wait as a batch ends, the worker hands the batch's tasks to its
+// own HandOffThread, which runs their callbacks (the answers: top-k, serialising, sending) while the worker runs
+// the next batch; it hands the next only once those are done. When nothing waits, the worker runs them itself.
 // Thread-safety: all public methods are thread-safe. Callbacks, runners and cancellation checks must not call
 // Shutdown or destroy the batcher.
 #ifndef CNNSERVE_SERVER_BATCHING_DYNAMIC_BATCHER_H_
@@ -32,6 +35,7 @@
 #include "engine/common/status.h"
 #include "server/batching/batch_policy.h"
 #include "server/batching/clock.h"
+#include "server/batching/hand_off_thread.h"
 #include "server/batching/options.h"
 #include "server/batching/scheduler.h"
 #include "server/batching/task.h"
@@ -126,10 +130,10 @@ class DynamicBatcher final : public Scheduler {
   int64_t item_service_ns() const { return item_service_ns_.load(std::memory_order_relaxed); }
   // What an item of queued work costs the queue, for admission: the larger of item_service_ns and the recent time
   // from one batch's start to the same worker's next, divided by the first batch's items, measured only when the
-  // worker took the next batch without waiting for work. The cycle adds what the run time leaves out: finishing
-  // the tasks (their callbacks run on the worker) and the time the worker is runnable but not running because
-  // the front end takes the cores (under overload on 2 cores: 0.75 of a core, so a queue estimated from run
-  // times alone held 1.3 s of real work at a 1 s bound).
+  // worker took the next batch without waiting for work. The cycle adds what the run time leaves out: waiting for
+  // the previous batch's answers to be sent (or sending them, without overlap_answers) and the time the worker is
+  // runnable but not running because the front end takes the cores (under overload on 2 cores: 0.75 of a core, so
+  // a queue estimated from run times alone held 1.3 s of real work at a 1 s bound).
   int64_t item_work_ns() const;
 
   int64_t QueueDepth() const override { return queue_depth_.load(std::memory_order_relaxed); }
@@ -175,12 +179,29 @@ class DynamicBatcher final : public Scheduler {
 
   DynamicBatcher(const DynamicBatcherOptions& options, std::vector<std::unique_ptr<BatchRunner>> runners);
 
-  void WorkerLoop(BatchRunner* runner);
+  // What running a batch gave: the runner's result, its per-task statuses, and its run time (-1: failed).
+  struct RunOutcome {
+    Status overall;
+    std::vector<Status> statuses;
+    int64_t run_us = -1;
+  };
+  // A batch that ran, handed to a worker's finisher with its outcome.
+  struct FinishedBatch {
+    std::vector<std::unique_ptr<Task>> tasks;
+    RunOutcome outcome;
+  };
+
+  // `finisher`: where this worker's answers go while it runs the next batch (overlap_answers).
+  void WorkerLoop(BatchRunner* runner, HandOffThread* finisher);
   // Moves the tasks named by `decision` out of queue_. Requires mu_.
   TakenTasks TakeLocked(const BatchDecision& decision);
-  // Finishes the dropped tasks and runs the batch; the batch's run time, or -1 when none ran or it failed. Called
-  // without mu_.
-  int64_t Process(BatchRunner* runner, TakenTasks& taken);
+  // Finishes the cancelled, expired and invalid tasks of `taken`. Called without mu_.
+  void FinishDropped(TakenTasks& taken);
+  // Runs the batch of `taken` (none: an outcome with run_us -1) and counts it. Called without mu_.
+  RunOutcome Run(BatchRunner* runner, const TakenTasks& taken);
+  // Finishes the batch's tasks with their statuses (the runner's, or the overall one), counts them and lets go of
+  // them (tasks_in_hand_). Called without mu_, on the worker or on its finisher.
+  void FinishBatch(std::vector<std::unique_ptr<Task>>& tasks, RunOutcome& outcome);
   // Folds a batch's run time into the cost of the plan it ran on (plan_costs_). Requires mu_.
   void RecordPlanCostLocked(int64_t items, int64_t run_us);
   // DecideAdmission for `num_tasks` tasks of `items` items; OK or the refusal, counted. Requires mu_.
@@ -199,6 +220,7 @@ class DynamicBatcher final : public Scheduler {
   Clock* const clock_;                                 // not owned
   std::vector<std::unique_ptr<BatchRunner>> runners_;  // runners_[i] is used only by workers_[i]
   std::vector<std::thread> workers_;
+  std::vector<std::unique_ptr<HandOffThread>> finishers_;  // finishers_[i] takes workers_[i]'s answers
   Counters counters_;
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> item_service_ns_{0};

@@ -36,6 +36,10 @@ struct DynamicBatcherOptions {
   int64_t max_queue_size = 1024;
   // Worker threads, each with its own BatchRunner (its own engine session). >= 1.
   int num_instances = 1;
+  // When tasks wait as a batch ends, its answers (the tasks' callbacks) go to a second thread per worker,
+  // "reply:<name>", and the worker runs the next batch meanwhile (at most one batch's answers wait there). When
+  // nothing waits, the worker answers itself. false: always the worker.
+  bool overlap_answers = true;
   // What the worker threads are called (SetCurrentThreadName: "batch:<name>"); the model's name.
   std::string name;
   // Source of time; not owned, must outlive the batcher. nullptr: Clock::Real().
