@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "engine/common/strings.h"
@@ -9,6 +10,12 @@
 #include "server/servables/preprocess_config.h"
 
 namespace cnnserve {
+
+bool OverlapPays(int engine_threads, int cpus) {
+  const int threads = engine_threads > 0 ? engine_threads : cpus;
+  return threads == 1 || threads < cpus;
+}
+
 namespace {
 
 // Everything about one Run that its tasks' callbacks need to answer it.
@@ -79,6 +86,9 @@ StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry&
                                        ? config.dynamic_batching().max_queue_size()
                                        : options.default_max_queue_size;
   batcher_options.num_instances = servable->num_instances_;
+  const int cpus = options.lanes != nullptr ? options.lanes->cpus()
+                                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  batcher_options.overlap_answers = null_model || OverlapPays(version.model->options().num_threads, cpus);
   const std::shared_ptr<const Model> engine_model = version.model;
   const std::vector<int64_t> plan_sizes = servable->plan_sizes_;
   const std::shared_ptr<BatchStatsRecorder> batch_stats = servable->batch_stats_;

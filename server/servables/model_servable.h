@@ -5,8 +5,9 @@
 // Run first asks the batcher whether it would take the request's tasks now (CheckAdmission) and refuses at once
 // when not (UNAVAILABLE queue full or overloaded, DEADLINE_EXCEEDED), before anything is decoded; then it turns
 // every item into the model's input on the calling thread (decode + preprocess for images, a copy for tensors;
-// the InferenceService calls Run from a decode worker when there are images to decode), splits the items into tasks of at most max_batch_size, hands them to the batcher and returns; the
-// last finishing task fills the result (raw output rows and their softmax) and calls `done` on a batcher thread.
+// the InferenceService calls Run from a decode worker when there are images to decode), splits the items into
+// tasks of at most max_batch_size, hands them to the batcher and returns; the last finishing task fills the result
+// (raw output rows and their softmax) and calls `done` on a batcher thread.
 //
 // Thread-safety: as Servable. Ownership: the servable owns its batcher; it keeps the engine Model alive.
 #ifndef CNNSERVE_SERVER_SERVABLES_MODEL_SERVABLE_H_
@@ -39,6 +40,13 @@ struct ModelServableOptions {
 // rows); null otherwise. ModelServable's batches then read them in place instead of from a copy (AlexNet, 32
 // images per request: 20 MB copied and 5,000 page faults less per request).
 const float* ContiguousTensorItems(const RunRequest& request, int64_t item_floats);
+
+// Whether a model instance whose runs use `engine_threads` threads (0: all `cpus`) should have its batch's answers
+// sent by a second thread while the next batch runs (DynamicBatcherOptions::overlap_answers): yes for one engine
+// thread (the answers slow that run by at most their own time) or when the run leaves a core free. Not when a
+// run's OpenMP threads fill every core: they meet at barriers, and a thread that takes a core from one of them
+// stalls them all.
+bool OverlapPays(int engine_threads, int cpus);
 
 class ModelServable final : public Servable {
  public:

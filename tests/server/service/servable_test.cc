@@ -241,6 +241,15 @@ TEST_F(ServableTest, RawPixelsGiveTheSameInputAsTheDecodedPng) {
   EXPECT_EQ(status.message(), "items[0]: raw pixels of 28x28x1 need 784 bytes, got 100");
 }
 
+TEST(OverlapPaysTest, OnlyWhenTheEngineRunLeavesACoreOrIsOneThread) {
+  EXPECT_TRUE(OverlapPays(1, 2));   // lenet5_fashion here: one engine thread, the answers take the other core
+  EXPECT_TRUE(OverlapPays(1, 1));   // one thread on one core: the answers cost their own time either way
+  EXPECT_TRUE(OverlapPays(2, 4));   // a core is left free
+  EXPECT_FALSE(OverlapPays(2, 2));  // OpenMP threads on every core: a third thread stalls their barriers
+  EXPECT_FALSE(OverlapPays(0, 2));  // 0: all cores
+  EXPECT_TRUE(OverlapPays(0, 1));   // all cores is one thread
+}
+
 TEST(ContiguousTensorItemsTest, OnlyBackToBackAlignedTensorsOfTheRightSize) {
   std::vector<float> buffer(4 * 3 + 1, 1.0f);
   const char* base = reinterpret_cast<const char*>(buffer.data());
