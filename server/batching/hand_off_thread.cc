@@ -26,11 +26,6 @@ void HandOffThread::Hand(std::function<void()> job) {
   job_cv_.notify_one();
 }
 
-bool HandOffThread::Idle() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return !job_ && !running_;
-}
-
 void HandOffThread::Loop() {
   SetCurrentThreadName(name_);
   std::unique_lock<std::mutex> lock(mu_);

@@ -4,7 +4,7 @@
 //
 // At most one job is held: Hand blocks while the previous job has not returned, which bounds what waits here to
 // one batch and keeps the jobs in the order they were handed. The thread starts with the first Hand.
-// Thread-safety: Hand and Idle may be called from any thread; jobs run on the hand-off thread, never concurrently
+// Thread-safety: Hand may be called from any thread; jobs run on the hand-off thread, never concurrently
 // with each other. Ownership: the destructor runs the job still held, then joins the thread. A job must not call
 // Hand or destroy this object.
 #ifndef CNNSERVE_SERVER_BATCHING_HAND_OFF_THREAD_H_
@@ -29,14 +29,12 @@ class HandOffThread {
   // Waits until the job handed before has returned, then gives `job` to the thread and returns without waiting
   // for it. `job` must not throw.
   void Hand(std::function<void()> job);
-  // Whether no job is held (none handed, or the last one has returned).
-  bool Idle() const;
 
  private:
   void Loop();
 
   const std::string name_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable job_cv_;   // the thread: a job arrived, or stop
   std::condition_variable done_cv_;  // Hand: the held job returned
   std::function<void()> job_;        // guarded by mu_: handed, not yet started; empty: none
