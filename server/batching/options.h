@@ -38,7 +38,8 @@ struct DynamicBatcherOptions {
   int num_instances = 1;
   // When tasks wait as a batch ends, its answers (the tasks' callbacks) go to a second thread per worker,
   // "reply:<name>", and the worker runs the next batch meanwhile (at most one batch's answers wait there). When
-  // nothing waits, the worker answers itself. false: always the worker.
+  // nothing waits, the worker answers itself. false: always the worker (ModelServable sets false where a run's
+  // OpenMP threads fill every core: OverlapPays in model_servable.h).
   bool overlap_answers = true;
   // What the worker threads are called (SetCurrentThreadName: "batch:<name>"); the model's name.
   std::string name;
