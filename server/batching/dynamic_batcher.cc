@@ -54,7 +54,8 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const DynamicBa
     if (plan.batch_size >= 1 && plan.run_us > 0) batcher->plan_costs_.push_back(plan);
   }
   for (std::unique_ptr<BatchRunner>& runner : batcher->runners_) {
-    batcher->finishers_.push_back(std::make_unique<HandOffThread>("reply:" + options.name));
+    batcher->finishers_.push_back(
+        options.overlap_answers ? std::make_unique<HandOffThread>("reply:" + options.name) : nullptr);
     batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), runner.get(),
                                    batcher->finishers_.back().get());
   }
@@ -339,7 +340,7 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner, HandOffThread* finisher) {
     if (taken.batch.empty()) continue;
     // Tasks wait: the next batch runs while these answers are sent. Else the worker has nothing better to do and
     // answers at once, saving the hand-off's wake-up.
-    const bool hand_off = options_.overlap_answers && !queue_.empty();
+    const bool hand_off = finisher != nullptr && !queue_.empty();
     lock.unlock();
     if (hand_off) {
       auto held = std::make_shared<FinishedBatch>(FinishedBatch{std::move(taken.batch), std::move(outcome)});

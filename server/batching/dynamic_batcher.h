@@ -191,7 +191,7 @@ class DynamicBatcher final : public Scheduler {
     RunOutcome outcome;
   };
 
-  // `finisher`: where this worker's answers go while it runs the next batch (overlap_answers).
+  // `finisher`: where this worker's answers go while it runs the next batch; null without overlap_answers.
   void WorkerLoop(BatchRunner* runner, HandOffThread* finisher);
   // Moves the tasks named by `decision` out of queue_. Requires mu_.
   TakenTasks TakeLocked(const BatchDecision& decision);
@@ -220,7 +220,7 @@ class DynamicBatcher final : public Scheduler {
   Clock* const clock_;                                 // not owned
   std::vector<std::unique_ptr<BatchRunner>> runners_;  // runners_[i] is used only by workers_[i]
   std::vector<std::thread> workers_;
-  std::vector<std::unique_ptr<HandOffThread>> finishers_;  // finishers_[i] takes workers_[i]'s answers
+  std::vector<std::unique_ptr<HandOffThread>> finishers_;  // finishers_[i]: workers_[i]'s answers (or null)
   Counters counters_;
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> item_service_ns_{0};
