@@ -54,7 +54,8 @@ test: deps build zoo
 	$(MAKE) --no-print-directory test-sanitize
 
 # The unit and integration tests once more under AddressSanitizer + UndefinedBehaviorSanitizer (the zoo parity
-# runs, big models through unchanged code paths, are left to the plain build).
+# runs, big models through unchanged code paths, are left to the plain build). Compiled at -Og, one CTest test per
+# GoogleTest executable (CMakeLists.txt, tests/CMakeLists.txt: both for CI's time); a failure names the case.
 SANITIZE_BUILD ?= build-sanitize
 test-sanitize: deps zoo
 	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNNSERVE_SANITIZE=ON \
