@@ -9,30 +9,16 @@
 #include <cstdlib>
 #include <string>
 
+#include "server/http/connection_stream.h"
+
 namespace cnnserve::http {
 namespace {
 
-// "ADDR" and port of a socket address (IPv4-mapped IPv6 addresses as IPv4, as cpp-httplib reports them).
-bool AddressOf(const sockaddr_storage& address, std::string* host, int* port) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (address.ss_family == AF_INET) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(address);
-    if (inet_ntop(AF_INET, &in.sin_addr, text, sizeof(text)) == nullptr) return false;
-    *port = ntohs(in.sin_port);
-  } else if (address.ss_family == AF_INET6) {
-    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
-    if (inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof(text)) == nullptr) return false;
-    *port = ntohs(in6.sin6_port);
-  } else {
-    return false;
-  }
-  *host = text;
-  return true;
-}
-
 bool SameAddress(const std::string& a, const std::string& b) {
   constexpr char kMapped[] = "::ffff:";
-  const auto plain = [&](const std::string& s) { return s.rfind(kMapped, 0) == 0 ? s.substr(sizeof(kMapped) - 1) : s; };
+  const auto plain = [&](const std::string& s) {
+    return s.rfind(kMapped, 0) == 0 ? s.substr(sizeof(kMapped) - 1) : s;
+  };
   return plain(a) == plain(b);
 }
 
@@ -46,10 +32,12 @@ bool IsConnection(int fd, const httplib::Request& request) {
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0) return false;
   std::string host;
   int port = -1;
-  if (!AddressOf(peer, &host, &port) || port != request.remote_port || !SameAddress(host, request.remote_addr)) {
+  if (!SocketAddressText(peer, &host, &port) || port != request.remote_port ||
+      !SameAddress(host, request.remote_addr)) {
     return false;
   }
-  return AddressOf(local, &host, &port) && port == request.local_port && SameAddress(host, request.local_addr);
+  return SocketAddressText(local, &host, &port) && port == request.local_port &&
+         SameAddress(host, request.local_addr);
 }
 
 int FindConnection(const httplib::Request& request) {

@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "engine/common/units.h"
+#include "server/http/bounded_server.h"
+#include "server/http/connection_stream.h"
 
 namespace cnnserve::http {
 namespace {
@@ -37,7 +39,8 @@ Status CheckOptions(const HttpServerOptions& o) {
   if (o.max_header_count < 1 || o.max_header_bytes < 1) {
     return InvalidArgumentError("HTTP max_header_count and max_header_bytes must be >= 1");
   }
-  if (o.tls_cert_file.empty() != o.tls_key_file.empty() || (!o.tls_client_ca_file.empty() && o.tls_cert_file.empty())) {
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty() ||
+      (!o.tls_client_ca_file.empty() && o.tls_cert_file.empty())) {
     return InvalidArgumentError("HTTP TLS needs both a certificate and a key file");
   }
   return OkStatus();
@@ -83,7 +86,8 @@ class HttpServer::Dispatcher {
     for (const Route& route : routes_) {
       if (!std::regex_match(req.path, match, route.path)) continue;
       if (route.method != method) {
-        if (allowed.find(route.method) == std::string::npos) allowed += (allowed.empty() ? "" : ", ") + route.method;
+        if (allowed.find(route.method) == std::string::npos)
+          allowed += (allowed.empty() ? "" : ", ") + route.method;
         continue;
       }
       if (!Authorized(req, route, reply)) return;
@@ -113,7 +117,8 @@ class HttpServer::Dispatcher {
     if (status.code() == StatusCode::kUnauthenticated) {
       reply->headers.emplace_back("WWW-Authenticate", kBearerChallenge);
     } else if (status.code() == StatusCode::kPermissionDenied) {
-      reply->headers.emplace_back("WWW-Authenticate", std::string(kBearerChallenge) + ", error=\"insufficient_scope\"");
+      reply->headers.emplace_back("WWW-Authenticate",
+                                  std::string(kBearerChallenge) + ", error=\"insufficient_scope\"");
     }
     spdlog::debug("HTTP {} {} from {}: {}", req.method, route.operation, req.remote_addr, status.ToString());
     return false;
@@ -139,11 +144,30 @@ std::string LibraryErrorMessage(int status, int64_t max_request_bytes) {
   }
 }
 
+// The most a request's head (request line and header block) may take on the wire: a request line with a target
+// up to cpp-httplib's 8 KiB (above it: 414), the fields the options allow with their ": " and CRLF, the empty
+// line.
+int64_t MaxHeadBytes(const HttpServerOptions& options) {
+  constexpr int64_t kRequestLineBytes = 9 * kBytesPerKiB;
+  constexpr int64_t kFieldSyntaxBytes = 4;
+  return kRequestLineBytes + options.max_header_bytes + options.max_header_count * kFieldSyntaxBytes + 2;
+}
+
 std::unique_ptr<httplib::Server> NewServer(const HttpServerOptions& options) {
-  if (options.tls_cert_file.empty()) return std::make_unique<httplib::Server>();
-  return std::make_unique<httplib::SSLServer>(
-      options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
+  const int64_t max_head_bytes = MaxHeadBytes(options);
+  if (options.tls_cert_file.empty()) return std::make_unique<BoundedServer<httplib::Server>>(max_head_bytes);
+  return std::make_unique<BoundedServer<httplib::SSLServer>>(
+      max_head_bytes, options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
       options.tls_client_ca_file.empty() ? nullptr : options.tls_client_ca_file.c_str());
+}
+
+// The answer to a request whose head ConnectionStream cut off (cpp-httplib made it a 400).
+void AnswerHeadTooLarge(int64_t max_head_bytes, httplib::Response* res) {
+  res->status = kRequestHeaderFieldsTooLarge;
+  res->set_header("Connection", "close");
+  res->set_content(
+      ErrorBody("the request line and header fields take more than " + std::to_string(max_head_bytes) + " bytes"),
+      kJsonContentType);
 }
 
 void Configure(const HttpServerOptions& options, httplib::Server* server) {
@@ -159,8 +183,13 @@ void Configure(const HttpServerOptions& options, httplib::Server* server) {
   server->set_tcp_nodelay(true);
   // Answers the library makes itself (413, 400 for a malformed request) get a JSON body too; a route's own error
   // already has one.
-  const httplib::Server::HandlerWithResponse on_error = [limit = options.max_request_bytes](
-                                                              const httplib::Request&, httplib::Response& res) {
+  const httplib::Server::HandlerWithResponse on_error = [limit = options.max_request_bytes,
+                                                         head = MaxHeadBytes(options)](const httplib::Request&,
+                                                                                       httplib::Response& res) {
+    if (HeadCutOff()) {
+      AnswerHeadTooLarge(head, &res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     res.set_content(ErrorBody(LibraryErrorMessage(res.status, limit)), kJsonContentType);
     return httplib::Server::HandlerResponse::Handled;
@@ -201,7 +230,8 @@ void Configure(const HttpServerOptions& options, httplib::Server* server) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options, std::vector<Route> routes,
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options,
+                                                         std::vector<Route> routes,
                                                          std::shared_ptr<const auth::Authorizer> authorizer) {
   if (Status s = CheckOptions(options); !s.ok()) return s;
   std::string host;

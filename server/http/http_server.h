@@ -10,11 +10,11 @@
 // half-closed client holds. A body above max_request_bytes is refused with 413 before it is read; a request line
 // or header line above 8 KiB with 414/400; more than max_header_count header fields, or more than
 // max_header_bytes of them (names and values), with 431 (and "Connection: close") before any route runs or the
-// body is read. cpp-httplib 0.11 has no limit of its own on the number of header lines: it reads the
-// whole header block before this check, so what one request can make it hold is bounded only by the read timeout
-// (a line that makes no progress) and not by these limits (measured: 2,000,000 header lines, 28 MB sent in 14 s,
-// took the server's RSS from 103 MB to 317 MB before the 431; Debian ships the library compiled, so its reading
-// cannot be hooked from here).
+// body is read. cpp-httplib 0.11 has no limit of its own on the number of header lines and reads the whole
+// header block before that check, so connections are read through ConnectionStream (bounded_server.h): a head
+// (request line and header block) above 9 KiB + max_header_bytes + 4 bytes per allowed field is cut off where it
+// crosses that, answered 431 and the connection closed (before it, 2,000,000 header lines, 28 MB sent in 14 s,
+// took the server's RSS from 103 MB to 317 MB).
 //
 // Inference routes: a "timeout" in microseconds (the KServe request's parameters.timeout, the native route's
 // query parameter; what Triton's HTTP clients send) becomes the request's deadline, and a client that closes its

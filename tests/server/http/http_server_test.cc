@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -19,8 +20,8 @@
 
 #include "server/auth/token_file.h"
 #include "server/http/client_connection.h"
-#include "server/servables/servable.h"  // SteadyNowMicros
 #include "server/http/static_files.h"
+#include "server/servables/servable.h"  // SteadyNowMicros
 
 namespace cnnserve::http {
 namespace {
@@ -71,8 +72,9 @@ void WatchClient(const httplib::Request& request) {
 
 std::vector<Route> TestRoutes() {
   std::vector<Route> routes;
-  routes.push_back({"GET", std::regex("/open"), "", [](const httplib::Request&, const std::vector<std::string>&,
-                                                       Reply* r) { r->body = R"({"open":true})"; }});
+  routes.push_back(
+      {"GET", std::regex("/open"), "",
+       [](const httplib::Request&, const std::vector<std::string>&, Reply* r) { r->body = R"({"open":true})"; }});
   routes.push_back({"GET", std::regex("/models/([^/]+)"), "/cnnserve.v1.Classifier/DescribeModel",
                     [](const httplib::Request&, const std::vector<std::string>& c, Reply* r) {
                       r->body = nlohmann::json({{"model", c[0]}}).dump();
@@ -81,10 +83,12 @@ std::vector<Route> TestRoutes() {
                     [](const httplib::Request& q, const std::vector<std::string>&, Reply* r) {
                       r->body = nlohmann::json({{"bytes", q.body.size()}}).dump();
                     }});
-  routes.push_back({"POST", std::regex("/fail"), "", [](const httplib::Request&, const std::vector<std::string>&,
-                                                        Reply* r) { SetError(NotFoundError("no \"x\"\n"), r); }});
-  routes.push_back({"GET", std::regex("/watch"), "", [](const httplib::Request& q, const std::vector<std::string>&,
-                                                         Reply*) { WatchClient(q); }});
+  routes.push_back(
+      {"POST", std::regex("/fail"), "", [](const httplib::Request&, const std::vector<std::string>&, Reply* r) {
+         SetError(NotFoundError("no \"x\"\n"), r);
+       }});
+  routes.push_back({"GET", std::regex("/watch"), "",
+                    [](const httplib::Request& q, const std::vector<std::string>&, Reply*) { WatchClient(q); }});
   return routes;
 }
 
@@ -189,8 +193,7 @@ TEST(HttpServer, BodyOverTheLimitIsRefusedBeforeItIsRead) {
   EXPECT_EQ(client.Post("/models/m/infer", std::string(1024, 'x'), "text/plain")->body, R"({"bytes":1024})");
   // Only the headers are sent: the answer comes without the body.
   const int fd = Connect(server->port());
-  const std::string head =
-      "POST /models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n";
+  const std::string head = "POST /models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n";
   ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
   bool closed = false;
   const std::string answer = ReadUntilClosed(fd, &closed);
@@ -225,7 +228,8 @@ TEST(HttpServer, TooManyOrTooLargeHeaderFieldsGet431) {
   const auto send_headers = [&](int count, size_t value_bytes) {
     const int fd = Connect(server->port());
     std::string head = "GET /open HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
-    for (int i = 0; i < count; ++i) head += "X-" + std::to_string(i) + ": " + std::string(value_bytes, 'v') + "\r\n";
+    for (int i = 0; i < count; ++i)
+      head += "X-" + std::to_string(i) + ": " + std::string(value_bytes, 'v') + "\r\n";
     head += "\r\n";
     EXPECT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
     bool closed = false;
@@ -239,10 +243,63 @@ TEST(HttpServer, TooManyOrTooLargeHeaderFieldsGet431) {
   EXPECT_EQ(many.rfind("HTTP/1.1 431", 0), 0u) << many.substr(0, 200);
   EXPECT_NE(many.find("the request has 5002 header fields"), std::string::npos) << many;
   EXPECT_NE(many.find("at most 100 fields of 65536 bytes"), std::string::npos) << many;
-  const std::string large = send_headers(20, 8000);  // 20 lines under the 8 KiB line limit, 160 KB together
+  // 20 lines under the 8 KiB line limit, 160 KB together: cut off where the head crosses its budget
+  // (9 KiB + 64 KiB + 4 bytes per allowed field), answered, and the socket closed with a FIN, not a reset.
+  const std::string large = send_headers(20, 8000);
   EXPECT_EQ(large.rfind("HTTP/1.1 431", 0), 0u) << large.substr(0, 200);
+  EXPECT_NE(large.find("the request line and header fields take more than 75154 bytes"), std::string::npos)
+      << large;
   EXPECT_LT(large.size(), 2048u) << "the answer is bounded";
   // The server goes on serving.
+  httplib::Client client("127.0.0.1", server->port());
+  EXPECT_EQ(client.Get("/open")->status, 200);
+}
+
+// VmRSS of this process (the server runs in it), in KiB.
+int64_t ResidentKiB() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// Sends `data` whole; false when the connection fails first.
+bool SendAll(int fd, const std::string& data) {
+  for (size_t done = 0; done < data.size();) {
+    const ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+TEST(HttpServer, AHeadThatNeverEndsIsCutOffWith431AndHoldsNoMemory) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  const int64_t rss_before_kib = ResidentKiB();
+  const int fd = Connect(server->port());
+  timeval timeout{kSocketWaitSeconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  // 64 MB of 1 KB header lines, unless the server stops reading first. Without the head budget cpp-httplib read
+  // them all into the request (2,000,000 shorter lines took 214 MB) before the 431.
+  constexpr size_t kOfferedBytes = size_t{64} << 20;
+  std::string block;
+  while (block.size() < (size_t{64} << 10)) block += "X-Fill: " + std::string(1000, 'v') + "\r\n";
+  size_t sent = 0;
+  std::thread sender([&] {
+    if (!SendAll(fd, "GET /open HTTP/1.1\r\nHost: x\r\n")) return;
+    while (sent < kOfferedBytes && SendAll(fd, block)) sent += block.size();
+  });
+  bool closed = false;
+  const std::string answer = ReadUntilClosed(fd, &closed);
+  sender.join();
+  close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 431", 0), 0u) << answer.substr(0, 200);
+  EXPECT_NE(answer.find("take more than 75154 bytes"), std::string::npos) << answer;
+  EXPECT_LT(sent, kOfferedBytes / 2) << "the server read on past the budget";
+  EXPECT_LT(ResidentKiB() - rss_before_kib, 16 * 1024) << "KiB held after the refusal";
   httplib::Client client("127.0.0.1", server->port());
   EXPECT_EQ(client.Get("/open")->status, 200);
 }
