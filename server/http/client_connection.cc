@@ -1,12 +1,10 @@
 #include "server/http/client_connection.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "server/http/connection_stream.h"
@@ -40,24 +38,10 @@ bool IsConnection(int fd, const httplib::Request& request) {
          SameAddress(host, request.local_addr);
 }
 
+// The socket of the connection this worker serves, when its addresses are the request's.
 int FindConnection(const httplib::Request& request) {
-  thread_local int last_fd = -1;  // a keep-alive connection is served by one worker thread
-  if (last_fd >= 0 && IsConnection(last_fd, request)) return last_fd;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int found = -1;
-  while (const dirent* entry = readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(entry->d_name, &end, 10);
-    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    if (IsConnection(static_cast<int>(fd), request)) {
-      found = static_cast<int>(fd);
-      break;
-    }
-  }
-  closedir(dir);
-  if (found >= 0) last_fd = found;
-  return found;
+  const int fd = CurrentConnectionSocket();
+  return fd >= 0 && IsConnection(fd, request) ? fd : -1;
 }
 
 }  // namespace

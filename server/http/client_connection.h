@@ -2,10 +2,9 @@
 // check (InferRequest::cancelled), so that a client that disconnects stops its inference as a gRPC client's
 // cancellation does.
 //
-// cpp-httplib 0.11 gives a handler neither the socket nor a "connection closed" callback, so the socket is found
-// by its addresses: the descriptor of this process whose local and peer address are the request's (local_addr,
-// local_port, remote_addr, remote_port), looked up once per request (the previous request's descriptor of the
-// same worker thread is tried first: a keep-alive connection is served by one worker). The check then polls it
+// cpp-httplib 0.11 gives a handler neither the socket nor a "connection closed" callback; the socket is the one
+// whose ConnectionStream the handler's thread serves (connection_stream.h), taken when its local and peer
+// addresses are the request's (local_addr, local_port, remote_addr, remote_port). The check then polls it
 // without waiting: the peer closed or shut down its side (POLLRDHUP, POLLHUP, POLLERR) means gone, as Go's
 // net/http cancels a request's context when its connection reads EOF. A client that half-closes after sending
 // its request therefore counts as gone. Where the socket cannot be found the check always says "connected".

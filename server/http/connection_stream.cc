@@ -14,10 +14,13 @@ namespace cnnserve::http {
 namespace {
 
 thread_local bool t_head_cut_off = false;
+thread_local int t_connection_socket = -1;
 
 }  // namespace
 
 bool HeadCutOff() { return t_head_cut_off; }
+
+int CurrentConnectionSocket() { return t_connection_socket; }
 
 bool WaitForSocket(int fd, short events, int64_t timeout_ms) {
   pollfd p{fd, events, 0};
@@ -47,7 +50,14 @@ bool SocketAddressText(const sockaddr_storage& address, std::string* host, int* 
 }
 
 ConnectionStream::ConnectionStream(int fd, SSL* ssl, StreamTimeouts timeouts, int64_t max_head_bytes)
-    : fd_(fd), ssl_(ssl), timeouts_(timeouts), max_head_bytes_(max_head_bytes) {}
+    : fd_(fd), ssl_(ssl), timeouts_(timeouts), max_head_bytes_(max_head_bytes) {
+  t_connection_socket = fd;
+}
+
+ConnectionStream::~ConnectionStream() {
+  t_connection_socket = -1;
+  t_head_cut_off = false;
+}
 
 void ConnectionStream::BeginRequest() {
   head_bytes_ = 0;

@@ -34,7 +34,11 @@ struct StreamTimeouts {
 class ConnectionStream final : public httplib::Stream {
  public:
   // `ssl` null: plain TCP on `fd`; otherwise TLS, after the handshake.
+  // The stream is this thread's connection (CurrentConnectionSocket) until it is destroyed.
   ConnectionStream(int fd, SSL* ssl, StreamTimeouts timeouts, int64_t max_head_bytes);
+  ~ConnectionStream() override;
+  ConnectionStream(const ConnectionStream&) = delete;
+  ConnectionStream& operator=(const ConnectionStream&) = delete;
 
   // A new request starts: its head gets the whole budget again.
   void BeginRequest();
@@ -79,6 +83,10 @@ class ConnectionStream final : public httplib::Stream {
 // True on the thread serving a connection while it answers a request whose head ConnectionStream cut off (set by
 // the failing read, cleared by BeginRequest): cpp-httplib's error handler runs on that thread with status 400.
 bool HeadCutOff();
+
+// The socket of the connection whose ConnectionStream lives on this thread (the worker serving it, so also inside
+// a route's handler), or -1.
+int CurrentConnectionSocket();
 
 // Waits at most `timeout_ms` for `events` (poll's POLLIN, POLLOUT) on `fd`; false on a timeout or an error.
 bool WaitForSocket(int fd, short events, int64_t timeout_ms);
