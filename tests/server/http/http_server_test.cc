@@ -304,6 +304,17 @@ TEST(HttpServer, AHeadThatNeverEndsIsCutOffWith431AndHoldsNoMemory) {
   EXPECT_EQ(client.Get("/open")->status, 200);
 }
 
+TEST(HttpServer, ShutdownDoesNotWaitForIdleKeepAliveConnections) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  httplib::Client client("127.0.0.1", server->port());
+  client.set_keep_alive(true);
+  ASSERT_EQ(client.Get("/open")->status, 200);  // the connection stays open, idle (keep-alive timeout 5 s)
+  const auto start = std::chrono::steady_clock::now();
+  server->Shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
 TEST(HttpServer, AClientThatDisconnectsIsSeenGone) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
