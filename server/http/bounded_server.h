@@ -8,6 +8,9 @@
 // protected process_request, which parses, routes and answers as before. TLS: the handshake on the SSLServer's
 // context (certificate, key, client CA as it loaded them), within the read timeout. A connection whose request
 // head was cut off is closed after the answer.
+//
+// Thread-safety and ownership: as cpp-httplib's Server; each accepted socket is served, and closed, by the worker
+// thread the library's task queue gives it (ServeConnection owns the socket and its SSL* until it returns).
 #ifndef CNNSERVE_SERVER_HTTP_BOUNDED_SERVER_H_
 #define CNNSERVE_SERVER_HTTP_BOUNDED_SERVER_H_
 

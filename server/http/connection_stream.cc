@@ -103,23 +103,20 @@ ssize_t ConnectionStream::Fill() {
   }
 }
 
-ssize_t ConnectionStream::Admit(const char* data, size_t size) {
-  if (!in_head_) return static_cast<ssize_t>(size);
-  for (size_t i = 0; i < size; ++i) {
+bool ConnectionStream::Admit(const char* data, size_t size) {
+  for (size_t i = 0; in_head_ && i < size; ++i) {
     if (++head_bytes_ > max_head_bytes_) {
       head_too_large_ = true;
       t_head_cut_off = true;
-      return -1;
+      return false;
     }
     const char c = data[i];
-    if (cr_at_line_start_ && c == '\n') {
-      in_head_ = false;  // the empty line: what follows is the body or the next request's concern
-      return static_cast<ssize_t>(size);
-    }
+    // The empty line ends the head: what follows is the body or the next request's concern.
+    in_head_ = !(cr_at_line_start_ && c == '\n');
     cr_at_line_start_ = at_line_start_ && c == '\r';
     at_line_start_ = c == '\n';
   }
-  return static_cast<ssize_t>(size);
+  return true;
 }
 
 ssize_t ConnectionStream::read(char* ptr, size_t size) {
@@ -129,8 +126,7 @@ ssize_t ConnectionStream::read(char* ptr, size_t size) {
     if (n <= 0) return n;
   }
   const size_t take = std::min(size, end_ - begin_);
-  const ssize_t admitted = Admit(buffer_.data() + begin_, take);
-  if (admitted < 0) return -1;
+  if (!Admit(buffer_.data() + begin_, take)) return -1;
   std::memcpy(ptr, buffer_.data() + begin_, take);
   begin_ += take;
   return static_cast<ssize_t>(take);

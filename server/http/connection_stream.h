@@ -61,9 +61,9 @@ class ConnectionStream final : public httplib::Stream {
   // Reads what the connection has into buffer_ (at most one wait of the read timeout): bytes read, 0 at the
   // peer's end, -1 on an error or a timeout.
   ssize_t Fill();
-  // Counts `size` bytes about to be handed out against the head budget: how many may be handed out (all of them
-  // once the head has ended), or -1 when the budget is spent before the head ends.
-  ssize_t Admit(const char* data, size_t size);
+  // Counts `size` bytes about to be handed out against the head budget (until the head ends); false when the
+  // budget is spent first.
+  bool Admit(const char* data, size_t size);
 
   const int fd_;
   SSL* const ssl_;
