@@ -74,6 +74,14 @@ constexpr int64_t kMaxCalibrationImages = 100000;
 
 using Clock = std::chrono::steady_clock;
 
+// bf16 and int8 plans convert the weights: they read them in place from the mapped file, which keeps the fp32
+// weights from being resident all at once (OnnxImportOptions::map_weights).
+OnnxImportOptions ImportFor(const ModelOptions& model) {
+  OnnxImportOptions options;
+  options.map_weights = model.precision != Precision::kFp32;
+  return options;
+}
+
 double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
@@ -203,7 +211,7 @@ Status PrintPlan(const std::shared_ptr<const Graph>& graph, const ModelOptions& 
 }
 
 int Inspect(const Args& args) {
-  auto graph = LoadOnnxGraph(args.positional[1]);
+  auto graph = LoadOnnxGraph(args.positional[1], ImportFor(args.model));
   if (!graph.ok()) {
     std::fprintf(stderr, "cnnbench: %s\n", graph.status().ToString().c_str());
     return kExitFailed;
@@ -233,7 +241,7 @@ Status Run(const Args& args) {
   const bool json = args.json;
 
   const auto t_load = Clock::now();
-  CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Graph> graph, LoadOnnxGraph(path));
+  CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Graph> graph, LoadOnnxGraph(path, ImportFor(options)));
   CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::Create(graph, options));
   const double load_ms = MsSince(t_load);
   std::unique_ptr<Session> session = model->NewSession();
@@ -319,7 +327,7 @@ int Verify(const Args& args) {
   if (!input.ok()) return fail(input.status());
   auto expect = ReadNpy(args.expect);
   if (!expect.ok()) return fail(expect.status());
-  auto graph = LoadOnnxGraph(args.positional[1]);
+  auto graph = LoadOnnxGraph(args.positional[1], ImportFor(args.model));
   if (!graph.ok()) return fail(graph.status());
   auto model = Model::Create(*graph, args.model);
   if (!model.ok()) return fail(model.status());

@@ -1,5 +1,9 @@
 #include "engine/tensor/tensor.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -30,8 +34,8 @@ Status ValidateDims(const Dims& dims, int64_t max_elements) {
   int64_t n = 1;
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] <= 0) {
-      return InvalidArgumentError("dimension " + std::to_string(i) + " of shape [" + DimsToString(dims) +
-                                  "] is " + std::to_string(dims[i]) + "; every dimension must be positive");
+      return InvalidArgumentError("dimension " + std::to_string(i) + " of shape [" + DimsToString(dims) + "] is " +
+                                  std::to_string(dims[i]) + "; every dimension must be positive");
     }
     if (n > max_elements / dims[i]) {
       return ResourceExhaustedError("shape [" + DimsToString(dims) + "] has more than " +
@@ -42,7 +46,17 @@ Status ValidateDims(const Dims& dims, int64_t max_elements) {
   return OkStatus();
 }
 
-void Tensor::AlignedFree::operator()(float* p) const { std::free(p); }
+void DropMappedPages(const void* data, size_t bytes) {
+  static const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + page - 1) / page * page;  // whole pages only: neighbours may share the edges
+  const uintptr_t last = (begin + bytes) / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+void Tensor::AlignedFree::operator()(float* p) const {
+  if (owned) std::free(p);
+}
 
 Tensor::Tensor(Dims dims) : dims_(std::move(dims)), size_(NumElements(dims_)) {
   size_t bytes = static_cast<size_t>(size_) * sizeof(float);
@@ -63,6 +77,22 @@ StatusOr<Tensor> Tensor::FromVector(Dims dims, const std::vector<float>& values)
   Tensor t(std::move(dims));
   if (!values.empty()) std::memcpy(t.data(), values.data(), values.size() * sizeof(float));
   return t;
+}
+
+std::shared_ptr<const Tensor> Tensor::View(Dims dims, const float* data, std::shared_ptr<const void> mapping) {
+  auto view = std::make_shared<Tensor>();
+  view->dims_ = std::move(dims);
+  view->size_ = NumElements(view->dims_);
+  view->data_ = std::unique_ptr<float[], AlignedFree>(const_cast<float*>(data), AlignedFree{false});
+  view->mapping_ = std::move(mapping);
+  return view;
+}
+
+void Tensor::ReleasePages(int64_t begin, int64_t end) const {
+  if (!is_view()) return;
+  begin = std::clamp<int64_t>(begin, 0, size_);
+  end = std::clamp<int64_t>(end, begin, size_);
+  DropMappedPages(data() + begin, static_cast<size_t>(end - begin) * sizeof(float));
 }
 
 Tensor Tensor::Clone() const {

@@ -39,6 +39,8 @@ class FileBytes {
                               : reinterpret_cast<const uint8_t*>(buffer_.data());
   }
   size_t size() const { return size_; }
+  // True when data() is a read-only mapping of the file (not a copy read into memory).
+  bool mapped() const { return mapped_ != nullptr; }
 
  private:
   Status ReadFd(int fd, const std::string& path, int64_t max_bytes);

@@ -332,8 +332,9 @@ Status GraphImporter::AddConstants() {
     }
     const bool is_initializer = initializers_.count(name) != 0 && constant_outputs_.count(name) == 0;
     const std::string label = (is_initializer ? "initializer " : "constant ") + Quote(name);
-    CNN_ASSIGN_OR_RETURN(Tensor tensor, FloatTensorFromProto(source->proto, label, /*release=*/true, external_));
-    def_.constants.emplace(name, std::make_shared<const Tensor>(std::move(tensor)));
+    CNN_ASSIGN_OR_RETURN(std::shared_ptr<const Tensor> tensor,
+                         FloatConstantFromProto(source->proto, label, external_));
+    def_.constants.emplace(name, std::move(tensor));
   }
   return OkStatus();
 }

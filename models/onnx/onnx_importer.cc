@@ -59,10 +59,12 @@ int64_t ClampFileLimit(int64_t max_file_bytes) { return std::min(max_file_bytes,
 }  // namespace
 
 StatusOr<GraphDef> ImportOnnxFile(const std::string& path, const OnnxImportOptions& options) {
-  FileBytes file;
+  auto mapped = std::make_shared<FileBytes>();
+  FileBytes& file = *mapped;
   CNN_RETURN_IF_ERROR(file.Open(path, ClampFileLimit(options.max_file_bytes)));
   // The big weights stay in the mapped file: the proto is parsed without them and each is copied straight into
-  // its tensor, so loading peaks at about one copy of the weights instead of two or three.
+  // its tensor (or, with map_weights, viewed where it lies), so loading peaks at about one copy of the weights
+  // instead of two or three.
   std::vector<onnx_import::RawSlice> slices;
   std::optional<std::string> stripped = onnx_import::StripInitializerData(file.data(), file.size(), &slices);
   onnx::ModelProto model;
@@ -74,13 +76,15 @@ StatusOr<GraphDef> ImportOnnxFile(const std::string& path, const OnnxImportOptio
       ParseModel(reinterpret_cast<const uint8_t*>(stripped->data()), stripped->size(), path, &model));
   stripped.reset();
   ExternalRawData external;
+  if (options.map_weights && file.mapped()) external.mapping = mapped;
   const auto& initializers = model.graph().initializer();
   for (const onnx_import::RawSlice& slice : slices) {
     if (slice.initializer >= initializers.size()) {
       return InternalError(path + ": initializer index " + std::to_string(slice.initializer) + " out of range");
     }
-    external.emplace(&initializers.Get(slice.initializer),
-                     std::string_view(reinterpret_cast<const char*>(file.data()) + slice.offset, slice.size));
+    external.slices.emplace(
+        &initializers.Get(slice.initializer),
+        std::string_view(reinterpret_cast<const char*>(file.data()) + slice.offset, slice.size));
   }
   return ImportModel(&model, path, options, &external);
 }

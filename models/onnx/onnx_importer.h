@@ -56,6 +56,12 @@ struct OnnxImportOptions {
   // Files larger than this are rejected with RESOURCE_EXHAUSTED before being read. Values above
   // kMaxOnnxProtoBytes are clamped to it.
   int64_t max_file_bytes = kMaxOnnxProtoBytes;
+  // ImportOnnxFile only: large FLOAT initializers (64 KiB and more) whose bytes lie 4-byte aligned in the file
+  // become read-only views of the memory-mapped file (Tensor::View) instead of copies. Backends that convert
+  // the weights (int8, bf16) then drop the file's pages once converted, so the fp32 weights never need to be
+  // resident all at once. The file stays mapped while any view lives: it must be replaced by a rename (a new
+  // file), never rewritten in place. models/zoo/align_onnx.py aligns every initializer of a file.
+  bool map_weights = false;
 };
 
 // Reads and converts the ONNX model at `path`. The file is memory-mapped, not copied; peak memory is about the

@@ -1,8 +1,6 @@
 #include "models/onnx/onnx_tensor.h"
 
 #include <google/protobuf/repeated_field.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -77,16 +75,11 @@ Status CheckFieldSize(int64_t have, int64_t count, const char* field, const Dims
 // the file and the weights are never resident together.
 void CopyMappedFloats(std::string_view raw, int64_t count, float* dst) {
   constexpr size_t kChunkBytes = 16 << 20;
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t total = static_cast<size_t>(count) * sizeof(float);
   for (size_t done = 0; done < total; done += kChunkBytes) {
     const size_t n = std::min(kChunkBytes, total - done);
     std::memcpy(reinterpret_cast<char*>(dst) + done, raw.data() + done, n);
-    // Whole pages inside this chunk only: the neighbouring tensors may share the boundary pages.
-    const auto begin = reinterpret_cast<uintptr_t>(raw.data() + done);
-    const uintptr_t first = (begin + page - 1) / page * page;
-    const uintptr_t last = (begin + n) / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    DropMappedPages(raw.data() + done, n);
   }
   if constexpr (std::endian::native == std::endian::big) {
     for (int64_t i = 0; i < count; ++i) {
@@ -101,8 +94,8 @@ void CopyMappedFloats(std::string_view raw, int64_t count, float* dst) {
 StatusOr<Tensor> FloatTensorFromProto(onnx::TensorProto* proto, const std::string& label, bool release,
                                       const ExternalRawData* external) {
   if (external != nullptr) {
-    auto it = external->find(proto);
-    if (it != external->end()) {
+    auto it = external->slices.find(proto);
+    if (it != external->slices.end()) {
       // StripInitializerData only cuts the raw_data of FLOAT tensors stored in the file.
       CNN_ASSIGN_OR_RETURN(Dims dims, TensorDims(*proto, label));
       const int64_t count = NumElements(dims);
@@ -137,6 +130,22 @@ StatusOr<Tensor> FloatTensorFromProto(onnx::TensorProto* proto, const std::strin
     if (release) google::protobuf::RepeatedField<float>().Swap(proto->mutable_float_data());
   }
   return tensor;
+}
+
+StatusOr<std::shared_ptr<const Tensor>> FloatConstantFromProto(onnx::TensorProto* proto, const std::string& label,
+                                                               const ExternalRawData* external) {
+  if (external != nullptr && external->mapping != nullptr && std::endian::native == std::endian::little) {
+    auto it = external->slices.find(proto);
+    if (it != external->slices.end() && reinterpret_cast<uintptr_t>(it->second.data()) % alignof(float) == 0) {
+      CNN_ASSIGN_OR_RETURN(Dims dims, TensorDims(*proto, label));
+      const size_t want = static_cast<size_t>(NumElements(dims)) * sizeof(float);
+      if (it->second.size() == want) {
+        return Tensor::View(std::move(dims), reinterpret_cast<const float*>(it->second.data()), external->mapping);
+      }  // else the copy below reports the size mismatch
+    }
+  }
+  CNN_ASSIGN_OR_RETURN(Tensor tensor, FloatTensorFromProto(proto, label, /*release=*/true, external));
+  return std::make_shared<const Tensor>(std::move(tensor));
 }
 
 StatusOr<std::vector<int64_t>> Int64VectorFromProto(const onnx::TensorProto& proto, const std::string& label) {

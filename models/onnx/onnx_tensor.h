@@ -15,6 +15,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -27,12 +28,22 @@ namespace cnnserve::onnx_import {
 
 // Raw data of initializers left in the (memory-mapped) file instead of copied into the parsed proto: see
 // StripInitializerData. Keyed by the TensorProto whose raw_data field was cut out.
-using ExternalRawData = std::unordered_map<const onnx::TensorProto*, std::string_view>;
+struct ExternalRawData {
+  std::unordered_map<const onnx::TensorProto*, std::string_view> slices;
+  // The mapped file the slices lie in when constants may be views of it (OnnxImportOptions::map_weights);
+  // null: every tensor is copied out of it.
+  std::shared_ptr<const void> mapping;
+};
 
 // Converts a FLOAT TensorProto. When `release` is set, the proto's data is freed as soon as it is copied so that
 // a large model is never held twice in memory. `external` (may be null) holds raw data kept outside the proto.
 StatusOr<Tensor> FloatTensorFromProto(onnx::TensorProto* proto, const std::string& label, bool release,
                                       const ExternalRawData* external = nullptr);
+
+// As FloatTensorFromProto, shared: a read-only view of the mapped file (Tensor::View, no copy) when the raw data
+// lies in `external`'s mapping at a 4-byte aligned address on a little-endian machine, a copy otherwise.
+StatusOr<std::shared_ptr<const Tensor>> FloatConstantFromProto(onnx::TensorProto* proto, const std::string& label,
+                                                               const ExternalRawData* external);
 
 // The values of an INT64 tensor of rank 0 or 1.
 StatusOr<std::vector<int64_t>> Int64VectorFromProto(const onnx::TensorProto& proto, const std::string& label);

@@ -167,7 +167,11 @@ void LoadVersion(const ModelEntry& entry, const ModelRepositoryOptions& options,
     version.reason = version.model_path + ": missing (every version folder needs a " + kModelFileName + ")";
     return;
   }
-  StatusOr<std::shared_ptr<const Graph>> graph = LoadOnnxGraph(version.model_path);
+  // BF16 and INT8 plans convert the weights: read them in place from the mapped file, so that the fp32 weights
+  // are never resident all at once (OnnxImportOptions::map_weights).
+  OnnxImportOptions import;
+  import.map_weights = entry.config.precision() == v1::BF16 || entry.config.precision() == v1::INT8;
+  StatusOr<std::shared_ptr<const Graph>> graph = LoadOnnxGraph(version.model_path, import);
   if (!graph.ok()) {
     version.reason = graph.status().message();
     if (version.reason.find(version.model_path) == std::string::npos) {

@@ -8,7 +8,8 @@ input/output tensors for the C++ engine's parity tests.
 
 Files written per model NAME (see README.md):
     DIR/NAME.onnx                 the model (input "input" Nx C x H x W float32,
-                                  output "logits" Nx num_classes, N dynamic)
+                                  output "logits" Nx num_classes, N dynamic;
+                                  large weights 64-byte aligned, align_onnx.py)
     DIR/NAME.labels.txt           one class label per line
     DIR/NAME.json                 metadata sidecar (written last)
     DIR/NAME.b<B>.input.npy       reference input,  float32 B x C x H x W
@@ -37,6 +38,7 @@ import torch.nn as nn
 sys.dont_write_bytecode = True          # keep models/zoo/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import architectures as arch  # noqa: E402
+import align_onnx  # noqa: E402
 
 BIAS_RANGE = 0.05
 INPUT_NAME = "input"
@@ -67,7 +69,7 @@ def zoo_version():
     """Hash of the zoo's generator sources: any change re-exports."""
     h = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
-    for fn in ("architectures.py", "export.py"):
+    for fn in ("architectures.py", "export.py", "align_onnx.py"):
         with open(os.path.join(here, fn), "rb") as f:
             h.update(f.read())
     h.update(torch.__version__.encode())
@@ -394,7 +396,7 @@ def main(argv=None):
             model = make_model(name, a.seed, a.weights)
             params = arch.count_params(model)
             proto = export_onnx(model, info, a.opset)
-            data = proto.SerializeToString()
+            data = align_onnx.align(proto)  # weights 64-byte aligned: bf16/int8 plans read them in place
             del proto
             atomic_write_bytes(onnx_path, data)
             del data

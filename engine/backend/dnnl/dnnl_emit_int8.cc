@@ -73,9 +73,15 @@ const std::vector<float>& PlanBuilder::WeightScales(const LoweredOp& op, int64_t
     const int64_t per_channel = total / out_channels;
     std::vector<float> largest(out_channels, 0.0f);
     // Conv [O, ...] and Fc [N, K] hold a channel's weights together; Fc stored as [K, N] interleaves them.
-    for (int64_t i = 0; i < total; ++i) {
-      const int64_t oc = op.weights_kn ? i % out_channels : i / per_channel;
-      largest[oc] = std::max(largest[oc], std::fabs(w[i]));
+    // A mapped file's pages are dropped as they are read (the reorder reads them again, one slice at a time).
+    constexpr int64_t kBlock = int64_t{4} << 20;
+    for (int64_t begin = 0; begin < total; begin += kBlock) {
+      const int64_t end = std::min(total, begin + kBlock);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t oc = op.weights_kn ? i % out_channels : i / per_channel;
+        largest[oc] = std::max(largest[oc], std::fabs(w[i]));
+      }
+      if (const Tensor* view = op.weights_view()) view->ReleasePages(begin, end);
     }
     std::vector<float> scales(out_channels);
     for (int64_t oc = 0; oc < out_channels; ++oc) scales[oc] = largest[oc] > 0.0f ? 127.0f / largest[oc] : 1.0f;
@@ -126,8 +132,9 @@ StatusOr<PlanBuilder::MemRef> PlanBuilder::AddInt8Step(const LoweredOp& op, cons
                                                        const Int8Operands& operands) {
   CNN_ASSIGN_OR_RETURN(const MemRef src, GetAs(operands.src_value, src_md));
   if (src.scale != operands.src_scale) return InternalError("node '" + op.name + "': int8 source scale changed");
-  const memory weights = model_->QuantizedWeights(op.name + "#s8", operands.user_weights, op.weights_data(),
-                                                  weights_md, weight_scales, operands.weights_scale_mask);
+  const memory weights =
+      model_->QuantizedWeights(op.name + "#s8", operands.user_weights, op.weights_data(), weights_md,
+                               weight_scales, operands.weights_scale_mask, op.weights_view());
   std::vector<std::pair<int, MemRef>> args = {
       {DNNL_ARG_SRC, src},
       {DNNL_ARG_WEIGHTS, MemRef{NewBuffer(BufKind::kConst, 0, weights.get_data_handle()), weights_md}}};

@@ -170,8 +170,7 @@ class Lowerer {
     if (src_dims.size() < 3 || src_dims.size() > 5 || weights->rank() != static_cast<int64_t>(src_dims.size())) {
       return Unsupported(node, "Conv of rank " + std::to_string(src_dims.size()));
     }
-    op.weights = weights->data();
-    op.weights_dims = weights->dims();
+    SetWeights(op, *weights);
     const int64_t out_channels = op.weights_dims[0];
     if (node.inputs.size() > 2 && !node.inputs[2].empty()) {
       const Tensor* bias = graph_.constant(node.inputs[2]);
@@ -198,8 +197,7 @@ class Lowerer {
     const bool c_is_bias = c_name.empty() || (c != nullptr && IsPerChannel(c->dims(), 2, 1, n));
     if (b != nullptr && !attrs->trans_a && !graph_.is_constant(op.src) && c_is_bias) {
       op.kind = LoweredKind::kFc;
-      op.weights = b->data();
-      op.weights_dims = b->dims();
+      SetWeights(op, *b);
       op.weights_kn = !attrs->trans_b;
       if (attrs->alpha != 1.0f) {
         op.owned_weights.assign(b->data(), b->data() + b->size());
@@ -217,8 +215,7 @@ class Lowerer {
     op.trans_a = attrs->trans_a;
     op.trans_b = attrs->trans_b;
     if (b != nullptr) {
-      op.weights = b->data();
-      op.weights_dims = b->dims();
+      SetWeights(op, *b);
     } else {
       op.src2 = b_name;
     }
@@ -246,16 +243,14 @@ class Lowerer {
     const Dims& a_dims = DimsOf(op.src);
     if (b != nullptr && b->rank() == 2 && a_dims.size() >= 2 && !graph_.is_constant(op.src)) {
       op.kind = LoweredKind::kFc;
-      op.weights = b->data();
-      op.weights_dims = b->dims();
+      SetWeights(op, *b);
       op.weights_kn = true;
       FuseEpilogue(op, graph_.dims(op.dst).size() - 1, b->dims()[1], /*allow_bias=*/true);
       return OkStatus();
     }
     op.kind = LoweredKind::kMatMul;
     if (b != nullptr) {
-      op.weights = b->data();
-      op.weights_dims = b->dims();
+      SetWeights(op, *b);
     } else {
       op.src2 = b_name;
     }
@@ -309,6 +304,12 @@ class Lowerer {
 };
 
 }  // namespace
+
+void SetWeights(LoweredOp& op, const Tensor& tensor) {
+  op.weights = tensor.data();
+  op.weights_dims = tensor.dims();
+  op.view = tensor.is_view() ? &tensor : nullptr;
+}
 
 StatusOr<std::vector<LoweredOp>> LowerGraph(const Graph& graph) { return Lowerer(graph).Run(); }
 

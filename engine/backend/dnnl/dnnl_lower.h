@@ -62,7 +62,14 @@ struct LoweredOp {
   float epsilon = 1e-5f;
 
   const float* weights_data() const { return owned_weights.empty() ? weights : owned_weights.data(); }
+  // The graph constant `weights` points into when it is a view of a mapped file (Tensor::View), else nullptr:
+  // whoever converts the weights may then drop the file's pages behind it.
+  const Tensor* weights_view() const { return owned_weights.empty() ? view : nullptr; }
+  const Tensor* view = nullptr;
 };
+
+// Points `op`'s weights at `tensor` (a graph constant).
+void SetWeights(LoweredOp& op, const Tensor& tensor);
 
 // Lowers `graph` (any graph Graph::Create accepted). UNIMPLEMENTED for combinations the backend cannot run.
 StatusOr<std::vector<LoweredOp>> LowerGraph(const Graph& graph);

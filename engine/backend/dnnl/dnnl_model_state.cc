@@ -1,35 +1,117 @@
 #include "engine/backend/dnnl/dnnl_model_state.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace cnnserve::dnnl_internal {
 
-memory ModelState::Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want) {
+namespace {
+
+constexpr size_t kSliceBytes = 16 << 20;  // fp32 bytes of a mapped tensor converted (and dropped) at a time
+
+dnnl::primitive_attr ScalesAttr(const std::vector<float>* scales, int mask, size_t first, size_t count) {
+  dnnl::primitive_attr attr;
+  if (scales != nullptr) {
+    const size_t n = mask == 0 ? scales->size() : count;
+    attr.set_output_scales(mask, std::vector<float>(scales->begin() + (mask == 0 ? 0 : first),
+                                                    scales->begin() + (mask == 0 ? 0 : first) + n));
+  }
+  return attr;
+}
+
+// One reorder of rows [first, first + count) of dimension 0 from `user` into `prepared`.
+struct Slice {
+  int64_t first = 0;
+  int64_t count = 0;
+  dnnl::reorder::primitive_desc pd;
+};
+
+// Reorders of `user` into `want` by slices of dimension 0 that hold at most kSliceBytes of the source each,
+// aligned to the blocking of `want`; empty when one slice would do or the layout cannot be sliced (scales per
+// more than dimension 0, a compensation buffer after the weights, a dimension 0 oneDNN does not cut there).
+std::vector<Slice> PlanSlices(const dnnl::engine& engine, const Md& user, const Md& want,
+                              const std::vector<float>* scales, int mask) {
+  const Dims dims = user.dims();
+  if (dims.empty() || want.data.extra.flags != 0 || (mask & ~1) != 0) return {};
+  // The source's rows must be contiguous, so that a slice's file pages are its own.
+  const auto& blocking = user.data.format_desc.blocking;
+  if (user.data.format_kind != dnnl_blocked || blocking.inner_nblks != 0 ||
+      blocking.strides[0] != NumElements(dims) / dims[0]) {
+    return {};
+  }
+  const size_t row_bytes = user.get_size() / static_cast<size_t>(dims[0]);
+  constexpr int64_t kRowAlign = 64;  // a multiple of every oneDNN weight block along the output channels
+  const int64_t rows =
+      std::max<int64_t>(kRowAlign, static_cast<int64_t>(kSliceBytes / row_bytes) / kRowAlign * kRowAlign);
+  if (rows >= dims[0]) return {};
+  std::vector<Slice> slices;
+  try {
+    for (int64_t first = 0; first < dims[0]; first += rows) {
+      Dims sub = dims;
+      sub[0] = std::min(rows, dims[0] - first);
+      Dims offsets(dims.size(), 0);
+      offsets[0] = first;
+      const dnnl::primitive_attr attr = ScalesAttr(scales, mask, static_cast<size_t>(first), sub[0]);
+      slices.push_back(Slice{first, sub[0],
+                             dnnl::reorder::primitive_desc(engine, user.submemory_desc(sub, offsets), engine,
+                                                           want.submemory_desc(sub, offsets), attr)});
+    }
+  } catch (const dnnl::error&) {
+    return {};
+  }
+  return slices;
+}
+
+}  // namespace
+
+memory ModelState::Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
+                           const Tensor* view) {
   std::lock_guard<std::mutex> lock(mu_);
-  return PrepareLocked(key, memory(user_md, engine_, const_cast<float*>(user_data)), want, dnnl::primitive_attr());
+  return PrepareLocked(key, user_md, user_data, want, Scaling{}, view);
 }
 
 memory ModelState::QuantizedWeights(const std::string& key, const Md& user_md, const float* user_data,
-                                    const Md& want, const std::vector<float>& scales, int mask) {
-  dnnl::primitive_attr attr;
-  attr.set_output_scales(mask, scales);
+                                    const Md& want, const std::vector<float>& scales, int mask,
+                                    const Tensor* view) {
   std::lock_guard<std::mutex> lock(mu_);
-  return PrepareLocked(key, memory(user_md, engine_, const_cast<float*>(user_data)), want, attr);
+  return PrepareLocked(key, user_md, user_data, want, Scaling{&scales, mask}, view);
 }
 
-memory ModelState::PrepareLocked(const std::string& key, memory user, const Md& want,
-                                 const dnnl::primitive_attr& attr) {
+memory ModelState::PrepareLocked(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
+                                 Scaling scaling, const Tensor* view) {
   for (const WeightEntry& entry : weights_) {
     if (entry.key == key && entry.md == want) {
       ++counters_.weight_cache_hits;
       return entry.mem;
     }
   }
+  memory user(user_md, engine_, const_cast<float*>(user_data));
   memory prepared = user;
-  if (!(want == user.get_desc())) {
+  if (!(want == user_md) || view != nullptr) {
     prepared = memory(want, engine_);
     dnnl::stream stream(engine_);
-    const dnnl::reorder::primitive_desc pd(engine_, user.get_desc(), engine_, want, attr);
-    dnnl::reorder(pd).execute(stream, user, prepared);
-    stream.wait();
+    const std::vector<Slice> slices =
+        view != nullptr ? PlanSlices(engine_, user_md, want, scaling.scales, scaling.mask) : std::vector<Slice>();
+    if (slices.empty()) {
+      const dnnl::reorder::primitive_desc pd(
+          engine_, user_md, engine_, want,
+          ScalesAttr(scaling.scales, scaling.mask, 0, scaling.scales ? scaling.scales->size() : 0));
+      dnnl::reorder(pd).execute(stream, user, prepared);
+      stream.wait();
+      if (view != nullptr) view->ReleasePages(0, view->size());
+    } else {
+      // Slices do not write the layout's padding: zero it first, as the whole reorder does.
+      std::memset(prepared.get_data_handle(), 0, want.get_size());
+      const int64_t row = NumElements(user_md.dims()) / user_md.dims()[0];
+      for (const Slice& slice : slices) {
+        memory src(slice.pd.src_desc(), engine_, const_cast<float*>(user_data));
+        memory dst(slice.pd.dst_desc(), engine_, prepared.get_data_handle());
+        dnnl::reorder(slice.pd).execute(stream, src, dst);
+        stream.wait();
+        view->ReleasePages((user_data - view->data()) + slice.first * row,
+                           (user_data - view->data()) + (slice.first + slice.count) * row);
+      }
+    }
     ++counters_.weight_reorders;
     counters_.weight_bytes_copied += static_cast<int64_t>(want.get_size());
   }

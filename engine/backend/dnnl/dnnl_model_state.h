@@ -1,8 +1,8 @@
 // What every plan of one oneDNN backend shares (private to engine/backend/dnnl): the graph, the options, the
 // oneDNN engine, the lowered ops, and the cache of weights prepared in primitive layouts, with its counters.
 // Ownership: the backend and each of its plans hold a shared_ptr, so prepared weights live as long as any plan.
-// Thread-safety: the accessors read immutable data; Weights, QuantizedWeights, Derived, PreferredWeights, CountPlan
-// and counters lock.
+// Thread-safety: the accessors read immutable data; Weights, QuantizedWeights, Derived, PreferredWeights,
+// CountPlan and counters lock.
 #ifndef CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
 #define CNNSERVE_ENGINE_BACKEND_DNNL_DNNL_MODEL_STATE_H_
 
@@ -38,11 +38,15 @@ class ModelState {
   // The weights of `key` laid out as `want`. The first call reorders `user_data` (laid out as `user_md`) into
   // a buffer the cache owns (or, when the layouts match, wraps `user_data` itself); later calls with the same
   // key and layout return the same memory. Throws dnnl::error.
-  memory Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want);
+  // `view`: the mapped-file tensor `user_data` lies in (LoweredOp::weights_view), or nullptr. Its weights are
+  // always copied (serving never reads the file) in slices of output channels, each slice's file pages dropped
+  // once converted, so that a large tensor is never resident in fp32 as a whole.
+  memory Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
+                 const Tensor* view = nullptr);
   // The same for int8 weights: the reorder multiplies by `scales` (oneDNN output scales with `mask`, e.g. one
   // scale per output channel). The cache keys on `key` and `want`: one key must always come with one scaling.
   memory QuantizedWeights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
-                          const std::vector<float>& scales, int mask);
+                          const std::vector<float>& scales, int mask, const Tensor* view = nullptr);
 
   // Floats derived from the model once and kept for every plan (int8 weight scales, rescaled biases): the first
   // call with `key` stores make()'s result; every call returns the stored vector (stable address).
@@ -69,8 +73,14 @@ class ModelState {
   const dnnl::engine engine_;
   const std::vector<LoweredOp> ops_;
   std::mutex mu_;
-  // The cached entry for (key, want), or else reorders `user` into a new one with `attr`. Needs mu_ held.
-  memory PrepareLocked(const std::string& key, memory user, const Md& want, const dnnl::primitive_attr& attr);
+  // How a reorder scales its output: oneDNN output scales with `mask` (none when `scales` is null).
+  struct Scaling {
+    const std::vector<float>* scales = nullptr;
+    int mask = 0;
+  };
+  // The cached entry for (key, want), or else reorders the user's weights into a new one. Needs mu_ held.
+  memory PrepareLocked(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
+                       Scaling scaling, const Tensor* view);
 
   std::vector<WeightEntry> weights_;  // a few dozen entries: linear search
   std::map<std::string, std::vector<float>> derived_;

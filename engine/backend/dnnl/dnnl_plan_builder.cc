@@ -60,7 +60,7 @@ int PlanBuilder::NewBuffer(BufKind kind, size_t bytes, const void* data) {
 }
 
 PlanBuilder::MemRef PlanBuilder::Weights(const LoweredOp& op, const Md& user_md, const Md& want) {
-  memory mem = model_->Weights(op.name, user_md, op.weights_data(), want);
+  memory mem = model_->Weights(op.name, user_md, op.weights_data(), want, op.weights_view());
   return MemRef{NewBuffer(BufKind::kConst, 0, mem.get_data_handle()), want};
 }
 
