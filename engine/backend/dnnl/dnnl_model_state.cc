@@ -9,12 +9,15 @@ namespace {
 
 constexpr size_t kSliceBytes = 16 << 20;  // fp32 bytes of a mapped tensor converted (and dropped) at a time
 
+// Output scales `scales` with `mask`; with mask 1 (one per row of dimension 0) those of rows [first, first +
+// count).
 dnnl::primitive_attr ScalesAttr(const std::vector<float>* scales, int mask, size_t first, size_t count) {
   dnnl::primitive_attr attr;
-  if (scales != nullptr) {
-    const size_t n = mask == 0 ? scales->size() : count;
-    attr.set_output_scales(mask, std::vector<float>(scales->begin() + (mask == 0 ? 0 : first),
-                                                    scales->begin() + (mask == 0 ? 0 : first) + n));
+  if (scales == nullptr) return attr;
+  if (mask != 1) {
+    attr.set_output_scales(mask, *scales);
+  } else {
+    attr.set_output_scales(mask, std::vector<float>(scales->begin() + first, scales->begin() + first + count));
   }
   return attr;
 }
@@ -62,6 +65,25 @@ std::vector<Slice> PlanSlices(const dnnl::engine& engine, const Md& user, const 
   return slices;
 }
 
+// Runs `slices` from `user_data` (which lies in `view`) into `prepared`, dropping each slice's file pages.
+void ReorderSlices(const std::vector<Slice>& slices, const float* user_data, const Tensor& view,
+                   memory& prepared) {
+  const dnnl::engine engine = prepared.get_engine();
+  dnnl::stream stream(engine);
+  // Slices do not write the layout's padding: zero it first, as the whole reorder does.
+  std::memset(prepared.get_data_handle(), 0, prepared.get_desc().get_size());
+  const Dims dims = slices.front().pd.src_desc().dims();
+  const int64_t row = NumElements(dims) / dims[0];
+  const int64_t base = user_data - view.data();
+  for (const Slice& slice : slices) {
+    memory src(slice.pd.src_desc(), engine, const_cast<float*>(user_data));
+    memory dst(slice.pd.dst_desc(), engine, prepared.get_data_handle());
+    dnnl::reorder(slice.pd).execute(stream, src, dst);
+    stream.wait();
+    view.ReleasePages(base + slice.first * row, base + (slice.first + slice.count) * row);
+  }
+}
+
 }  // namespace
 
 memory ModelState::Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
@@ -89,28 +111,18 @@ memory ModelState::PrepareLocked(const std::string& key, const Md& user_md, cons
   memory prepared = user;
   if (!(want == user_md) || view != nullptr) {
     prepared = memory(want, engine_);
-    dnnl::stream stream(engine_);
-    const std::vector<Slice> slices =
-        view != nullptr ? PlanSlices(engine_, user_md, want, scaling.scales, scaling.mask) : std::vector<Slice>();
+    std::vector<Slice> slices;
+    if (view != nullptr) slices = PlanSlices(engine_, user_md, want, scaling.scales, scaling.mask);
     if (slices.empty()) {
       const dnnl::reorder::primitive_desc pd(
           engine_, user_md, engine_, want,
           ScalesAttr(scaling.scales, scaling.mask, 0, scaling.scales ? scaling.scales->size() : 0));
+      dnnl::stream stream(engine_);
       dnnl::reorder(pd).execute(stream, user, prepared);
       stream.wait();
       if (view != nullptr) view->ReleasePages(0, view->size());
     } else {
-      // Slices do not write the layout's padding: zero it first, as the whole reorder does.
-      std::memset(prepared.get_data_handle(), 0, want.get_size());
-      const int64_t row = NumElements(user_md.dims()) / user_md.dims()[0];
-      for (const Slice& slice : slices) {
-        memory src(slice.pd.src_desc(), engine_, const_cast<float*>(user_data));
-        memory dst(slice.pd.dst_desc(), engine_, prepared.get_data_handle());
-        dnnl::reorder(slice.pd).execute(stream, src, dst);
-        stream.wait();
-        view->ReleasePages((user_data - view->data()) + slice.first * row,
-                           (user_data - view->data()) + (slice.first + slice.count) * row);
-      }
+      ReorderSlices(slices, user_data, *view, prepared);
     }
     ++counters_.weight_reorders;
     counters_.weight_bytes_copied += static_cast<int64_t>(want.get_size());
