@@ -202,6 +202,7 @@ class Lowerer {
       if (attrs->alpha != 1.0f) {
         op.owned_weights.assign(b->data(), b->data() + b->size());
         for (float& w : op.owned_weights) w *= attrs->alpha;
+        b->ReleasePages(0, b->size());  // a mapped file's pages: the scaled copy is what the plans read
       }
       if (c != nullptr) {
         op.bias.resize(static_cast<size_t>(n));
