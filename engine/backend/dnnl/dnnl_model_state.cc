@@ -9,8 +9,7 @@ namespace {
 
 constexpr size_t kSliceBytes = 16 << 20;  // fp32 bytes of a mapped tensor converted (and dropped) at a time
 
-// Output scales `scales` with `mask`; with mask 1 (one per row of dimension 0) those of rows [first, first +
-// count).
+// oneDNN output scales: `scales` with `mask`; for mask 1 (a scale per row) the rows first .. first + count - 1.
 dnnl::primitive_attr ScalesAttr(const std::vector<float>* scales, int mask, size_t first, size_t count) {
   dnnl::primitive_attr attr;
   if (scales == nullptr) return attr;
@@ -43,7 +42,8 @@ std::vector<Slice> PlanSlices(const dnnl::engine& engine, const Md& user, const 
     return {};
   }
   const size_t row_bytes = user.get_size() / static_cast<size_t>(dims[0]);
-  constexpr int64_t kRowAlign = 64;  // a multiple of every oneDNN weight block along the output channels
+  // A multiple of the blocks oneDNN 2.6 puts along output channels (16, 64); a cut it rejects means one reorder.
+  constexpr int64_t kRowAlign = 64;
   const int64_t rows =
       std::max<int64_t>(kRowAlign, static_cast<int64_t>(kSliceBytes / row_bytes) / kRowAlign * kRowAlign);
   if (rows >= dims[0]) return {};

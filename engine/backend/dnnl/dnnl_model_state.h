@@ -36,11 +36,11 @@ class ModelState {
   const std::vector<LoweredOp>& ops() const { return ops_; }
 
   // The weights of `key` laid out as `want`. The first call reorders `user_data` (laid out as `user_md`) into
-  // a buffer the cache owns (or, when the layouts match, wraps `user_data` itself); later calls with the same
-  // key and layout return the same memory. Throws dnnl::error.
-  // `view`: the mapped-file tensor `user_data` lies in (LoweredOp::weights_view), or nullptr. Its weights are
-  // always copied (serving never reads the file) in slices of output channels, each slice's file pages dropped
-  // once converted, so that a large tensor is never resident in fp32 as a whole.
+  // a buffer the cache owns (or, when the layouts match and it is no view, wraps `user_data` itself); later calls
+  // with the same key and layout return the same memory. Throws dnnl::error. `view`: the mapped-file tensor
+  // `user_data` lies in (LoweredOp::weights_view), or nullptr. Its weights are always copied (serving never reads
+  // the file) in slices of output channels, each slice's file pages dropped once converted, so that a large tensor
+  // is never resident in fp32 as a whole.
   memory Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
                  const Tensor* view = nullptr);
   // The same for int8 weights: the reorder multiplies by `scales` (oneDNN output scales with `mask`, e.g. one
