@@ -3,10 +3,12 @@
 //  - FileBytes maps a whole file read-only (or reads it when it cannot be mapped).
 //  - StripInitializerData walks the protobuf wire format of a ModelProto and re-encodes it without the raw_data
 //    of its large FLOAT initializers, whose places in the file it reports, so that each can be copied from the
-//    mapped file straight into its tensor (see FloatTensorFromProto in onnx_tensor.h).
+//    mapped file straight into its tensor, or viewed where it lies (FloatConstantFromProto in onnx_tensor.h;
+//    the views share ownership of the FileBytes).
 //  - ParseProto parses a message from a byte range with the 2 GiB protobuf limit.
 //
-// Thread-safety: the functions are reentrant; a FileBytes is not shared.
+// Thread-safety: the functions are reentrant; a FileBytes is read-only once opened (views read it from any
+// thread).
 #ifndef CNNSERVE_MODELS_ONNX_ONNX_FILE_H_
 #define CNNSERVE_MODELS_ONNX_ONNX_FILE_H_
 
