@@ -123,11 +123,7 @@ Status PlanBuilder::EmitFc(const LoweredOp& op) {
   const MemRef dst = NewActivation(pd.dst_desc());
   args.push_back({DNNL_ARG_DST, dst});
   AddStep(op.name, pd, std::move(args));
-  if (shapes_.at(op.dst).size() == 2) {
-    Define(op.dst, dst);
-    return OkStatus();
-  }
-  return DefinePlain(op.dst, dst, op.name);
+  return DefineFcOutput(op, dst);
 }
 
 Status PlanBuilder::EmitMatMul(const LoweredOp& op) {

@@ -118,16 +118,22 @@ class PlanBuilder {
     Md user_weights;
     int weights_scale_mask;
     float dst_scale;
+    Dims bias_dims;  // empty: [output channels]
   };
-  // Binds the source (reordered to `src_md`), the quantized weights (shared per model), the rescaled bias and a
-  // new destination to an int8 convolution or inner product `pd`, adds the step and returns the destination.
-  StatusOr<MemRef> AddInt8Step(const LoweredOp& op, const dnnl::primitive_desc_base& pd, const Md& src_md,
+  // Binds the source (bound by the caller in the layout of `pd`), the quantized weights (shared per model), the
+  // rescaled bias and a new destination to an int8 convolution, inner product or matmul `pd`, adds the step and
+  // returns the destination.
+  StatusOr<MemRef> AddInt8Step(const LoweredOp& op, const dnnl::primitive_desc_base& pd, const MemRef& src,
                                const Md& weights_md, const Md& dst_md, const std::vector<float>& weight_scales,
                                const Int8Operands& operands);
   // Emit the op in int8; false (nothing emitted) when it stays fp32: no calibrated range for its source or no
   // int8 kernel better than the reference one.
   StatusOr<bool> EmitConvInt8(const LoweredOp& op, const ConvShape& shape);
   StatusOr<bool> EmitFcInt8(const LoweredOp& op, const FcOperands& operands, int64_t n);
+  StatusOr<bool> EmitFcInt8AsMatmul(const LoweredOp& op, const FcOperands& operands, int64_t n,
+                                    const Quant& src_quant);
+  // Defines an FC's output: the 2-D result as it is, else its plain layout viewed with the graph's dims.
+  Status DefineFcOutput(const LoweredOp& op, const MemRef& dst);
 
   // Buffers and values (dnnl_plan_builder.cc).
   int NewBuffer(BufKind kind, size_t bytes, const void* data = nullptr);

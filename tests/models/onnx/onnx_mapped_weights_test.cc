@@ -27,9 +27,9 @@ using onnx_test::WriteFile;
 constexpr int64_t kOut = 1000;  // not a multiple of oneDNN's 64-row weight blocks: the last slice is partial
 constexpr int64_t kIn = 4608;   // 18 MB of fp32 weights: more than one 16 MB slice
 
-// y = x W^T + b with random weights; the raw data of W starts at an address that is `misalign` bytes past a
-// 4-byte boundary of the file (the model's doc_string pads it).
-std::string FcModelFile(const std::string& name, int misalign) {
+// y = x W^T + b (`trans_b`, W [out, in]) or y = x W + b (W [in, out]) with random weights; the raw data of W
+// starts at an address that is `misalign` bytes past a 4-byte boundary of the file (the doc_string pads it).
+std::string FcModelFile(const std::string& name, int misalign, bool trans_b = true) {
   ModelBuilder b;
   b.Input("x", {"N", std::to_string(kIn)});
   b.Output("y");
@@ -40,12 +40,12 @@ std::string FcModelFile(const std::string& name, int misalign) {
   onnx::TensorProto weights;
   weights.set_name("w");
   weights.set_data_type(onnx::TensorProto::FLOAT);
-  weights.add_dims(kOut);
-  weights.add_dims(kIn);
+  weights.add_dims(trans_b ? kOut : kIn);
+  weights.add_dims(trans_b ? kIn : kOut);
   weights.set_raw_data(std::string(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(float)));
   b.Initializer(weights);
   b.Weight("b", {kOut});
-  b.Node("Gemm", {"x", "w", "b"}, {"y"}, "fc", {IntAttr("transB", 1), FloatAttr("alpha", 1.0f)});
+  b.Node("Gemm", {"x", "w", "b"}, {"y"}, "fc", {IntAttr("transB", trans_b ? 1 : 0), FloatAttr("alpha", 1.0f)});
   const std::string head = weights.raw_data().substr(0, 64);
   for (int pad = 0; pad < 8; ++pad) {
     b.model().set_doc_string(std::string(static_cast<size_t>(pad) + 1, ' '));
@@ -142,22 +142,27 @@ TEST(MappedWeightsTest, MisalignedInitializersAreCopied) {
   EXPECT_EQ((*mapped->constant("w"))[12345], (*copied->constant("w"))[12345]);
 }
 
+// Both weight orders: the slices follow the file's rows (output channels of W [out, in], input rows of W [in,
+// out]); int8 runs the FC as a matmul reading W transposed.
 TEST(MappedWeightsTest, PlansFromViewsMatchPlansFromCopiesAndLeaveNoFilePagesResident) {
-  const std::string path = FcModelFile("mapped_plans.onnx", 0);
-  const auto mapped = Load(path, true);
-  const auto copied = Load(path, false);
-  ASSERT_NE(mapped, nullptr);
-  ASSERT_NE(copied, nullptr);
-  const Tensor* view = mapped->constant("w");
-  ASSERT_TRUE(view->is_view());
-  for (Precision precision : {Precision::kInt8, Precision::kBf16, Precision::kFp32}) {
-    SCOPED_TRACE(PrecisionName(precision));
-    const std::vector<float> from_view = RunOnce(mapped, precision);
-    const std::vector<float> from_copy = RunOnce(copied, precision);
-    ASSERT_EQ(from_view.size(), static_cast<size_t>(2 * kOut));
-    EXPECT_EQ(from_view, from_copy);
-    // The plan read every weight from the file; none of the 18 MB stays resident.
-    EXPECT_LT(ResidentBytesOfMapping(view->data()), 1 << 20);
+  for (bool trans_b : {true, false}) {
+    SCOPED_TRACE(trans_b ? "W [out, in]" : "W [in, out]");
+    const std::string path = FcModelFile(trans_b ? "mapped_plans.onnx" : "mapped_plans_kn.onnx", 0, trans_b);
+    const auto mapped = Load(path, true);
+    const auto copied = Load(path, false);
+    ASSERT_NE(mapped, nullptr);
+    ASSERT_NE(copied, nullptr);
+    const Tensor* view = mapped->constant("w");
+    ASSERT_TRUE(view->is_view());
+    for (Precision precision : {Precision::kInt8, Precision::kBf16, Precision::kFp32}) {
+      SCOPED_TRACE(PrecisionName(precision));
+      const std::vector<float> from_view = RunOnce(mapped, precision);
+      const std::vector<float> from_copy = RunOnce(copied, precision);
+      ASSERT_EQ(from_view.size(), static_cast<size_t>(2 * kOut));
+      EXPECT_EQ(from_view, from_copy);
+      // The plan read every weight from the file; none of the 18 MB stays resident.
+      EXPECT_LT(ResidentBytesOfMapping(view->data()), 1 << 20);
+    }
   }
 }
 
