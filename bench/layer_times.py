@@ -52,7 +52,7 @@ def main():
         sys.exit("no oneDNN exec lines in the output: is the command running oneDNN 2.x?")
     runs = collections.Counter(len(times) for times in rows.values()).most_common(1)[0][0]
     table = [(statistics.median(times), len(times), key) for key, times in rows.items()]
-    total = sum(median * len(times) / runs for (median, _, _), times in zip(table, rows.values()) if len(times) % runs == 0)
+    total = sum(median * count / runs for median, count, _ in table if count % runs == 0)
     if args.top > 0:
         table = sorted(table, key=lambda row: -row[0] * row[1])[: args.top]
     print("%9s %6s  %-13s %-30s %s" % ("median ms", "execs", "kind", "implementation", "shapes"))

@@ -185,11 +185,12 @@ StatusOr<bool> PlanBuilder::EmitConvInt8(const LoweredOp& op, const ConvShape& s
   }
   if (!chosen) return false;  // no int8 kernel but the reference one: this layer stays fp32
   const dnnl::convolution_forward::primitive_desc& pd = *chosen;
-  const Int8Operands operands{op.src, src_quant->scale, PlainMd(shape.weights_dims),
-                              shape.groups > 1 ? (1 << 0) | (1 << 1) : 1 << 0, dst_scale, {}};
+  const int weights_scale_mask = shape.groups > 1 ? (1 << 0) | (1 << 1) : 1 << 0;
+  const Int8Operands operands{op.src, src_quant->scale, PlainMd(shape.weights_dims), weights_scale_mask, dst_scale,
+                              {}};
   CNN_ASSIGN_OR_RETURN(const MemRef src, GetAs(op.src, pd.src_desc()));
-  CNN_ASSIGN_OR_RETURN(const MemRef dst, AddInt8Step(op, pd, src, pd.weights_desc(), pd.dst_desc(),
-                                                     weight_scales, operands));
+  CNN_ASSIGN_OR_RETURN(const MemRef dst,
+                       AddInt8Step(op, pd, src, pd.weights_desc(), pd.dst_desc(), weight_scales, operands));
   Define(op.dst, dst);
   return true;
 }
@@ -239,11 +240,12 @@ StatusOr<bool> PlanBuilder::EmitFcInt8(const LoweredOp& op, const FcOperands& op
   return true;
 }
 
-// oneDNN 2.6 runs an int8 inner product with gemm_s8u8s32 (packing its weights again on every call) or a brgemm
-// kernel slow at long K; its brgemm matmul packs the s8 weights once and streams them (VGG-16 fc6, K 25,088:
-// batch 8 2.1 ms against 6.0 ms, batch 1 1.7 against 2.4). So an int8 FC is a matmul [M, K] x [K, N]: the
-// source is its value's plain layout viewed as [M, K] (K in the graph's order, a reorder of a few KB after an
-// NHWC pooling), the weights the graph's viewed as [K, N] (transposed: quantized in slices of N).
+// oneDNN 2.6 runs an int8 inner product with gemm_s8u8s32, which packs its weights again on every call; its
+// brgemm matmul packs the s8 weights once (VGG-16 fc6, K 25,088, in a plan: batch 8 2.65 ms against 6.11, batch
+// 32 7.5 against 12.2, batch 1 1.97 against 1.93; bench/RESULTS.md "INT8 FC layers as matmuls"). So an int8 FC
+// is a matmul [M, K] x [K, N]: the source is its value's plain layout viewed as [M, K] (K in the graph's order, a
+// reorder of a few KB after an NHWC pooling), the weights the graph's viewed as [K, N] (quantized in slices of N
+// when W is [N, K]).
 StatusOr<bool> PlanBuilder::EmitFcInt8AsMatmul(const LoweredOp& op, const FcOperands& operands, int64_t n,
                                                const Quant& src_quant) {
   const int64_t m = operands.src_dims[0];
@@ -270,12 +272,10 @@ StatusOr<bool> PlanBuilder::EmitFcInt8AsMatmul(const LoweredOp& op, const FcOper
   }
   if (!chosen) return false;
   const dnnl::matmul::primitive_desc& pd = *chosen;
-  CNN_ASSIGN_OR_RETURN(const MemRef plain,
-                       GetAs(operands.src_value, PlainMd(operands.src_dims, src_quant.type)));
-  MemRef src{plain.buffer, src_md, plain.scale};
+  CNN_ASSIGN_OR_RETURN(const MemRef plain, GetAs(operands.src_value, PlainMd(operands.src_dims, src_quant.type)));
+  const MemRef src{plain.buffer, src_md, plain.scale};
   const Int8Operands int8{operands.src_value, src_quant.scale, user_weights, 1 << 1, dst_scale, {1, n}};
-  CNN_ASSIGN_OR_RETURN(const MemRef dst,
-                       AddInt8Step(op, pd, src, pd.weights_desc(), dst_md, weight_scales, int8));
+  CNN_ASSIGN_OR_RETURN(const MemRef dst, AddInt8Step(op, pd, src, pd.weights_desc(), dst_md, weight_scales, int8));
   CNN_RETURN_IF_ERROR(DefineFcOutput(op, dst));
   return true;
 }

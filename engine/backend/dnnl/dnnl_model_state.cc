@@ -127,9 +127,9 @@ memory ModelState::PrepareLocked(const std::string& key, const Md& user_md, cons
     std::vector<Slice> slices;
     if (view != nullptr) slices = PlanSlices(engine_, user_md, want, scaling.scales, scaling.mask);
     if (slices.empty()) {
-      const dnnl::reorder::primitive_desc pd(
-          engine_, user_md, engine_, want,
-          ScalesAttr(scaling.scales, scaling.mask, /*sliced_mask=*/-1, 0, scaling.scales ? scaling.scales->size() : 0));
+      const dnnl::reorder::primitive_desc pd(engine_, user_md, engine_, want,
+                                             ScalesAttr(scaling.scales, scaling.mask, /*sliced_mask=*/-1, 0,
+                                                        scaling.scales ? scaling.scales->size() : 0));
       dnnl::stream stream(engine_);
       dnnl::reorder(pd).execute(stream, user, prepared);
       stream.wait();
