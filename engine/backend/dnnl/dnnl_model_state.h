@@ -39,8 +39,9 @@ class ModelState {
   // a buffer the cache owns (or, when the layouts match and it is no view, wraps `user_data` itself); later calls
   // with the same key and layout return the same memory. Throws dnnl::error. `view`: the mapped-file tensor
   // `user_data` lies in (LoweredOp::weights_view), or nullptr. Its weights are always copied (serving never reads
-  // the file) in slices of output channels, each slice's file pages dropped once converted, so that a large tensor
-  // is never resident in fp32 as a whole.
+  // the file) in slices of its outer dimension (the rows contiguous in the file: output channels of a conv's or
+  // inner product's weights, K or N of a matmul's), each slice's file pages dropped once converted, so that a
+  // large tensor is never resident in fp32 as a whole.
   memory Weights(const std::string& key, const Md& user_md, const float* user_data, const Md& want,
                  const Tensor* view = nullptr);
   // The same for int8 weights: the reorder multiplies by `scales` (oneDNN output scales with `mask`, e.g. one

@@ -130,6 +130,7 @@ class PlanBuilder {
   // int8 kernel better than the reference one.
   StatusOr<bool> EmitConvInt8(const LoweredOp& op, const ConvShape& shape);
   StatusOr<bool> EmitFcInt8(const LoweredOp& op, const FcOperands& operands, int64_t n);
+  // An int8 FC as a oneDNN matmul [M, K] x [K, N] (tried first by EmitFcInt8; the inner product is its fallback).
   StatusOr<bool> EmitFcInt8AsMatmul(const LoweredOp& op, const FcOperands& operands, int64_t n,
                                     const Quant& src_quant);
   // Defines an FC's output: the 2-D result as it is, else its plain layout viewed with the graph's dims.
