@@ -75,6 +75,7 @@ constexpr int kMaxInFlightPerStream = 65536;
 constexpr int64_t kMaxInFlight = 1'000'000;
 constexpr double kMaxDrainTimeoutSeconds = kSecondsPerDay;
 constexpr int64_t kMaxQueueWaitMs = kSecondsPerDay * kMillisPerSecond;
+constexpr int64_t kMaxInlineRunUs = 1'000'000;  // a second: far beyond any sensible bound
 constexpr int kMaxPort = 65535;
 
 constexpr char kSynopsis[] = R"(usage: cnnserve [flags]
@@ -102,6 +103,7 @@ struct Flags {
   int64_t max_in_flight = 1024;
   double default_timeout_s = 60;
   int64_t max_queue_wait_ms = 1000;
+  int64_t max_inline_run_us = 100;
   double drain_timeout_s = 30;
   std::string health_probe;
   tools::ClientSecurityOptions probe_security;  // --health-probe: --tls-ca, --tls-server-name (+ --tls-cert/key)
@@ -249,6 +251,10 @@ void AddLimitFlags(FlagSet& flags, Flags* f) {
                          "a request is admitted only when the decode and model queues are expected to have\n"
                          "run it within this long, whatever its deadline (default 1000; 0: only the\n"
                          "deadline); others get UNAVAILABLE \"overloaded\" at once");
+  flags.Integer<int64_t>("--max-inline-run-us", &f->max_inline_run_us, 0, kMaxInlineRunUs, "US",
+                         "a request that finds its model idle and whose batch is expected to take at most\n"
+                         "this long on one engine thread runs on the thread that received it, without a\n"
+                         "hand-off to the model's worker (default 100; 0: always the worker)");
   flags.Double("--drain-timeout-s", &f->drain_timeout_s, 0, kMaxDrainTimeoutSeconds, "SECONDS",
                "on SIGTERM/SIGINT, how long admitted requests may take to finish (default 30)");
 }
@@ -430,6 +436,7 @@ InferenceServiceOptions ServiceOptions(const Flags& flags) {
   options.strict_readiness = flags.strict_readiness;
   options.max_in_flight = flags.max_in_flight;
   options.max_queue_wait_us = flags.max_queue_wait_ms * kMicrosPerMilli;
+  options.max_inline_run_us = flags.max_inline_run_us;
   options.default_timeout_us = static_cast<int64_t>(std::llround(flags.default_timeout_s * kMicrosPerSecond));
   return options;
 }

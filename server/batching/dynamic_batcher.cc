@@ -53,10 +53,11 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const DynamicBa
   for (const PlanCost& plan : batcher->runners_.front()->PlanCosts()) {
     if (plan.batch_size >= 1 && plan.run_us > 0) batcher->plan_costs_.push_back(plan);
   }
-  for (std::unique_ptr<BatchRunner>& runner : batcher->runners_) {
+  batcher->instance_busy_.assign(batcher->runners_.size(), 0);
+  for (size_t i = 0; i < batcher->runners_.size(); ++i) {
     batcher->finishers_.push_back(
         options.overlap_answers ? std::make_unique<HandOffThread>("reply:" + options.name) : nullptr);
-    batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), runner.get(),
+    batcher->workers_.emplace_back(&DynamicBatcher::WorkerLoop, batcher.get(), i,
                                    batcher->finishers_.back().get());
   }
   return batcher;
@@ -90,7 +91,7 @@ Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) {
                                 std::to_string(options_.max_batch_size));
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     const int64_t now_us = clock_->NowMicros();
     CNN_RETURN_IF_ERROR(AdmitLocked(1, items, task->deadline_us(), now_us));
     task->set_enqueue_time_us(now_us);
@@ -99,9 +100,78 @@ Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) {
     queued_items_ += items;
     UpdateQueueDepthLocked();
     Bump(counters_.tasks_admitted);
+    if (RunInline(lock)) return OkStatus();
   }
   work_cv_.notify_one();
   return OkStatus();
+}
+
+bool DynamicBatcher::RunInline(std::unique_lock<std::mutex>& lock) {
+  if (options_.max_inline_run_us <= 0 || queue_.size() != 1 || shutting_down_) return false;
+  const auto idle = std::find(instance_busy_.begin(), instance_busy_.end(), 0);
+  if (idle == instance_busy_.end()) return false;
+  if (ExpectedRunMicrosLocked(queue_.front()->num_items()) > options_.max_inline_run_us) return false;
+  std::vector<QueuedTaskInfo> snapshot;
+  const BatchDecision decision = DecideLocked(snapshot);
+  if (decision.action != BatchDecision::Action::kRun) return false;  // waiting, or dropping: a worker's job
+  const size_t instance = static_cast<size_t>(idle - instance_busy_.begin());
+  TakenTasks taken = TakeLocked(decision);
+  const int64_t dropped = TookLocked(taken, instance);
+  lock.unlock();
+  FinishDropped(taken);
+  RunOutcome outcome = Run(runners_[instance].get(), taken);
+  if (!taken.batch.empty()) Bump(counters_.batches_run_inline);
+  lock.lock();
+  RanLocked(taken, outcome, dropped, instance);
+  // Tasks that came meanwhile went to the queue; the instance's worker may be waiting for its runner.
+  const bool wake = !queue_.empty() || shutting_down_;
+  lock.unlock();
+  if (wake) work_cv_.notify_all();
+  if (!taken.batch.empty()) FinishBatch(taken.batch, outcome);
+  return true;
+}
+
+int64_t DynamicBatcher::ExpectedRunMicrosLocked(int64_t items) const {
+  const int64_t padded = PaddedBatchItems(items, options_);
+  for (const PlanCost& plan : plan_costs_) {
+    if (plan.batch_size >= padded) return plan.run_us;
+  }
+  return item_service_ns() * items / kNanosPerMicro;
+}
+
+BatchDecision DynamicBatcher::DecideLocked(std::vector<QueuedTaskInfo>& snapshot) const {
+  snapshot.clear();
+  for (const std::unique_ptr<Task>& task : queue_) {
+    snapshot.push_back(QueuedTaskInfo{.num_items = task->num_items(),
+                                      .enqueue_time_us = task->enqueue_time_us(),
+                                      .deadline_us = task->deadline_us(),
+                                      .cancelled = task->IsCancelled()});
+  }
+  const BatchLoad load{.item_interval_us = item_interval_us_,
+                       .item_run_us = item_service_ns() / kNanosPerMicro,
+                       .items_coming = incoming_items_ + decoding_items_,
+                       .recent_batch_items = recent_batch_milli_ / 1000,
+                       .plan_costs = plan_costs_};
+  return DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
+}
+
+int64_t DynamicBatcher::TookLocked(const TakenTasks& taken, size_t instance) {
+  tasks_in_hand_ += static_cast<int64_t>(taken.size());
+  running_items_ += taken.batch_items;
+  instance_busy_[instance] = 1;
+  return static_cast<int64_t>(taken.size() - taken.batch.size());
+}
+
+void DynamicBatcher::RanLocked(const TakenTasks& taken, const RunOutcome& outcome, int64_t dropped,
+                               size_t instance) {
+  // Only kAdaptive reads plan costs, and only there are the preferred sizes the compiled plans.
+  if (outcome.run_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
+    RecordPlanCostLocked(taken.batch_items, outcome.run_us);
+  if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
+  tasks_in_hand_ -= dropped;
+  running_items_ -= taken.batch_items;
+  instance_busy_[instance] = 0;
+  if (shutting_down_) progress_cv_.notify_all();
 }
 
 Status DynamicBatcher::CheckAdmission(int64_t num_tasks, int64_t items, int64_t deadline_us) {
@@ -109,20 +179,20 @@ Status DynamicBatcher::CheckAdmission(int64_t num_tasks, int64_t items, int64_t 
   return AdmitLocked(num_tasks, items, deadline_us, clock_->NowMicros());
 }
 
-void DynamicBatcher::AddIncoming(int64_t items) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    incoming_items_ = std::max<int64_t>(0, incoming_items_ + items);
-  }
-  if (items < 0) work_cv_.notify_one();  // a worker waiting for them decides again
-}
+void DynamicBatcher::AddIncoming(int64_t items) { AddComing(&incoming_items_, items); }
 
-void DynamicBatcher::AddDecoding(int64_t items) {
+void DynamicBatcher::AddDecoding(int64_t items) { AddComing(&decoding_items_, items); }
+
+void DynamicBatcher::AddComing(int64_t* counter, int64_t items) {
+  bool decide_again = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    decoding_items_ = std::max<int64_t>(0, decoding_items_ + items);
+    *counter = std::max<int64_t>(0, *counter + items);
+    // Only a worker with tasks queued waits on a decision that counts these items; with none queued, workers
+    // sleep until Schedule, and a wake-up here would cost a context switch per request for nothing.
+    decide_again = items < 0 && !queue_.empty();
   }
-  if (items < 0) work_cv_.notify_one();  // a worker waiting for them decides again
+  if (decide_again) work_cv_.notify_one();
 }
 
 int64_t DynamicBatcher::ExpectedWorkMicros(int64_t items) const {
@@ -274,13 +344,15 @@ DynamicBatcherStats DynamicBatcher::stats() const {
   stats.tasks_succeeded = Read(counters_.tasks_succeeded);
   stats.tasks_failed = Read(counters_.tasks_failed);
   stats.batches_run = Read(counters_.batches_run);
+  stats.batches_run_inline = Read(counters_.batches_run_inline);
   stats.items_run = Read(counters_.items_run);
   stats.batches_by_size.reserve(counters_.batches_by_size.size());
   for (const std::atomic<int64_t>& n : counters_.batches_by_size) stats.batches_by_size.push_back(Read(n));
   return stats;
 }
 
-void DynamicBatcher::WorkerLoop(BatchRunner* runner, HandOffThread* finisher) {
+void DynamicBatcher::WorkerLoop(size_t instance, HandOffThread* finisher) {
+  BatchRunner* const runner = runners_[instance].get();
   SetCurrentThreadName("batch:" + options_.name);
   std::vector<QueuedTaskInfo> snapshot;
   // The previous batch this worker took, for the cycle time: when it was taken, its items, and whether the
@@ -290,24 +362,13 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner, HandOffThread* finisher) {
   bool waited = true;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_workers_) {
-    if (queue_.empty()) {
+    // Nothing queued, or the runner is running a task inline (RunInline wakes the workers when it is done).
+    if (queue_.empty() || instance_busy_[instance]) {
       waited = true;
       clock_->WaitUntil(lock, work_cv_, Clock::kInfiniteFuture);
       continue;
     }
-    snapshot.clear();
-    for (const std::unique_ptr<Task>& task : queue_) {
-      snapshot.push_back(QueuedTaskInfo{.num_items = task->num_items(),
-                                        .enqueue_time_us = task->enqueue_time_us(),
-                                        .deadline_us = task->deadline_us(),
-                                        .cancelled = task->IsCancelled()});
-    }
-    const BatchLoad load{.item_interval_us = item_interval_us_,
-                         .item_run_us = item_service_ns() / kNanosPerMicro,
-                         .items_coming = incoming_items_ + decoding_items_,
-                         .recent_batch_items = recent_batch_milli_ / 1000,
-                         .plan_costs = plan_costs_};
-    const BatchDecision decision = DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
+    const BatchDecision decision = DecideLocked(snapshot);
     const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
     if (decision.action != BatchDecision::Action::kRun && !drops) {
       waited = true;
@@ -322,21 +383,13 @@ void DynamicBatcher::WorkerLoop(BatchRunner* runner, HandOffThread* finisher) {
       previous_items = taken.batch_items;
       waited = false;
     }
-    const int64_t dropped = static_cast<int64_t>(taken.size() - taken.batch.size());
-    tasks_in_hand_ += static_cast<int64_t>(taken.size());
-    running_items_ += taken.batch_items;
+    const int64_t dropped = TookLocked(taken, instance);
     if (!queue_.empty()) work_cv_.notify_one();  // another worker may form the next batch meanwhile
     lock.unlock();
     FinishDropped(taken);
     RunOutcome outcome = Run(runner, taken);
     lock.lock();
-    // Only kAdaptive reads plan costs, and only there are the preferred sizes the compiled plans.
-    if (outcome.run_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
-      RecordPlanCostLocked(taken.batch_items, outcome.run_us);
-    if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
-    tasks_in_hand_ -= dropped;
-    running_items_ -= taken.batch_items;
-    if (shutting_down_) progress_cv_.notify_all();
+    RanLocked(taken, outcome, dropped, instance);
     if (taken.batch.empty()) continue;
     // Tasks wait: the next batch runs while these answers are sent. Else the worker has nothing better to do and
     // answers at once, saving the hand-off's wake-up.

@@ -16,6 +16,10 @@
 // Overlap (options.overlap_answers): when tasks wait as a batch ends, the worker hands the batch's tasks to its
 // own HandOffThread, which runs their callbacks (the answers: top-k, serialising, sending) while the worker runs
 // the next batch; it hands the next only once those are done. When nothing waits, the worker runs them itself.
+// Run to completion (options.max_inline_run_us): a task that arrives at an empty queue while an instance is idle,
+// that the policy runs at once and whose batch is cheap, runs on that instance's runner on the thread calling
+// Schedule, and its callback is called there before Schedule returns; the instance's worker does not use its
+// runner meanwhile.
 // Thread-safety: all public methods are thread-safe. Callbacks, runners and cancellation checks must not call
 // Shutdown or destroy the batcher.
 #ifndef CNNSERVE_SERVER_BATCHING_DYNAMIC_BATCHER_H_
@@ -81,6 +85,7 @@ struct DynamicBatcherStats {
   int64_t tasks_succeeded = 0;            // ran, OK
   int64_t tasks_failed = 0;               // ran, runner error
   int64_t batches_run = 0;
+  int64_t batches_run_inline = 0;  // of batches_run: run to completion by the thread that scheduled the task
   int64_t items_run = 0;
   // batches_by_size[n]: batches run with n items; size max_batch_size + 1 (index 0 unused).
   std::vector<int64_t> batches_by_size;
@@ -100,7 +105,8 @@ class DynamicBatcher final : public Scheduler {
   DynamicBatcher(const DynamicBatcher&) = delete;
   DynamicBatcher& operator=(const DynamicBatcher&) = delete;
 
-  // See Scheduler::Schedule. Non-blocking apart from a short lock. Sets the task's enqueue time. Errors, checked
+  // See Scheduler::Schedule. Non-blocking apart from a short lock, except that it may run the task and call its
+  // callback before returning (run to completion, above). Sets the task's enqueue time. Errors, checked
   // in this order: INVALID_ARGUMENT (null task; num_items < 1; num_items > max_batch_size, naming the limit),
   // UNAVAILABLE "shutting down", DEADLINE_EXCEEDED (deadline already reached), UNAVAILABLE (queue holds
   // max_queue_size tasks, naming the limit), UNAVAILABLE "overloaded" (the work ahead would carry the task past
@@ -164,6 +170,7 @@ class DynamicBatcher final : public Scheduler {
     std::atomic<int64_t> tasks_succeeded{0};
     std::atomic<int64_t> tasks_failed{0};
     std::atomic<int64_t> batches_run{0};
+    std::atomic<int64_t> batches_run_inline{0};
     std::atomic<int64_t> items_run{0};
     std::vector<std::atomic<int64_t>> batches_by_size;
   };
@@ -191,8 +198,27 @@ class DynamicBatcher final : public Scheduler {
     RunOutcome outcome;
   };
 
-  // `finisher`: where this worker's answers go while it runs the next batch; null without overlap_answers.
-  void WorkerLoop(BatchRunner* runner, HandOffThread* finisher);
+  // `instance`: the worker's index (its runner: runners_[instance]); `finisher`: where its answers go while it
+  // runs the next batch, null without overlap_answers.
+  void WorkerLoop(size_t instance, HandOffThread* finisher);
+  // What the policy decides for the queue now (DecideBatch over a snapshot of queue_). Requires mu_.
+  BatchDecision DecideLocked(std::vector<QueuedTaskInfo>& snapshot) const;
+  // Schedule's run to completion: with mu_ held by `lock` and the new task alone in queue_, runs it here if an
+  // instance is idle, the policy would run it now and its batch is cheap (options.max_inline_run_us); returns
+  // whether it did (then `lock` is released).
+  bool RunInline(std::unique_lock<std::mutex>& lock);
+  // AddIncoming and AddDecoding: adds `items` to `counter` (incoming_items_ or decoding_items_, at least 0) and
+  // wakes a worker that may be waiting for them.
+  void AddComing(int64_t* counter, int64_t items);
+  // Counts `taken` as in hand and running on runners_[instance]; returns how many of its tasks were dropped
+  // (cancelled, expired, invalid). Requires mu_.
+  int64_t TookLocked(const TakenTasks& taken, size_t instance);
+  // Undoes TookLocked once the batch ran (`dropped` as it returned) and folds its cost into the estimates.
+  // Requires mu_.
+  void RanLocked(const TakenTasks& taken, const RunOutcome& outcome, int64_t dropped, size_t instance);
+  // The run time the batch of `items` is expected to take: its plan's measured cost, else the run time per item
+  // times `items`; 0 before anything was measured. Requires mu_.
+  int64_t ExpectedRunMicrosLocked(int64_t items) const;
   // Moves the tasks named by `decision` out of queue_. Requires mu_.
   TakenTasks TakeLocked(const BatchDecision& decision);
   // Finishes the cancelled, expired and invalid tasks of `taken`. Called without mu_.
@@ -218,7 +244,7 @@ class DynamicBatcher final : public Scheduler {
 
   const DynamicBatcherOptions options_;
   Clock* const clock_;                                 // not owned
-  std::vector<std::unique_ptr<BatchRunner>> runners_;  // runners_[i] is used only by workers_[i]
+  std::vector<std::unique_ptr<BatchRunner>> runners_;  // runners_[i]: by workers_[i], or inline (instance_busy_)
   std::vector<std::thread> workers_;
   std::vector<std::unique_ptr<HandOffThread>> finishers_;  // finishers_[i]: workers_[i]'s answers (or null)
   Counters counters_;
@@ -231,6 +257,7 @@ class DynamicBatcher final : public Scheduler {
   std::condition_variable progress_cv_;      // Shutdown: a worker finished tasks, or shutdown completed
   std::deque<std::unique_ptr<Task>> queue_;  // guarded by mu_
   int64_t tasks_in_hand_ = 0;                // guarded by mu_: taken out of queue_ by a worker, not yet finished
+  std::vector<char> instance_busy_;          // guarded by mu_: runners_[i] runs a batch (its worker's or inline)
   int64_t queued_items_ = 0;                 // guarded by mu_: items of the tasks in queue_
   int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now
   int64_t incoming_items_ = 0;               // guarded by mu_: items admitted and not yet scheduled (AddIncoming)

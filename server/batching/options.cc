@@ -22,6 +22,10 @@ Status ValidateDynamicBatcherOptions(const DynamicBatcherOptions& options) {
   if (options.max_queue_size < 1) {
     return InvalidArgumentError("max_queue_size must be >= 1, got " + std::to_string(options.max_queue_size));
   }
+  if (options.max_inline_run_us < 0) {
+    return InvalidArgumentError("max_inline_run_us must be >= 0, got " +
+                                std::to_string(options.max_inline_run_us));
+  }
   if (options.num_instances < 1) {
     return InvalidArgumentError("num_instances must be >= 1, got " + std::to_string(options.num_instances));
   }

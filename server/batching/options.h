@@ -41,6 +41,12 @@ struct DynamicBatcherOptions {
   // nothing waits, the worker answers itself. false: always the worker (ModelServable sets false where a run's
   // OpenMP threads fill every core: OverlapPays in model_servable.h).
   bool overlap_answers = true;
+  // Run to completion: a task that arrives at an empty queue while an instance is idle, and that the policy would
+  // run at once, is run and answered by the thread that schedules it (inside Schedule) instead of a worker, when
+  // its batch is expected to take at most this long (the plan's measured cost, else the run time per item). Cheap
+  // models then make no thread hand-off per request (a worker's wake-up and the answers' hand-off cost a context
+  // switch each). 0: never; every batch runs on a worker.
+  int64_t max_inline_run_us = 0;
   // What the worker threads are called (SetCurrentThreadName: "batch:<name>"); the model's name.
   std::string name;
   // Source of time; not owned, must outlive the batcher. nullptr: Clock::Real().

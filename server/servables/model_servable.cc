@@ -89,6 +89,8 @@ StatusOr<std::unique_ptr<ModelServable>> ModelServable::Create(const ModelEntry&
   const int cpus = options.lanes != nullptr ? options.lanes->cpus()
                                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   batcher_options.overlap_answers = null_model || OverlapPays(version.model->options().num_threads, cpus);
+  const bool one_engine_thread = null_model || version.model->options().num_threads == 1;
+  batcher_options.max_inline_run_us = one_engine_thread ? options.max_inline_run_us : 0;
   const std::shared_ptr<const Model> engine_model = version.model;
   const std::vector<int64_t> plan_sizes = servable->plan_sizes_;
   const std::shared_ptr<BatchStatsRecorder> batch_stats = servable->batch_stats_;

@@ -33,6 +33,10 @@ struct ModelServableOptions {
   // Where instances with several engine threads run their engine work (compute_lanes.h); null: inline on each
   // batcher worker. Not owned; used during Create only (the instances keep their lanes alive).
   ComputeLanes* lanes = nullptr;
+  // Run to completion (DynamicBatcherOptions::max_inline_run_us; --max-inline-run-us): a request whose batch is
+  // expected to take at most this long, arriving while the model is idle, runs on the thread that brought it.
+  // Only for instances whose engine work runs on one thread (never one that would wait for a compute lane).
+  int64_t max_inline_run_us = 0;
 };
 
 // The request's items as one float array, when every item is a tensor of exactly `item_floats` floats and they lie

@@ -74,6 +74,7 @@ class InferenceServiceImpl final : public InferenceService {
     servable_options_.decode_limits.budget = *DecodeBudget::Create(options.max_decode_memory_bytes);  // checked
     servable_options_.default_max_queue_size = options.default_max_queue_size;
     servable_options_.lanes = &lanes_;
+    servable_options_.max_inline_run_us = options.max_inline_run_us;
     layer_servables_ = std::make_unique<LayerServables>(servable_options_);
     // OpenCV's parallel loops (colour conversion, 8-bit resize) get the engine's cores, not every core.
     SetPreprocessThreads(lanes_.cpus());

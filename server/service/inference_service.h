@@ -96,6 +96,10 @@ struct InferenceServiceOptions {
   int64_t max_queue_wait_us = 1'000'000;
   // Most masked copies one occlusion map may run (explain.h; --max-explain-masks).
   int64_t max_explain_masks = 4096;
+  // Run to completion: a request arriving while its model is idle, whose batch is expected to take at most this
+  // long on one engine thread, is run and answered on the thread that received it, without a hand-off to the
+  // model's worker (ModelServableOptions::max_inline_run_us; --max-inline-run-us; 0: never).
+  int64_t max_inline_run_us = 100;
   // Bytes of the response cache shared by the models whose config enables it (--cache-size-mb; 0: no caching).
   size_t response_cache_bytes = size_t{64} << 20;
 };
@@ -134,11 +138,12 @@ class InferenceService {
   virtual ~InferenceService() = default;
 
   // The one request path of every front end (see the top of this file). Asynchronous: `done` runs exactly once,
-  // on the calling thread (errors found before Run), a decode worker or a batcher worker thread. Errors, with DESIGN.md's
-  // codes and messages naming field and limit: those of Find, of `build_items` (INVALID_ARGUMENT ...) and of
-  // Servable::Run (INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, INTERNAL); UNAVAILABLE while
-  // shutting down. `outcome` must stay alive until `done` (it is shared with the batcher's callback); on OK its
-  // result holds one row per item in item order.
+  // on the calling thread (errors found before Run, cache hits, and requests run to completion:
+  // max_inline_run_us), a decode worker or a batcher worker (or reply) thread. Errors, with DESIGN.md's codes and
+  // messages naming field and limit: those of Find, of `build_items` (INVALID_ARGUMENT ...) and of Servable::Run
+  // (INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, INTERNAL); UNAVAILABLE while shutting down.
+  // `outcome` must stay alive until `done` (it is shared with the batcher's callback); on OK its result holds one
+  // row per item in item order.
   virtual void Infer(InferRequest request, std::shared_ptr<InferOutcome> outcome,
                      std::function<void(Status)> done) = 0;
 

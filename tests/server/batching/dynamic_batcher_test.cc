@@ -221,6 +221,8 @@ TEST_F(DynamicBatcherTest, CreateRejectsBadOptions) {
   cases.back().options.max_queue_size = 0;
   cases.push_back({"num_instances", Options(4, 0)});
   cases.back().options.num_instances = 0;
+  cases.push_back({"max_inline_run_us", Options(4, 0)});
+  cases.back().options.max_inline_run_us = -1;
   for (const Case& c : cases) {
     StatusOr<std::unique_ptr<DynamicBatcher>> batcher = DynamicBatcher::Create(c.options, FakeRunners(&log_));
     ASSERT_FALSE(batcher.ok()) << c.field;
@@ -577,6 +579,96 @@ TEST_F(DynamicBatcherTest, InstancesRunBatchesConcurrentlyEachWithItsOwnRunner) 
     all_threads.insert(threads.begin(), threads.end());
   }
   EXPECT_EQ(all_threads.size(), static_cast<size_t>(kInstances));
+}
+
+// --- Run to completion (max_inline_run_us).
+
+// The threads that ran batches, over every instance.
+std::set<std::thread::id> RunnerThreads(RunLog& log) {
+  std::lock_guard<std::mutex> guard(log.mu);
+  std::set<std::thread::id> threads;
+  for (const auto& [instance, ids] : log.threads_by_instance) threads.insert(ids.begin(), ids.end());
+  return threads;
+}
+
+TEST_F(DynamicBatcherTest, AnIdleCheapBatchRunsAndIsAnsweredOnTheSchedulingThread) {
+  DynamicBatcherOptions options = Options(4, 1000);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.max_inline_run_us = 100;
+  log_.plan_costs = {{1, 40}, {4, 90}};
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  Admit(*batcher, 0);
+  EXPECT_EQ(recorder_.total(), 1) << "answered before Schedule returned";
+  Admit(*batcher, 1, 4);  // 90 us: still cheap enough
+  EXPECT_EQ(recorder_.total(), 2);
+  EXPECT_EQ(RunnerThreads(log_), (std::set<std::thread::id>{std::this_thread::get_id()}));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}, {1}}));
+  const DynamicBatcherStats stats = batcher->stats();
+  EXPECT_EQ(stats.batches_run, 2);
+  EXPECT_EQ(stats.batches_run_inline, 2);
+  EXPECT_EQ(stats.tasks_succeeded, 2);
+  EXPECT_EQ(stats.queue_depth, 0);
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+}
+
+TEST_F(DynamicBatcherTest, CostlyBatchesAndTheDefaultGoToAWorker) {
+  DynamicBatcherOptions options = Options(4, 0);
+  options.max_inline_run_us = 100;
+  log_.plan_costs = {{1, 40}, {4, 500}};
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  Admit(*batcher, 0, 3);  // padded to the plan of 4: 500 us
+  ASSERT_TRUE(recorder_.WaitForCount(1));
+  EXPECT_EQ(RunnerThreads(log_).count(std::this_thread::get_id()), 0u);
+  EXPECT_EQ(batcher->stats().batches_run_inline, 0);
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+
+  RunLog other;
+  StatusOr<std::unique_ptr<DynamicBatcher>> plain = DynamicBatcher::Create(Options(4, 0), FakeRunners(&other));
+  ASSERT_TRUE(plain.ok());
+  std::unique_ptr<Task> task = recorder_.NewTask(1);
+  ASSERT_TRUE((*plain)->Schedule(task).ok());
+  ASSERT_TRUE(recorder_.WaitForCount(2));
+  EXPECT_EQ(RunnerThreads(other).count(std::this_thread::get_id()), 0u) << "max_inline_run_us 0: never inline";
+  EXPECT_EQ((*plain)->stats().batches_run_inline, 0);
+}
+
+TEST_F(DynamicBatcherTest, ATaskThatWouldWaitForCompanyGoesToAWorker) {
+  DynamicBatcherOptions options = Options(4, 1000);  // fixed delay: a lone task waits up to 1000 us
+  options.max_inline_run_us = 100;
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  Admit(*batcher, 0);
+  EXPECT_EQ(recorder_.total(), 0);
+  ASSERT_TRUE(clock_.BlockUntilWaitingFor(1000));
+  clock_.AdvanceMicros(1000);
+  ASSERT_TRUE(recorder_.WaitForCount(1));
+  EXPECT_EQ(RunnerThreads(log_).count(std::this_thread::get_id()), 0u);
+  EXPECT_EQ(batcher->stats().batches_run_inline, 0);
+}
+
+TEST_F(DynamicBatcherTest, WhileTheRunnerIsBusyInlineArrivalsQueueForTheWorker) {
+  DynamicBatcherOptions options = Options(4, 0);
+  options.max_inline_run_us = 100;
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  log_.gate.Close();
+  std::thread::id inline_thread;
+  std::thread first([&] {
+    inline_thread = std::this_thread::get_id();
+    Admit(*batcher, 0);  // runs here and waits at the gate
+  });
+  ASSERT_TRUE(log_.gate.BlockUntilArrived(1));
+  Admit(*batcher, 1);  // the only runner is busy: queued, and the worker may not touch the runner yet
+  Admit(*batcher, 2);
+  EXPECT_EQ(recorder_.total(), 0);
+  log_.gate.Open();
+  first.join();
+  ASSERT_TRUE(recorder_.WaitForCount(3));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}, {1, 2}}));
+  const std::set<std::thread::id> threads = RunnerThreads(log_);
+  EXPECT_EQ(threads.size(), 2u);  // the first caller's, then the worker's
+  EXPECT_EQ(threads.count(inline_thread), 1u);
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
+  EXPECT_EQ(batcher->stats().batches_run_inline, 1);
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
 }
 
 // --- Shutdown.

@@ -106,10 +106,13 @@ class ServableTest : public ::testing::Test {
     ASSERT_GE(png_.size(), 20u);
   }
 
-  std::unique_ptr<InferenceService> Create(const fs::path& repo, ModelControlMode mode = ModelControlMode::kNone) {
+  std::unique_ptr<InferenceService> Create(
+      const fs::path& repo, ModelControlMode mode = ModelControlMode::kNone,
+      int64_t max_inline_run_us = InferenceServiceOptions().max_inline_run_us) {
     InferenceServiceOptions options;
     options.model_repository = repo.string();
     options.model_control_mode = mode;
+    options.max_inline_run_us = max_inline_run_us;
     options.total_threads = 1;
     options.retire_drain_timeout_us = 10'000'000;
     StatusOr<std::unique_ptr<InferenceService>> service = InferenceService::Create(options);
@@ -202,6 +205,33 @@ TEST_F(ServableTest, NullModelReturnsZerosThroughTheBatcherAndCounts) {
   for (const ServableStats::BatchStat& b : s.batch_stats) batched += b.compute_infer.count * b.batch_size;
   EXPECT_EQ(batched, 20u);
   EXPECT_GT(s.last_inference_ms, 0u);
+}
+
+// Run to completion: a request that finds the null model idle is run and answered on the thread that calls Run
+// (no hand-off to the batcher's worker), unless max_inline_run_us is 0.
+TEST_F(ServableTest, AnIdleCheapModelAnswersOnTheCallingThreadUnlessRunToCompletionIsOff) {
+  for (const int64_t bound : {int64_t{100}, int64_t{0}}) {
+    TempDir repo;
+    WriteNullModel(repo.path(), "null");
+    std::unique_ptr<InferenceService> service = Create(repo.path(), ModelControlMode::kNone, bound);
+    ASSERT_NE(service, nullptr);
+    StatusOr<std::shared_ptr<Servable>> null = service->Find("null", 0);
+    ASSERT_TRUE(null.ok()) << null.status().ToString();
+    for (int i = 0; i < 5; ++i) {  // one at a time: each finds the model idle
+      std::promise<std::thread::id> answered_on;
+      std::future<std::thread::id> future = answered_on.get_future();
+      RunResult result;
+      Status status = InternalError("no answer");
+      (*null)->Run(ImagesRequest(png_, 2), &result, [&](Status s) {
+        status = std::move(s);
+        answered_on.set_value(std::this_thread::get_id());
+      });
+      ASSERT_EQ(future.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+      EXPECT_EQ(future.get() == std::this_thread::get_id(), bound > 0) << "max_inline_run_us " << bound;
+      EXPECT_TRUE(status.ok()) << status.ToString();
+      EXPECT_EQ(result.scores, std::vector<float>(2 * kClasses, 0.0f));
+    }
+  }
 }
 
 TEST_F(ServableTest, RawPixelsGiveTheSameInputAsTheDecodedPng) {
