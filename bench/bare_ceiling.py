@@ -2,7 +2,7 @@
 """The null model against the bare gRPC ceiling: what cnnserve's request path costs beyond gRPC itself.
 
     bench/bare_ceiling.py [--build build] [--rounds 3] [--duration 3] [--concurrency 32,128] [--client-threads 2]
-                          [--markdown FILE] [--json FILE]
+                          [--server-args "--max-inline-run-us 0"] [--markdown FILE] [--json FILE]
 
 Two servers side by side: cnnserve serving lenet5_null (platform "null": the shipped lenet5_fashion's input,
 preprocessing and batching, zeros instead of an engine) and build/bin/bare_grpc_server (bench/bare_grpc: the same
@@ -64,6 +64,7 @@ def main():
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--concurrency", default="32,128")
     p.add_argument("--client-threads", type=int, default=2)
+    p.add_argument("--server-args", default="", help="more cnnserve flags, space-separated")
     p.add_argument("--markdown", help="also write the table here")
     p.add_argument("--json", help="write every row here")
     args = p.parse_args()
@@ -77,7 +78,8 @@ def main():
         repo = os.path.join(work, "repository")
         sc.add_model(repo, "lenet5_null", sc.null_config(config, 10))
         payloads = [(name, inputs or sc.fashion_images(work)) for name, inputs in PAYLOADS]
-        with sc.Server(args.build, repo, os.path.join(work, "cnnserve.log")) as server, BareServer(args.build) as bare:
+        with sc.Server(args.build, repo, os.path.join(work, "cnnserve.log"), args.server_args.split()) as server, \
+                BareServer(args.build) as bare:
             targets = [("null", server.address), ("bare", bare.address)]
             for rnd in range(args.rounds):
                 for payload, inputs in payloads:

@@ -17,7 +17,8 @@ overloads); otherwise the server runs at nice +5. Where cnnload cannot send the 
 below 0.95), the table says so.
 
   bench/overload.py [--build build] [--models vgg_fashion,fashion_ensemble] [--batch 4] [--multiples 4,10]
-                    [--levels 1,2,4,8,16,32] [--duration 20] [--out bench/results/overload/overload]
+                    [--levels 1,2,4,8,16,32] [--duration 20] [--server-args "--max-queue-wait-ms 500"]
+                    [--out bench/results/overload/overload]
 
 Writes OUT.json and OUT.md and prints the table. Exit 0 done, 1 a run failed.
 """
@@ -102,7 +103,7 @@ def quantiles(row, key):
 def measure_model(args, model, images):
     log_path = os.path.join(os.path.dirname(args.out), "overload_%s.log" % model)
     common = ["--model", model, "--images", images, "--batch", str(args.batch)]
-    with sc.Server(args.build, REPOSITORY, log_path) as server:
+    with sc.Server(args.build, REPOSITORY, log_path, args.server_args.split()) as server:
         if os.geteuid() != 0:
             subprocess.run(["renice", "-n", "5", "-p", str(server.proc.pid)], check=False,
                            stdout=subprocess.DEVNULL)
@@ -174,6 +175,8 @@ def main():
     p.add_argument("--multiples", default="4,10")
     p.add_argument("--levels", default="1,2,4,8,16,32")
     p.add_argument("--duration", type=float, default=20)
+    p.add_argument("--server-args", default="",
+                   help="more cnnserve flags, space-separated (e.g. \"--max-queue-wait-ms 500\")")
     args = p.parse_args()
     args.multiples = [float(x) for x in args.multiples.split(",")]
     start = time.time()
