@@ -46,16 +46,17 @@
 
 namespace cnnserve {
 
-// Runs batches for one worker thread. Implemented by the inference layer (and by fakes in tests).
+// Runs batches for one model instance. Implemented by the inference layer (and by fakes in tests).
 class BatchRunner {
  public:
   virtual ~BatchRunner() = default;
 
-  // Runs `batch`: 1..max_batch_size items in total, tasks in FIFO order. Called only on the worker thread that
-  // owns this runner, so per-runner state needs no lock. The batcher keeps ownership of the tasks and calls their
-  // callbacks after this returns: the runner must not call Task::Finish. `task_statuses` has one entry per task,
-  // all OK on entry; set an entry to fail only that task. A non-OK return fails every task whose entry is still
-  // OK. Blocks for the duration of the run.
+  // Runs `batch`: 1..max_batch_size items in total, tasks in FIFO order. Called on one thread at a time, never
+  // concurrently: the worker that owns this runner, or a thread running a task to completion inside Schedule
+  // (max_inline_run_us), so per-runner state needs no lock but thread-local state is not the runner's. The
+  // batcher keeps ownership of the tasks and calls their callbacks after this returns: the runner must not call
+  // Task::Finish. `task_statuses` has one entry per task, all OK on entry; set an entry to fail only that task. A
+  // non-OK return fails every task whose entry is still OK. Blocks for the duration of the run.
   virtual Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) = 0;
 
   // Run times this runner measured for its plans before serving (its warm-up), ascending by batch size; empty
@@ -256,7 +257,7 @@ class DynamicBatcher final : public Scheduler {
   std::condition_variable work_cv_;          // workers: a task arrived, the queue changed, or stop
   std::condition_variable progress_cv_;      // Shutdown: a worker finished tasks, or shutdown completed
   std::deque<std::unique_ptr<Task>> queue_;  // guarded by mu_
-  int64_t tasks_in_hand_ = 0;                // guarded by mu_: taken out of queue_ by a worker, not yet finished
+  int64_t tasks_in_hand_ = 0;                // guarded by mu_: taken out of queue_ (worker, inline), unfinished
   std::vector<char> instance_busy_;          // guarded by mu_: runners_[i] runs a batch (its worker's or inline)
   int64_t queued_items_ = 0;                 // guarded by mu_: items of the tasks in queue_
   int64_t running_items_ = 0;                // guarded by mu_: items of the batches running now

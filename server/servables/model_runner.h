@@ -13,10 +13,12 @@
 //
 // Threads. An instance with several engine threads does its engine work (compile, warm-up, each batch's Run) on
 // the compute lane it was assigned (compute_lanes.h), its batcher worker waiting meanwhile; the time a batch waits
-// for a lane held by another instance counts as queue time, not compute. One-thread instances run inline.
+// for a lane held by another instance counts as queue time, not compute. One-thread instances run inline, on
+// their batcher worker or, for a request run to completion, on the thread that called Schedule.
 //
-// Thread-safety: an InferTask follows Task's rules. A SessionBatchRunner is used by its batcher worker thread
-// only (its session also by its lane, while the worker waits). InferState (the state shared by one request's
+// Thread-safety: an InferTask follows Task's rules. A SessionBatchRunner is used by one thread at a time: its
+// batcher worker, or a thread running a request to completion (its session also by its lane, while the worker
+// waits). InferState (the state shared by one request's
 // tasks) is thread-safe where noted. Ownership: InferState owns its inputs, or borrows them from the request
 // (borrowed_inputs), which Servable's contract keeps alive until the request's `done`.
 #ifndef CNNSERVE_SERVER_SERVABLES_MODEL_RUNNER_H_

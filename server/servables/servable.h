@@ -171,7 +171,8 @@ class Servable {
   virtual const ServableInfo& info() const = 0;
 
   // Runs every item and fills `result` (rows in item order). Asynchronous: returns at once; `done` runs exactly
-  // once, on the calling thread (validation errors) or on a worker thread. Errors: INVALID_ARGUMENT (an item
+  // once, on the calling thread (validation errors; a cheap request that found its model idle, run to completion
+  // before Run returns: DynamicBatcherOptions::max_inline_run_us) or on a worker thread. Errors: INVALID_ARGUMENT (an item
   // that cannot be decoded or preprocessed, a tensor of the wrong size, no items), UNAVAILABLE (queue full,
   // shutting down), DEADLINE_EXCEEDED, CANCELLED, INTERNAL (engine failure); ensembles: UNAVAILABLE when fewer
   // than quorum members answered, naming each failed member and why. Messages name the item ("items[3]").

@@ -89,7 +89,7 @@ void FillPixelPatch(const PixelImage& image, int64_t top, int64_t left, int64_t 
                     uint8_t* hwc);
 
 // Validates, prepares the masked copies and runs them (see the top of this file); `done` runs exactly once, on the
-// calling thread or a batcher worker, and outcome->map is filled on OK. Errors: those of Infer; INVALID_ARGUMENT
+// calling thread (errors; a cheap model run to completion) or a batcher worker, and outcome->map is filled on OK. Errors: those of Infer; INVALID_ARGUMENT
 // for a bad image, patch or stride, a target_class outside the model's classes, a model that takes no C x H x W
 // images, more than options().max_explain_masks masked copies (naming the limit and --max-explain-masks).
 void RunOcclusion(InferenceService& service, OcclusionRequest request, std::shared_ptr<OcclusionOutcome> outcome,

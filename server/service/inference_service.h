@@ -11,7 +11,8 @@
 // end's build_items (its wire request -> items, validated against the servable's info), the servable's
 // admission check (Servable::CheckAdmission: a request its queue cannot take is refused at once, before any
 // decode), then Servable::Run, which decodes and preprocesses the images, hands them to the model's batcher and
-// returns at once; a batcher worker runs the batch and calls `done` from its thread. A request with encoded or
+// returns at once; a batcher worker runs the batch and calls `done` from its thread (or, for a cheap request that
+// finds its model idle, the calling thread does, before Run returns: max_inline_run_us). A request with encoded or
 // raw-pixel images that take more than kInlineDecodeBytes to decode (admission.h) is run on the service's decode
 // workers (PreprocessPool, server/preprocess/preprocess_pool.h: as many as the cores of total_threads, at least
 // 2; at most max_decode_queue requests wait for one, the next gets UNAVAILABLE), which check its deadline and
