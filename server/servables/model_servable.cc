@@ -284,6 +284,7 @@ ServableStats ModelServable::Stats() const {
   }
   batch_stats_->AddTo(stats);
   stats.queue_depth = batcher_ != nullptr ? batcher_->QueueDepth() : 0;
+  stats.inline_execution_count = batcher_ != nullptr ? batcher_->stats().batches_run_inline : 0;
   return stats;
 }
 

@@ -137,6 +137,7 @@ struct ServableStats {
   };
   std::vector<BatchStat> batch_stats;  // ascending batch_size, only sizes that ran
   int64_t queue_depth = 0;             // tasks waiting now
+  int64_t inline_execution_count = 0;  // of execution_count: batches run to completion on the receiving thread
   // Ensembles: agreement per image, bucketed by kAgreementBucketBounds (+1 for +Inf); sum and count of values.
   std::array<uint64_t, kAgreementBucketBounds.size() + 1> agreement_buckets{};
   double agreement_sum = 0.0;
