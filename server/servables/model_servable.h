@@ -7,7 +7,8 @@
 // every item into the model's input on the calling thread (decode + preprocess for images, a copy for tensors;
 // the InferenceService calls Run from a decode worker when there are images to decode), splits the items into
 // tasks of at most max_batch_size, hands them to the batcher and returns; the last finishing task fills the result
-// (raw output rows and their softmax) and calls `done` on a batcher thread.
+// (raw output rows and their softmax) and calls `done` on a batcher thread, or on the calling thread when the
+// batcher ran the tasks to completion there (a cheap request that found the model idle: max_inline_run_us).
 //
 // Thread-safety: as Servable. Ownership: the servable owns its batcher; it keeps the engine Model alive.
 #ifndef CNNSERVE_SERVER_SERVABLES_MODEL_SERVABLE_H_
