@@ -134,7 +134,8 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
   const int64_t delay_end_us = AddMicros(oldest_enqueue_us, delay_us);
   const bool full = items == max_items || count < live.size();
   if (options.policy == BatchingPolicy::kAdaptive) {
-    const int64_t limit_us = std::min(delay_end_us, earliest_deadline_us);
+    const int64_t delay_start_us = std::max(oldest_enqueue_us, load.instance_free_since_us);
+    const int64_t limit_us = std::min(AddMicros(delay_start_us, delay_us), earliest_deadline_us);
     const int64_t wake_us = full || flush
                                 ? Clock::kInfiniteFuture
                                 : AdaptiveWakeUs(items, newest_enqueue_us, limit_us, now_us, load, options);

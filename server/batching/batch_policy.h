@@ -28,7 +28,10 @@
 // waits
 //   (a) while `load.items_coming` > 0 (requests for this model admitted and still being decoded: they are on their
 //       way) and Gain(S, the coming items that fit) exceeds max_queue_delay_us (the longest it would wait), until
-//       min(oldest enqueue time + max_queue_delay_us, earliest live deadline), woken by each arrival; or else
+//       min(start + max_queue_delay_us, earliest live deadline), woken by each arrival, where start is the later
+//       of the oldest live task's enqueue time and `load.instance_free_since_us` (so the wait is bounded from when
+//       the instance could first have run the task: tasks that gathered while it was busy may still wait for
+//       the requests being decoded behind them, which keeps closed-loop clients in full batches); or else
 //   (r) while S < `load.recent_batch_items` (recent batches were larger: clients in a closed loop send their next
 //       requests as their answers arrive, so they come in bursts the arrival rate does not see) and Gain(S, the
 //       missing items) exceeds max_queue_delay_us, until that same limit, woken by each arrival; or else
@@ -96,6 +99,8 @@ struct BatchLoad {
   int64_t recent_batch_items = 0;
   // Run time per plan size, ascending by batch_size, measured plans only (each > 0).
   std::vector<PlanCost> plan_costs;
+  // When the instance that would run the batch finished its previous one; 0 when it has not run any.
+  int64_t instance_free_since_us = 0;
 };
 
 // The plan a batch of `items` runs on under kAdaptive: the smallest preferred size >= items, else max_batch_size.

@@ -54,6 +54,7 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const DynamicBa
     if (plan.batch_size >= 1 && plan.run_us > 0) batcher->plan_costs_.push_back(plan);
   }
   batcher->instance_busy_.assign(batcher->runners_.size(), 0);
+  batcher->instance_free_since_us_.assign(batcher->runners_.size(), 0);
   for (size_t i = 0; i < batcher->runners_.size(); ++i) {
     batcher->finishers_.push_back(
         options.overlap_answers ? std::make_unique<HandOffThread>("reply:" + options.name) : nullptr);
@@ -112,9 +113,9 @@ bool DynamicBatcher::RunInline(std::unique_lock<std::mutex>& lock) {
   if (idle == instance_busy_.end()) return false;
   if (ExpectedRunMicrosLocked(queue_.front()->num_items()) > options_.max_inline_run_us) return false;
   std::vector<QueuedTaskInfo> snapshot;
-  const BatchDecision decision = DecideLocked(snapshot);
-  if (decision.action != BatchDecision::Action::kRun) return false;  // waiting, or dropping: a worker's job
   const size_t instance = static_cast<size_t>(idle - instance_busy_.begin());
+  const BatchDecision decision = DecideLocked(snapshot, instance);
+  if (decision.action != BatchDecision::Action::kRun) return false;  // waiting, or dropping: a worker's job
   TakenTasks taken = TakeLocked(decision);
   const int64_t dropped = TookLocked(taken, instance);
   lock.unlock();
@@ -139,7 +140,7 @@ int64_t DynamicBatcher::ExpectedRunMicrosLocked(int64_t items) const {
   return item_service_ns() * items / kNanosPerMicro;
 }
 
-BatchDecision DynamicBatcher::DecideLocked(std::vector<QueuedTaskInfo>& snapshot) const {
+BatchDecision DynamicBatcher::DecideLocked(std::vector<QueuedTaskInfo>& snapshot, size_t instance) const {
   snapshot.clear();
   for (const std::unique_ptr<Task>& task : queue_) {
     snapshot.push_back(QueuedTaskInfo{.num_items = task->num_items(),
@@ -151,7 +152,8 @@ BatchDecision DynamicBatcher::DecideLocked(std::vector<QueuedTaskInfo>& snapshot
                        .item_run_us = item_service_ns() / kNanosPerMicro,
                        .items_coming = incoming_items_ + decoding_items_,
                        .recent_batch_items = recent_batch_milli_ / 1000,
-                       .plan_costs = plan_costs_};
+                       .plan_costs = plan_costs_,
+                       .instance_free_since_us = instance_free_since_us_[instance]};
   return DecideBatch(snapshot, clock_->NowMicros(), shutting_down_, options_, load);
 }
 
@@ -171,6 +173,7 @@ void DynamicBatcher::RanLocked(const TakenTasks& taken, const RunOutcome& outcom
   tasks_in_hand_ -= dropped;
   running_items_ -= taken.batch_items;
   instance_busy_[instance] = 0;
+  if (!taken.batch.empty()) instance_free_since_us_[instance] = clock_->NowMicros();
   if (shutting_down_) progress_cv_.notify_all();
 }
 
@@ -368,7 +371,7 @@ void DynamicBatcher::WorkerLoop(size_t instance, HandOffThread* finisher) {
       clock_->WaitUntil(lock, work_cv_, Clock::kInfiniteFuture);
       continue;
     }
-    const BatchDecision decision = DecideLocked(snapshot);
+    const BatchDecision decision = DecideLocked(snapshot, instance);
     const bool drops = !decision.cancelled.empty() || !decision.expired.empty() || !decision.invalid.empty();
     if (decision.action != BatchDecision::Action::kRun && !drops) {
       waited = true;

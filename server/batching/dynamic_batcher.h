@@ -202,8 +202,9 @@ class DynamicBatcher final : public Scheduler {
   // `instance`: the worker's index (its runner: runners_[instance]); `finisher`: where its answers go while it
   // runs the next batch, null without overlap_answers.
   void WorkerLoop(size_t instance, HandOffThread* finisher);
-  // What the policy decides for the queue now (DecideBatch over a snapshot of queue_). Requires mu_.
-  BatchDecision DecideLocked(std::vector<QueuedTaskInfo>& snapshot) const;
+  // What the policy decides for the queue now (DecideBatch over a snapshot of queue_), if runners_[instance] is to
+  // run the batch. Requires mu_.
+  BatchDecision DecideLocked(std::vector<QueuedTaskInfo>& snapshot, size_t instance) const;
   // Schedule's run to completion: with mu_ held by `lock` and the new task alone in queue_, runs it here if an
   // instance is idle, the policy would run it now and its batch is cheap (options.max_inline_run_us); returns
   // whether it did (then `lock` is released).
@@ -266,6 +267,8 @@ class DynamicBatcher final : public Scheduler {
   int64_t recent_batch_milli_ = 0;           // guarded by mu_: moving average of items per batch, x 1000
   std::vector<PlanCost> plan_costs_;         // guarded by mu_: ascending by batch size, measured plans only
   int64_t last_arrival_us_ = -1;             // guarded by mu_: when the newest task was scheduled; -1: none yet
+  // Guarded by mu_: when runners_[i] last finished a batch (0: never), where the adaptive policy's delay starts.
+  std::vector<int64_t> instance_free_since_us_;
   int64_t item_interval_us_ = Clock::kInfiniteFuture;  // guarded by mu_: moving average of the gap per item
   bool shutting_down_ = false;  // guarded by mu_: reject new tasks, run queued ones without delay
   bool stop_workers_ = false;   // guarded by mu_: workers exit

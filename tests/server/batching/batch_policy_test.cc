@@ -214,6 +214,14 @@ std::vector<Row> Rows() {
   add("AdaptiveWaitsForItemsBeingDecodedUntilADeadline", coming, {T(1, 0, 400), T(1, 10)}, 12, Wait(400));
   add("AdaptiveRunsWhenTheDelayEndsWithItemsStillComing", coming, {T(1, 0), T(1, 10)}, 1000, Run({0, 1}, 2));
   add("AdaptiveFullBatchDoesNotWaitForItemsComing", coming, Singles(8), 7, Run(Range(8), 8));
+  // The delay counts from when the instance became free, if that is later than the oldest task's arrival: tasks
+  // that gathered while it was busy may still wait for the items being decoded behind them, up to the delay.
+  Policy freed = coming;
+  freed.load.instance_free_since_us = 5000;
+  add("AdaptiveWaitsFromWhenTheInstanceFreedForItemsComing", freed, {T(1, 0), T(1, 10)}, 5000, Wait(6000));
+  add("AdaptiveRunsOnceTheDelayAfterTheInstanceFreedEnds", freed, {T(1, 0), T(1, 10)}, 6000, Run({0, 1}, 2));
+  add("AdaptiveDelayStillCountsFromALaterTask", freed, {T(1, 5500), T(1, 5600)}, 6000, Wait(6500));
+  add("AdaptiveWaitAfterTheInstanceFreedStopsAtADeadline", freed, {T(1, 0, 5300), T(1, 10)}, 5000, Wait(5300));
   // Recent batches had 4 items (closed-loop clients come back in bursts): wait for the 2 missing ones while that
   // saves more than the delay; run once there are as many; a cheap model does not wait.
   Policy recent = C({{1, 1500}, {4, 2500}, {8, 3000}});

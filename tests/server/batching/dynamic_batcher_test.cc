@@ -403,6 +403,33 @@ TEST_F(DynamicBatcherTest, AdaptiveRunsAtOnceGathersWhileBusyAndWaitsOnlyForItem
   EXPECT_EQ(clock_.NowMicros(), 1789);
 }
 
+// Tasks that gathered while the instance was busy have waited longer than the delay by the time it is free. With
+// items still being decoded behind them, the adaptive policy waits for those up to the delay, counted from the
+// moment the instance became free (not from the oldest task's arrival, which would run them at once).
+TEST_F(DynamicBatcherTest, AdaptiveWaitsForItemsComingUpToTheDelayAfterTheInstanceFrees) {
+  DynamicBatcherOptions options = Options(8, 500);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 1000}, {4, 1200}, {8, 1500}};  // 2 + 2 items: 1200 + 1200 apart, 1200 together
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  log_.gate.Close();
+  Admit(*batcher, 0);
+  ASSERT_TRUE(log_.gate.BlockUntilArrived(1));
+  clock_.AdvanceMicros(2000);
+  Admit(*batcher, 1);
+  Admit(*batcher, 2);
+  batcher->AddDecoding(2);
+  clock_.AdvanceMicros(1000);  // the oldest queued task has waited 1000 us, twice the delay
+  log_.gate.Open();            // the instance is free at 3000
+  ASSERT_TRUE(clock_.BlockUntilWaitingFor(3500));
+  ASSERT_TRUE(recorder_.WaitForCount(1));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}}));
+  clock_.AdvanceMicros(500);
+  ASSERT_TRUE(recorder_.WaitForCount(3));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}, {1, 2}}));
+  batcher->AddDecoding(-2);
+}
+
 TEST_F(DynamicBatcherTest, RunsAtOnceWhenMaxBatchSizeIsReached) {
   std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(Options(4, 1000000));
   Admit(*batcher, 0, 3);
