@@ -105,6 +105,10 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const std::vector<Serv
   families.push_back(CounterFamily(stats, kMetricExecutionCount,
                                    "Batches executed (ensembles: requests fanned out)",
                                    [](const ServableStats& s) { return static_cast<double>(s.execution_count); }));
+  families.push_back(
+      CounterFamily(stats, kMetricInlineExecutionCount,
+                    "Of the batches executed, those run to completion on the thread that received the request",
+                    [](const ServableStats& s) { return static_cast<double>(s.inline_execution_count); }));
   families.push_back(CounterFamily(stats, kMetricQueueDuration, "Time requests waited in the batcher queue",
                                    [](const ServableStats& s) { return Seconds(s.queue); }));
   families.push_back(CounterFamily(stats, kMetricPreprocessDuration,

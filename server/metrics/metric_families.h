@@ -47,6 +47,7 @@ inline constexpr char kMetricRequestSuccess[] = "cnnserve_request_success_total"
 inline constexpr char kMetricRequestFailure[] = "cnnserve_request_failure_total";
 inline constexpr char kMetricInferenceCount[] = "cnnserve_inference_count_total";
 inline constexpr char kMetricExecutionCount[] = "cnnserve_execution_count_total";
+inline constexpr char kMetricInlineExecutionCount[] = "cnnserve_inline_execution_count_total";
 inline constexpr char kMetricQueueDuration[] = "cnnserve_queue_duration_seconds_total";
 inline constexpr char kMetricPreprocessDuration[] = "cnnserve_preprocess_duration_seconds_total";
 inline constexpr char kMetricComputeInputDuration[] = "cnnserve_compute_input_duration_seconds_total";

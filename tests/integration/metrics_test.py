@@ -17,7 +17,8 @@ import kserve_support as ks
 from kserve_support import MODEL, classifier_pb2, grpc, pb
 
 COUNTERS = ["cnnserve_request_success_total", "cnnserve_request_failure_total", "cnnserve_inference_count_total",
-            "cnnserve_execution_count_total", "cnnserve_queue_duration_seconds_total",
+            "cnnserve_execution_count_total", "cnnserve_inline_execution_count_total",
+            "cnnserve_queue_duration_seconds_total",
             "cnnserve_preprocess_duration_seconds_total", "cnnserve_compute_input_duration_seconds_total",
             "cnnserve_compute_infer_duration_seconds_total", "cnnserve_compute_output_duration_seconds_total"]
 BATCH_BOUNDS = ["1", "2", "4", "8", "16", "32", "64", "128", "+Inf"]
@@ -106,6 +107,11 @@ class MetricsTest(unittest.TestCase):
         self.assertGreaterEqual(executions, 1)
         self.assertLessEqual(executions, requests)
         self.assertEqual(delta("cnnserve_batch_size_count"), executions)
+        # Some of those ran to completion on the receiving thread (how many depends on timing: a request that finds
+        # the model idle and its plan under --max-inline-run-us).
+        inline = delta("cnnserve_inline_execution_count_total")
+        self.assertGreaterEqual(inline, 0)
+        self.assertLessEqual(inline, executions)
         self.assertEqual(delta("cnnserve_batch_size_sum"), images)
         self.assertEqual(delta("cnnserve_batch_size_bucket", le="+Inf"), executions)
         self.assertGreater(delta("cnnserve_compute_infer_duration_seconds_total"), 0)

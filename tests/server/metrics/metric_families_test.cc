@@ -17,6 +17,7 @@ ServableStats FakeModel() {
   stats.platform = "onnx";
   stats.inference_count = 21;
   stats.execution_count = 7;
+  stats.inline_execution_count = 5;
   stats.success = {5, 9'000'000};
   stats.fail = {2, 1'000};
   stats.queue = {6, 1'500'000'000};
@@ -73,11 +74,11 @@ TEST(MetricFamiliesTest, CountersAndGaugeFromStats) {
     const char* name;
     double value;
   };
-  const Expected counters[] = {{kMetricRequestSuccess, 5},          {kMetricRequestFailure, 2},
-                               {kMetricInferenceCount, 21},         {kMetricExecutionCount, 7},
-                               {kMetricQueueDuration, 1.5},         {kMetricPreprocessDuration, 0.25},
-                               {kMetricComputeInputDuration, 7e-6}, {kMetricComputeInferDuration, 2.0},
-                               {kMetricComputeOutputDuration, 7e-5}};
+  const Expected counters[] = {{kMetricRequestSuccess, 5},         {kMetricRequestFailure, 2},
+                               {kMetricInferenceCount, 21},        {kMetricExecutionCount, 7},
+                               {kMetricInlineExecutionCount, 5},   {kMetricQueueDuration, 1.5},
+                               {kMetricPreprocessDuration, 0.25},  {kMetricComputeInputDuration, 7e-6},
+                               {kMetricComputeInferDuration, 2.0}, {kMetricComputeOutputDuration, 7e-5}};
   for (const Expected& expected : counters) {
     const prometheus::MetricFamily* family = FindFamily(families, expected.name);
     ASSERT_NE(family, nullptr) << expected.name;
