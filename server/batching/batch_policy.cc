@@ -131,7 +131,6 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
     }
   }
 
-  const int64_t delay_end_us = AddMicros(oldest_enqueue_us, delay_us);
   const bool full = items == max_items || count < live.size();
   if (options.policy == BatchingPolicy::kAdaptive) {
     const int64_t delay_start_us = std::max(oldest_enqueue_us, load.instance_free_since_us);
@@ -155,6 +154,7 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
   }
 
   // Rule 4.
+  const int64_t delay_end_us = AddMicros(oldest_enqueue_us, delay_us);
   const bool delay_over = delay_us == 0 || now_us >= delay_end_us;
   if (full || preferred_count > 0 || delay_over || flush) {
     if (items != max_items && preferred_count > 0) {
