@@ -10,14 +10,13 @@
 // listening on HOST:PORT" and runs until SIGTERM or SIGINT. For bench/bare_ceiling.py: the null model's
 // requests/s against this one's, same client, same payloads (issue 17: goal >= 0.85).
 //
-// --decode: before answering, the request goes through the server's own steps on the gRPC thread: its inputs
-// become items as the native front end makes them (BuildNativeItems, server/native/native_request.h: raw tensors
-// checked against --input-shape), and each item goes through the call cnnserve's servables make (PrepareItem,
-// server/preprocess/image_input.h: an image is checked, decoded with OpenCV and preprocessed to --input-shape,
-// GRAY for one channel, else RGB, scale 1/255, mean 0, std 1; a tensor is checked for non-finite values and
-// copied) into a per-thread buffer that is then dropped. A request that fails gets INVALID_ARGUMENT. This is the
-// ceiling of gRPC plus decoding, what the null model's PNG requests are measured against: its work per image is
-// the server's, without the service, the batcher or admission.
+// --decode: before answering, each input goes through the server's own image-input step on the gRPC thread, the
+// call cnnserve's servables make (cnnserve::PrepareItem, server/preprocess/image_input.h: an image is checked,
+// decoded with OpenCV and preprocessed to --input-shape, GRAY for one channel, else RGB, scale 1/255, mean 0, std
+// 1; a tensor is checked for non-finite values and copied), into a per-thread buffer that is then dropped. An
+// input that fails gets INVALID_ARGUMENT. This is the ceiling of gRPC plus decoding, what the null model's PNG
+// requests are measured against: its work per image is the server's, without the service, the batcher or
+// admission.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
@@ -31,7 +30,6 @@
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "engine/common/flags.h"
 #include "engine/common/strings.h"
-#include "server/native/native_request.h"
 #include "server/preprocess/image_input.h"
 #include "tools/common/grpc_runtime.h"
 
@@ -40,7 +38,6 @@ namespace {
 
 constexpr int kDefaultTopK = 5;  // as the server's (server/servables/classification.h)
 constexpr int kMaxClasses = 1 << 20;
-constexpr int64_t kMaxImagesPerRequest = 256;  // cnnserve's --max-images-per-request default
 
 struct Options {
   std::string address = "127.0.0.1:0";
@@ -49,51 +46,47 @@ struct Options {
   bool decode = false;
 };
 
-// What --decode prepares each input for: a model named "bare" whose input is `input_shape`, with image
-// preprocessing to that shape.
-ServableInfo DecodeTarget(const std::vector<int64_t>& input_shape) {
+// What --decode prepares each input for: the image preprocessing of a model whose input is `input_shape`.
+PreprocessOptions DecodeOptions(const std::vector<int64_t>& input_shape) {
   PreprocessOptions preprocess;
   preprocess.color = input_shape[0] == 1 ? ColorFormat::kGray : ColorFormat::kRgb;
   preprocess.target_height_px = input_shape[1];
   preprocess.target_width_px = input_shape[2];
-  ServableInfo info;
-  info.name = "bare";
-  info.item_input_dims.assign(input_shape.begin(), input_shape.end());
-  info.preprocess = preprocess;
-  return info;
+  return preprocess;
 }
 
-// --decode's work for one request: its items as the native front end builds them, each prepared by
-// cnnserve::PrepareItem into this thread's buffer.
-Status PrepareRequest(const v1::ClassifyRequest& request, const ServableInfo& info) {
-  RunRequest run;
-  CNN_RETURN_IF_ERROR(BuildNativeItems(request, info, kMaxImagesPerRequest, &run));
-  thread_local std::vector<float> buffer;
-  buffer.resize(static_cast<size_t>(NumElements(info.item_input_dims)));
-  const ItemTarget target{.model = info.name,
-                          .preprocess = &*info.preprocess,
-                          .input_dims = info.item_input_dims,
-                          .dst = buffer.data()};
-  for (size_t i = 0; i < run.items.size(); ++i) {
-    if (Status status = PrepareItem(run.items[i], info.preprocess->decode_limits, target); !status.ok()) {
-      return InvalidArgumentError(run.ItemName(static_cast<int64_t>(i)) + ": " + status.message());
-    }
+// --decode's step for one input: cnnserve::PrepareItem into this thread's buffer.
+Status PrepareInput(const v1::Input& input, const PreprocessOptions& preprocess, const Dims& input_dims) {
+  ImageItem item;
+  if (input.has_tensor()) {
+    item.kind = ImageItem::Kind::kTensor;
+    item.data = input.tensor().data();
+  } else {
+    item.data = input.image();
   }
-  return OkStatus();
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(NumElements(input_dims)));
+  const ItemTarget target{
+      .model = "bare", .preprocess = &preprocess, .input_dims = input_dims, .dst = buffer.data()};
+  return PrepareItem(item, preprocess.decode_limits, target);
 }
 
 class BareClassifier final : public v1::Classifier::CallbackService {
  public:
   explicit BareClassifier(const Options& options)
-      : options_(options), target_(DecodeTarget(options.input_shape)) {}
+      : options_(options),
+        preprocess_(DecodeOptions(options.input_shape)),
+        input_dims_(options.input_shape.begin(), options.input_shape.end()) {}
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     if (options_.decode) {
-      if (const Status status = PrepareRequest(*request, target_); !status.ok()) {
-        reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, status.message()));
-        return reactor;
+      for (const v1::Input& input : request->inputs()) {
+        if (const Status status = PrepareInput(input, preprocess_, input_dims_); !status.ok()) {
+          reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, status.message()));
+          return reactor;
+        }
       }
     }
     const int k = std::min(request->top_k() > 0 ? request->top_k() : kDefaultTopK, options_.classes);
@@ -128,7 +121,8 @@ class BareClassifier final : public v1::Classifier::CallbackService {
 
  private:
   const Options options_;
-  const ServableInfo target_;  // --decode only
+  const PreprocessOptions preprocess_;
+  const Dims input_dims_;
 };
 
 int Main(int argc, char** argv) {
@@ -155,8 +149,7 @@ int Main(int argc, char** argv) {
     return status.ok() ? 0 : 2;
   }
   if (options.decode) {
-    if (const Status status = ValidatePreprocessOptions(*DecodeTarget(options.input_shape).preprocess);
-        !status.ok()) {
+    if (const Status status = ValidatePreprocessOptions(DecodeOptions(options.input_shape)); !status.ok()) {
       std::fprintf(stderr, "bare_grpc_server: --input-shape for --decode: %s\n", status.message().c_str());
       return 2;
     }
