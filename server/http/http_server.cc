@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <charconv>
 #include <exception>
@@ -181,6 +182,12 @@ void Configure(const HttpServerOptions& options, httplib::Server* server) {
                             (options.write_timeout_ms % kMillisPerSecond) * kMicrosPerMilli);
   server->set_payload_max_length(static_cast<size_t>(options.max_request_bytes));
   server->set_tcp_nodelay(true);
+  // The library's default socket options add SO_REUSEPORT, which lets a second server bind the same port and take
+  // a share of its connections unnoticed; SO_REUSEADDR alone still allows a restart while old connections linger.
+  server->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   // Answers the library makes itself (413, 400 for a malformed request) get a JSON body too; a route's own error
   // already has one.
   const httplib::Server::HandlerWithResponse on_error = [limit = options.max_request_bytes,

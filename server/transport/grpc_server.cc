@@ -96,6 +96,9 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   int selected_port = 0;
   builder.AddListeningPort(options.address, *credentials, &selected_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_message_bytes));
+  // gRPC binds with SO_REUSEPORT by default: a second server on the same port would start and take a share of the
+  // connections unnoticed. Without it the bind fails while another process listens there.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(server->classifier_.get());
   builder.RegisterService(server->kserve_.get());
   if (server->reflection_ != nullptr) builder.RegisterService(server->reflection_.get());
@@ -103,7 +106,8 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions
   if (server->server_ == nullptr || selected_port == 0) {
     if (server->server_ != nullptr) server->server_->Shutdown();
     server->server_.reset();  // nothing was served: leave the InferenceService alone
-    return UnavailableError("GrpcServer: cannot listen on '" + options.address + "'");
+    return UnavailableError("GrpcServer: cannot listen on '" + options.address +
+                            "' (the port is in use, or the address is not local)");
   }
   server->port_ = selected_port;
   server->address_ = WithPort(options.address, selected_port);

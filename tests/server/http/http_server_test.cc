@@ -369,6 +369,21 @@ TEST(HttpServer, BadOptionsAndAddresses) {
   }
 }
 
+TEST(HttpServer, ASecondServerCannotBindAPortInUse) {
+  std::unique_ptr<HttpServer> first = StartServer();
+  ASSERT_NE(first, nullptr);
+  HttpServerOptions options;
+  options.address = first->address();
+  const StatusOr<std::unique_ptr<HttpServer>> second = HttpServer::Create(options, TestRoutes(), nullptr);
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos) << second.status().ToString();
+  // The first server still answers.
+  httplib::Client client("127.0.0.1", first->port());
+  const httplib::Result result = client.Get("/open");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200);
+}
+
 TEST(HttpRoute, StatusCodesAndErrorBodies) {
   EXPECT_EQ(HttpStatusOf(StatusCode::kInvalidArgument), 400);
   EXPECT_EQ(HttpStatusOf(StatusCode::kFailedPrecondition), 400);

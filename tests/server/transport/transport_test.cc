@@ -306,6 +306,16 @@ TEST_F(TransportTest, CreateRejectsBadOptions) {
   close(fd);
 }
 
+TEST_F(TransportTest, ASecondServerCannotBindAPortInUse) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  GrpcServerOptions options;
+  options.address = server_->address();
+  EXPECT_EQ(GrpcServer::Create(options, &fake_).status().code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(fake_.shutdown_started_);
+  // The first server still answers.
+  EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
+}
+
 TEST_F(TransportTest, UnaryClassifyPassesTheDeadlineAndMapsStatus) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
   v1::ClassifyRequest request;
