@@ -10,8 +10,14 @@ reversed every other round); each runs a fresh cnnserve on 127.0.0.1 and build/b
 median over rounds. The ratio column is adaptive / max(none, fixed) in requests/s; the goal is >= 0.97 at every
 level, and adaptive's p50 at concurrency 1 within 10% of no batching.
 
+Then the open loop (--rates, fractions of the model's peak: the best closed-loop requests/s of any policy, medians
+of the rounds above): cnnload --rate --poisson, the same policies alternating for the same rounds. Below a
+policy's capacity every policy serves the offered rate, so latency tells them apart (adaptive's p50 against the
+better of the other two); at and above it, goodput (OK requests/s) does.
+
   bench/batching_policy.py [--build build] [--zoo DIR] [--models lenet5_fashion,alexnet_fashion,alexnet]
                            [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
+                           [--rates 0.1,0.25,0.5,0.75,0.9,1.0]   ("" for the closed loop alone)
                            [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
 """
 
@@ -27,6 +33,7 @@ from server_curves import (ROOT, Server, add_model, cnnload_args, fashion_images
                            set_dynamic_batching, shown_command, without_batching, write_results, zoo_config)
 
 POLICIES = ("adaptive", "none", "fixed")
+OPEN_LOOP_EXTRA = ["--drain-timeout-s", "10", "--max-outstanding", "1024"]
 
 
 def shipped_config(name, zoo, work):
@@ -80,7 +87,69 @@ def markdown(result):
                 fmt(ratio, 2), fmt(a["latency_ms"]["p50"], 2), fmt(n and n["latency_ms"]["p50"], 2),
                 fmt(f and f["latency_ms"]["p50"], 2), fmt(a["latency_ms"]["p99"], 2)))
         lines.append("")
+        if model in result.get("open_loop", {}):
+            lines += open_loop_markdown(model, result["open_loop"][model])
     return "\n".join(lines)
+
+
+def goodput(row):
+    return row["requests_per_s"]
+
+
+def p50(row):
+    return row["latency_ms"]["p50"]
+
+
+def p99(row):
+    return row["latency_ms"]["p99"]
+
+
+def open_loop_markdown(model, open_loop):
+    """The open-loop table of one model: per rate, goodput and latency by policy, adaptive against the better of
+    none and fixed (the higher goodput, the lower p50)."""
+    lines = ["**%s, open loop** (Poisson arrivals at fractions of the peak, %s requests/s: the best closed-loop "
+             "median above); goodput (OK requests/s), p50 and p99 ms by policy" % (model, fmt(open_loop["peak"])),
+             "", "`%s`" % open_loop["runs"]["adaptive"]["command"], "",
+             "| rate | offered req/s | adaptive goodput | none | fixed | adaptive / best other goodput | "
+             "adaptive p50 | none p50 | fixed p50 | adaptive / best other p50 | adaptive p99 | none p99 | fixed p99 |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = {p: {r["target_rate"]: r for r in open_loop["runs"][p]["rows"]} for p in POLICIES}
+    for fraction, rate in zip(open_loop["fractions"], open_loop["rates"]):
+        a, n, f = (min(rows[p].items(), key=lambda kv: abs(kv[0] - rate))[1] for p in POLICIES)
+        best_goodput = max(goodput(n), goodput(f))
+        best_p50 = min(p50(n), p50(f))
+        lines.append("| %.2f | %s | %s | %s | %s | **%s** | %s | %s | %s | **%s** | %s | %s | %s |" % (
+            fraction, fmt(rate), fmt(goodput(a)), fmt(goodput(n)), fmt(goodput(f)),
+            fmt(goodput(a) / best_goodput if best_goodput else None, 2),
+            fmt(p50(a), 2), fmt(p50(n), 2), fmt(p50(f), 2), fmt(p50(a) / best_p50 if best_p50 else None, 2),
+            fmt(p99(a), 2), fmt(p99(n), 2), fmt(p99(f), 2)))
+    lines.append("")
+    return lines
+
+
+def peak_requests_per_s(policy_runs):
+    """The best median closed-loop requests/s of any policy and level."""
+    return max(r["requests_per_s"] for run in policy_runs.values() for r in run["rows"])
+
+
+def run_rounds(args, configs, work, start, make_args, label):
+    """Runs every (model, policy) for args.rounds alternating rounds (the order reversed every other round); per
+    model and policy, the median rows and the cnnload command. `make_args`(model, inputs) gives cnnload's flags."""
+    runs = {}
+    for rnd in range(args.rounds):
+        order = configs if rnd % 2 == 0 else list(reversed(configs))
+        for model, policy, repo, inputs in order:
+            cl_args = make_args(model, inputs)
+            with Server(args.build, repo, os.path.join(work, "logs", "%s-%s.log" % (model, policy))) as server:
+                doc = run_cnnload(args.build, server.address, cl_args,
+                                  os.path.join(args.out, "%s-%s-%s-r%d.csv" % (model, policy, label, rnd + 1)))
+            run = runs.setdefault(model, {}).setdefault(policy, {"rows": [], "command": shown_command(cl_args)})
+            run["rows"].append(doc["rows"])
+            log("%s loop, round %d: %s %s done (%.0f s)" % (label, rnd + 1, model, policy, time.time() - start))
+    for model in runs:
+        for policy in runs[model]:
+            runs[model][policy]["rows"] = median_rows(runs[model][policy]["rows"])
+    return runs
 
 
 def main():
@@ -92,6 +161,8 @@ def main():
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rates", default="0.1,0.25,0.5,0.75,0.9,1.0",
+                   help="open-loop rates as fractions of the peak (\"\": closed loop only)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "batching_policy", "batching_policy"))
     args = p.parse_args()
 
@@ -107,23 +178,20 @@ def main():
             add_model(repo, model, policy_config(config, policy), onnx, labels)
             configs.append((model, policy, repo, inputs))
 
-    runs = {}
-    for rnd in range(args.rounds):
-        order = configs if rnd % 2 == 0 else list(reversed(configs))
-        for model, policy, repo, inputs in order:
-            cl_args = cnnload_args(model, inputs, levels=levels, warmup=args.warmup, duration=args.duration)
-            with Server(args.build, repo, os.path.join(work, "logs", "%s-%s.log" % (model, policy))) as server:
-                doc = run_cnnload(args.build, server.address, cl_args,
-                                  os.path.join(args.out, "%s-%s-r%d.csv" % (model, policy, rnd + 1)))
-            run = runs.setdefault(model, {}).setdefault(policy, {"rows": [], "command": shown_command(cl_args)})
-            run["rows"].append(doc["rows"])
-            log("round %d: %s %s done (%.0f s)" % (rnd + 1, model, policy, time.time() - start))
-
-    for model in runs:
-        for policy in runs[model]:
-            runs[model][policy]["rows"] = median_rows(runs[model][policy]["rows"])
+    runs = run_rounds(args, configs, work, start, lambda model, inputs: cnnload_args(
+        model, inputs, levels=levels, warmup=args.warmup, duration=args.duration), "closed")
+    open_loop = {}
+    fractions = [float(f) for f in args.rates.split(",") if f.strip()]
+    if fractions:
+        rates = {model: [f * peak_requests_per_s(runs[model]) for f in fractions] for model in runs}
+        ol_runs = run_rounds(args, configs, work, start, lambda model, inputs: cnnload_args(
+            model, inputs, rates=rates[model], warmup=args.warmup, duration=args.duration,
+            extra=OPEN_LOOP_EXTRA), "open")
+        for model in ol_runs:
+            open_loop[model] = {"peak": peak_requests_per_s(runs[model]), "fractions": fractions,
+                                "rates": rates[model], "runs": ol_runs[model]}
     result = {"benchmark": "batching_policy", "machine": machine(), "rounds": args.rounds, "models": models,
-              "runs": runs,
+              "runs": runs, "open_loop": open_loop,
               "command": "bench/batching_policy.py " + " ".join(sys.argv[1:]), "seconds": time.time() - start}
     write_results(args.out, result, markdown)
 
