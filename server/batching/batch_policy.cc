@@ -29,6 +29,15 @@ double CostUs(int64_t items, const BatchLoad& load, const DynamicBatcherOptions&
   return static_cast<double>(std::max<int64_t>(load.item_run_us, 0)) * static_cast<double>(padded);
 }
 
+// Whether the plan that `items` pad to has a cost figure older than kStalePlanBatches batches.
+bool PlanIsStale(int64_t items, const BatchLoad& load, const DynamicBatcherOptions& options) {
+  const int64_t padded = PaddedBatchItems(items, options);
+  for (const PlanCost& plan : load.plan_costs) {
+    if (plan.batch_size == padded) return plan.batches_since_timed >= kStalePlanBatches;
+  }
+  return false;
+}
+
 // What running `a` and `b` items together saves against running them apart; 0 when unknown.
 double GainUs(int64_t a, int64_t b, const BatchLoad& load, const DynamicBatcherOptions& options) {
   return CostUs(a, load, options) + CostUs(b, load, options) - CostUs(a + b, load, options);
@@ -71,10 +80,10 @@ size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const BatchLoad& loa
     rates[i] = static_cast<double>(items) / cost;
     best = std::max(best, rates[i]);
   }
-  for (size_t i = counts.size(); i > 0; --i) {
-    if (rates[i - 1] >= kWithin * best) return i;
-  }
-  return counts.size();
+  size_t chosen = counts.size();
+  while (chosen > 0 && rates[chosen - 1] < kWithin * best) --chosen;
+  if (chosen < counts.size() && PlanIsStale(items, load, options)) return counts.size();
+  return chosen;
 }
 }  // namespace
 

@@ -42,7 +42,8 @@
 // Otherwise it runs now. Size: of the candidate's prefixes (task boundaries), the one with the most items per
 // unit of cost, the longest among those within 5% of the best; so a batch is not padded to a larger plan when a
 // smaller prefix plus the rest in the next batch costs less (the rest stays queued and runs next). Without any
-// cost figure, the whole candidate.
+// cost figure, the whole candidate; also the whole candidate when the plan it pads to has a stale cost
+// (PlanCost::batches_since_timed >= kStalePlanBatches), so that its cost is timed again.
 // Thread-safety: a pure function.
 #ifndef CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
 #define CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
@@ -85,7 +86,15 @@ struct BatchDecision {
 struct PlanCost {
   int64_t batch_size = 1;
   int64_t run_us = 0;
+  // Batches the batcher has run on other plans since this one was last timed (0: just timed, or at warm-up).
+  int64_t batches_since_timed = 0;
 };
+
+// After this many batches on other plans a plan's cost is stale: kAdaptive runs the whole candidate once on it
+// even when the stale figure says a shorter prefix is cheaper, and the batcher takes that run's time as the
+// plan's new cost (not averaged with the stale one). Without it, a plan timed once during a slow moment (warm-up
+// among other models' compiles, a preempted run) would never run again and its cost never be corrected.
+inline constexpr int64_t kStalePlanBatches = 64;
 
 // What the batcher measures of its traffic, for kAdaptive.
 struct BatchLoad {

@@ -206,6 +206,14 @@ std::vector<Row> Rows() {
       Run(Range(6), 6));
   add("AdaptiveCutsAtAPlanWhenPaddingCostsMore", C({{1, 100}, {4, 200}, {8, 800}}), Singles(6), 500,
       Run(Range(4), 4));
+  // A plan whose cost was last timed kStalePlanBatches batches ago runs once on the whole candidate, whatever its
+  // figure says, so that it is timed again; one batch sooner, the figure still decides.
+  add("AdaptiveRunsTheWholeCandidateOnAStalePlan", C({{1, 100}, {4, 200}, {8, 800, kStalePlanBatches}}),
+      Singles(6), 500, Run(Range(6), 6));
+  add("AdaptiveCutsAtAPlanWhoseCostIsNotYetStale", C({{1, 100}, {4, 200}, {8, 800, kStalePlanBatches - 1}}),
+      Singles(6), 500, Run(Range(4), 4));
+  add("AdaptiveStalenessOfAShorterPlanDoesNotMatter", C({{1, 100}, {4, 200, kStalePlanBatches}, {8, 800}}),
+      Singles(6), 500, Run(Range(4), 4));
   add("AdaptiveCutsAtAPlanWithLinearCosts", A(8, 1000, {1, 4}, 500, 100), Singles(6), 500, Run(Range(4), 4));
   // Items admitted and still being decoded are on their way: wait for them up to the delay or a deadline, when
   // running them together saves more than the delay (2 + 3 items: 2500 + 2500 apart, 3000 together).

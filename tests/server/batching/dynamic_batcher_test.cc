@@ -430,6 +430,55 @@ TEST_F(DynamicBatcherTest, AdaptiveWaitsForItemsComingUpToTheDelayAfterTheInstan
   batcher->AddDecoding(-2);
 }
 
+// A plan timed once too slow (at warm-up, say) would never run again under the adaptive policy, which cuts
+// batches short of it. Once kStalePlanBatches batches have run on other plans, the whole candidate runs on it,
+// and that run's time replaces the stale figure instead of moving an average by an eighth.
+TEST_F(DynamicBatcherTest, AdaptiveTimesAStalePlanAgainAndTakesItsNewCost) {
+  DynamicBatcherOptions options = Options(8, 0);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 100}, {4, 200}, {8, 1000000}};  // plan 8's figure: far too slow
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  int id = 0;
+  // Runs a batch of one (held at the gate) while `gathered` one-item tasks queue behind it; returns when those
+  // have run.
+  const auto gather_behind_one = [&](int gathered) {
+    log_.gate.Close();
+    const int before = recorder_.total();
+    const int held = static_cast<int>(log_.Batches().size()) + 1;  // gate arrivals once this batch is held
+    Admit(*batcher, id++);
+    ASSERT_TRUE(log_.gate.BlockUntilArrived(held));
+    for (int i = 0; i < gathered; ++i) Admit(*batcher, id++);
+    log_.gate.Open();
+    ASSERT_TRUE(recorder_.WaitForCount(before + 1 + gathered));
+  };
+  // Fresh figures: 6 gathered items go as 4 (plan 4) then 2, not padded to the slow plan 8.
+  ASSERT_NO_FATAL_FAILURE(gather_behind_one(6));
+  std::vector<BatchRecord> batches = log_.Batches();
+  ASSERT_GE(batches.size(), 2u);
+  EXPECT_EQ(batches[1].items, 4);
+  // Batches of one until plan 8 has gone kStalePlanBatches batches untimed.
+  while (static_cast<int64_t>(log_.Batches().size()) < kStalePlanBatches) {
+    const int before = recorder_.total();
+    Admit(*batcher, id++);
+    ASSERT_TRUE(recorder_.WaitForCount(before + 1));
+  }
+  // Stale: the 6 gathered items run together on plan 8, which takes 0 us of the fake clock.
+  size_t first_new = log_.Batches().size() + 1;
+  ASSERT_NO_FATAL_FAILURE(gather_behind_one(6));
+  batches = log_.Batches();
+  ASSERT_GT(batches.size(), first_new);
+  EXPECT_EQ(batches[first_new].items, 6);
+  // Its new cost (1 us, replacing the stale one; an average would still be 875,000) makes 6 on plan 8 the best
+  // rate: the next 6 gathered items run together again, on a fresh figure.
+  first_new = log_.Batches().size() + 1;
+  ASSERT_NO_FATAL_FAILURE(gather_behind_one(6));
+  batches = log_.Batches();
+  ASSERT_GT(batches.size(), first_new);
+  EXPECT_EQ(batches[first_new].items, 6);
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+}
+
 TEST_F(DynamicBatcherTest, RunsAtOnceWhenMaxBatchSizeIsReached) {
   std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(Options(4, 1000000));
   Admit(*batcher, 0, 3);
