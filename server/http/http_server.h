@@ -69,7 +69,8 @@ struct HttpServerOptions {
 class HttpServer {
  public:
   // Binds `options.address` and starts serving `routes`. INVALID_ARGUMENT for a bad address or options,
-  // UNAVAILABLE when the address cannot be bound, FAILED_PRECONDITION when the TLS files cannot be loaded.
+  // UNAVAILABLE when the address cannot be bound (exclusively: SO_REUSEADDR, not SO_REUSEPORT, so a port another
+  // process listens on fails), FAILED_PRECONDITION when the TLS files cannot be loaded.
   static StatusOr<std::unique_ptr<HttpServer>> Create(const HttpServerOptions& options, std::vector<Route> routes,
                                                       std::shared_ptr<const auth::Authorizer> authorizer);
   ~HttpServer();

@@ -64,7 +64,8 @@ struct GrpcServerOptions {
 class GrpcServer {
  public:
   // Builds and starts the server. INVALID_ARGUMENT for bad options, FAILED_PRECONDITION for a TLS file that cannot
-  // be read or does not fit (LoadTlsFiles), UNAVAILABLE when the address cannot be bound.
+  // be read or does not fit (LoadTlsFiles), UNAVAILABLE when the address cannot be bound (the bind is exclusive,
+  // without SO_REUSEPORT: a port another process listens on, another cnnserve included, fails).
   // Health starts as NOT_SERVING; call UpdateHealth to publish readiness.
   static StatusOr<std::unique_ptr<GrpcServer>> Create(const GrpcServerOptions& options,
                                                       InferenceService* inference);
