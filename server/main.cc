@@ -40,6 +40,7 @@
 
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "engine/common/flags.h"
+#include "engine/common/malloc_tuning.h"
 #include "engine/common/strings.h"
 #include "engine/common/units.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -579,6 +580,7 @@ int Serve(const Flags& flags) {
 
 int Main(int argc, char** argv) {
   SkipMutexDeadlockChecks();
+  const std::string malloc_tuning = TuneMallocForLargeMessages();  // before any other thread allocates
   Flags flags;
   if (const std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
   if (!flags.health_probe.empty()) return HealthProbe(flags.health_probe, flags.probe_security);
@@ -587,6 +589,7 @@ int Main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(flags.log_level);
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%L%$ [%t] %v");
+  spdlog::info("{}", malloc_tuning);
   return Serve(flags);
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/malloc_tuning.h"
 #include "engine/common/units.h"
 #include "tools/cnnload/load_driver.h"
 #include "tools/cnnload/options.h"
@@ -157,5 +158,7 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cnnserve::SkipMutexDeadlockChecks();
+  // cnnload builds its requests in the same large messages the server receives (engine/common/malloc_tuning.h).
+  (void)cnnserve::TuneMallocForLargeMessages();
   return cnnserve::cnnload::Run(argc, argv);
 }
