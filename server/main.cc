@@ -40,6 +40,7 @@
 
 #include "engine/backend/dnnl/dnnl_backend.h"
 #include "engine/common/flags.h"
+#include "engine/common/listen_address.h"
 #include "engine/common/malloc_tuning.h"
 #include "engine/common/strings.h"
 #include "engine/common/units.h"
@@ -486,6 +487,20 @@ int WaitForSignal(const sigset_t& signals, GrpcServer& server, const InferenceSe
   }
 }
 
+// The ports the server must bind, checked before the models load (which can take minutes) so that a port in use
+// fails the start at once: --address, and --http-address and --metrics-address when given (a default one that is
+// taken only costs that endpoint, with a warning).
+Status CheckPortsFree(const Flags& flags) {
+  std::vector<std::pair<std::string_view, const std::string*>> ports = {{"--address", &flags.address}};
+  if (flags.http_address_given) ports.emplace_back("--http-address", &flags.http_address);
+  if (flags.metrics_address_given) ports.emplace_back("--metrics-address", &flags.metrics_address);
+  for (const auto& [flag, address] : ports) {
+    if (address->empty()) continue;
+    if (Status free = CheckPortFree(*address); !free.ok()) return free.WithContext(std::string(flag));
+  }
+  return OkStatus();
+}
+
 int Serve(const Flags& flags) {
   // Before any thread exists, so that every thread inherits the mask and only sigtimedwait below sees them.
   sigset_t signals;
@@ -519,6 +534,10 @@ int Serve(const Flags& flags) {
                          " token(s) from " + flags.auth_token_file + ")"
                    : std::string("token authorization off"));
 
+  if (const Status free = CheckPortsFree(flags); !free.ok()) {
+    spdlog::critical("cannot start: {}", free.ToString());
+    return kExitFailure;
+  }
   const InferenceServiceOptions options = ServiceOptions(flags);
   StatusOr<std::unique_ptr<InferenceService>> inference = InferenceService::Create(options);
   if (!inference.ok()) {

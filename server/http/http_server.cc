@@ -3,11 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
-#include <charconv>
 #include <exception>
 #include <optional>
 #include <utility>
 
+#include "engine/common/listen_address.h"
 #include "engine/common/units.h"
 #include "server/http/bounded_server.h"
 #include "server/http/connection_stream.h"
@@ -48,24 +48,6 @@ Status CheckOptions(const HttpServerOptions& o) {
 }
 
 }  // namespace
-
-Status SplitHostPort(const std::string& address, std::string* host, int* port) {
-  const size_t colon = address.rfind(':');
-  const Status bad = InvalidArgumentError("'" + address.substr(0, kMaxErrorMessageBytes) + "' is not HOST:PORT");
-  if (colon == std::string::npos || colon == 0) return bad;
-  std::string h = address.substr(0, colon);
-  if (h.front() == '[') {
-    if (h.size() < 3 || h.back() != ']') return bad;
-    h = h.substr(1, h.size() - 2);
-  }
-  const std::string_view p = std::string_view(address).substr(colon + 1);
-  int value = -1;
-  const auto [end, error] = std::from_chars(p.data(), p.data() + p.size(), value);
-  if (p.empty() || error != std::errc() || end != p.data() + p.size() || value < 0 || value > 65535) return bad;
-  *host = std::move(h);
-  *port = value;
-  return OkStatus();
-}
 
 // Finds the route of a request, checks its token and runs it. Shared by every worker thread (immutable).
 class HttpServer::Dispatcher {

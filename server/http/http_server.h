@@ -93,9 +93,6 @@ class HttpServer {
   int port_ = 0;
 };
 
-// Splits "HOST:PORT" / "[V6]:PORT"; INVALID_ARGUMENT naming `address` otherwise.
-Status SplitHostPort(const std::string& address, std::string* host, int* port);
-
 }  // namespace cnnserve::http
 
 #endif  // CNNSERVE_SERVER_HTTP_HTTP_SERVER_H_

@@ -224,5 +224,31 @@ TEST(CnnserveFlagsTest, BadCommandLinesExitTwo) {
   EXPECT_EQ(missing.exit_code, 1) << missing.err;
 }
 
+// A second cnnserve on a port in use fails at once, before it loads a model (a repository of large models takes
+// minutes to load and warm up), naming the flag; the same for a metrics or HTTP port given on the command line.
+TEST_F(ClientsTest, APortInUseFailsTheStartBeforeAnyModelLoads) {
+  const std::string taken = server_->address();
+  const std::vector<std::string> flags = {"--address", "--metrics-address", "--http-address"};
+  for (const std::string& flag : flags) {
+    std::vector<std::string> argv = {Cnnserve(), "--model-repository", DefaultRepository().string()};
+    for (const std::string& other : flags) {
+      argv.push_back(other);
+      if (other == flag) {
+        argv.push_back(taken);
+      } else {
+        argv.push_back(other == "--address" ? "127.0.0.1:0" : "none");
+      }
+    }
+    const CommandResult result = RunCommand(argv, {}, std::chrono::seconds(60));
+    EXPECT_EQ(result.exit_code, 1) << flag << ": " << result.err;
+    EXPECT_NE(result.err.find(flag + ": cannot listen on \"" + taken + "\": the port is in use"),
+              std::string::npos)
+        << result.err;
+    EXPECT_EQ(result.err.find("READY"), std::string::npos) << flag << ": a model was loaded first:\n"
+                                                           << result.err;
+  }
+  EXPECT_EQ(HealthStatus(taken), "SERVING");
+}
+
 }  // namespace
 }  // namespace cnnserve::integration
