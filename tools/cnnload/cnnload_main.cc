@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "engine/common/malloc_tuning.h"
 #include "engine/common/units.h"
 #include "tools/cnnload/load_driver.h"
 #include "tools/cnnload/options.h"
@@ -158,7 +157,5 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cnnserve::SkipMutexDeadlockChecks();
-  // cnnload builds its requests in the same large messages the server receives (engine/common/malloc_tuning.h).
-  (void)cnnserve::TuneMallocForLargeMessages();
   return cnnserve::cnnload::Run(argc, argv);
 }
