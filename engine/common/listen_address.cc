@@ -58,8 +58,9 @@ Status CheckPortFree(const std::string& address) {
   const std::string service = std::to_string(port);
   if (getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found) != 0) return OkStatus();
   bool in_use = false;
-  for (const addrinfo* info = found; info != nullptr && !in_use; info = info->ai_next)
+  for (const addrinfo* info = found; info != nullptr && !in_use; info = info->ai_next) {
     in_use = AddressInUse(*info);
+  }
   freeaddrinfo(found);
   if (!in_use) return OkStatus();
   return UnavailableError("cannot listen on " + Quoted(address) +
