@@ -15,15 +15,24 @@ of the rounds above): cnnload --rate --poisson, the same policies alternating fo
 policy's capacity every policy serves the offered rate, so latency tells them apart (adaptive's p50 against the
 better of the other two); at and above it, goodput (OK requests/s) does.
 
+--interleave: the machine drifts by more than the policies differ between runs a minute apart (the three sweeps of
+a round take about that long), so with this flag the three servers of a model run side by side (idle but one)
+and the policies take turns at every level (one cnnload per level and policy, the first policy rotating each
+round): the three cells of a level are measured seconds apart. The tables then add the paired ratio, the median
+over rounds of each round's adaptive / better other, which drift between rounds does not move. No CSVs then
+(the JSON keeps every round's figures).
+
   bench/batching_policy.py [--build build] [--zoo DIR] [--models lenet5_fashion,alexnet_fashion,alexnet]
                            [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
-                           [--rates 0.1,0.25,0.5,0.75,0.9,1.0]   ("" for the closed loop alone)
+                           [--rates 0.1,0.25,0.5,0.75,0.9,1.0]   ("" for the closed loop alone) [--interleave]
                            [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
 """
 
 import argparse
+import contextlib
 import os
 import re
+import statistics
 import sys
 import time
 
@@ -65,8 +74,10 @@ def policy_config(config, policy):
 
 def markdown(result):
     lines = ["Machine: %s." % machine_line(result["machine"]), "",
-             "Command: `%s` (%.0f s); %d round(s), alternating, each cell the median over rounds." % (
-                 result["command"], result["seconds"], result["rounds"]), ""]
+             "Command: `%s` (%.0f s); %d round(s), %s, each cell the median over rounds; paired: the median over "
+             "rounds of each round's adaptive / best other." % (
+                 result["command"], result["seconds"], result["rounds"],
+                 "interleaved at every level" if result.get("interleaved") else "alternating"), ""]
     for model in result["models"]:
         runs = result["runs"][model]
         lines.append("**%s**: requests/s and p50 ms by policy (the shipped config with `policy: ADAPTIVE`, the "
@@ -75,17 +86,18 @@ def markdown(result):
         lines.append("`%s`" % runs["adaptive"]["command"])
         lines.append("")
         lines.append("| concurrency | adaptive req/s | none req/s | fixed req/s | adaptive / best other | "
-                     "adaptive p50 | none p50 | fixed p50 | adaptive p99 |")
-        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                     "paired | adaptive p50 | none p50 | fixed p50 | adaptive p99 |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows = {p: {r["concurrency"]: r for r in runs[p]["rows"]} for p in POLICIES}
         for level in sorted(rows["adaptive"]):
             a, n, f = (rows[p].get(level) for p in POLICIES)
             best = max(x["requests_per_s"] for x in (n, f) if x)
             ratio = a["requests_per_s"] / best if best else None
-            lines.append("| %d | %s | %s | %s | **%s** | %s | %s | %s | %s |" % (
+            lines.append("| %d | %s | %s | %s | **%s** | %s | %s | %s | %s | %s |" % (
                 level, fmt(a["requests_per_s"]), fmt(n and n["requests_per_s"]), fmt(f and f["requests_per_s"]),
-                fmt(ratio, 2), fmt(a["latency_ms"]["p50"], 2), fmt(n and n["latency_ms"]["p50"], 2),
-                fmt(f and f["latency_ms"]["p50"], 2), fmt(a["latency_ms"]["p99"], 2)))
+                fmt(ratio, 2), fmt(runs["paired"]["requests_per_s"].get(level), 2), fmt(a["latency_ms"]["p50"], 2),
+                fmt(n and n["latency_ms"]["p50"], 2), fmt(f and f["latency_ms"]["p50"], 2),
+                fmt(a["latency_ms"]["p99"], 2)))
         lines.append("")
         if model in result.get("open_loop", {}):
             lines += open_loop_markdown(model, result["open_loop"][model])
@@ -111,44 +123,95 @@ def open_loop_markdown(model, open_loop):
              "median above); goodput (OK requests/s), p50 and p99 ms by policy" % (model, fmt(open_loop["peak"])),
              "", "`%s`" % open_loop["runs"]["adaptive"]["command"], "",
              "| rate | offered req/s | adaptive goodput | none | fixed | adaptive / best other goodput | "
-             "adaptive p50 | none p50 | fixed p50 | adaptive / best other p50 | adaptive p99 | none p99 | fixed p99 |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "paired | adaptive p50 | none p50 | fixed p50 | adaptive / best other p50 | paired | adaptive p99 | "
+             "none p99 | fixed p99 |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    paired = open_loop["runs"]["paired"]
     rows = {p: {r["target_rate"]: r for r in open_loop["runs"][p]["rows"]} for p in POLICIES}
     for fraction, rate in zip(open_loop["fractions"], open_loop["rates"]):
         a, n, f = (min(rows[p].items(), key=lambda kv: abs(kv[0] - rate))[1] for p in POLICIES)
         best_goodput = max(goodput(n), goodput(f))
         best_p50 = min(p50(n), p50(f))
-        lines.append("| %.2f | %s | %s | %s | %s | **%s** | %s | %s | %s | **%s** | %s | %s | %s |" % (
+        lines.append("| %.2f | %s | %s | %s | %s | **%s** | %s | %s | %s | %s | **%s** | %s | %s | %s | %s |" % (
             fraction, fmt(rate), fmt(goodput(a)), fmt(goodput(n)), fmt(goodput(f)),
             fmt(goodput(a) / best_goodput if best_goodput else None, 2),
+            fmt(paired["requests_per_s"].get(a["target_rate"]), 2),
             fmt(p50(a), 2), fmt(p50(n), 2), fmt(p50(f), 2), fmt(p50(a) / best_p50 if best_p50 else None, 2),
-            fmt(p99(a), 2), fmt(p99(n), 2), fmt(p99(f), 2)))
+            fmt(paired["p50"].get(a["target_rate"]), 2), fmt(p99(a), 2), fmt(p99(n), 2), fmt(p99(f), 2)))
     lines.append("")
     return lines
 
 
 def peak_requests_per_s(policy_runs):
     """The best median closed-loop requests/s of any policy and level."""
-    return max(r["requests_per_s"] for run in policy_runs.values() for r in run["rows"])
+    return max(r["requests_per_s"] for policy in POLICIES for r in policy_runs[policy]["rows"])
 
 
-def run_rounds(args, configs, work, start, make_args, label):
-    """Runs every (model, policy) for args.rounds alternating rounds (the order reversed every other round); per
-    model and policy, the median rows and the cnnload command. `make_args`(model, inputs) gives cnnload's flags."""
+def run_rounds(args, configs, work, start, make_args, label, points):
+    """Runs every (model, policy) for args.rounds alternating rounds (the order reversed every other round), a
+    fresh server per run and one cnnload over all `points`. Returns runs[model][policy] = {"rounds": [rows of each
+    round], "command"}. `make_args`(model, inputs, points) gives cnnload's flags."""
     runs = {}
     for rnd in range(args.rounds):
         order = configs if rnd % 2 == 0 else list(reversed(configs))
         for model, policy, repo, inputs in order:
-            cl_args = make_args(model, inputs)
+            cl_args = make_args(model, inputs, points[model])
             with Server(args.build, repo, os.path.join(work, "logs", "%s-%s.log" % (model, policy))) as server:
                 doc = run_cnnload(args.build, server.address, cl_args,
                                   os.path.join(args.out, "%s-%s-%s-r%d.csv" % (model, policy, label, rnd + 1)))
-            run = runs.setdefault(model, {}).setdefault(policy, {"rows": [], "command": shown_command(cl_args)})
-            run["rows"].append(doc["rows"])
+            run = runs.setdefault(model, {}).setdefault(policy, {"rounds": [], "command": shown_command(cl_args)})
+            run["rounds"].append(doc["rows"])
             log("%s loop, round %d: %s %s done (%.0f s)" % (label, rnd + 1, model, policy, time.time() - start))
-    for model in runs:
-        for policy in runs[model]:
-            runs[model][policy]["rows"] = median_rows(runs[model][policy]["rows"])
+    return runs
+
+
+def run_interleaved(args, configs, work, start, make_args, label, points):
+    """As run_rounds, but per model the three servers run side by side for all rounds and the policies take turns
+    at every point (one cnnload each; the first policy rotates every round)."""
+    runs = {}
+    for model in dict.fromkeys(c[0] for c in configs):
+        entries = [c for c in configs if c[0] == model]
+        with contextlib.ExitStack() as stack:
+            servers = {policy: stack.enter_context(Server(args.build, repo, os.path.join(
+                work, "logs", "%s-%s.log" % (model, policy)))) for _, policy, repo, _ in entries}
+            for rnd in range(args.rounds):
+                for point in points[model]:
+                    for _, policy, _, inputs in entries[rnd % len(entries):] + entries[:rnd % len(entries)]:
+                        doc = run_cnnload(args.build, servers[policy].address, make_args(model, inputs, [point]))
+                        command = shown_command(make_args(model, inputs, points[model])) + " (a run per level)"
+                        run = runs.setdefault(model, {}).setdefault(policy, {"rounds": [], "command": command})
+                        if len(run["rounds"]) <= rnd:
+                            run["rounds"].append([])
+                        run["rounds"][rnd] += doc["rows"]
+                log("%s loop, round %d: %s done (%.0f s)" % (label, rnd + 1, model, time.time() - start))
+    return runs
+
+
+def point_of(row):
+    return row["concurrency"] if row["concurrency"] is not None else row["target_rate"]
+
+
+def paired_ratios(policy_runs, value, better):
+    """Per point, the median over rounds of adaptive's `value` against the better (`better`: max or min) of the
+    other two policies in the same round."""
+    ratios = {}
+    for rnd, rows in enumerate(policy_runs["adaptive"]["rounds"]):
+        others = [{point_of(r): r for r in policy_runs[p]["rounds"][rnd]} for p in POLICIES[1:]]
+        for row in rows:
+            best = better(value(o[point_of(row)]) for o in others)
+            if best:
+                ratios.setdefault(point_of(row), []).append(value(row) / best)
+    return {point: statistics.median(r) for point, r in ratios.items()}
+
+
+def summarize(runs):
+    """Adds to runs[model][policy] the median rows over rounds, and to runs[model] the paired ratios."""
+    for model, policy_runs in runs.items():
+        paired = {"requests_per_s": paired_ratios(policy_runs, goodput, max),
+                  "p50": paired_ratios(policy_runs, p50, min)}
+        for run in policy_runs.values():
+            run["rows"] = median_rows(run["rounds"])
+        policy_runs["paired"] = paired
     return runs
 
 
@@ -164,7 +227,10 @@ def main():
     p.add_argument("--rates", default="0.1,0.25,0.5,0.75,0.9,1.0",
                    help="open-loop rates as fractions of the peak (\"\": closed loop only)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "batching_policy", "batching_policy"))
+    p.add_argument("--interleave", action="store_true",
+                   help="the three servers of a model side by side, the policies taking turns at every level")
     args = p.parse_args()
+    run = run_interleaved if args.interleave else run_rounds
 
     work = os.path.join(args.build, "bench")
     levels = [int(c) for c in args.levels.split(",")]
@@ -178,19 +244,21 @@ def main():
             add_model(repo, model, policy_config(config, policy), onnx, labels)
             configs.append((model, policy, repo, inputs))
 
-    runs = run_rounds(args, configs, work, start, lambda model, inputs: cnnload_args(
-        model, inputs, levels=levels, warmup=args.warmup, duration=args.duration), "closed")
+    runs = summarize(run(args, configs, work, start, lambda model, inputs, points: cnnload_args(
+        model, inputs, levels=points, warmup=args.warmup, duration=args.duration), "closed",
+        {model: levels for model in models}))
     open_loop = {}
     fractions = [float(f) for f in args.rates.split(",") if f.strip()]
     if fractions:
         rates = {model: [f * peak_requests_per_s(runs[model]) for f in fractions] for model in runs}
-        ol_runs = run_rounds(args, configs, work, start, lambda model, inputs: cnnload_args(
-            model, inputs, rates=rates[model], warmup=args.warmup, duration=args.duration,
-            extra=OPEN_LOOP_EXTRA), "open")
+        ol_runs = summarize(run(args, configs, work, start, lambda model, inputs, points: cnnload_args(
+            model, inputs, rates=points, warmup=args.warmup, duration=args.duration, extra=OPEN_LOOP_EXTRA),
+            "open", rates))
         for model in ol_runs:
             open_loop[model] = {"peak": peak_requests_per_s(runs[model]), "fractions": fractions,
                                 "rates": rates[model], "runs": ol_runs[model]}
     result = {"benchmark": "batching_policy", "machine": machine(), "rounds": args.rounds, "models": models,
+              "interleaved": args.interleave,
               "runs": runs, "open_loop": open_loop,
               "command": "bench/batching_policy.py " + " ".join(sys.argv[1:]), "seconds": time.time() - start}
     write_results(args.out, result, markdown)
