@@ -29,11 +29,11 @@ double CostUs(int64_t items, const BatchLoad& load, const DynamicBatcherOptions&
   return static_cast<double>(std::max<int64_t>(load.item_run_us, 0)) * static_cast<double>(padded);
 }
 
-// Whether the plan that `items` pad to has a cost figure older than kStalePlanBatches batches.
+// Whether the plan that `items` pad to has a stale cost figure.
 bool PlanIsStale(int64_t items, const BatchLoad& load, const DynamicBatcherOptions& options) {
   const int64_t padded = PaddedBatchItems(items, options);
   for (const PlanCost& plan : load.plan_costs) {
-    if (plan.batch_size == padded) return plan.batches_since_timed >= kStalePlanBatches;
+    if (plan.batch_size == padded) return plan.batches_since_timed >= plan.stale_after_batches;
   }
   return false;
 }
@@ -86,6 +86,13 @@ size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const BatchLoad& loa
   return chosen;
 }
 }  // namespace
+
+int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us) {
+  constexpr int64_t kConfirmNumerator = 3;  // confirmed: new >= 3/4 of the old figure
+  constexpr int64_t kConfirmDenominator = 4;
+  if (new_run_us * kConfirmDenominator < stale.run_us * kConfirmNumerator) return kStalePlanBatches;
+  return std::min(std::max(stale.stale_after_batches, kStalePlanBatches) * 2, kMaxStalePlanBatches);
+}
 
 int64_t PaddedBatchItems(int64_t items, const DynamicBatcherOptions& options) {
   int64_t padded = options.max_batch_size;

@@ -43,7 +43,7 @@
 // unit of cost, the longest among those within 5% of the best; so a batch is not padded to a larger plan when a
 // smaller prefix plus the rest in the next batch costs less (the rest stays queued and runs next). Without any
 // cost figure, the whole candidate; also the whole candidate when the plan it pads to has a stale cost
-// (PlanCost::batches_since_timed >= kStalePlanBatches), so that its cost is timed again.
+// (PlanCost::batches_since_timed >= PlanCost::stale_after_batches), so that its cost is timed again.
 // Thread-safety: a pure function.
 #ifndef CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
 #define CNNSERVE_SERVER_BATCHING_BATCH_POLICY_H_
@@ -82,19 +82,31 @@ struct BatchDecision {
   std::vector<size_t> invalid;
 };
 
+// After this many batches on other plans a plan's cost is stale: kAdaptive runs the whole candidate once on it
+// even when the stale figure says a shorter prefix is cheaper, and the batcher takes that run's time as the
+// plan's new cost (not averaged with the stale one). Without it, a plan timed once during a slow moment (warm-up
+// among other models' compiles, a preempted run) would never run again and its cost never be corrected.
+inline constexpr int64_t kStalePlanBatches = 64;
+// Each re-timing that confirms the figure doubles that plan's interval, up to this many batches: a plan that is
+// really too slow for the traffic (a batch of 2 padded to 64 costs 30 times one of 1) is padded to ever more
+// rarely, instead of once every kStalePlanBatches batches for good.
+inline constexpr int64_t kMaxStalePlanBatches = 4096;
+
 // The measured run time of one compiled plan (a batch padded to batch_size items).
 struct PlanCost {
   int64_t batch_size = 1;
   int64_t run_us = 0;
   // Batches the batcher has run on other plans since this one was last timed (0: just timed, or at warm-up).
   int64_t batches_since_timed = 0;
+  // The figure is stale once batches_since_timed reaches this (kStalePlanBatches, doubled by each re-timing that
+  // confirmed it; see NextStaleAfterBatches).
+  int64_t stale_after_batches = kStalePlanBatches;
 };
 
-// After this many batches on other plans a plan's cost is stale: kAdaptive runs the whole candidate once on it
-// even when the stale figure says a shorter prefix is cheaper, and the batcher takes that run's time as the
-// plan's new cost (not averaged with the stale one). Without it, a plan timed once during a slow moment (warm-up
-// among other models' compiles, a preempted run) would never run again and its cost never be corrected.
-inline constexpr int64_t kStalePlanBatches = 64;
+// The interval of a plan after a re-timing of its stale figure took `new_run_us`: doubled (up to
+// kMaxStalePlanBatches) when the new time confirms the old figure (at least 3/4 of it: the plan is as slow as it
+// looked), else back to kStalePlanBatches (the figure was wrong, so look again as soon as for a fresh plan).
+int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us);
 
 // What the batcher measures of its traffic, for kAdaptive.
 struct BatchLoad {

@@ -263,12 +263,13 @@ void DynamicBatcher::RecordPlanCostLocked(int64_t items, int64_t run_us) {
   const auto at = std::lower_bound(plan_costs_.begin(), plan_costs_.end(), padded,
                                    [](const PlanCost& plan, int64_t size) { return plan.batch_size < size; });
   const bool timed = at != plan_costs_.end() && at->batch_size == padded;
-  const bool stale = timed && at->batches_since_timed >= kStalePlanBatches;
+  const bool stale = timed && at->batches_since_timed >= at->stale_after_batches;
   for (PlanCost& plan : plan_costs_) ++plan.batches_since_timed;
   if (timed) {
     // A stale figure says nothing about now: the new time replaces it. Else averaged in nanoseconds: the moving
     // average moves by (sample - old) / 8, which in microseconds would stall within 8 us of a cheap plan's cost.
     const int64_t sample_ns = std::max<int64_t>(0, run_us) * kNanosPerMicro;
+    if (stale) at->stale_after_batches = NextStaleAfterBatches(*at, std::max<int64_t>(0, run_us));
     const int64_t ns = stale ? sample_ns : MovingAverage(at->run_us * kNanosPerMicro, sample_ns);
     at->run_us = std::max<int64_t>(1, ns / kNanosPerMicro);
     at->batches_since_timed = 0;

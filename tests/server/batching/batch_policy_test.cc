@@ -214,6 +214,13 @@ std::vector<Row> Rows() {
       Singles(6), 500, Run(Range(4), 4));
   add("AdaptiveStalenessOfAShorterPlanDoesNotMatter", C({{1, 100}, {4, 200, kStalePlanBatches}, {8, 800}}),
       Singles(6), 500, Run(Range(4), 4));
+  // A plan whose interval was doubled by a re-timing that confirmed it is stale only after that many batches.
+  add("AdaptiveCutsAtAConfirmedPlanBeforeItsLongerInterval",
+      C({{1, 100}, {4, 200}, {8, 800, 2 * kStalePlanBatches - 1, 2 * kStalePlanBatches}}), Singles(6), 500,
+      Run(Range(4), 4));
+  add("AdaptiveRunsTheWholeCandidateOnAConfirmedPlanAfterItsInterval",
+      C({{1, 100}, {4, 200}, {8, 800, 2 * kStalePlanBatches, 2 * kStalePlanBatches}}), Singles(6), 500,
+      Run(Range(6), 6));
   add("AdaptiveCutsAtAPlanWithLinearCosts", A(8, 1000, {1, 4}, 500, 100), Singles(6), 500, Run(Range(4), 4));
   // Items admitted and still being decoded are on their way: wait for them up to the delay or a deadline, when
   // running them together saves more than the delay (2 + 3 items: 2500 + 2500 apart, 3000 together).
@@ -275,6 +282,33 @@ INSTANTIATE_TEST_SUITE_P(Table, BatchPolicyTest, ::testing::ValuesIn(Rows()),
                          [](const ::testing::TestParamInfo<Row>& info) { return info.param.name; });
 
 // Properties over many generated queues: never more than max items, FIFO prefix, every index accounted for once.
+// A re-timing of a stale figure: the new time confirms it (>= 3/4 of the figure) and doubles the interval, up to
+// kMaxStalePlanBatches; a faster time resets it.
+TEST(NextStaleAfterBatchesTest, DoublesWhenConfirmedAndResetsWhenFaster) {
+  struct Row {
+    int64_t run_us, interval, new_run_us, expected;
+  };
+  const std::vector<Row> rows = {
+      {800, kStalePlanBatches, 800, 2 * kStalePlanBatches},        // the same time
+      {800, kStalePlanBatches, 600, 2 * kStalePlanBatches},        // exactly 3/4
+      {800, kStalePlanBatches, 5000, 2 * kStalePlanBatches},       // slower still
+      {800, 2 * kStalePlanBatches, 700, 4 * kStalePlanBatches},    // doubles again
+      {800, kMaxStalePlanBatches / 2, 800, kMaxStalePlanBatches},  // reaches the cap
+      {800, kMaxStalePlanBatches, 800, kMaxStalePlanBatches},      // stays at the cap
+      {800, kStalePlanBatches, 599, kStalePlanBatches},            // faster than 3/4: look again soon
+      {800, kMaxStalePlanBatches, 1, kStalePlanBatches},           // far faster: reset from the cap
+      {800, 0, 800, 2 * kStalePlanBatches},                        // a bad interval counts as the first
+  };
+  for (const Row& row : rows) {
+    const PlanCost plan{.batch_size = 8,
+                        .run_us = row.run_us,
+                        .batches_since_timed = row.interval,
+                        .stale_after_batches = row.interval};
+    EXPECT_EQ(NextStaleAfterBatches(plan, row.new_run_us), row.expected)
+        << "figure " << row.run_us << " interval " << row.interval << " new " << row.new_run_us;
+  }
+}
+
 TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
   uint32_t seed = 12345;
   auto next = [&seed](uint32_t bound) {

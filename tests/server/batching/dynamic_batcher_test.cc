@@ -124,6 +124,7 @@ struct RunLog {
   std::set<int> fail_ids;
   Status overall;
   std::vector<PlanCost> plan_costs;  // what the runners report as measured before serving
+  std::function<void(int64_t items)> on_run;  // called by every run (e.g. to advance the fake clock)
 
   std::vector<BatchRecord> Batches() {
     std::lock_guard<std::mutex> guard(mu);
@@ -154,6 +155,7 @@ class FakeRunner : public BatchRunner {
       }
       overall = log_->overall;
     }
+    if (log_->on_run) log_->on_run(record.items);
     log_->gate.Pass();
     return overall;
   }
@@ -476,6 +478,54 @@ TEST_F(DynamicBatcherTest, AdaptiveTimesAStalePlanAgainAndTakesItsNewCost) {
   batches = log_.Batches();
   ASSERT_GT(batches.size(), first_new);
   EXPECT_EQ(batches[first_new].items, 6);
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+}
+
+// A re-timing that confirms a stale plan's figure doubles the interval before the next one, so a plan that really
+// is too slow for the traffic is padded to ever more rarely.
+TEST_F(DynamicBatcherTest, AdaptiveTimesAConfirmedPlanLessOften) {
+  DynamicBatcherOptions options = Options(8, 0);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 100}, {4, 200}, {8, 1000}};
+  // Every batch takes its plan's figure of the fake clock, so each re-timing confirms the figure.
+  log_.on_run = [this](int64_t items) { clock_.AdvanceMicros(items <= 1 ? 100 : items <= 4 ? 200 : 1000); };
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  int id = 0;
+  const auto run_one = [&] {
+    const int before = recorder_.total();
+    Admit(*batcher, id++);
+    ASSERT_TRUE(recorder_.WaitForCount(before + 1));
+  };
+  // A batch of one held at the gate while 6 one-item tasks queue behind it; returns the items of the batch that
+  // took the first of them, once all have run.
+  const auto gather_six_behind_one = [&]() -> int64_t {
+    log_.gate.Close();
+    const int before = recorder_.total();
+    const size_t held = log_.Batches().size();
+    Admit(*batcher, id++);
+    EXPECT_TRUE(log_.gate.BlockUntilArrived(static_cast<int>(held) + 1));
+    for (int i = 0; i < 6; ++i) Admit(*batcher, id++);
+    log_.gate.Open();
+    EXPECT_TRUE(recorder_.WaitForCount(before + 7));
+    const std::vector<BatchRecord> batches = log_.Batches();
+    return batches.size() > held + 1 ? batches[held + 1].items : -1;
+  };
+  // Batches of one until plan 8 is stale after kStalePlanBatches: the 6 run on it, and its time confirms 1000 us.
+  while (static_cast<int64_t>(log_.Batches().size()) < kStalePlanBatches) ASSERT_NO_FATAL_FAILURE(run_one());
+  ASSERT_EQ(gather_six_behind_one(), 6);
+  const int64_t timed_at = static_cast<int64_t>(log_.Batches().size()) - 1;  // the batch of 6: the last one
+  // The held batch of one is the n-th batch after the re-timing: plan 8's figure is that many batches old when
+  // the 6 gathered behind it are decided.
+  const auto gather_when_plan_8_is = [&](int64_t batches_old) -> int64_t {
+    while (static_cast<int64_t>(log_.Batches().size()) < timed_at + batches_old) run_one();
+    return gather_six_behind_one();
+  };
+  // kStalePlanBatches batches later the figure is not stale: its interval is now twice that.
+  EXPECT_EQ(gather_when_plan_8_is(kStalePlanBatches), 4);
+  // One batch short of twice kStalePlanBatches it still is not; at twice, the 6 run on plan 8 again.
+  EXPECT_EQ(gather_when_plan_8_is(2 * kStalePlanBatches - 1), 4);
+  EXPECT_EQ(gather_when_plan_8_is(2 * kStalePlanBatches + 2), 6);
   EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
 }
 
