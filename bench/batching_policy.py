@@ -171,6 +171,8 @@ def run_interleaved(args, configs, work, start, make_args, label, points):
     runs = {}
     for model in dict.fromkeys(c[0] for c in configs):
         entries = [c for c in configs if c[0] == model]
+        runs[model] = {policy: {"rounds": [[] for _ in range(args.rounds)], "command": shown_command(
+            make_args(model, inputs, points[model])) + " (a run per level)"} for _, policy, _, inputs in entries}
         with contextlib.ExitStack() as stack:
             servers = {policy: stack.enter_context(Server(args.build, repo, os.path.join(
                 work, "logs", "%s-%s.log" % (model, policy)))) for _, policy, repo, _ in entries}
@@ -178,11 +180,7 @@ def run_interleaved(args, configs, work, start, make_args, label, points):
                 for point in points[model]:
                     for _, policy, _, inputs in entries[rnd % len(entries):] + entries[:rnd % len(entries)]:
                         doc = run_cnnload(args.build, servers[policy].address, make_args(model, inputs, [point]))
-                        command = shown_command(make_args(model, inputs, points[model])) + " (a run per level)"
-                        run = runs.setdefault(model, {}).setdefault(policy, {"rounds": [], "command": command})
-                        if len(run["rounds"]) <= rnd:
-                            run["rounds"].append([])
-                        run["rounds"][rnd] += doc["rows"]
+                        runs[model][policy]["rounds"][rnd] += doc["rows"]
                 log("%s loop, round %d: %s done (%.0f s)" % (label, rnd + 1, model, time.time() - start))
     return runs
 
