@@ -88,9 +88,8 @@ size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const BatchLoad& loa
 }  // namespace
 
 int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us) {
-  constexpr int64_t kConfirmNumerator = 3;  // confirmed: new >= 3/4 of the old figure
-  constexpr int64_t kConfirmDenominator = 4;
-  if (new_run_us * kConfirmDenominator < stale.run_us * kConfirmNumerator) return kStalePlanBatches;
+  constexpr int64_t kConfirmDivisor = 2;  // confirmed: the new time is at least half the old figure
+  if (new_run_us * kConfirmDivisor < stale.run_us) return kStalePlanBatches;
   return std::min(std::max(stale.stale_after_batches, kStalePlanBatches) * 2, kMaxStalePlanBatches);
 }
 

@@ -103,9 +103,10 @@ struct PlanCost {
   int64_t stale_after_batches = kStalePlanBatches;
 };
 
-// The interval of a plan after a re-timing of its stale figure took `new_run_us`: doubled (up to
-// kMaxStalePlanBatches) when the new time confirms the old figure (at least 3/4 of it: the plan is as slow as it
-// looked), else back to kStalePlanBatches (the figure was wrong, so look again as soon as for a fresh plan).
+// The interval of a plan after a re-timing of its stale figure took `new_run_us` (which replaces the figure):
+// doubled (up to kMaxStalePlanBatches) when the new time confirms the old figure, i.e. is at least half of it (a
+// loaded server's run times move by a third from batch to batch), else back to kStalePlanBatches (the plan got
+// much faster, so look again as soon as for a fresh figure).
 int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us);
 
 // What the batcher measures of its traffic, for kAdaptive.

@@ -281,21 +281,20 @@ TEST_P(BatchPolicyTest, Decides) {
 INSTANTIATE_TEST_SUITE_P(Table, BatchPolicyTest, ::testing::ValuesIn(Rows()),
                          [](const ::testing::TestParamInfo<Row>& info) { return info.param.name; });
 
-// Properties over many generated queues: never more than max items, FIFO prefix, every index accounted for once.
-// A re-timing of a stale figure: the new time confirms it (>= 3/4 of the figure) and doubles the interval, up to
-// kMaxStalePlanBatches; a faster time resets it.
+// A re-timing of a stale figure: the new time confirms it (>= half the figure) and doubles the interval, up to
+// kMaxStalePlanBatches; a time under half the figure resets it.
 TEST(NextStaleAfterBatchesTest, DoublesWhenConfirmedAndResetsWhenFaster) {
   struct Row {
     int64_t run_us, interval, new_run_us, expected;
   };
   const std::vector<Row> rows = {
       {800, kStalePlanBatches, 800, 2 * kStalePlanBatches},        // the same time
-      {800, kStalePlanBatches, 600, 2 * kStalePlanBatches},        // exactly 3/4
+      {800, kStalePlanBatches, 400, 2 * kStalePlanBatches},        // exactly half
       {800, kStalePlanBatches, 5000, 2 * kStalePlanBatches},       // slower still
       {800, 2 * kStalePlanBatches, 700, 4 * kStalePlanBatches},    // doubles again
       {800, kMaxStalePlanBatches / 2, 800, kMaxStalePlanBatches},  // reaches the cap
       {800, kMaxStalePlanBatches, 800, kMaxStalePlanBatches},      // stays at the cap
-      {800, kStalePlanBatches, 599, kStalePlanBatches},            // faster than 3/4: look again soon
+      {800, kStalePlanBatches, 399, kStalePlanBatches},            // under half: look again soon
       {800, kMaxStalePlanBatches, 1, kStalePlanBatches},           // far faster: reset from the cap
       {800, 0, 800, 2 * kStalePlanBatches},                        // a bad interval counts as the first
   };
@@ -309,6 +308,7 @@ TEST(NextStaleAfterBatchesTest, DoublesWhenConfirmedAndResetsWhenFaster) {
   }
 }
 
+// Properties over many generated queues: never more than max items, FIFO prefix, every index accounted for once.
 TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
   uint32_t seed = 12345;
   auto next = [&seed](uint32_t bound) {
