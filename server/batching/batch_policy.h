@@ -88,8 +88,8 @@ struct BatchDecision {
 // among other models' compiles, a preempted run) would never run again and its cost never be corrected.
 inline constexpr int64_t kStalePlanBatches = 64;
 // Each re-timing that confirms the figure doubles that plan's interval, up to this many batches: a plan that is
-// really too slow for the traffic (a batch of 2 padded to 64 costs 30 times one of 1) is padded to ever more
-// rarely, instead of once every kStalePlanBatches batches for good.
+// really too slow for the traffic (2 images padded to a 64-image plan) is padded to ever more rarely, instead of
+// once every kStalePlanBatches batches for good.
 inline constexpr int64_t kMaxStalePlanBatches = 4096;
 
 // The measured run time of one compiled plan (a batch padded to batch_size items).
@@ -104,8 +104,8 @@ struct PlanCost {
 };
 
 // The interval of a plan after a re-timing of its stale figure took `new_run_us` (which replaces the figure):
-// doubled (up to kMaxStalePlanBatches) when the new time confirms the old figure, i.e. is at least half of it (a
-// loaded server's run times move by a third from batch to batch), else back to kStalePlanBatches (the plan got
+// doubled (up to kMaxStalePlanBatches) when the new time confirms the old figure, i.e. is at least half of it (the
+// run times of a loaded server vary widely from batch to batch), else back to kStalePlanBatches (the plan got
 // much faster, so look again as soon as for a fresh figure).
 int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us);
 
