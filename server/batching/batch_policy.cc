@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "engine/common/units.h"
+
 namespace cnnserve {
 namespace {
 
@@ -91,6 +93,16 @@ int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us) {
   constexpr int64_t kConfirmDivisor = 2;  // confirmed: the new time is at least half the old figure
   if (new_run_us * kConfirmDivisor < stale.run_us) return kStalePlanBatches;
   return std::min(std::max(stale.stale_after_batches, kStalePlanBatches) * 2, kMaxStalePlanBatches);
+}
+
+int64_t NextPlanRunUs(const PlanCost& plan, int64_t sample_us, bool stale) {
+  const int64_t sample = std::max<int64_t>(0, sample_us);
+  if (plan.run_us <= 0 || (stale && sample < plan.run_us)) return std::max<int64_t>(1, sample);
+  // In nanoseconds: the average moves by (sample - figure) / kPlanCostWindow, which in microseconds would stall
+  // within kPlanCostWindow us of a cheap plan's cost.
+  const int64_t figure_ns = plan.run_us * kNanosPerMicro;
+  const int64_t sample_ns = std::min(sample, kMaxPlanSampleFactor * plan.run_us) * kNanosPerMicro;
+  return std::max<int64_t>(1, (figure_ns + (sample_ns - figure_ns) / kPlanCostWindow) / kNanosPerMicro);
 }
 
 int64_t PaddedBatchItems(int64_t items, const DynamicBatcherOptions& options) {

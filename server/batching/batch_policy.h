@@ -84,7 +84,7 @@ struct BatchDecision {
 
 // After this many batches on other plans a plan's cost is stale: kAdaptive runs the whole candidate once on it
 // even when the stale figure says a shorter prefix is cheaper, and the batcher takes that run's time as the
-// plan's new cost (not averaged with the stale one). Without it, a plan timed once during a slow moment (warm-up
+// plan's new cost when it is faster (not averaged with the stale one; NextPlanRunUs). Without it, a plan timed once during a slow moment (warm-up
 // among other models' compiles, a preempted run) would never run again and its cost never be corrected.
 inline constexpr int64_t kStalePlanBatches = 64;
 // Each re-timing that confirms the figure doubles that plan's interval, up to this many batches: a plan that is
@@ -108,6 +108,16 @@ struct PlanCost {
 // run times of a loaded server vary widely from batch to batch), else back to kStalePlanBatches (the plan got
 // much faster, so look again as soon as for a fresh figure).
 int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us);
+
+// The figure of a plan after a run on it took `sample_us` (`stale`: the figure was stale, see above). A moving
+// average over about kPlanCostWindow runs in which one run counts at most kMaxPlanSampleFactor times the figure:
+// on a busy machine a run that is preempted takes a whole time slice longer, and one such run of a cheap plan,
+// averaged in unclamped, would make it look dearer per item than larger plans for the next several batches (the
+// policy would pad batches for nothing). A stale figure is replaced by a faster time (it was taken in a slow
+// moment) and otherwise averaged the same way. Never below 1.
+inline constexpr int64_t kPlanCostWindow = 8;
+inline constexpr int64_t kMaxPlanSampleFactor = 2;
+int64_t NextPlanRunUs(const PlanCost& plan, int64_t sample_us, bool stale);
 
 // What the batcher measures of its traffic, for kAdaptive.
 struct BatchLoad {

@@ -266,13 +266,9 @@ void DynamicBatcher::RecordPlanCostLocked(int64_t items, int64_t run_us) {
   const bool stale = timed && at->batches_since_timed >= at->stale_after_batches;
   for (PlanCost& plan : plan_costs_) ++plan.batches_since_timed;
   if (timed) {
-    // A stale figure says nothing about now: the new time replaces it. Else averaged in nanoseconds: the moving
-    // average moves by (sample - old) / 8, which in microseconds would stall within 8 us of a cheap plan's cost.
     const int64_t sample_us = std::max<int64_t>(0, run_us);
-    const int64_t sample_ns = sample_us * kNanosPerMicro;
     if (stale) at->stale_after_batches = NextStaleAfterBatches(*at, sample_us);
-    const int64_t ns = stale ? sample_ns : MovingAverage(at->run_us * kNanosPerMicro, sample_ns);
-    at->run_us = std::max<int64_t>(1, ns / kNanosPerMicro);
+    at->run_us = NextPlanRunUs(*at, sample_us, stale);
     at->batches_since_timed = 0;
   } else {
     plan_costs_.insert(at, PlanCost{.batch_size = padded, .run_us = std::max<int64_t>(1, run_us)});

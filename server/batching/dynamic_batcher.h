@@ -230,9 +230,9 @@ class DynamicBatcher final : public Scheduler {
   // Finishes the batch's tasks with their statuses (the runner's, or the overall one), counts them and lets go of
   // them (tasks_in_hand_). Called without mu_, on the worker or on its finisher.
   void FinishBatch(std::vector<std::unique_ptr<Task>>& tasks, RunOutcome& outcome);
-  // Folds a batch's run time into the cost of the plan it ran on (plan_costs_): a moving average, or the new time
-  // alone when the figure was stale (PlanCost::stale_after_batches, then set by NextStaleAfterBatches); counts the
-  // batch in every plan's batches_since_timed. Requires mu_.
+  // Folds a batch's run time into the cost of the plan it ran on (plan_costs_: NextPlanRunUs; a stale figure's
+  // interval is then set by NextStaleAfterBatches); counts the batch in every plan's batches_since_timed. Requires
+  // mu_.
   void RecordPlanCostLocked(int64_t items, int64_t run_us);
   // DecideAdmission for `num_tasks` tasks of `items` items; OK or the refusal, counted. Requires mu_.
   Status AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us);

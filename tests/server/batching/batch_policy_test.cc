@@ -308,6 +308,36 @@ TEST(NextStaleAfterBatchesTest, DoublesWhenConfirmedAndResetsWhenFaster) {
   }
 }
 
+// A plan's figure after a run: a moving average in which a run counts at most kMaxPlanSampleFactor times the
+// figure; a stale figure is replaced by a faster time only.
+TEST(NextPlanRunUsTest, AveragesWithSpikesClampedAndReplacesAStaleFigureByAFasterTime) {
+  struct Row {
+    int64_t run_us;
+    bool stale;
+    int64_t sample_us, expected;
+  };
+  const std::vector<Row> rows = {
+      {800, false, 800, 800},    // the same time
+      {800, false, 1600, 900},   // twice the figure moves it by an eighth of the difference
+      {800, false, 40000, 900},  // a preempted run counts as twice the figure, no more
+      {800, false, 0, 700},      // faster runs move it down by an eighth of the difference
+      {34, false, 38, 34},       // 34.5 us: under a microsecond moves it, rounded down
+      {34, false, 42, 35},       // 35 us
+      {1, false, 0, 1},          // never below 1
+      {800, true, 100, 100},     // stale, faster: the new time alone
+      {800, true, 0, 1},         // stale, faster, at least 1
+      {800, true, 1600, 900},    // stale, slower: averaged like any run
+      {800, true, 40000, 900},   // ... and clamped
+      {800, false, -5, 700},     // a negative time counts as 0
+      {0, false, 500, 500},      // no figure yet: the run sets it
+  };
+  for (const Row& row : rows) {
+    const PlanCost plan{.batch_size = 8, .run_us = row.run_us};
+    EXPECT_EQ(NextPlanRunUs(plan, row.sample_us, row.stale), row.expected)
+        << "figure " << row.run_us << " stale " << row.stale << " sample " << row.sample_us;
+  }
+}
+
 // Properties over many generated queues: never more than max items, FIFO prefix, every index accounted for once.
 TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
   uint32_t seed = 12345;
