@@ -481,6 +481,26 @@ TEST_F(DynamicBatcherTest, AdaptiveTimesAStalePlanAgainAndTakesItsNewCost) {
   EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
 }
 
+// One run of a cheap plan that takes 50 times its figure (preempted on a busy machine) counts as twice the figure:
+// the tasks gathered behind it still run one by one, not padded to a larger plan. Averaged in unclamped, it would
+// price a single item at 712 us, and the 3 gathered items would run as one batch padded to plan 4.
+TEST_F(DynamicBatcherTest, AdaptiveIsNotSwayedByOnePreemptedRun) {
+  DynamicBatcherOptions options = Options(8, 0);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 100}, {4, 380}, {8, 760}};
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  log_.gate.Close();
+  Admit(*batcher, 0);
+  ASSERT_TRUE(log_.gate.BlockUntilArrived(1));
+  clock_.AdvanceMicros(5000);  // the batch of one takes 5000 us
+  for (int id = 1; id <= 3; ++id) Admit(*batcher, id);
+  log_.gate.Open();
+  ASSERT_TRUE(recorder_.WaitForCount(4));
+  EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}));
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+}
+
 // A re-timing that confirms a stale plan's figure doubles the interval before the next one, so a plan that really
 // is too slow for the traffic is padded to ever more rarely.
 TEST_F(DynamicBatcherTest, AdaptiveTimesAConfirmedPlanLessOften) {
