@@ -84,8 +84,9 @@ struct BatchDecision {
 
 // After this many batches on other plans a plan's cost is stale: kAdaptive runs the whole candidate once on it
 // even when the stale figure says a shorter prefix is cheaper, and the batcher takes that run's time as the
-// plan's new cost when it is faster (not averaged with the stale one; NextPlanRunUs). Without it, a plan timed once during a slow moment (warm-up
-// among other models' compiles, a preempted run) would never run again and its cost never be corrected.
+// plan's new cost when it is faster (not averaged with the stale one; NextPlanRunUs). Without it, a plan timed
+// once during a slow moment (warm-up among other models' compiles, a preempted run) would never run again and its
+// cost never be corrected.
 inline constexpr int64_t kStalePlanBatches = 64;
 // Each re-timing that confirms the figure doubles that plan's interval, up to this many batches: a plan that is
 // really too slow for the traffic (2 images padded to a 64-image plan) is padded to ever more rarely, instead of
