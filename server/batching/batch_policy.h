@@ -104,7 +104,7 @@ struct PlanCost {
   int64_t stale_after_batches = kStalePlanBatches;
 };
 
-// The interval of a plan after a re-timing of its stale figure took `new_run_us` (which replaces the figure):
+// The interval of a plan after a re-timing of its stale figure took `new_run_us` (the figure: NextPlanRunUs):
 // doubled (up to kMaxStalePlanBatches) when the new time confirms the old figure, i.e. is at least half of it (the
 // run times of a loaded server vary widely from batch to batch), else back to kStalePlanBatches (the plan got
 // much faster, so look again as soon as for a fresh figure).
