@@ -40,22 +40,41 @@ bool PlanIsStale(int64_t items, const BatchLoad& load, const DynamicBatcherOptio
   return false;
 }
 
-// What running `a` and `b` items together saves against running them apart; 0 when unknown.
-double GainUs(int64_t a, int64_t b, const BatchLoad& load, const DynamicBatcherOptions& options) {
-  return CostUs(a, load, options) + CostUs(b, load, options) - CostUs(a + b, load, options);
+// Items per microsecond of each prefix of the candidate (`counts`: items of each task, in FIFO order; prefix i
+// holds tasks 0..i), priced by CostUs; empty when a prefix has no cost figure.
+std::vector<double> PrefixRates(const std::vector<int64_t>& counts, const BatchLoad& load,
+                                const DynamicBatcherOptions& options) {
+  std::vector<double> rates;
+  int64_t items = 0;
+  for (int64_t count : counts) {
+    items += count;
+    const double cost = CostUs(items, load, options);
+    if (cost <= 0) return {};
+    rates.push_back(static_cast<double>(items) / cost);
+  }
+  return rates;
 }
 
-// kAdaptive's wait (batch_policy.h): kInfiniteFuture to run now.
-int64_t AdaptiveWakeUs(int64_t items, int64_t newest_enqueue_us, int64_t limit_us, int64_t now_us,
-                       const BatchLoad& load, const DynamicBatcherOptions& options) {
+// What running `total` items as one batch saves against running them at `item_cost_us` each (the best price per
+// item of running now what is queued); 0 or less when it saves nothing, 0 when unknown.
+double GainUs(int64_t total, double item_cost_us, const BatchLoad& load, const DynamicBatcherOptions& options) {
+  if (item_cost_us <= 0) return 0;
+  return static_cast<double>(total) * item_cost_us - CostUs(total, load, options);
+}
+
+// kAdaptive's wait (batch_policy.h): kInfiniteFuture to run now. `item_cost_us`: the best price per item of
+// running now (over the candidate's prefixes), 0 when unknown.
+int64_t AdaptiveWakeUs(int64_t items, double item_cost_us, int64_t newest_enqueue_us, int64_t limit_us,
+                       int64_t now_us, const BatchLoad& load, const DynamicBatcherOptions& options) {
   const int64_t room = options.max_batch_size - items;
-  if (load.items_coming > 0) {
-    const int64_t coming = std::min(load.items_coming, room);
-    if (GainUs(items, coming, load, options) > static_cast<double>(options.max_queue_delay_us)) return limit_us;
-  }
-  if (load.recent_batch_items > items) {
-    const int64_t missing = std::min(load.recent_batch_items, options.max_batch_size) - items;
-    if (GainUs(items, missing, load, options) > static_cast<double>(options.max_queue_delay_us)) return limit_us;
+  const auto pays_more_than = [&](int64_t more, double wait_us) {
+    return GainUs(items + more, item_cost_us, load, options) > wait_us;
+  };
+  const double delay_us = static_cast<double>(options.max_queue_delay_us);
+  if (load.items_coming > 0 && pays_more_than(std::min(load.items_coming, room), delay_us)) return limit_us;
+  if (load.recent_batch_items > items &&
+      pays_more_than(std::min(load.recent_batch_items, options.max_batch_size) - items, delay_us)) {
+    return limit_us;
   }
   if (load.item_run_us <= 0 || load.item_interval_us >= load.item_run_us) return Clock::kInfiniteFuture;
   int64_t target = options.max_batch_size;
@@ -64,26 +83,20 @@ int64_t AdaptiveWakeUs(int64_t items, int64_t newest_enqueue_us, int64_t limit_u
   }
   const int64_t due_us = AddMicros(newest_enqueue_us, (target - items) * load.item_interval_us);
   if (due_us >= limit_us) return Clock::kInfiniteFuture;
-  const bool pays = GainUs(items, target - items, load, options) > static_cast<double>(due_us - now_us);
-  return pays ? due_us : Clock::kInfiniteFuture;
+  return pays_more_than(target - items, static_cast<double>(due_us - now_us)) ? due_us : Clock::kInfiniteFuture;
 }
 
-// kAdaptive's size: how many of the candidate's tasks (`counts`: items of each, in FIFO order) to run.
-size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const BatchLoad& load,
-                        const DynamicBatcherOptions& options) {
-  constexpr double kWithin = 0.95;  // a longer prefix this close to the best rate is preferred
-  std::vector<double> rates(counts.size(), 0);
-  double best = 0;
-  int64_t items = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    items += counts[i];
-    const double cost = CostUs(items, load, options);
-    if (cost <= 0) return counts.size();  // no cost figure: the whole candidate
-    rates[i] = static_cast<double>(items) / cost;
-    best = std::max(best, rates[i]);
-  }
+// kAdaptive's size: how many of the candidate's tasks (`counts`: items of each, in FIFO order; `rates`: their
+// PrefixRates) to run.
+size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const std::vector<double>& rates,
+                        const BatchLoad& load, const DynamicBatcherOptions& options) {
+  constexpr double kWithin = 0.95;          // a longer prefix this close to the best rate is preferred
+  if (rates.empty()) return counts.size();  // no cost figure: the whole candidate
+  const double best = *std::max_element(rates.begin(), rates.end());
   size_t chosen = counts.size();
   while (chosen > 0 && rates[chosen - 1] < kWithin * best) --chosen;
+  int64_t items = 0;
+  for (int64_t count : counts) items += count;
   if (chosen < counts.size() && PlanIsStale(items, load, options)) return counts.size();
   return chosen;
 }
@@ -160,19 +173,22 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
 
   const bool full = items == max_items || count < live.size();
   if (options.policy == BatchingPolicy::kAdaptive) {
+    std::vector<int64_t> counts;
+    for (size_t i = 0; i < count; ++i) counts.push_back(queue[live[i]].num_items);
+    const std::vector<double> rates = PrefixRates(counts, load, options);
+    const double best_rate = rates.empty() ? 0 : *std::max_element(rates.begin(), rates.end());
+    const double item_cost_us = best_rate > 0 ? 1 / best_rate : 0;
     const int64_t delay_start_us = std::max(oldest_enqueue_us, load.instance_free_since_us);
     const int64_t limit_us = std::min(AddMicros(delay_start_us, delay_us), earliest_deadline_us);
-    const int64_t wake_us = full || flush
-                                ? Clock::kInfiniteFuture
-                                : AdaptiveWakeUs(items, newest_enqueue_us, limit_us, now_us, load, options);
+    const int64_t wake_us =
+        full || flush ? Clock::kInfiniteFuture
+                      : AdaptiveWakeUs(items, item_cost_us, newest_enqueue_us, limit_us, now_us, load, options);
     if (wake_us != Clock::kInfiniteFuture && wake_us > now_us) {
       decision.action = BatchDecision::Action::kWait;
       decision.wake_at_us = wake_us;
       return decision;
     }
-    std::vector<int64_t> counts;
-    for (size_t i = 0; i < count; ++i) counts.push_back(queue[live[i]].num_items);
-    count = AdaptiveRunCount(counts, load, options);
+    count = AdaptiveRunCount(counts, rates, load, options);
     decision.action = BatchDecision::Action::kRun;
     decision.run.assign(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(count));
     decision.batch_items = 0;

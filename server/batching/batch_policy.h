@@ -23,9 +23,12 @@
 // freed one takes what is there) unless waiting is expected to pay. It prices a batch of n items by what its plan
 // costs: the run time of the plan it is padded to (the smallest preferred size >= n, else max_batch_size; with
 // kAdaptive the preferred sizes are the compiled plans), from `load.plan_costs` (measured), else scaled linearly
-// from the nearest measured plan, else n * load.item_run_us, else unknown. Gain(a, b) = cost(a) + cost(b) -
-// cost(a + b): what running a and b items together saves. When the batch is not full and flush is not set, it
-// waits
+// from the nearest measured plan, else n * load.item_run_us, else unknown. Running now, the size rule below
+// gets the best rate of the candidate's prefixes: u, the lowest cost per item. Gain(S, m) = (S + m) * u -
+// cost(S + m): what waiting for m more items and running all S + m together saves against running them at u
+// (0 or less when the larger batch is no cheaper per item than what runs now: a model whose batch 8 costs more
+// per item than 1 never waits, however much padding a queued 2 would need). When the batch is not full and flush
+// is not set, it waits
 //   (a) while `load.items_coming` > 0 (requests for this model admitted and still being decoded: they are on their
 //       way) and Gain(S, the coming items that fit) exceeds max_queue_delay_us (the longest it would wait), until
 //       min(start + max_queue_delay_us, earliest live deadline), woken by each arrival, where start is the later

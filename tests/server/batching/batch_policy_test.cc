@@ -185,10 +185,15 @@ std::vector<Row> Rows() {
   add("AdaptiveArrivalsSlowerThanServiceRunAtOnce", A(8, 1000, {1, 4}, 500, 100), {T(1, 0), T(1, 10)}, 10,
       Run({0}, 1));
   add("AdaptiveArrivalsAsFastAsServiceRunAtOnce", A(8, 1000, {1, 4}, 100, 100), {T(1, 0)}, 0, Run({0}, 1));
-  // 2 queued, the next plan is 4: 2 more items due 2 x 10 us after the newest arrival (10).
-  add("AdaptiveFastArrivalsWaitUntilTheNextPlanIsDue", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12,
-      Wait(30));
-  add("AdaptiveRunsWhenTheItemsDueDidNotCome", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 30, Run({0}, 1));
+  // 2 queued, the next plan is 4: 2 more items due 2 x 10 us after the newest arrival (10). Plan 4 (150 us) costs
+  // less per item than the best of now (2 items padded to plan 4: 75 us each): waiting saves 4 x 75 - 150 us.
+  Policy fast = A(8, 1000, {1, 4}, 10, 100);
+  fast.load.plan_costs = {{.batch_size = 1, .run_us = 100}, {.batch_size = 4, .run_us = 150}};
+  add("AdaptiveFastArrivalsWaitUntilTheNextPlanIsDue", fast, {T(1, 0), T(1, 10)}, 12, Wait(30));
+  add("AdaptiveRunsWhenTheItemsDueDidNotCome", fast, {T(1, 0), T(1, 10)}, 30, Run({0, 1}, 2));
+  // With costs in proportion to the items (item_run_us alone) a larger batch saves nothing: no wait.
+  add("AdaptiveFastArrivalsDoNotWaitWhenBatchingSavesNothing", A(8, 1000, {1, 4}, 10, 100), {T(1, 0), T(1, 10)},
+      12, Run({0}, 1));
   add("AdaptiveTargetsMaxBatchAboveTheLastPlan", A(8, 1000, {1, 4}, 10, 100), {T(5, 0)}, 0, Wait(30));
   add("AdaptiveNeverWaitsPastTheDelay", A(8, 25, {1, 4}, 10, 100), {T(1, 0), T(1, 10)}, 12, Run({0}, 1));
   add("AdaptiveNeverWaitsPastADeadline", A(8, 1000, {1, 4}, 10, 100), {T(1, 0, 29), T(1, 10)}, 12, Run({0}, 1));
@@ -249,6 +254,19 @@ std::vector<Row> Rows() {
   // A cheap model does not wait for them: batching 2 + 3 saves 40 us, less than the 1000 us delay.
   add("AdaptiveDoesNotWaitForItemsComingThatSaveLessThanTheDelay", C({{1, 50}, {4, 80}, {8, 120}}, 3),
       {T(1, 0), T(1, 10)}, 12, Run({0, 1}, 2));
+  // Plan 1 costs 85 us an item, plans 4 and 8 100 and 96: running one at a time is the cheapest per item, so no
+  // batch is worth waiting for, although 2 queued items padded to plan 4 would save 400 us by waiting for 6 more
+  // (the price the wait once used; a closed loop of 8 clients then left the instance idle).
+  Policy dearer = C({{1, 85}, {4, 400}, {8, 770}}, 6);
+  dearer.delay_us = 300;
+  add("AdaptiveDoesNotWaitForItemsComingInABatchDearerPerItem", dearer, {T(1, 0), T(1, 10)}, 12, Run({0}, 1));
+  Policy dearer_recent = C({{1, 85}, {4, 400}, {8, 770}});
+  dearer_recent.delay_us = 300;
+  dearer_recent.load.recent_batch_items = 8;
+  add("AdaptiveDoesNotWaitForRecentBatchSizesDearerPerItem", dearer_recent, {T(1, 0), T(1, 10)}, 12, Run({0}, 1));
+  Policy dearer_fast = A(8, 300, {1, 4}, 10, 85);
+  dearer_fast.load.plan_costs = dearer_recent.load.plan_costs;
+  add("AdaptiveFastArrivalsDoNotWaitForAPlanDearerPerItem", dearer_fast, {T(1, 0), T(1, 10)}, 12, Run({0}, 1));
   add("AdaptiveDropsLikeFixed", A(8, 1000, {1, 4}, 500, 100), {T(1, 0, 3), Cancelled(1, 1), T(2, 2)}, 4,
       Run({2}, 2).Expired({0}).Cancelled({1}));
 

@@ -123,7 +123,7 @@ struct RunLog {
   // Task ids whose entry the runner sets to INTERNAL, and an overall status to return.
   std::set<int> fail_ids;
   Status overall;
-  std::vector<PlanCost> plan_costs;  // what the runners report as measured before serving
+  std::vector<PlanCost> plan_costs;           // what the runners report as measured before serving
   std::function<void(int64_t items)> on_run;  // called by every run (e.g. to advance the fake clock)
 
   std::vector<BatchRecord> Batches() {
@@ -379,7 +379,9 @@ TEST_F(DynamicBatcherTest, AdaptiveRunsAtOnceGathersWhileBusyAndWaitsOnlyForItem
   DynamicBatcherOptions options = Options(8, 1000000);
   options.policy = BatchingPolicy::kAdaptive;
   options.preferred_batch_sizes = {1, 4, 8};
-  log_.plan_costs = {{1, 1000}, {4, 1200}, {8, 1500}};  // batching pays: 4 items cost 1.2x one
+  // Batching pays: 4 items cost 2.4x one. 3 queued run best padded to plan 4 (800 us each); waiting for a 4th
+  // saves 4 x 800 - 2400 = 800 us, more than the 769 us wait below.
+  log_.plan_costs = {{1, 1000}, {4, 2400}, {8, 3000}};
   std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
   log_.gate.Close();
   Admit(*batcher, 0);
