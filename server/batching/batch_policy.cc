@@ -55,6 +55,11 @@ std::vector<double> PrefixRates(const std::vector<int64_t>& counts, const BatchL
   return rates;
 }
 
+// The highest of `rates`; 0 when empty.
+double BestRate(const std::vector<double>& rates) {
+  return rates.empty() ? 0 : *std::max_element(rates.begin(), rates.end());
+}
+
 // What running `total` items as one batch saves against running them at `item_cost_us` each (the best price per
 // item of running now what is queued); 0 or less when it saves nothing, 0 when unknown.
 double GainUs(int64_t total, double item_cost_us, const BatchLoad& load, const DynamicBatcherOptions& options) {
@@ -92,7 +97,7 @@ size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const std::vector<do
                         const BatchLoad& load, const DynamicBatcherOptions& options) {
   constexpr double kWithin = 0.95;          // a longer prefix this close to the best rate is preferred
   if (rates.empty()) return counts.size();  // no cost figure: the whole candidate
-  const double best = *std::max_element(rates.begin(), rates.end());
+  const double best = BestRate(rates);
   size_t chosen = counts.size();
   while (chosen > 0 && rates[chosen - 1] < kWithin * best) --chosen;
   int64_t items = 0;
@@ -176,8 +181,7 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
     std::vector<int64_t> counts;
     for (size_t i = 0; i < count; ++i) counts.push_back(queue[live[i]].num_items);
     const std::vector<double> rates = PrefixRates(counts, load, options);
-    const double best_rate = rates.empty() ? 0 : *std::max_element(rates.begin(), rates.end());
-    const double item_cost_us = best_rate > 0 ? 1 / best_rate : 0;
+    const double item_cost_us = BestRate(rates) > 0 ? 1 / BestRate(rates) : 0;
     const int64_t delay_start_us = std::max(oldest_enqueue_us, load.instance_free_since_us);
     const int64_t limit_us = std::min(AddMicros(delay_start_us, delay_us), earliest_deadline_us);
     const int64_t wake_us =
