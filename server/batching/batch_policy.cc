@@ -91,17 +91,15 @@ int64_t AdaptiveWakeUs(int64_t items, double item_cost_us, int64_t newest_enqueu
   return pays_more_than(target - items, static_cast<double>(due_us - now_us)) ? due_us : Clock::kInfiniteFuture;
 }
 
-// kAdaptive's size: how many of the candidate's tasks (`counts`: items of each, in FIFO order; `rates`: their
-// PrefixRates) to run.
-size_t AdaptiveRunCount(const std::vector<int64_t>& counts, const std::vector<double>& rates,
+// kAdaptive's size: how many of the candidate's tasks (`counts`: items of each, in FIFO order, `items` in all;
+// `rates`: their PrefixRates) to run.
+size_t AdaptiveRunCount(const std::vector<int64_t>& counts, int64_t items, const std::vector<double>& rates,
                         const BatchLoad& load, const DynamicBatcherOptions& options) {
   constexpr double kWithin = 0.95;          // a longer prefix this close to the best rate is preferred
   if (rates.empty()) return counts.size();  // no cost figure: the whole candidate
   const double best = BestRate(rates);
   size_t chosen = counts.size();
   while (chosen > 0 && rates[chosen - 1] < kWithin * best) --chosen;
-  int64_t items = 0;
-  for (int64_t count : counts) items += count;
   if (chosen < counts.size() && PlanIsStale(items, load, options)) return counts.size();
   return chosen;
 }
@@ -181,7 +179,8 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
     std::vector<int64_t> counts;
     for (size_t i = 0; i < count; ++i) counts.push_back(queue[live[i]].num_items);
     const std::vector<double> rates = PrefixRates(counts, load, options);
-    const double item_cost_us = BestRate(rates) > 0 ? 1 / BestRate(rates) : 0;
+    const double best_rate = BestRate(rates);
+    const double item_cost_us = best_rate > 0 ? 1 / best_rate : 0;
     const int64_t delay_start_us = std::max(oldest_enqueue_us, load.instance_free_since_us);
     const int64_t limit_us = std::min(AddMicros(delay_start_us, delay_us), earliest_deadline_us);
     const int64_t wake_us =
@@ -192,7 +191,7 @@ BatchDecision DecideBatch(std::span<const QueuedTaskInfo> queue, int64_t now_us,
       decision.wake_at_us = wake_us;
       return decision;
     }
-    count = AdaptiveRunCount(counts, rates, load, options);
+    count = AdaptiveRunCount(counts, items, rates, load, options);
     decision.action = BatchDecision::Action::kRun;
     decision.run.assign(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(count));
     decision.batch_items = 0;
