@@ -22,10 +22,15 @@ round): the three cells of a level are measured seconds apart. The tables then a
 over rounds of each round's adaptive / better other, which drift between rounds does not move. No CSVs then
 (the JSON keeps every round's figures).
 
+--control (with --interleave): a fourth server per model, with the adaptive config again, takes its turn beside
+the other three, and the closed-loop table adds its paired ratio against the first (the median over rounds of
+control / adaptive, and the lowest and highest round). The same policy against itself, measured the same way, is
+this run's noise at each level: the band within which adaptive / best other cannot tell the policies apart.
+
   bench/batching_policy.py [--build build] [--zoo DIR] [--models lenet5_fashion,alexnet_fashion,alexnet]
                            [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
                            [--rates 0.1,0.25,0.5,0.75,0.9,1.0]   ("" for the closed loop alone) [--interleave]
-                           [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
+                           [--control] [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
 """
 
 import argparse
@@ -42,6 +47,7 @@ from server_curves import (ROOT, Server, add_model, cnnload_args, fashion_images
                            set_dynamic_batching, shown_command, without_batching, write_results, zoo_config)
 
 POLICIES = ("adaptive", "none", "fixed")
+CONTROL = "control"  # --control: the adaptive config again, on a server of its own
 OPEN_LOOP_EXTRA = ["--drain-timeout-s", "10", "--max-outstanding", "1024"]
 
 
@@ -89,6 +95,10 @@ def markdown(result):
                      "paired | adaptive p50 | none p50 | fixed p50 | adaptive p99 |")
         lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows = {p: {r["concurrency"]: r for r in runs[p]["rows"]} for p in POLICIES}
+        control = runs["paired"].get(CONTROL)
+        if control:
+            lines[-2] += " A/A paired (lowest-highest round) |"
+            lines[-1] += "---:|"
         for level in sorted(rows["adaptive"]):
             a, n, f = (rows[p].get(level) for p in POLICIES)
             best = max(x["requests_per_s"] for x in (n, f) if x)
@@ -98,6 +108,9 @@ def markdown(result):
                 fmt(ratio, 2), fmt(runs["paired"]["requests_per_s"].get(level), 2), fmt(a["latency_ms"]["p50"], 2),
                 fmt(n and n["latency_ms"]["p50"], 2), fmt(f and f["latency_ms"]["p50"], 2),
                 fmt(a["latency_ms"]["p99"], 2)))
+            if control:
+                lines[-1] += " %s (%s-%s) |" % (fmt(control["median"].get(level), 2),
+                                              fmt(control["low"].get(level), 2), fmt(control["high"].get(level), 2))
         lines.append("")
         if model in result.get("open_loop", {}):
             lines += open_loop_markdown(model, result["open_loop"][model])
@@ -202,11 +215,27 @@ def paired_ratios(policy_runs, value, better):
     return {point: statistics.median(r) for point, r in ratios.items()}
 
 
+def control_ratios(policy_runs):
+    """Per point, the median, lowest and highest over rounds of the control's requests/s against adaptive's in the
+    same round."""
+    ratios = {}
+    for rnd, rows in enumerate(policy_runs["adaptive"]["rounds"]):
+        control = {point_of(r): r for r in policy_runs[CONTROL]["rounds"][rnd]}
+        for row in rows:
+            if goodput(row):
+                ratios.setdefault(point_of(row), []).append(goodput(control[point_of(row)]) / goodput(row))
+    return {"median": {point: statistics.median(r) for point, r in ratios.items()},
+            "low": {point: min(r) for point, r in ratios.items()},
+            "high": {point: max(r) for point, r in ratios.items()}}
+
+
 def summarize(runs):
     """Adds to runs[model][policy] the median rows over rounds, and to runs[model] the paired ratios."""
     for model, policy_runs in runs.items():
         paired = {"requests_per_s": paired_ratios(policy_runs, goodput, max),
                   "p50": paired_ratios(policy_runs, p50, min)}
+        if CONTROL in policy_runs:
+            paired[CONTROL] = control_ratios(policy_runs)
         for run in policy_runs.values():
             run["rows"] = median_rows(run["rounds"])
         policy_runs["paired"] = paired
@@ -227,7 +256,11 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "batching_policy", "batching_policy"))
     p.add_argument("--interleave", action="store_true",
                    help="the three servers of a model side by side, the policies taking turns at every level")
+    p.add_argument("--control", action="store_true",
+                   help="with --interleave: a second adaptive server per model, its ratio to the first the noise")
     args = p.parse_args()
+    if args.control and not args.interleave:
+        p.error("--control needs --interleave")
     run = run_interleaved if args.interleave else run_rounds
 
     work = os.path.join(args.build, "bench")
@@ -241,6 +274,8 @@ def main():
             repo = os.path.join(work, "repos", "%s-policy-%s" % (model, policy))
             add_model(repo, model, policy_config(config, policy), onnx, labels)
             configs.append((model, policy, repo, inputs))
+        if args.control:
+            configs.append((model, CONTROL, os.path.join(work, "repos", "%s-policy-adaptive" % model), inputs))
 
     runs = summarize(run(args, configs, work, start, lambda model, inputs, points: cnnload_args(
         model, inputs, levels=points, warmup=args.warmup, duration=args.duration), "closed",
