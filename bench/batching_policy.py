@@ -23,7 +23,7 @@ over rounds of each round's adaptive / better other, which drift between rounds 
 (the JSON keeps every round's figures).
 
 --control (with --interleave): a fourth server per model, with the adaptive config again, takes its turn beside
-the other three, and the closed-loop table adds its paired ratio against the first (the median over rounds of
+the other three, and the tables add its paired ratio against the first (the median over rounds of
 control / adaptive, and the lowest and highest round). The same policy against itself, measured the same way, is
 this run's noise at each level: the band within which adaptive / best other cannot tell the policies apart.
 
@@ -109,12 +109,19 @@ def markdown(result):
                 fmt(n and n["latency_ms"]["p50"], 2), fmt(f and f["latency_ms"]["p50"], 2),
                 fmt(a["latency_ms"]["p99"], 2)))
             if control:
-                lines[-1] += " %s (%s-%s) |" % (fmt(control["median"].get(level), 2),
-                                              fmt(control["low"].get(level), 2), fmt(control["high"].get(level), 2))
+                lines[-1] += " %s |" % control_cell(control, level)
         lines.append("")
         if model in result.get("open_loop", {}):
             lines += open_loop_markdown(model, result["open_loop"][model])
     return "\n".join(lines)
+
+
+def control_cell(control, point):
+    """The A/A column's cell: the control's paired ratio at `point`, and its lowest and highest round."""
+    if control["median"].get(point) is None:
+        return "-"
+    return "%s (%s-%s)" % (fmt(control["median"][point], 2), fmt(control["low"][point], 2),
+                           fmt(control["high"][point], 2))
 
 
 def goodput(row):
@@ -140,6 +147,10 @@ def open_loop_markdown(model, open_loop):
              "none p99 | fixed p99 |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     paired = open_loop["runs"]["paired"]
+    control = paired.get(CONTROL)
+    if control:
+        lines[-2] += " A/A paired goodput (lowest-highest round) |"
+        lines[-1] += "---:|"
     rows = {p: {r["target_rate"]: r for r in open_loop["runs"][p]["rows"]} for p in POLICIES}
     for fraction, rate in zip(open_loop["fractions"], open_loop["rates"]):
         a, n, f = (min(rows[p].items(), key=lambda kv: abs(kv[0] - rate))[1] for p in POLICIES)
@@ -151,6 +162,8 @@ def open_loop_markdown(model, open_loop):
             fmt(paired["requests_per_s"].get(a["target_rate"]), 2),
             fmt(p50(a), 2), fmt(p50(n), 2), fmt(p50(f), 2), fmt(p50(a) / best_p50 if best_p50 else None, 2),
             fmt(paired["p50"].get(a["target_rate"]), 2), fmt(p99(a), 2), fmt(p99(n), 2), fmt(p99(f), 2)))
+        if control:
+            lines[-1] += " %s |" % control_cell(control, a["target_rate"])
     lines.append("")
     return lines
 
@@ -179,7 +192,7 @@ def run_rounds(args, configs, work, start, make_args, label, points):
 
 
 def run_interleaved(args, configs, work, start, make_args, label, points):
-    """As run_rounds, but per model the three servers run side by side for all rounds and the policies take turns
+    """As run_rounds, but per model the servers (one per policy) run side by side for all rounds and the policies take turns
     at every point (one cnnload each; the first policy rotates every round)."""
     runs = {}
     for model in dict.fromkeys(c[0] for c in configs):
