@@ -215,28 +215,33 @@ def point_of(row):
     return row["concurrency"] if row["concurrency"] is not None else row["target_rate"]
 
 
+def round_ratios(policy_runs, ratio):
+    """Per point, the list over rounds of `ratio`(adaptive's row, {policy: that round's row at the same point}),
+    None values left out."""
+    ratios = {}
+    for rnd, rows in enumerate(policy_runs["adaptive"]["rounds"]):
+        by_point = {p: {point_of(r): r for r in run["rounds"][rnd]} for p, run in policy_runs.items()}
+        for row in rows:
+            value = ratio(row, {p: points[point_of(row)] for p, points in by_point.items()})
+            if value is not None:
+                ratios.setdefault(point_of(row), []).append(value)
+    return ratios
+
+
 def paired_ratios(policy_runs, value, better):
     """Per point, the median over rounds of adaptive's `value` against the better (`better`: max or min) of the
     other two policies in the same round."""
-    ratios = {}
-    for rnd, rows in enumerate(policy_runs["adaptive"]["rounds"]):
-        others = [{point_of(r): r for r in policy_runs[p]["rounds"][rnd]} for p in POLICIES[1:]]
-        for row in rows:
-            best = better(value(o[point_of(row)]) for o in others)
-            if best:
-                ratios.setdefault(point_of(row), []).append(value(row) / best)
-    return {point: statistics.median(r) for point, r in ratios.items()}
+    def ratio(row, same_round):
+        best = better(value(same_round[p]) for p in POLICIES[1:])
+        return value(row) / best if best else None
+    return {point: statistics.median(r) for point, r in round_ratios(policy_runs, ratio).items()}
 
 
 def control_ratios(policy_runs):
     """Per point, the median, lowest and highest over rounds of the control's requests/s against adaptive's in the
     same round."""
-    ratios = {}
-    for rnd, rows in enumerate(policy_runs["adaptive"]["rounds"]):
-        control = {point_of(r): r for r in policy_runs[CONTROL]["rounds"][rnd]}
-        for row in rows:
-            if goodput(row):
-                ratios.setdefault(point_of(row), []).append(goodput(control[point_of(row)]) / goodput(row))
+    ratios = round_ratios(policy_runs, lambda row, same_round: goodput(same_round[CONTROL]) / goodput(row)
+                          if goodput(row) else None)
     return {"median": {point: statistics.median(r) for point, r in ratios.items()},
             "low": {point: min(r) for point, r in ratios.items()},
             "high": {point: max(r) for point, r in ratios.items()}}
