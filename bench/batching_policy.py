@@ -26,11 +26,14 @@ over rounds of each round's adaptive / better other, which drift between rounds 
 the other three, and the tables add its paired ratio against the first (the median over rounds of
 control / adaptive, and the lowest and highest round). The same policy against itself, measured the same way, is
 this run's noise at each level: the band within which adaptive / best other cannot tell the policies apart.
+--control-build DIR (with --control): the control server runs DIR/bin/cnnserve instead, so the A/A column becomes
+an A/B of two builds (DIR's adaptive / this build's adaptive), paired the same way; e.g. a copy of the previous
+commit's build against a policy change.
 
   bench/batching_policy.py [--build build] [--zoo DIR] [--models lenet5_fashion,alexnet_fashion,alexnet]
                            [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
                            [--rates 0.1,0.25,0.5,0.75,0.9,1.0]   ("" for the closed loop alone) [--interleave]
-                           [--control] [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
+                           [--control [--control-build DIR]] [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
 """
 
 import argparse
@@ -97,7 +100,7 @@ def markdown(result):
         rows = {p: {r["concurrency"]: r for r in runs[p]["rows"]} for p in POLICIES}
         control = runs["paired"].get(CONTROL)
         if control:
-            lines[-2] += " A/A paired (lowest-highest round) |"
+            lines[-2] += " %s paired (lowest-highest round) |" % control_name(result)
             lines[-1] += "---:|"
         for level in sorted(rows["adaptive"]):
             a, n, f = (rows[p].get(level) for p in POLICIES)
@@ -112,8 +115,13 @@ def markdown(result):
                 lines[-1] += " %s |" % control_cell(control, level)
         lines.append("")
         if model in result.get("open_loop", {}):
-            lines += open_loop_markdown(model, result["open_loop"][model])
+            lines += open_loop_markdown(model, result["open_loop"][model], control_name(result))
     return "\n".join(lines)
+
+
+def control_name(result):
+    """The control column's name: A/A, or B/A when the control ran another build (--control-build)."""
+    return "B/A (%s / this build)" % result["control_build"] if result.get("control_build") else "A/A"
 
 
 def control_cell(control, point):
@@ -136,7 +144,7 @@ def p99(row):
     return row["latency_ms"]["p99"]
 
 
-def open_loop_markdown(model, open_loop):
+def open_loop_markdown(model, open_loop, control_label):
     """The open-loop table of one model: per rate, goodput and latency by policy, adaptive against the better of
     none and fixed (the higher goodput, the lower p50)."""
     lines = ["**%s, open loop** (Poisson arrivals at fractions of the peak, %s requests/s: the best closed-loop "
@@ -149,7 +157,7 @@ def open_loop_markdown(model, open_loop):
     paired = open_loop["runs"]["paired"]
     control = paired.get(CONTROL)
     if control:
-        lines[-2] += " A/A paired goodput (lowest-highest round) |"
+        lines[-2] += " %s paired goodput (lowest-highest round) |" % control_label
         lines[-1] += "---:|"
     rows = {p: {r["target_rate"]: r for r in open_loop["runs"][p]["rows"]} for p in POLICIES}
     for fraction, rate in zip(open_loop["fractions"], open_loop["rates"]):
@@ -191,6 +199,11 @@ def run_rounds(args, configs, work, start, make_args, label, points):
     return runs
 
 
+def server_build(args, policy):
+    """The build whose cnnserve serves `policy`: --control-build for the control, if given."""
+    return args.control_build if policy == CONTROL and args.control_build else args.build
+
+
 def run_interleaved(args, configs, work, start, make_args, label, points):
     """As run_rounds, but per model the servers (one per policy) run side by side for all rounds and the policies take turns
     at every point (one cnnload each; the first policy rotates every round)."""
@@ -200,7 +213,7 @@ def run_interleaved(args, configs, work, start, make_args, label, points):
         runs[model] = {policy: {"rounds": [[] for _ in range(args.rounds)], "command": shown_command(
             make_args(model, inputs, points[model])) + " (a run per level)"} for _, policy, _, inputs in entries}
         with contextlib.ExitStack() as stack:
-            servers = {policy: stack.enter_context(Server(args.build, repo, os.path.join(
+            servers = {policy: stack.enter_context(Server(server_build(args, policy), repo, os.path.join(
                 work, "logs", "%s-%s.log" % (model, policy)))) for _, policy, repo, _ in entries}
             for rnd in range(args.rounds):
                 for point in points[model]:
@@ -276,9 +289,15 @@ def main():
                    help="the three servers of a model side by side, the policies taking turns at every level")
     p.add_argument("--control", action="store_true",
                    help="with --interleave: a second adaptive server per model, its ratio to the first the noise")
+    p.add_argument("--control-build", default="",
+                   help="with --control: the control runs this build's bin/cnnserve (an A/B of two builds)")
     args = p.parse_args()
     if args.control and not args.interleave:
         p.error("--control needs --interleave")
+    if args.control_build and not args.control:
+        p.error("--control-build needs --control")
+    if args.control_build and not os.access(os.path.join(args.control_build, "bin", "cnnserve"), os.X_OK):
+        p.error("--control-build: no executable %s" % os.path.join(args.control_build, "bin", "cnnserve"))
     run = run_interleaved if args.interleave else run_rounds
 
     work = os.path.join(args.build, "bench")
@@ -310,6 +329,7 @@ def main():
                                 "rates": rates[model], "runs": ol_runs[model]}
     result = {"benchmark": "batching_policy", "machine": machine(), "rounds": args.rounds, "models": models,
               "interleaved": args.interleave,
+              "control_build": os.path.abspath(args.control_build) if args.control_build else None,
               "runs": runs, "open_loop": open_loop,
               "command": "bench/batching_policy.py " + " ".join(sys.argv[1:]), "seconds": time.time() - start}
     write_results(args.out, result, markdown)
