@@ -27,8 +27,8 @@ the other three, and the tables add its paired ratio against the first (the medi
 control / adaptive, and the lowest and highest round). The same policy against itself, measured the same way, is
 this run's noise at each level: the band within which adaptive / best other cannot tell the policies apart.
 --control-build DIR (with --control): the control server runs DIR/bin/cnnserve instead, so the A/A column becomes
-an A/B of two builds (DIR's adaptive / this build's adaptive), paired the same way; e.g. a copy of the previous
-commit's build against a policy change.
+a B/A of two builds (DIR's adaptive / this build's adaptive, the column named "B/A (DIR / this build)"), paired
+the same way; e.g. the previous commit's build (a copy of its bin/cnnserve) against a policy change.
 
   bench/batching_policy.py [--build build] [--zoo DIR] [--models lenet5_fashion,alexnet_fashion,alexnet]
                            [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
