@@ -125,7 +125,7 @@ def control_name(result):
 
 
 def control_cell(control, point):
-    """The A/A column's cell: the control's paired ratio at `point`, and its lowest and highest round."""
+    """The control column's cell (A/A or B/A): the control's paired ratio at `point`, and its lowest and highest round."""
     if control["median"].get(point) is None:
         return "-"
     return "%s (%s-%s)" % (fmt(control["median"][point], 2), fmt(control["low"][point], 2),
@@ -290,14 +290,15 @@ def main():
     p.add_argument("--control", action="store_true",
                    help="with --interleave: a second adaptive server per model, its ratio to the first the noise")
     p.add_argument("--control-build", default="",
-                   help="with --control: the control runs this build's bin/cnnserve (an A/B of two builds)")
+                   help="with --control: the control runs this build's bin/cnnserve (a B/A of two builds)")
     args = p.parse_args()
     if args.control and not args.interleave:
         p.error("--control needs --interleave")
     if args.control_build and not args.control:
         p.error("--control-build needs --control")
-    if args.control_build and not os.access(os.path.join(args.control_build, "bin", "cnnserve"), os.X_OK):
-        p.error("--control-build: no executable %s" % os.path.join(args.control_build, "bin", "cnnserve"))
+    control_server = os.path.join(args.control_build, "bin", "cnnserve")
+    if args.control_build and not os.access(control_server, os.X_OK):
+        p.error("--control-build: no executable %s" % control_server)
     run = run_interleaved if args.interleave else run_rounds
 
     work = os.path.join(args.build, "bench")
