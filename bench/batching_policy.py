@@ -34,10 +34,12 @@ the same way; e.g. the previous commit's build (a copy of its bin/cnnserve) agai
                            [--levels 1,2,4,8,16,32] [--warmup S] [--duration S] [--rounds R]
                            [--rates 0.1,0.25,0.5,0.75,0.9,1.0]   ("" for the closed loop alone) [--interleave]
                            [--control [--control-build DIR]] [--out bench/results/batching_policy/batching_policy]   (OUT.json, OUT.md, CSVs)
+  bench/batching_policy.py --render RUN.json   (a stored run's tables again)
 """
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import statistics
@@ -273,6 +275,31 @@ def summarize(runs):
     return runs
 
 
+def number_keys(table):
+    """`table` with its keys made numbers again (JSON stores the paired ratios' levels and rates as strings)."""
+    return {(int(k) if k.lstrip("-").isdigit() else float(k)): v for k, v in table.items()}
+
+
+def load_result(path):
+    """A result as write_results stored it, with the paired tables keyed by numbers as markdown() expects; exits with
+    a message for a file that is not such a result, or one stored before the paired ratios existed."""
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit("%s: cannot read the run: %s" % (path, e))
+    if result.get("benchmark") != "batching_policy" or not all("paired" in r for r in result["runs"].values()):
+        sys.exit("%s: not a batching_policy run with paired ratios (older runs have none)" % path)
+    paired_tables = [runs["paired"] for runs in result["runs"].values()]
+    paired_tables += [ol["runs"]["paired"] for ol in result.get("open_loop", {}).values()]
+    for paired in paired_tables:
+        for name in ("requests_per_s", "p50"):
+            paired[name] = number_keys(paired[name])
+        if CONTROL in paired:
+            paired[CONTROL] = {k: number_keys(v) for k, v in paired[CONTROL].items()}
+    return result
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -291,7 +318,12 @@ def main():
                    help="with --interleave: a second adaptive server per model, its ratio to the first the noise")
     p.add_argument("--control-build", default="",
                    help="with --control: the control runs this build's bin/cnnserve (a B/A of two builds)")
+    p.add_argument("--render", default="", metavar="RUN.json",
+                   help="print the tables of a stored run again (nothing is measured)")
     args = p.parse_args()
+    if args.render:
+        print(markdown(load_result(args.render)))
+        return
     if args.control and not args.interleave:
         p.error("--control needs --interleave")
     if args.control_build and not args.control:
