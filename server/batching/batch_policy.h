@@ -96,7 +96,9 @@ inline constexpr int64_t kStalePlanBatches = 64;
 // once every kStalePlanBatches batches for good.
 inline constexpr int64_t kMaxStalePlanBatches = 4096;
 
-// The measured run time of one compiled plan (a batch padded to batch_size items).
+// The measured run time of one compiled plan (a batch padded to batch_size items). The batcher times a run by the
+// CPU time of the thread that ran it when the engine runs on that thread (BatchRunner::RunsOnCallingThread), so
+// that a run preempted by the front end on a busy machine does not count the time it lost, else by the wall time.
 struct PlanCost {
   int64_t batch_size = 1;
   int64_t run_us = 0;

@@ -1,6 +1,7 @@
 #include "server/batching/clock.h"
 
 #include <chrono>
+#include <ctime>
 
 #include "engine/common/units.h"
 
@@ -17,6 +18,13 @@ class RealClock final : public Clock {
     return std::chrono::duration_cast<std::chrono::microseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
+  }
+
+  int64_t ThreadCpuMicros() const override {
+    timespec cpu{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    return static_cast<int64_t>(cpu.tv_sec) * kMicrosPerSecond +
+           static_cast<int64_t>(cpu.tv_nsec) / kNanosPerMicro;
   }
 
   void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, int64_t deadline_us) override {

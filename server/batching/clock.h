@@ -30,6 +30,11 @@ class Clock {
 
   virtual int64_t NowMicros() const = 0;
 
+  // CPU time the calling thread has used, in microseconds (RealClock: CLOCK_THREAD_CPUTIME_ID; a preempted or
+  // sleeping thread's does not advance). Only differences between two calls on the same thread mean anything.
+  // FakeClock: NowMicros() less the time its tests declared idle.
+  virtual int64_t ThreadCpuMicros() const = 0;
+
   // Waits on `cv` until NowMicros() >= deadline_us or `cv` is notified; may also return spuriously, so callers
   // re-check their condition in a loop. `lock` must hold the mutex that guards the state `cv` signals; it is
   // released while waiting and held again on return. deadline_us == kInfiniteFuture waits for a notify only.

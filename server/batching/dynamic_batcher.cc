@@ -167,8 +167,8 @@ int64_t DynamicBatcher::TookLocked(const TakenTasks& taken, size_t instance) {
 void DynamicBatcher::RanLocked(const TakenTasks& taken, const RunOutcome& outcome, int64_t dropped,
                                size_t instance) {
   // Only kAdaptive reads plan costs, and only there are the preferred sizes the compiled plans.
-  if (outcome.run_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
-    RecordPlanCostLocked(taken.batch_items, outcome.run_us);
+  if (outcome.plan_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
+    RecordPlanCostLocked(taken.batch_items, outcome.plan_us);
   if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
   tasks_in_hand_ -= dropped;
   running_items_ -= taken.batch_items;
@@ -465,6 +465,8 @@ DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenT
   batch.reserve(taken.batch.size());
   for (const std::unique_ptr<Task>& task : taken.batch) batch.push_back(task.get());
   outcome.statuses.resize(batch.size());
+  const bool on_this_thread = runner->RunsOnCallingThread();
+  const int64_t start_cpu_us = on_this_thread ? clock_->ThreadCpuMicros() : 0;
   const int64_t start_us = clock_->NowMicros();
   try {
     outcome.overall = runner->RunBatch(batch, outcome.statuses);
@@ -478,7 +480,7 @@ DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenT
   Bump(counters_.batches_run);
   Bump(counters_.items_run, taken.batch_items);
   Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);
-  if (outcome.overall.ok()) outcome.run_us = run_us;
+  if (outcome.overall.ok()) outcome.plan_us = on_this_thread ? clock_->ThreadCpuMicros() - start_cpu_us : run_us;
   return outcome;
 }
 

@@ -62,6 +62,11 @@ class BatchRunner {
   // Run times this runner measured for its plans before serving (its warm-up), ascending by batch size; empty
   // when it has none. The batcher starts its plan costs (BatchLoad::plan_costs) from the first runner's.
   virtual std::vector<PlanCost> PlanCosts() const { return {}; }
+
+  // Whether RunBatch does its work on the calling thread (true) or hands it to other threads and waits (a compute
+  // lane). The batcher times a plan by the calling thread's CPU time when true, so that a run preempted by the
+  // front end's threads does not count the time it lost; else by the wall time.
+  virtual bool RunsOnCallingThread() const { return true; }
 };
 
 // Makes the runner of worker `instance` (0 .. num_instances - 1); called num_instances times by Create, on the
@@ -187,11 +192,12 @@ class DynamicBatcher final : public Scheduler {
 
   DynamicBatcher(const DynamicBatcherOptions& options, std::vector<std::unique_ptr<BatchRunner>> runners);
 
-  // What running a batch gave: the runner's result, its per-task statuses, and its run time (-1: failed).
+  // What running a batch gave: the runner's result, its per-task statuses, and its cost for the plan figures
+  // (-1: failed): the CPU time of the thread that ran it, or the wall time (BatchRunner::RunsOnCallingThread).
   struct RunOutcome {
     Status overall;
     std::vector<Status> statuses;
-    int64_t run_us = -1;
+    int64_t plan_us = -1;
   };
   // A batch that ran, handed to a worker's finisher with its outcome.
   struct FinishedBatch {
@@ -225,7 +231,7 @@ class DynamicBatcher final : public Scheduler {
   TakenTasks TakeLocked(const BatchDecision& decision);
   // Finishes the cancelled, expired and invalid tasks of `taken`. Called without mu_.
   void FinishDropped(TakenTasks& taken);
-  // Runs the batch of `taken` (none: an outcome with run_us -1) and counts it. Called without mu_.
+  // Runs the batch of `taken` (none: an outcome with plan_us -1) and counts it. Called without mu_.
   RunOutcome Run(BatchRunner* runner, const TakenTasks& taken);
   // Finishes the batch's tasks with their statuses (the runner's, or the overall one), counts them and lets go of
   // them (tasks_in_hand_). Called without mu_, on the worker or on its finisher.

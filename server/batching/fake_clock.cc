@@ -12,6 +12,13 @@ int64_t FakeClock::NowMicros() const {
   return now_us_;
 }
 
+int64_t FakeClock::ThreadCpuMicros() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return now_us_ - idle_us_;
+}
+
+void FakeClock::AdvanceIdleMicros(int64_t delta_us) { Advance(delta_us, /*idle=*/true); }
+
 void FakeClock::WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, int64_t deadline_us) {
   Waiter self{lock.mutex(), &cv, deadline_us};
   {
@@ -27,11 +34,15 @@ void FakeClock::WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_var
   waiters_.remove(&self);  // no-op when AdvanceMicros already took it out
 }
 
-void FakeClock::AdvanceMicros(int64_t delta_us) {
+void FakeClock::AdvanceMicros(int64_t delta_us) { Advance(delta_us, /*idle=*/false); }
+
+void FakeClock::Advance(int64_t delta_us, bool idle) {
   std::vector<std::pair<std::mutex*, std::condition_variable*>> to_wake;
   {
     std::lock_guard<std::mutex> guard(mu_);
+    const int64_t before_us = now_us_;
     now_us_ = AddMicros(now_us_, std::max<int64_t>(delta_us, 0));
+    if (idle) idle_us_ += now_us_ - before_us;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if ((*it)->deadline_us <= now_us_) {
         to_wake.emplace_back((*it)->mutex, (*it)->cv);

@@ -27,11 +27,17 @@ class FakeClock final : public Clock {
   FakeClock& operator=(const FakeClock&) = delete;
 
   int64_t NowMicros() const override;
+  // NowMicros() less every AdvanceIdleMicros so far: the fake CPU time of whichever thread asks.
+  int64_t ThreadCpuMicros() const override;
   void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, int64_t deadline_us) override;
 
   // Moves the time forward by delta_us (>= 0) and wakes every waiter whose deadline is now reached. Does not wait
   // for the woken threads to run. Must not be called while holding a mutex that some waiter passed to WaitUntil.
   void AdvanceMicros(int64_t delta_us);
+
+  // As AdvanceMicros, but the time passes without CPU time (ThreadCpuMicros does not move): a thread preempted or
+  // sleeping for delta_us.
+  void AdvanceIdleMicros(int64_t delta_us);
 
   // Number of threads currently blocked in WaitUntil. A waiter woken by AdvanceMicros stops counting at once; one
   // woken by a notify of its condition variable stops counting when it has re-acquired its mutex.
@@ -52,9 +58,13 @@ class FakeClock final : public Clock {
     int64_t deadline_us;
   };
 
+  // AdvanceMicros and AdvanceIdleMicros (`idle`): moves the time, and the idle sum with it, then wakes waiters.
+  void Advance(int64_t delta_us, bool idle);
+
   mutable std::mutex mu_;
   std::condition_variable waiters_changed_;  // signalled when a waiter registers
   int64_t now_us_;                           // guarded by mu_
+  int64_t idle_us_ = 0;                      // guarded by mu_: the sum of AdvanceIdleMicros
   std::list<Waiter*> waiters_;               // guarded by mu_; each points into a WaitUntil frame
 };
 

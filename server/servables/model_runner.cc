@@ -5,6 +5,8 @@
 #include <cstring>
 #include <utility>
 
+#include "server/batching/clock.h"
+
 namespace cnnserve {
 
 std::vector<int64_t> PlanBatchSizes(int64_t max_batch_size, const std::vector<int64_t>& preferred) {
@@ -129,9 +131,13 @@ StatusOr<std::unique_ptr<SessionBatchRunner>> SessionBatchRunner::Create(std::sh
       if (warm_up) {
         // batch_input_ is zero-filled: a harmless input for any model. Two runs: the first touches the plan's
         // memory, the second is timed (the batcher's first cost of this plan).
+        // Timed as the batcher times a run: the thread's CPU time when the engine runs on it, else wall time.
+        const auto now_us = [&] {
+          return runner->RunsOnCallingThread() ? Clock::Real()->ThreadCpuMicros() : SteadyNowMicros();
+        };
         int64_t start_us = 0;
         for (int run = 0; run < 2 && status.ok(); ++run) {
-          start_us = SteadyNowMicros();
+          start_us = now_us();
           status = runner->session_->Run(runner->batch_input_.data(), batch, runner->batch_output_.data());
         }
         if (!status.ok()) {
@@ -139,7 +145,7 @@ StatusOr<std::unique_ptr<SessionBatchRunner>> SessionBatchRunner::Create(std::sh
           return;
         }
         runner->plan_costs_.push_back(
-            PlanCost{.batch_size = batch, .run_us = std::max<int64_t>(1, SteadyNowMicros() - start_us)});
+            PlanCost{.batch_size = batch, .run_us = std::max<int64_t>(1, now_us() - start_us)});
       }
     }
   });

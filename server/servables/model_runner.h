@@ -122,8 +122,11 @@ class SessionBatchRunner final : public BatchRunner {
   Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override;
 
   const std::vector<int64_t>& plan_sizes() const { return plan_sizes_; }
-  // The timed warm-up run of each plan (empty without warm-up): the batcher's first plan costs.
+  // The timed warm-up run of each plan (empty without warm-up): the batcher's first plan costs, timed as the
+  // batcher times runs (RunsOnCallingThread).
   std::vector<PlanCost> PlanCosts() const override { return plan_costs_; }
+  // Inline (no lane): the engine runs on the caller's one thread. On a lane: on the lane's threads.
+  bool RunsOnCallingThread() const override { return lane_ == nullptr; }
   // Batches run per padded size (index: the plan size), for tests and stats. Read on the worker thread or after
   // the batcher stopped.
   const std::vector<int64_t>& runs_by_plan_size() const { return runs_by_plan_size_; }

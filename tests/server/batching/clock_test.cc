@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 
@@ -44,6 +46,38 @@ TEST(RealClockTest, WaitUntilReturnsByTheDeadline) {
   while (clock->NowMicros() < deadline_us) clock->WaitUntil(lock, cv, deadline_us);
   EXPECT_TRUE(lock.owns_lock());
   EXPECT_GE(clock->NowMicros(), deadline_us);
+}
+
+// A thread's CPU time moves while it computes and stands still while it sleeps (as while it is preempted).
+TEST(RealClockTest, ThreadCpuTimeCountsWorkNotSleep) {
+  Clock* clock = Clock::Real();
+  const int64_t cpu_before_sleep = clock->ThreadCpuMicros();
+  const int64_t wall_before_sleep = clock->NowMicros();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_GE(clock->NowMicros() - wall_before_sleep, 50000);
+  EXPECT_LT(clock->ThreadCpuMicros() - cpu_before_sleep, 10000);
+  // Spin until the thread has used 20 ms of CPU; the wall clock moves as far (give or take the two clocks'
+  // rounding to microseconds).
+  const int64_t cpu_start = clock->ThreadCpuMicros();
+  const int64_t wall_start = clock->NowMicros();
+  volatile uint64_t sink = 0;
+  while (clock->ThreadCpuMicros() - cpu_start < 20000) {
+    for (int i = 0; i < 1000; ++i) sink = sink + static_cast<uint64_t>(i);
+  }
+  const int64_t cpu_used = clock->ThreadCpuMicros() - cpu_start;
+  EXPECT_GE(clock->NowMicros() - wall_start + 10, cpu_used);
+}
+
+TEST(FakeClockTest, IdleTimeMovesTheClockButNotTheCpuTime) {
+  FakeClock clock(1000);
+  EXPECT_EQ(clock.ThreadCpuMicros(), 1000);
+  clock.AdvanceMicros(300);
+  EXPECT_EQ(clock.ThreadCpuMicros(), 1300);
+  clock.AdvanceIdleMicros(5000);
+  EXPECT_EQ(clock.NowMicros(), 6300);
+  EXPECT_EQ(clock.ThreadCpuMicros(), 1300);
+  clock.AdvanceMicros(100);
+  EXPECT_EQ(clock.ThreadCpuMicros(), 1400);
 }
 
 TEST(FakeClockTest, TimeMovesOnlyWhenAdvanced) {

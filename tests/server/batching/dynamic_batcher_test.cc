@@ -125,6 +125,7 @@ struct RunLog {
   Status overall;
   std::vector<PlanCost> plan_costs;           // what the runners report as measured before serving
   std::function<void(int64_t items)> on_run;  // called by every run (e.g. to advance the fake clock)
+  bool on_calling_thread = true;              // what the runners say of BatchRunner::RunsOnCallingThread
 
   std::vector<BatchRecord> Batches() {
     std::lock_guard<std::mutex> guard(mu);
@@ -137,6 +138,7 @@ class FakeRunner : public BatchRunner {
   FakeRunner(int instance, RunLog* log) : instance_(instance), log_(log) {}
 
   std::vector<PlanCost> PlanCosts() const override { return log_->plan_costs; }
+  bool RunsOnCallingThread() const override { return log_->on_calling_thread; }
 
   Status RunBatch(std::span<Task* const> batch, std::span<Status> task_statuses) override {
     BatchRecord record{instance_, {}, 0};
@@ -198,6 +200,28 @@ class DynamicBatcherTest : public ::testing::Test {
     std::unique_ptr<Task> task = recorder_.NewTask(id, items);
     ASSERT_TRUE(batcher.Schedule(task).ok());
     ASSERT_EQ(task, nullptr);
+  }
+
+  // Eight batches of one, each using its plan's 100 us of CPU but taking 5,100 us of wall time (preempted), then
+  // three one-item tasks gathered behind a ninth: returns the batches that ran after the ninth.
+  std::vector<std::vector<int>> PreemptedSinglesThenThreeGathered(DynamicBatcher& batcher) {
+    log_.on_run = [this](int64_t) {
+      clock_.AdvanceMicros(100);
+      clock_.AdvanceIdleMicros(5000);
+    };
+    int id = 0;
+    for (; id < 8; ++id) {
+      Admit(batcher, id);
+      EXPECT_TRUE(recorder_.WaitForCount(id + 1));
+    }
+    log_.gate.Close();
+    Admit(batcher, id++);
+    EXPECT_TRUE(log_.gate.BlockUntilArrived(9));
+    for (int i = 0; i < 3; ++i) Admit(batcher, id++);
+    log_.gate.Open();
+    EXPECT_TRUE(recorder_.WaitForCount(12));
+    const std::vector<std::vector<int>> ids = BatchIds(log_.Batches());
+    return std::vector<std::vector<int>>(ids.begin() + std::min<size_t>(9, ids.size()), ids.end());
   }
 
   FakeClock clock_;
@@ -500,6 +524,32 @@ TEST_F(DynamicBatcherTest, AdaptiveIsNotSwayedByOnePreemptedRun) {
   log_.gate.Open();
   ASSERT_TRUE(recorder_.WaitForCount(4));
   EXPECT_EQ(BatchIds(log_.Batches()), (std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}));
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+}
+
+// A runner that computes on the batcher's thread is timed by that thread's CPU time: preempted runs of plan 1 keep
+// its figure at 100 us, and the three gathered tasks run one by one (3 on plan 4 would cost 127 us each). Timed by
+// the wall clock, the eight runs would have moved the figure to 256 us (each counted as twice the figure at most).
+TEST_F(DynamicBatcherTest, AdaptiveTimesAPlanByTheCpuTimeOfTheThreadThatRanIt) {
+  DynamicBatcherOptions options = Options(8, 0);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 100}, {4, 380}, {8, 760}};
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  EXPECT_EQ(PreemptedSinglesThenThreeGathered(*batcher), (std::vector<std::vector<int>>{{9}, {10}, {11}}));
+  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+}
+
+// A runner that hands the work to other threads (a compute lane) is timed by the wall clock: the same runs make
+// plan 1 dear, and the three gathered tasks run together on plan 4.
+TEST_F(DynamicBatcherTest, AdaptiveTimesALaneRunnerByTheWallClock) {
+  DynamicBatcherOptions options = Options(8, 0);
+  options.policy = BatchingPolicy::kAdaptive;
+  options.preferred_batch_sizes = {1, 4, 8};
+  log_.plan_costs = {{1, 100}, {4, 380}, {8, 760}};
+  log_.on_calling_thread = false;
+  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+  EXPECT_EQ(PreemptedSinglesThenThreeGathered(*batcher), (std::vector<std::vector<int>>{{9, 10, 11}}));
   EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
 }
 

@@ -232,6 +232,7 @@ TEST_F(SessionBatchRunnerTest, MultiThreadedInstancesRunOnTheirLane) {
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   ASSERT_NE((*a)->lane(), nullptr);
+  EXPECT_FALSE((*a)->RunsOnCallingThread());  // the batcher times its plans by the wall clock
   EXPECT_EQ((*a)->lane(), (*b)->lane());
   EXPECT_EQ(lanes.lane_count(2), 1);
   EXPECT_EQ((*a)->lane()->runs(), 2);  // each Create: one closure (compile + warm-up of both plans)
@@ -257,6 +258,7 @@ TEST_F(SessionBatchRunnerTest, MultiThreadedInstancesRunOnTheirLane) {
       SessionBatchRunner::Create(model_, {1}, true, nullptr, &lanes);
   ASSERT_TRUE(inline_runner.ok());
   EXPECT_EQ((*inline_runner)->lane(), nullptr);
+  EXPECT_TRUE((*inline_runner)->RunsOnCallingThread());  // timed by the batcher's thread's CPU time
 }
 
 // Waiting for a lane that another instance holds is queueing, not compute: it shows in the tasks' queue time and
