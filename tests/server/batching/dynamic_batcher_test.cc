@@ -202,24 +202,33 @@ class DynamicBatcherTest : public ::testing::Test {
     ASSERT_EQ(task, nullptr);
   }
 
-  // Eight batches of one, each using its plan's 100 us of CPU but taking 5,100 us of wall time (preempted), then
-  // three one-item tasks gathered behind a ninth: returns the batches that ran after the ninth.
-  std::vector<std::vector<int>> PreemptedSinglesThenThreeGathered(DynamicBatcher& batcher) {
+  // An adaptive batcher over plans 1, 4, 8 costing 100, 380 and 760 us whose runners say `on_calling_thread`:
+  // eight batches of one, each using its plan's 100 us of CPU but taking 5,100 us of wall time (preempted), then
+  // three one-item tasks gathered behind a ninth. Returns the batches that ran after the ninth.
+  std::vector<std::vector<int>> PreemptedSinglesThenThreeGathered(bool on_calling_thread) {
+    DynamicBatcherOptions options = Options(8, 0);
+    options.policy = BatchingPolicy::kAdaptive;
+    options.preferred_batch_sizes = {1, 4, 8};
+    log_.plan_costs = {{1, 100}, {4, 380}, {8, 760}};
+    log_.on_calling_thread = on_calling_thread;
     log_.on_run = [this](int64_t) {
       clock_.AdvanceMicros(100);
       clock_.AdvanceIdleMicros(5000);
     };
+    std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+    if (batcher == nullptr) return {};
     int id = 0;
     for (; id < 8; ++id) {
-      Admit(batcher, id);
+      Admit(*batcher, id);
       EXPECT_TRUE(recorder_.WaitForCount(id + 1));
     }
     log_.gate.Close();
-    Admit(batcher, id++);
+    Admit(*batcher, id++);
     EXPECT_TRUE(log_.gate.BlockUntilArrived(9));
-    for (int i = 0; i < 3; ++i) Admit(batcher, id++);
+    for (int i = 0; i < 3; ++i) Admit(*batcher, id++);
     log_.gate.Open();
     EXPECT_TRUE(recorder_.WaitForCount(12));
+    EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
     const std::vector<std::vector<int>> ids = BatchIds(log_.Batches());
     return std::vector<std::vector<int>>(ids.begin() + std::min<size_t>(9, ids.size()), ids.end());
   }
@@ -531,26 +540,15 @@ TEST_F(DynamicBatcherTest, AdaptiveIsNotSwayedByOnePreemptedRun) {
 // its figure at 100 us, and the three gathered tasks run one by one (3 on plan 4 would cost 127 us each). Timed by
 // the wall clock, the eight runs would have moved the figure to 256 us (each counted as twice the figure at most).
 TEST_F(DynamicBatcherTest, AdaptiveTimesAPlanByTheCpuTimeOfTheThreadThatRanIt) {
-  DynamicBatcherOptions options = Options(8, 0);
-  options.policy = BatchingPolicy::kAdaptive;
-  options.preferred_batch_sizes = {1, 4, 8};
-  log_.plan_costs = {{1, 100}, {4, 380}, {8, 760}};
-  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
-  EXPECT_EQ(PreemptedSinglesThenThreeGathered(*batcher), (std::vector<std::vector<int>>{{9}, {10}, {11}}));
-  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+  EXPECT_EQ(PreemptedSinglesThenThreeGathered(/*on_calling_thread=*/true),
+            (std::vector<std::vector<int>>{{9}, {10}, {11}}));
 }
 
 // A runner that hands the work to other threads (a compute lane) is timed by the wall clock: the same runs make
 // plan 1 dear, and the three gathered tasks run together on plan 4.
 TEST_F(DynamicBatcherTest, AdaptiveTimesALaneRunnerByTheWallClock) {
-  DynamicBatcherOptions options = Options(8, 0);
-  options.policy = BatchingPolicy::kAdaptive;
-  options.preferred_batch_sizes = {1, 4, 8};
-  log_.plan_costs = {{1, 100}, {4, 380}, {8, 760}};
-  log_.on_calling_thread = false;
-  std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
-  EXPECT_EQ(PreemptedSinglesThenThreeGathered(*batcher), (std::vector<std::vector<int>>{{9, 10, 11}}));
-  EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+  EXPECT_EQ(PreemptedSinglesThenThreeGathered(/*on_calling_thread=*/false),
+            (std::vector<std::vector<int>>{{9, 10, 11}}));
 }
 
 // A re-timing that confirms a stale plan's figure doubles the interval before the next one, so a plan that really
