@@ -58,7 +58,7 @@ class FakeClock final : public Clock {
     int64_t deadline_us;
   };
 
-  // AdvanceMicros and AdvanceIdleMicros (`idle`): moves the time, and the idle sum with it, then wakes waiters.
+  // AdvanceMicros, and AdvanceIdleMicros when `idle` (which adds the step to idle_us_ too): then wakes waiters.
   void Advance(int64_t delta_us, bool idle);
 
   mutable std::mutex mu_;
