@@ -7,7 +7,10 @@
 // Every blocking wait of the batcher goes through Clock::WaitUntil, with the batcher's own mutex and condition
 // variable. RealClock waits on the condition variable with a timeout; FakeClock (fake_clock.h) waits on the same
 // condition variable but is only woken by a notify or by FakeClock::AdvanceMicros, so tests drive time.
-// Thread-safety: implementations are thread-safe.
+//
+// ThreadCpuMicros is the calling thread's CPU time (FakeClock: its time less what tests declared idle), by which
+// the batcher times a batch that runs on its own thread, so that time lost to preemption is not counted
+// (RunTimerMicros). Thread-safety: implementations are thread-safe.
 #ifndef CNNSERVE_SERVER_BATCHING_CLOCK_H_
 #define CNNSERVE_SERVER_BATCHING_CLOCK_H_
 
@@ -41,6 +44,12 @@ class Clock {
   // Returns at once (without releasing `lock`) when the deadline has already passed.
   virtual void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, int64_t deadline_us) = 0;
 };
+
+// What a run is timed by: `clock`'s ThreadCpuMicros when the run's work is done on the calling thread, else its
+// NowMicros (the work runs on other threads while this one waits). Take differences of two calls on one thread.
+inline int64_t RunTimerMicros(const Clock& clock, bool work_on_calling_thread) {
+  return work_on_calling_thread ? clock.ThreadCpuMicros() : clock.NowMicros();
+}
 
 // Saturating a + b for times and durations (never overflows past kInfiniteFuture). Requires b >= 0.
 inline int64_t AddMicros(int64_t a, int64_t b) {

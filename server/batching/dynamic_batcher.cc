@@ -466,7 +466,7 @@ DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenT
   for (const std::unique_ptr<Task>& task : taken.batch) batch.push_back(task.get());
   outcome.statuses.resize(batch.size());
   const bool on_this_thread = runner->RunsOnCallingThread();
-  const int64_t start_cpu_us = on_this_thread ? clock_->ThreadCpuMicros() : 0;
+  const int64_t start_plan_us = RunTimerMicros(*clock_, on_this_thread);
   const int64_t start_us = clock_->NowMicros();
   try {
     outcome.overall = runner->RunBatch(batch, outcome.statuses);
@@ -480,7 +480,7 @@ DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenT
   Bump(counters_.batches_run);
   Bump(counters_.items_run, taken.batch_items);
   Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);
-  if (outcome.overall.ok()) outcome.plan_us = on_this_thread ? clock_->ThreadCpuMicros() - start_cpu_us : run_us;
+  if (outcome.overall.ok()) outcome.plan_us = RunTimerMicros(*clock_, on_this_thread) - start_plan_us;
   return outcome;
 }
 

@@ -1,4 +1,5 @@
-// FakeClock: a Clock whose time only moves when a test calls AdvanceMicros, for deterministic timing tests.
+// FakeClock: a Clock whose time only moves when a test calls AdvanceMicros, for deterministic timing tests. Its
+// CPU time (ThreadCpuMicros) moves with it, except for the steps a test declares idle (AdvanceIdleMicros).
 //
 // A thread in WaitUntil(lock, cv, deadline) stays blocked until `cv` is notified by its owner, or until a call of
 // AdvanceMicros moves the time to or past `deadline` (AdvanceMicros then notifies `cv` while holding the waiter's

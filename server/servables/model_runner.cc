@@ -132,9 +132,7 @@ StatusOr<std::unique_ptr<SessionBatchRunner>> SessionBatchRunner::Create(std::sh
         // batch_input_ is zero-filled: a harmless input for any model. Two runs: the first touches the plan's
         // memory, the second is timed (the batcher's first cost of this plan).
         // Timed as the batcher times a run: the thread's CPU time when the engine runs on it, else wall time.
-        const auto now_us = [&] {
-          return runner->RunsOnCallingThread() ? Clock::Real()->ThreadCpuMicros() : SteadyNowMicros();
-        };
+        const auto now_us = [&] { return RunTimerMicros(*Clock::Real(), runner->RunsOnCallingThread()); };
         int64_t start_us = 0;
         for (int run = 0; run < 2 && status.ok(); ++run) {
           start_us = now_us();
