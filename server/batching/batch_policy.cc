@@ -32,12 +32,17 @@ double CostUs(int64_t items, const BatchLoad& load, const DynamicBatcherOptions&
 }
 
 // Whether the plan that `items` pad to has a stale cost figure.
-bool PlanIsStale(int64_t items, const BatchLoad& load, const DynamicBatcherOptions& options) {
-  const int64_t padded = PaddedBatchItems(items, options);
-  for (const PlanCost& plan : load.plan_costs) {
-    if (plan.batch_size == padded) return plan.batches_since_timed >= plan.stale_after_batches;
+// The plan of exactly `padded_items` in `plans`; null when none has a figure.
+const PlanCost* PlanOfSize(const std::vector<PlanCost>& plans, int64_t padded_items) {
+  for (const PlanCost& plan : plans) {
+    if (plan.batch_size == padded_items) return &plan;
   }
-  return false;
+  return nullptr;
+}
+
+bool PlanIsStale(int64_t items, const BatchLoad& load, const DynamicBatcherOptions& options) {
+  const PlanCost* plan = PlanOfSize(load.plan_costs, PaddedBatchItems(items, options));
+  return plan != nullptr && IsStale(*plan);
 }
 
 // Items per microsecond of each prefix of the candidate (`counts`: items of each task, in FIFO order; prefix i
@@ -119,6 +124,11 @@ int64_t NextPlanRunUs(const PlanCost& plan, int64_t sample_us, bool stale) {
   const int64_t figure_ns = plan.run_us * kNanosPerMicro;
   const int64_t sample_ns = std::min(sample, kMaxPlanSampleFactor * plan.run_us) * kNanosPerMicro;
   return std::max<int64_t>(1, (figure_ns + (sample_ns - figure_ns) / kPlanCostWindow) / kNanosPerMicro);
+}
+
+bool PlanRunIsTimed(const std::vector<PlanCost>& plans, int64_t padded_items, int64_t stride) {
+  const PlanCost* plan = PlanOfSize(plans, padded_items);
+  return plan == nullptr || IsStale(*plan) || plan->batches_since_timed + 1 >= stride;
 }
 
 int64_t PaddedBatchItems(int64_t items, const DynamicBatcherOptions& options) {

@@ -109,6 +109,8 @@ struct PlanCost {
   int64_t stale_after_batches = kStalePlanBatches;
 };
 
+inline bool IsStale(const PlanCost& plan) { return plan.batches_since_timed >= plan.stale_after_batches; }
+
 // The interval of a plan after a re-timing of its stale figure took `new_run_us` (the figure: NextPlanRunUs):
 // doubled (up to kMaxStalePlanBatches) when the new time confirms the old figure, i.e. is at least half of it (the
 // run times of a loaded server vary widely from batch to batch), else back to kStalePlanBatches (the plan got
@@ -124,6 +126,12 @@ int64_t NextStaleAfterBatches(const PlanCost& stale, int64_t new_run_us);
 inline constexpr int64_t kPlanCostWindow = 8;
 inline constexpr int64_t kMaxPlanSampleFactor = 2;
 int64_t NextPlanRunUs(const PlanCost& plan, int64_t sample_us, bool stale);
+
+// Whether a run on the plan of `padded_items` (ascending `plans`, as BatchLoad::plan_costs) is to be timed when
+// only every `stride`-th is (DynamicBatcherOptions::plan_timing_stride): when no plan of that size has a figure,
+// when its figure is stale, or when this run is at least the stride-th batch since the plan was last timed (a plan
+// that runs on every batch is timed on every stride-th; one that runs rarely, on each of its runs).
+bool PlanRunIsTimed(const std::vector<PlanCost>& plans, int64_t padded_items, int64_t stride);
 
 // What the batcher measures of its traffic, for kAdaptive.
 struct BatchLoad {

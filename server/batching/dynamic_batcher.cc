@@ -167,7 +167,7 @@ int64_t DynamicBatcher::TookLocked(const TakenTasks& taken, size_t instance) {
 void DynamicBatcher::RanLocked(const TakenTasks& taken, const RunOutcome& outcome, int64_t dropped,
                                size_t instance) {
   // Only kAdaptive reads plan costs, and only there are the preferred sizes the compiled plans.
-  if (outcome.plan_us >= 0 && options_.policy == BatchingPolicy::kAdaptive)
+  if (outcome.overall.ok() && !taken.batch.empty() && options_.policy == BatchingPolicy::kAdaptive)
     RecordPlanCostLocked(taken.batch_items, outcome.plan_us);
   if (taken.batch_items > 0) recent_batch_milli_ = MovingAverage(recent_batch_milli_, taken.batch_items * 1000);
   tasks_in_hand_ -= dropped;
@@ -262,10 +262,11 @@ void DynamicBatcher::RecordPlanCostLocked(int64_t items, int64_t run_us) {
   const int64_t padded = PaddedBatchItems(items, options_);
   const auto at = std::lower_bound(plan_costs_.begin(), plan_costs_.end(), padded,
                                    [](const PlanCost& plan, int64_t size) { return plan.batch_size < size; });
-  const bool timed = at != plan_costs_.end() && at->batch_size == padded;
-  const bool stale = timed && at->batches_since_timed >= at->stale_after_batches;
+  const bool known = at != plan_costs_.end() && at->batch_size == padded;
+  const bool stale = known && IsStale(*at);
   for (PlanCost& plan : plan_costs_) ++plan.batches_since_timed;
-  if (timed) {
+  if (run_us < 0) return;
+  if (known) {
     const int64_t sample_us = std::max<int64_t>(0, run_us);
     if (stale) at->stale_after_batches = NextStaleAfterBatches(*at, sample_us);
     at->run_us = NextPlanRunUs(*at, sample_us, stale);
@@ -420,6 +421,9 @@ DynamicBatcher::TakenTasks DynamicBatcher::TakeLocked(const BatchDecision& decis
 
   TakenTasks taken;
   taken.batch_items = decision.batch_items;
+  taken.plan_timing_due =
+      decision.batch_items > 0 &&
+      PlanRunIsTimed(plan_costs_, PaddedBatchItems(decision.batch_items, options_), options_.plan_timing_stride);
   std::deque<std::unique_ptr<Task>> rest;
   for (size_t i = 0; i < queue_.size(); ++i) {
     std::unique_ptr<Task>& task = queue_[i];
@@ -466,7 +470,9 @@ DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenT
   for (const std::unique_ptr<Task>& task : taken.batch) batch.push_back(task.get());
   outcome.statuses.resize(batch.size());
   const bool on_this_thread = runner->RunsOnCallingThread();
-  const int64_t start_plan_us = RunTimerMicros(*clock_, on_this_thread);
+  const bool time_plan =
+      options_.policy == BatchingPolicy::kAdaptive && (taken.plan_timing_due || !on_this_thread);
+  const int64_t start_plan_us = time_plan ? RunTimerMicros(*clock_, on_this_thread) : 0;
   const int64_t start_us = clock_->NowMicros();
   try {
     outcome.overall = runner->RunBatch(batch, outcome.statuses);
@@ -480,7 +486,7 @@ DynamicBatcher::RunOutcome DynamicBatcher::Run(BatchRunner* runner, const TakenT
   Bump(counters_.batches_run);
   Bump(counters_.items_run, taken.batch_items);
   Bump(counters_.batches_by_size[static_cast<size_t>(taken.batch_items)]);
-  if (outcome.overall.ok()) outcome.plan_us = RunTimerMicros(*clock_, on_this_thread) - start_plan_us;
+  if (outcome.overall.ok() && time_plan) outcome.plan_us = RunTimerMicros(*clock_, on_this_thread) - start_plan_us;
   return outcome;
 }
 

@@ -187,13 +187,17 @@ class DynamicBatcher final : public Scheduler {
     std::vector<std::unique_ptr<Task>> expired;
     std::vector<std::unique_ptr<Task>> invalid;
     int64_t batch_items = 0;
+    // kAdaptive: the batch's plan is due to be timed by the CPU clock (PlanRunIsTimed, plan_timing_stride).
+    bool plan_timing_due = false;
     size_t size() const { return batch.size() + cancelled.size() + expired.size() + invalid.size(); }
   };
 
   DynamicBatcher(const DynamicBatcherOptions& options, std::vector<std::unique_ptr<BatchRunner>> runners);
 
   // What running a batch gave: the runner's result, its per-task statuses, and its cost for the plan figures
-  // (-1: failed): the CPU time of the thread that ran it, or the wall time (BatchRunner::RunsOnCallingThread).
+  // (-1: failed, or not timed): the CPU time of the thread that ran it, or the wall time
+  // (BatchRunner::RunsOnCallingThread). Only kAdaptive times plans; a runner on the calling thread only when
+  // taken.plan_timing_due.
   struct RunOutcome {
     Status overall;
     std::vector<Status> statuses;
@@ -237,8 +241,8 @@ class DynamicBatcher final : public Scheduler {
   // them (tasks_in_hand_). Called without mu_, on the worker or on its finisher.
   void FinishBatch(std::vector<std::unique_ptr<Task>>& tasks, RunOutcome& outcome);
   // Folds a batch's run time into the cost of the plan it ran on (plan_costs_: NextPlanRunUs; a stale figure's
-  // interval is then set by NextStaleAfterBatches); counts the batch in every plan's batches_since_timed. Requires
-  // mu_.
+  // interval is then set by NextStaleAfterBatches); counts the batch in every plan's batches_since_timed.
+  // run_us < 0: the run was not timed, and is only counted. Requires mu_.
   void RecordPlanCostLocked(int64_t items, int64_t run_us);
   // DecideAdmission for `num_tasks` tasks of `items` items; OK or the refusal, counted. Requires mu_.
   Status AdmitLocked(int64_t num_tasks, int64_t items, int64_t deadline_us, int64_t now_us);

@@ -14,7 +14,13 @@ int64_t FakeClock::NowMicros() const {
 
 int64_t FakeClock::ThreadCpuMicros() const {
   std::lock_guard<std::mutex> guard(mu_);
+  ++cpu_reads_;
   return now_us_ - idle_us_;
+}
+
+int64_t FakeClock::cpu_reads() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return cpu_reads_;
 }
 
 void FakeClock::AdvanceIdleMicros(int64_t delta_us) { Advance(delta_us, /*idle=*/true); }

@@ -28,8 +28,11 @@ class FakeClock final : public Clock {
   FakeClock& operator=(const FakeClock&) = delete;
 
   int64_t NowMicros() const override;
-  // NowMicros() less every AdvanceIdleMicros so far: the fake CPU time of whichever thread asks.
+  // NowMicros() less every AdvanceIdleMicros so far: the fake CPU time of whichever thread asks. Counted
+  // (cpu_reads).
   int64_t ThreadCpuMicros() const override;
+  // How many times ThreadCpuMicros was called.
+  int64_t cpu_reads() const;
   void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, int64_t deadline_us) override;
 
   // Moves the time forward by delta_us (>= 0) and wakes every waiter whose deadline is now reached. Does not wait
@@ -66,6 +69,7 @@ class FakeClock final : public Clock {
   std::condition_variable waiters_changed_;  // signalled when a waiter registers
   int64_t now_us_;                           // guarded by mu_
   int64_t idle_us_ = 0;                      // guarded by mu_: the sum of AdvanceIdleMicros
+  mutable int64_t cpu_reads_ = 0;            // guarded by mu_
   std::list<Waiter*> waiters_;               // guarded by mu_; each points into a WaitUntil frame
 };
 

@@ -22,6 +22,10 @@ Status ValidateDynamicBatcherOptions(const DynamicBatcherOptions& options) {
   if (options.max_queue_size < 1) {
     return InvalidArgumentError("max_queue_size must be >= 1, got " + std::to_string(options.max_queue_size));
   }
+  if (options.plan_timing_stride < 1) {
+    return InvalidArgumentError("plan_timing_stride must be >= 1, got " +
+                                std::to_string(options.plan_timing_stride));
+  }
   if (options.max_inline_run_us < 0) {
     return InvalidArgumentError("max_inline_run_us must be >= 0, got " +
                                 std::to_string(options.max_inline_run_us));

@@ -47,6 +47,12 @@ struct DynamicBatcherOptions {
   // models then make no thread hand-off per request (a worker's wake-up and the answers' hand-off cost a context
   // switch each). 0: never; every batch runs on a worker.
   int64_t max_inline_run_us = 0;
+  // kAdaptive, a runner that computes on the worker's thread (BatchRunner::RunsOnCallingThread): a plan run is
+  // timed by that thread's CPU time only when the plan has no figure, its figure is stale, or this many batches
+  // ran since it was last timed; the other runs only count. The CPU clock is a system call on some machines (1.3
+  // us a read on a KVM guest, against 27 ns for the wall clock), and a cheap model runs tens of thousands of
+  // batches a second. A runner timed by the wall clock (a compute lane) times every run. 1: every run. >= 1.
+  int64_t plan_timing_stride = 4;
   // What the worker threads are called (SetCurrentThreadName: "batch:<name>"); the model's name.
   std::string name;
   // Source of time; not owned, must outlive the batcher. nullptr: Clock::Real().

@@ -23,8 +23,12 @@ TEST(AdmissionPolicyTest, Table) {
   };
   const AdmissionSnapshot idle{.max_queue_size = 4};
   // 10 items queued, 4 running, 1 ms per item, one instance: 12 ms ahead.
-  const AdmissionSnapshot busy{.queued_tasks = 3, .queued_items = 10, .running_items = 4,
-                               .item_service_ns = 1'000'000, .num_instances = 1, .max_queue_size = 4};
+  const AdmissionSnapshot busy{.queued_tasks = 3,
+                               .queued_items = 10,
+                               .running_items = 4,
+                               .item_service_ns = 1'000'000,
+                               .num_instances = 1,
+                               .max_queue_size = 4};
   AdmissionSnapshot busy_two = busy;
   busy_two.num_instances = 2;
   AdmissionSnapshot full = busy;
@@ -50,8 +54,12 @@ TEST(AdmissionPolicyTest, Table) {
 }
 
 TEST(AdmissionPolicyTest, HugeQueuesDoNotOverflow) {
-  const AdmissionSnapshot huge{.queued_tasks = 1, .queued_items = int64_t{1} << 60, .running_items = 0,
-                               .item_service_ns = int64_t{1} << 40, .num_instances = 1, .max_queue_size = 2};
+  const AdmissionSnapshot huge{.queued_tasks = 1,
+                               .queued_items = int64_t{1} << 60,
+                               .running_items = 0,
+                               .item_service_ns = int64_t{1} << 40,
+                               .num_instances = 1,
+                               .max_queue_size = 2};
   const AdmissionDecision d = DecideAdmission(huge, 1, kNow, kNow + 1'000'000);
   EXPECT_EQ(d.action, Action::kMissesDeadline);
   EXPECT_GT(d.expected_finish_us, kNow);

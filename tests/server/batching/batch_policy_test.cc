@@ -356,6 +356,36 @@ TEST(NextPlanRunUsTest, AveragesWithSpikesClampedAndReplacesAStaleFigureByAFaste
   }
 }
 
+// With a stride of 4, a plan is timed on its fourth batch since its last timing, when it has no figure, and when
+// its figure is stale; a stride of 1 times every run.
+TEST(PlanRunIsTimedTest, TimesEveryStrideThRunAndEveryRunOfANewOrStalePlan) {
+  struct Row {
+    int64_t padded_items, since_timed, stale_after, stride;
+    bool expected;
+  };
+  const std::vector<Row> rows = {
+      {1, 0, kStalePlanBatches, 4, false},  // just timed
+      {1, 2, kStalePlanBatches, 4, false},  // the third batch since
+      {1, 3, kStalePlanBatches, 4, true},   // the fourth
+      {1, 40, kStalePlanBatches, 4, true},  // a plan that runs rarely: each of its runs
+      {2, 0, kStalePlanBatches, 4, true},   // no plan of 2 has a figure
+      {8, 6, 6, 8, true},                   // stale before its stride
+      {8, 5, 6, 8, false},                  // one batch before stale
+      {1, 0, kStalePlanBatches, 1, true},   // stride 1: every run
+  };
+  for (const Row& row : rows) {
+    const std::vector<PlanCost> plans = {{.batch_size = 1, .run_us = 100, .batches_since_timed = row.since_timed},
+                                         {.batch_size = 8,
+                                          .run_us = 700,
+                                          .batches_since_timed = row.since_timed,
+                                          .stale_after_batches = row.stale_after}};
+    EXPECT_EQ(PlanRunIsTimed(plans, row.padded_items, row.stride), row.expected)
+        << "plan " << row.padded_items << " since " << row.since_timed << " stale after " << row.stale_after
+        << " stride " << row.stride;
+  }
+  EXPECT_TRUE(PlanRunIsTimed({}, 1, 4));
+}
+
 // Properties over many generated queues: never more than max items, FIFO prefix, every index accounted for once.
 TEST(BatchPolicyPropertyTest, InvariantsHoldOnGeneratedQueues) {
   uint32_t seed = 12345;

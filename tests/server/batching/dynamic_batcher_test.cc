@@ -187,6 +187,8 @@ class DynamicBatcherTest : public ::testing::Test {
     options.policy = BatchingPolicy::kFixedDelay;
     options.max_batch_size = max_batch_size;
     options.max_queue_delay_us = delay_us;
+    // Every run of kAdaptive timed, so that the tests of the plan figures see each run they stage.
+    options.plan_timing_stride = 1;
     options.clock = &clock_;
     return options;
   }
@@ -256,6 +258,8 @@ TEST_F(DynamicBatcherTest, CreateRejectsBadOptions) {
   cases.back().options.max_queue_size = 0;
   cases.push_back({"num_instances", Options(4, 0)});
   cases.back().options.num_instances = 0;
+  cases.push_back({"plan_timing_stride", Options(4, 0)});
+  cases.back().options.plan_timing_stride = 0;
   cases.push_back({"max_inline_run_us", Options(4, 0)});
   cases.back().options.max_inline_run_us = -1;
   for (const Case& c : cases) {
@@ -549,6 +553,35 @@ TEST_F(DynamicBatcherTest, AdaptiveTimesAPlanByTheCpuTimeOfTheThreadThatRanIt) {
 TEST_F(DynamicBatcherTest, AdaptiveTimesALaneRunnerByTheWallClock) {
   EXPECT_EQ(PreemptedSinglesThenThreeGathered(/*on_calling_thread=*/false),
             (std::vector<std::vector<int>>{{9, 10, 11}}));
+}
+
+// The CPU clock is read (twice: before and after) only on the batches PlanRunIsTimed picks: with a stride of 4,
+// 12 batches of one on plan 1 (timed at warm-up) time 3 runs, and the first batch on plan 4 (no figure) is timed.
+// A lane runner's wall time is read on every run, and the other policies time no plan.
+TEST_F(DynamicBatcherTest, AdaptiveReadsTheCpuClockOnlyOnTheRunsItTimes) {
+  const auto cpu_reads = [this](BatchingPolicy policy, bool on_calling_thread) -> int64_t {
+    DynamicBatcherOptions options = Options(8, 0);
+    options.policy = policy;
+    options.preferred_batch_sizes = {1, 4, 8};
+    options.plan_timing_stride = 4;
+    log_.plan_costs = {{1, 100}};
+    log_.on_calling_thread = on_calling_thread;
+    std::unique_ptr<DynamicBatcher> batcher = MakeBatcher(options);
+    if (batcher == nullptr) return -1;
+    const int64_t before = clock_.cpu_reads();
+    const int done = recorder_.total();
+    for (int id = 0; id < 12; ++id) {
+      Admit(*batcher, id);
+      EXPECT_TRUE(recorder_.WaitForCount(done + id + 1));
+    }
+    Admit(*batcher, 12, /*items=*/3);
+    EXPECT_TRUE(recorder_.WaitForCount(done + 13));
+    EXPECT_TRUE(batcher->Shutdown(clock_.NowMicros()).ok());
+    return clock_.cpu_reads() - before;
+  };
+  EXPECT_EQ(cpu_reads(BatchingPolicy::kAdaptive, /*on_calling_thread=*/true), 2 * (3 + 1));
+  EXPECT_EQ(cpu_reads(BatchingPolicy::kAdaptive, /*on_calling_thread=*/false), 0);
+  EXPECT_EQ(cpu_reads(BatchingPolicy::kFixedDelay, /*on_calling_thread=*/true), 0);
 }
 
 // A re-timing that confirms a stale plan's figure doubles the interval before the next one, so a plan that really
