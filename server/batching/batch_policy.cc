@@ -31,7 +31,6 @@ double CostUs(int64_t items, const BatchLoad& load, const DynamicBatcherOptions&
   return static_cast<double>(std::max<int64_t>(load.item_run_us, 0)) * static_cast<double>(padded);
 }
 
-// Whether the plan that `items` pad to has a stale cost figure.
 // The plan of exactly `padded_items` in `plans`; null when none has a figure.
 const PlanCost* PlanOfSize(const std::vector<PlanCost>& plans, int64_t padded_items) {
   for (const PlanCost& plan : plans) {
@@ -40,6 +39,7 @@ const PlanCost* PlanOfSize(const std::vector<PlanCost>& plans, int64_t padded_it
   return nullptr;
 }
 
+// Whether the plan that `items` pad to has a stale cost figure.
 bool PlanIsStale(int64_t items, const BatchLoad& load, const DynamicBatcherOptions& options) {
   const PlanCost* plan = PlanOfSize(load.plan_costs, PaddedBatchItems(items, options));
   return plan != nullptr && IsStale(*plan);
