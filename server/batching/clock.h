@@ -10,7 +10,8 @@
 //
 // ThreadCpuMicros is the calling thread's CPU time (FakeClock: its time less what tests declared idle), by which
 // the batcher times a batch that runs on its own thread, so that time lost to preemption is not counted
-// (RunTimerMicros). Thread-safety: implementations are thread-safe.
+// (RunTimerMicros; only some batches, DynamicBatcherOptions::plan_timing_stride, as it may be a system call).
+// Thread-safety: implementations are thread-safe.
 #ifndef CNNSERVE_SERVER_BATCHING_CLOCK_H_
 #define CNNSERVE_SERVER_BATCHING_CLOCK_H_
 

@@ -65,7 +65,8 @@ class BatchRunner {
 
   // Whether RunBatch does its work on the calling thread (true) or hands it to other threads and waits (a compute
   // lane). The batcher times a plan by the calling thread's CPU time when true, so that a run preempted by the
-  // front end's threads does not count the time it lost; else by the wall time.
+  // front end's threads does not count the time it lost (on every plan_timing_stride-th run); else by the wall
+  // time (on every run).
   virtual bool RunsOnCallingThread() const { return true; }
 };
 
