@@ -17,9 +17,7 @@ concurrency's requests/s. Prints a markdown table with null / bare and null / (b
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,29 +29,6 @@ import server_curves as sc  # noqa: E402
 
 GOAL = 0.85
 PAYLOADS = [("raw tensor 1x32x32", "synthetic"), ("PNG 28x28", None)]
-
-
-class BareServer:
-    """build/bin/bare_grpc_server on 127.0.0.1 (an ephemeral port); a context manager that stops it."""
-
-    def __init__(self, build, decode=False):
-        self.cmd = [os.path.join(build, "bin", "bare_grpc_server"), "--address", "127.0.0.1:0",
-                    "--input-shape", "1,32,32", "--classes", "10"] + (["--decode"] if decode else [])
-        self.proc = None
-        self.address = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True)
-        m = re.match(r"bare_grpc_server listening on (\S+)", self.proc.stdout.readline())
-        if not m:
-            self.__exit__()
-            raise RuntimeError("bare_grpc_server did not start")
-        self.address = m.group(1)
-        return self
-
-    def __exit__(self, *exc):
-        sc.stop_process(self.proc)
-        return False
 
 
 def best_row(doc):
@@ -82,7 +57,7 @@ def main():
         sc.add_model(repo, "lenet5_null", sc.null_config(config, 10))
         payloads = [(name, inputs or sc.fashion_images(work)) for name, inputs in PAYLOADS]
         with sc.Server(args.build, repo, os.path.join(work, "cnnserve.log"), args.server_args.split()) as server, \
-                BareServer(args.build) as bare, BareServer(args.build, decode=True) as bare_decode:
+                sc.BareServer(args.build) as bare, sc.BareServer(args.build, decode=True) as bare_decode:
             targets = [("null", server.address), ("bare", bare.address), ("decode", bare_decode.address)]
             for rnd in range(args.rounds):
                 for payload, inputs in payloads:

@@ -290,6 +290,30 @@ class Server:
         return False
 
 
+class BareServer:
+    """build/bin/bare_grpc_server on 127.0.0.1 (an ephemeral port), answering a model of `input_shape` (C,H,W)
+    with `classes` classes; a context manager that stops it."""
+
+    def __init__(self, build, decode=False, input_shape="1,32,32", classes=10):
+        self.cmd = [os.path.join(build, "bin", "bare_grpc_server"), "--address", "127.0.0.1:0",
+                    "--input-shape", input_shape, "--classes", str(classes)] + (["--decode"] if decode else [])
+        self.proc = None
+        self.address = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        m = re.match(r"bare_grpc_server listening on (\S+)", self.proc.stdout.readline())
+        if not m:
+            self.__exit__()
+            raise RuntimeError("bare_grpc_server did not start")
+        self.address = m.group(1)
+        return self
+
+    def __exit__(self, *exc):
+        stop_process(self.proc)
+        return False
+
+
 def stop_process(proc, timeout=30):
     """SIGTERM, SIGKILL after `timeout` s, reaped; closes its stdout pipe. None is fine."""
     if proc and proc.poll() is None:

@@ -6,6 +6,11 @@
    has exactly that batch size (max_batch_size B, preferred_batch_size [B], max_queue_delay_us 0) and requests
    carry B images each; a few requests in flight keep the queue from running dry. Target: >= 0.9. Beside it, the
    cores cnnload and the server took while the server was measured (the client shares the two cores).
+   The transport's share: `cnnbench run` again, while cnnload sends the same requests (batch B, raw tensors) at
+   the rate the server answered them in that round to build/bin/bare_grpc_server (gRPC and protobuf only, the
+   same malloc tuning as cnnserve, a fixed answer). The client's sends and gRPC's receives then take from the
+   engine what they take from it inside the server, and server / (engine beside that traffic) is what the
+   server adds on top of the transport.
 2. lenet5_fashion: its compute is tiny (about 20 us per image), so it is compared with the null model (platform
    "null": same input dims, preprocessing and batching, returns zeros without running an engine) on the same
    payloads, in the same server: lenet5 requests/s / null requests/s at saturation. Target: >= 0.8.
@@ -14,8 +19,10 @@
    by the server at each concurrency, and CPU microseconds per request of each: the client must stay well below
    the server.
 
-Runs alternate (server, then engine; lenet5, then null) and repeat --rounds times; every figure is the median
-over rounds. Writes OUT.json and OUT.md.
+Runs alternate and repeat --rounds times: alexnet at each batch size the server and the two `cnnbench run`s one
+right after the other (the server first in even rounds, last in odd ones), lenet5 then null. Every figure is the
+median over rounds; the alexnet ratios also as the median of the rounds' own ratios (paired: this machine's speed
+drifts by more between minutes than within one). Writes OUT.json and OUT.md.
 
   bench/server_overhead.py [--build build] [--zoo DIR] [--rounds 3] [--alexnet-batch 1,8,32] [--duration S]
                            [--out bench/results/server_overhead]
@@ -45,6 +52,24 @@ def cnnbench(build, onnx, batch, seconds, threads=2):
     return [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")][0]
 
 
+def engine_beside_traffic(args, bare_address, onnx, batch, rate, seconds):
+    """`cnnbench run` at `batch` while cnnload sends `rate` requests/s of `batch` raw tensors to the bare server:
+    (cnnbench's document, cnnload's row). cnnload starts first and ends after cnnbench."""
+    cl = sc.cnnload_args("alexnet", "synthetic", batch=batch, warmup=0.5, duration=seconds + 3,
+                         extra=["--rate", "%.4g" % rate])
+    cmd = [os.path.join(args.build, "bin", "cnnload"), "--server", bare_address, "--json", "--quiet"] + cl
+    traffic = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        engine = cnnbench(args.build, onnx, batch, seconds)
+        out, err = traffic.communicate(timeout=seconds + 60)
+    finally:
+        sc.stop_process(traffic)
+    if traffic.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), traffic.returncode, err.strip()[-2000:]))
+    return engine, json.loads(out)["rows"][0]
+
+
 def med(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -55,6 +80,44 @@ def saturation(doc):
     return max(doc["rows"], key=lambda r: r["images_per_s"])
 
 
+def alexnet_round(args, server, bare, onnx, b, duration, rnd, row, commands):
+    """One round at batch `b`: the server, `cnnbench run` alone and `cnnbench run` beside the server's traffic, one
+    right after the other (the server first in even rounds, last in odd ones, which send the traffic at the
+    previous round's rate), appended to `row`."""
+    def measure_server():
+        cl = sc.cnnload_args("alexnet_b%d" % b, "synthetic", levels=[args.alexnet_concurrency], batch=b,
+                             warmup=2, duration=duration)
+        commands["server b%d" % b] = sc.shown_command(cl)
+        cpu0, t0 = server.cpu_seconds(), time.time()
+        doc = sc.run_cnnload(args.build, server.address, cl)
+        # The two cores are shared: what cnnload and the server each took while the server was measured.
+        row["server_cores"].append((server.cpu_seconds() - cpu0) / (time.time() - t0))
+        row["client_cores"].append(saturation(doc)["client_cpu_cores"])
+        row["server"].append(saturation(doc)["images_per_s"])
+        row["server_errors"] = row.get("server_errors", 0) + saturation(doc)["error_count"]
+
+    def measure_engines():
+        cpu0 = server.cpu_seconds()
+        row["engine"].append(cnnbench(args.build, onnx, b, duration)["images_per_s"])
+        row["server_idle_cpu_s"].append(server.cpu_seconds() - cpu0)
+        engine, traffic = engine_beside_traffic(args, bare.address, onnx, b, row["server"][-1] / b, duration)
+        row["engine_beside"].append(engine["images_per_s"])
+        row["traffic_requests_per_s"].append(traffic["requests_per_s"])
+        row["traffic_errors"] += traffic["error_count"]
+
+    if rnd % 2 == 0:
+        measure_server()
+        measure_engines()
+    else:
+        measure_engines()
+        measure_server()
+
+
+def paired_median(numerators, denominators):
+    """The median of the per-round ratios (rounds with both figures)."""
+    return med([n / d for n, d in zip(numerators, denominators) if n and d])
+
+
 def alexnet_part(args, work, result, start):
     config, onnx, labels = sc.zoo_config(args.zoo, "alexnet", work)
     batches = [int(b) for b in args.alexnet_batch.split(",")]
@@ -63,42 +126,42 @@ def alexnet_part(args, work, result, start):
         text = sc.with_fields(config, max_batch_size=b)
         text = sc.set_dynamic_batching(text, "  max_queue_delay_us: 0\n  preferred_batch_size: [%d]" % b)
         sc.add_model(repo, "alexnet_b%d" % b, text, onnx, labels)
-    rows = {b: {"server": [], "engine": [], "server_idle_cpu_s": [], "client_cores": [], "server_cores": []}
-            for b in batches}
+    rows = {b: {"server": [], "engine": [], "server_idle_cpu_s": [], "client_cores": [], "server_cores": [],
+                "engine_beside": [], "traffic_requests_per_s": [], "traffic_errors": 0} for b in batches}
     commands = {}
     duration = args.duration * 2
-    with sc.Server(args.build, repo, os.path.join(work, "logs", "overhead-alexnet.log")) as server:
+    with sc.Server(args.build, repo, os.path.join(work, "logs", "overhead-alexnet.log")) as server, \
+            sc.BareServer(args.build, input_shape="3,227,227", classes=1000) as bare:
         for rnd in range(args.rounds):
             for b in batches:
-                cl = sc.cnnload_args("alexnet_b%d" % b, "synthetic", levels=[args.alexnet_concurrency], batch=b,
-                                     warmup=2, duration=duration)
-                commands["server b%d" % b] = sc.shown_command(cl)
-                cpu0, t0 = server.cpu_seconds(), time.time()
-                doc = sc.run_cnnload(args.build, server.address, cl)
-                # The two cores are shared: what cnnload and the server each took while the server was measured.
-                rows[b]["server_cores"].append((server.cpu_seconds() - cpu0) / (time.time() - t0))
-                rows[b]["client_cores"].append(saturation(doc)["client_cpu_cores"])
-                rows[b]["server"].append(saturation(doc)["images_per_s"])
-                rows[b]["server_errors"] = saturation(doc)["error_count"]
-            for b in batches:
-                cpu0 = server.cpu_seconds()
-                r = cnnbench(args.build, onnx, b, duration)
-                rows[b]["engine"].append(r["images_per_s"])
-                rows[b]["server_idle_cpu_s"].append(server.cpu_seconds() - cpu0)
-                commands["engine b%d" % b] = "build/bin/cnnbench run ZOO/alexnet.onnx --batch %d --threads 2 " \
-                                             "--seconds %g --json" % (b, duration)
+                alexnet_round(args, server, bare, onnx, b, duration, rnd, rows[b], commands)
             sc.log("overhead alexnet round %d done (%.0f s)" % (rnd + 1, time.time() - start))
     out = []
     for b in batches:
         s, e = med(rows[b]["server"]), med(rows[b]["engine"])
+        beside = med(rows[b]["engine_beside"])
         out.append({"batch": b, "server_images_per_s": s, "engine_images_per_s": e, "ratio": s / e if e else None,
                     "server_all": rows[b]["server"], "engine_all": rows[b]["engine"],
+                    "engine_beside_traffic_images_per_s": beside,
+                    "ratio_to_engine_beside_traffic": s / beside if beside else None,
+                    "ratio_paired_median": paired_median(rows[b]["server"], rows[b]["engine"]),
+                    "ratio_to_engine_beside_traffic_paired_median": paired_median(rows[b]["server"],
+                                                                                  rows[b]["engine_beside"]),
+                    "engine_beside_traffic_all": rows[b]["engine_beside"],
+                    "traffic_requests_per_s_all": rows[b]["traffic_requests_per_s"],
+                    "traffic_errors": rows[b]["traffic_errors"],
                     "server_errors": rows[b].get("server_errors", 0),
                     "client_cores": med(rows[b]["client_cores"]), "server_cores": med(rows[b]["server_cores"]),
                     "server_cpu_s_while_engine_ran": max(rows[b]["server_idle_cpu_s"])})
     commands["server"] = sc.shown_command(sc.cnnload_args("alexnet_bB", "synthetic", levels=[args.alexnet_concurrency],
                                                           batch="B", warmup=2, duration=duration))
     commands["engine"] = "build/bin/cnnbench run ZOO/alexnet.onnx --batch B --threads 2 --seconds %g --json" % duration
+    for b in batches:
+        commands["engine b%d" % b] = commands["engine"].replace("--batch B", "--batch %d" % b)
+    commands["traffic"] = "build/bin/bare_grpc_server --input-shape 3,227,227 --classes 1000; " + sc.shown_command(
+        sc.cnnload_args("alexnet", "synthetic", batch="B", warmup=0.5, duration=duration + 3,
+                        extra=["--rate", "R"])) + " (R: the server's requests/s of that round), `cnnbench run` " \
+        "started 0.5 s after it"
     result["alexnet"] = {"rows": out, "commands": commands, "target": ALEXNET_TARGET,
                          "concurrency": args.alexnet_concurrency}
 
@@ -215,17 +278,30 @@ def markdown(result):
         lines.append("`%s`; `%s`" % (a["commands"]["server"], a["commands"]["engine"]))
         lines.append("")
         lines.append("| batch | server images/s | `cnnbench run` images/s | server / engine | | cnnload cores | "
-                     "server cores |")
-        lines.append("|---:|---:|---:|---:|---|---:|---:|")
+                     "server cores | engine beside the traffic images/s | server / that |")
+        lines.append("|---:|---:|---:|---:|---|---:|---:|---:|---:|")
         for r in a["rows"]:
             ok = r["ratio"] is not None and r["ratio"] >= a["target"]
             cores = ["%.2f" % r[k] if r.get(k) is not None else "-" for k in ("client_cores", "server_cores")]
-            lines.append("| %d | %s | %s | **%.2f** | %s | %s | %s |" % (
+            beside = r.get("ratio_to_engine_beside_traffic")
+            lines.append("| %d | %s | %s | **%.2f** | %s | %s | %s | %s | %s |" % (
                 r["batch"], sc.fmt(r["server_images_per_s"]), sc.fmt(r["engine_images_per_s"]), r["ratio"] or 0,
-                "meets the target" if ok else "below the target", cores[0], cores[1]))
+                "meets the target" if ok else "below the target", cores[0], cores[1],
+                sc.fmt(r.get("engine_beside_traffic_images_per_s")), "**%.2f**" % beside if beside else "-"))
         lines.append("")
         lines.append("Cores: medians over rounds, of the machine's two; the server's over the whole cnnload run "
                      "(warm-up included), cnnload's over its measured window. `cnnbench run` has both to itself.")
+        paired = [r for r in a["rows"] if r.get("ratio_paired_median")]
+        if paired:
+            lines.append("")
+            lines.append("Median of the rounds' own ratios (server / engine, server / engine beside the traffic): " +
+                         "; ".join("batch %d **%.2f**, **%.2f**" % (
+                             r["batch"], r["ratio_paired_median"],
+                             r.get("ratio_to_engine_beside_traffic_paired_median") or 0) for r in paired) + ".")
+        if "traffic" in a["commands"]:
+            lines.append("")
+            lines.append("Engine beside the traffic: `%s`. The same requests at the same rate, answered by gRPC "
+                         "alone: what the client and the transport take from the engine." % a["commands"]["traffic"])
         lines.append("")
     l = result.get("lenet")
     if l:

@@ -4,7 +4,8 @@
 //
 // Serves cnnserve.v1.Classifier with gRPC's callback API and nothing else: Classify parses the request (gRPC's
 // protobuf codec) and answers at once with a fixed response of the same shape as the null model's (one
-// Classification per input, top_k classes, default 5, each index c with score 0 and probability 1/classes);
+// Classification per image: per input, or per item of a batched tensor, whose shape has one more dimension than
+// --input-shape; top_k classes, default 5, each index c with score 0 and probability 1/classes);
 // DescribeModel answers the input shape (so that `cnnload --synthetic` can size its tensors). No model, no
 // queue, no batcher, no decoding, no admission. Health (grpc.health.v1) is SERVING. Prints "bare_grpc_server
 // listening on HOST:PORT" and runs until SIGTERM or SIGINT. For bench/bare_ceiling.py: the null model's
@@ -17,6 +18,10 @@
 // input that fails gets INVALID_ARGUMENT. This is the ceiling of gRPC plus decoding, what the null model's PNG
 // requests are measured against: its work per image is the server's, without the service, the batcher or
 // admission.
+//
+// Like cnnserve it tunes glibc malloc for large messages at start (engine/common/malloc_tuning.h), so that a large
+// batch of raw tensors costs it what it costs cnnserve's gRPC threads: bench/server_overhead.py runs the engine
+// beside this server's traffic to measure what the transport alone takes from the engine.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
@@ -29,6 +34,7 @@
 
 #include "cnnserve/v1/classifier.grpc.pb.h"
 #include "engine/common/flags.h"
+#include "engine/common/malloc_tuning.h"
 #include "engine/common/strings.h"
 #include "server/preprocess/image_input.h"
 #include "tools/common/grpc_runtime.h"
@@ -38,6 +44,7 @@ namespace {
 
 constexpr int kDefaultTopK = 5;  // as the server's (server/servables/classification.h)
 constexpr int kMaxClasses = 1 << 20;
+constexpr int64_t kMaxImagesPerInput = 1 << 16;  // bounds the answer to a malformed shape
 
 struct Options {
   std::string address = "127.0.0.1:0";
@@ -71,6 +78,14 @@ Status PrepareInput(const v1::Input& input, const PreprocessOptions& preprocess,
   return PrepareItem(item, preprocess.decode_limits, target);
 }
 
+// The images one input carries: a tensor with one more dimension than the model's input is a batch of shape[0].
+int ImagesOf(const v1::Input& input, const Dims& input_dims) {
+  if (!input.has_tensor()) return 1;
+  const auto& shape = input.tensor().shape();
+  if (shape.size() != static_cast<int>(input_dims.size()) + 1 || shape[0] < 1) return 1;
+  return static_cast<int>(std::min<int64_t>(shape[0], kMaxImagesPerInput));
+}
+
 class BareClassifier final : public v1::Classifier::CallbackService {
  public:
   explicit BareClassifier(const Options& options)
@@ -93,14 +108,8 @@ class BareClassifier final : public v1::Classifier::CallbackService {
     response->set_model(request->model());
     response->set_version(1);
     response->set_request_id(request->request_id());
-    for (int i = 0; i < request->inputs_size(); ++i) {
-      v1::Classification* result = response->add_results();
-      for (int c = 0; c < k; ++c) {
-        v1::Class* cls = result->add_classes();
-        cls->set_index(c);
-        cls->set_score(0.0f);
-        cls->set_probability(1.0f / static_cast<float>(options_.classes));
-      }
+    for (const v1::Input& input : request->inputs()) {
+      for (int image = ImagesOf(input, input_dims_); image > 0; --image) AddFixedResult(k, response->add_results());
     }
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -120,12 +129,22 @@ class BareClassifier final : public v1::Classifier::CallbackService {
   }
 
  private:
+  void AddFixedResult(int k, v1::Classification* result) const {
+    for (int c = 0; c < k; ++c) {
+      v1::Class* cls = result->add_classes();
+      cls->set_index(c);
+      cls->set_score(0.0f);
+      cls->set_probability(1.0f / static_cast<float>(options_.classes));
+    }
+  }
+
   const Options options_;
   const PreprocessOptions preprocess_;
   const Dims input_dims_;
 };
 
 int Main(int argc, char** argv) {
+  const std::string malloc_tuning = TuneMallocForLargeMessages();  // before gRPC's threads allocate
   Options options;
   FlagSet flags(
       "usage: bare_grpc_server [--address 127.0.0.1:0] [--input-shape 1,32,32] [--classes 10] [--decode]\n");
@@ -176,6 +195,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const std::string host = options.address.substr(0, options.address.rfind(':'));
+  std::fprintf(stderr, "bare_grpc_server: %s\n", malloc_tuning.c_str());
   std::printf("bare_grpc_server listening on %s:%d\n", host.c_str(), port);
   std::fflush(stdout);
   int signal_number = 0;

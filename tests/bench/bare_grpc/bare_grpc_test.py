@@ -6,7 +6,8 @@
 IMAGE_SEED: a PNG seed of the image-input fuzz corpus (a selector byte, then the file). Without --decode, the server
 answers every request OK, a truncated PNG as well (it looks at nothing); with --decode it answers the whole PNG OK
 and the truncated one INVALID_ARGUMENT (cnnserve's PrepareItem found the missing end), and a bad --input-shape
-for --decode is refused at start-up. Prints "ok" when every check holds.
+for --decode is refused at start-up. Batches of raw tensors (`cnnload --synthetic --batch 4`, one tensor of shape
+[4, C, H, W] per request) get one result per image, which cnnload checks. Prints "ok" when every check holds.
 """
 import json
 import os
@@ -27,9 +28,10 @@ def start(server, *flags):
     return proc, m.group(1)
 
 
-def outcome(cnnload, address, image):
-    """(OK answers, {code: count}) of REQUESTS requests of `image`."""
-    out = subprocess.run([cnnload, "--server", address, "--model", "m", "--images", image, "--requests",
+def outcome(cnnload, address, image, *flags):
+    """(OK answers, {code: count}) of REQUESTS requests of `image` (None: --synthetic)."""
+    inputs = ["--images", image] if image else ["--synthetic"]
+    out = subprocess.run([cnnload, "--server", address, "--model", "m", *inputs, *flags, "--requests",
                           str(REQUESTS), "--warmup", "0", "--json", "--quiet"],
                          capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
@@ -61,6 +63,15 @@ def main():
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
+        proc, address = start(server, "--input-shape", "3,8,8")
+        try:
+            for batch in ("1", "4"):
+                got = outcome(cnnload, address, None, "--batch", batch)
+                if got != (REQUESTS, {}):
+                    failures.append("--synthetic --batch %s: got %s, want %s" % (batch, got, (REQUESTS, {})))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     bad = subprocess.run([server, "--decode", "--input-shape", "1,0,32"], capture_output=True, text=True, timeout=30)
     if bad.returncode != 2 or "--input-shape" not in bad.stderr:
         failures.append("--decode --input-shape 1,0,32: exit %d, stderr %r" % (bad.returncode, bad.stderr))
