@@ -109,7 +109,8 @@ class BareClassifier final : public v1::Classifier::CallbackService {
     response->set_version(1);
     response->set_request_id(request->request_id());
     for (const v1::Input& input : request->inputs()) {
-      for (int image = ImagesOf(input, input_dims_); image > 0; --image) AddFixedResult(k, response->add_results());
+      const int images = ImagesOf(input, input_dims_);
+      for (int image = 0; image < images; ++image) AddFixedResult(k, response->add_results());
     }
     reactor->Finish(grpc::Status::OK);
     return reactor;
