@@ -26,6 +26,9 @@ drifts by more between minutes than within one). Writes OUT.json and OUT.md.
 
   bench/server_overhead.py [--build build] [--zoo DIR] [--rounds 3] [--alexnet-batch 1,8,32] [--duration S]
                            [--out bench/results/server_overhead]
+  bench/server_overhead.py --pool RUN.json [RUN.json ...]
+      the alexnet rounds of stored runs pooled: per batch size, the median of all rounds' own ratios (a table on
+      stdout; runs before the engine-beside-traffic measurement contribute server / engine only)
 """
 import argparse
 import json
@@ -40,6 +43,9 @@ import server_curves as sc  # noqa: E402  (the shared helpers)
 
 ROOT = sc.ROOT
 ALEXNET_TARGET = 0.9
+# Proposed for issue 17 (bench/RESULTS.md): server / (the engine beside the same traffic), the median of the rounds'
+# own ratios.
+BESIDE_TRAFFIC_GOAL = 0.95
 LENET_NULL_TARGET = 0.8
 
 
@@ -268,6 +274,28 @@ def lenet_part(args, work, result, start):
                                  for r in client]
 
 
+def pooled_markdown(paths):
+    """--pool: per batch size, the median of the rounds' own ratios over every round of the runs at `paths`."""
+    pool = {}
+    for path in paths:
+        with open(path) as f:
+            for r in json.load(f)["alexnet"]["rows"]:
+                p = pool.setdefault(r["batch"], {"se": [], "be": [], "sb": []})
+                beside = r.get("engine_beside_traffic_all", [])
+                p["se"] += [s / e for s, e in zip(r["server_all"], r["engine_all"]) if s and e]
+                p["be"] += [b / e for b, e in zip(beside, r["engine_all"]) if b and e]
+                p["sb"] += [s / b for s, b in zip(r["server_all"], beside) if s and b]
+    lines = ["Pooled: %s" % " ".join(os.path.basename(p) for p in paths), "",
+             "| batch | rounds | server / engine | engine beside the traffic / engine | server / engine beside the "
+             "traffic | rounds >= %.2f |" % BESIDE_TRAFFIC_GOAL, "|---:|---:|---:|---:|---:|---:|"]
+    for b, p in sorted(pool.items()):
+        share = sum(x >= BESIDE_TRAFFIC_GOAL for x in p["sb"]) / len(p["sb"]) if p["sb"] else None
+        lines.append("| %d | %d | %s | %s | **%s** | %s |" % (
+            b, len(p["se"]), sc.fmt(med(p["se"]), 3), sc.fmt(med(p["be"]), 3), sc.fmt(med(p["sb"]), 3),
+            "%.0f%%" % (100 * share) if share is not None else "-"))
+    return "\n".join(lines)
+
+
 def markdown(result):
     lines = sc.header_markdown(result)
     a = result.get("alexnet")
@@ -297,7 +325,8 @@ def markdown(result):
             lines.append("Median of the rounds' own ratios (server / engine, server / engine beside the traffic): " +
                          "; ".join("batch %d **%.2f**, **%.2f**" % (
                              r["batch"], r["ratio_paired_median"],
-                             r.get("ratio_to_engine_beside_traffic_paired_median") or 0) for r in paired) + ".")
+                             r.get("ratio_to_engine_beside_traffic_paired_median") or 0) for r in paired) +
+                         " (proposed goal for the second: >= %.2f)." % BESIDE_TRAFFIC_GOAL)
         if "traffic" in a["commands"]:
             lines.append("")
             lines.append("Engine beside the traffic: `%s`. The same requests at the same rate, answered by gRPC "
@@ -377,7 +406,11 @@ def main():
     p.add_argument("--client-levels", default="1,4,16,32")
     p.add_argument("--parts", default="alexnet,lenet")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "server_overhead"))
+    p.add_argument("--pool", nargs="+", metavar="RUN.json", help="pool stored runs' alexnet rounds and exit")
     args = p.parse_args()
+    if args.pool:
+        print(pooled_markdown(args.pool))
+        return
 
     work = os.path.join(args.build, "bench")
     start = time.time()
