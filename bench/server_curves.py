@@ -301,7 +301,7 @@ class BareServer:
         self.address = None
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True)
         m = re.match(r"bare_grpc_server listening on (\S+)", self.proc.stdout.readline())
         if not m:
             self.__exit__()
