@@ -119,9 +119,14 @@ def alexnet_round(args, server, bare, onnx, b, duration, rnd, row, commands):
         measure_server()
 
 
+def round_ratios(numerators, denominators):
+    """Each round's own ratio (rounds with both figures)."""
+    return [n / d for n, d in zip(numerators, denominators) if n and d]
+
+
 def paired_median(numerators, denominators):
-    """The median of the per-round ratios (rounds with both figures)."""
-    return med([n / d for n, d in zip(numerators, denominators) if n and d])
+    """The median of the per-round ratios."""
+    return med(round_ratios(numerators, denominators))
 
 
 def alexnet_part(args, work, result, start):
@@ -282,9 +287,9 @@ def pooled_markdown(paths):
             for r in json.load(f)["alexnet"]["rows"]:
                 p = pool.setdefault(r["batch"], {"se": [], "be": [], "sb": []})
                 beside = r.get("engine_beside_traffic_all", [])
-                p["se"] += [s / e for s, e in zip(r["server_all"], r["engine_all"]) if s and e]
-                p["be"] += [b / e for b, e in zip(beside, r["engine_all"]) if b and e]
-                p["sb"] += [s / b for s, b in zip(r["server_all"], beside) if s and b]
+                p["se"] += round_ratios(r["server_all"], r["engine_all"])
+                p["be"] += round_ratios(beside, r["engine_all"])
+                p["sb"] += round_ratios(r["server_all"], beside)
     lines = ["Pooled: %s" % " ".join(os.path.basename(p) for p in paths), "",
              "| batch | rounds | server / engine | engine beside the traffic / engine | server / engine beside the "
              "traffic | rounds >= %.2f |" % BESIDE_TRAFFIC_GOAL, "|---:|---:|---:|---:|---:|---:|"]
